@@ -1,0 +1,2 @@
+//! Kernel calls that need `unsafe`. Everything else in berth denies `unsafe_code`.
+#![allow(unsafe_code)]
