@@ -1,2 +1,4 @@
-//! Kernel calls that need `unsafe`. Everything else in berth denies `unsafe_code`.
+//! Kernel-facing helpers. `unsafe` is allowed only below this module, each block with a
+//! `// SAFETY:` comment; the rest of berth denies `unsafe_code`.
 #![allow(unsafe_code)]
+pub mod proc;

@@ -1,0 +1,184 @@
+//! Container records: what a container is (`container.json`, written by the CLI before anything
+//! is created, so `down` can always find and undo it) and how it is doing (`state.json`, written
+//! by its shim).
+use crate::state::{Paths, StateError, read_json, write_json};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// The definition of a container, fixed at creation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it (`busybox`).
+    pub image: String,
+    /// `sha256:<config digest>`.
+    pub image_id: String,
+    pub created: String,
+    /// `com.docker.compose.*` and user labels.
+    pub labels: BTreeMap<String, String>,
+    pub process: ProcessSpec,
+    pub hostname: String,
+    /// Unpacked image layers, lowest first.
+    pub layers: Vec<PathBuf>,
+    pub mounts: Vec<Mount>,
+    pub networks: Vec<NetworkAttachment>,
+    pub ports: Vec<PublishedPort>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcessSpec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Mount {
+    /// Host path (bind or a named volume's `_data`).
+    pub source: PathBuf,
+    pub target: String,
+    pub read_only: bool,
+    /// The named volume this mount comes from, if any.
+    #[serde(default)]
+    pub volume: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetworkAttachment {
+    /// Host-side network name (`hello_default`).
+    pub network: String,
+    pub ip: Ipv4Addr,
+    /// The host end of the veth pair.
+    pub host_ifname: String,
+    pub ifname: String,
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PublishedPort {
+    pub host_ip: Option<Ipv4Addr>,
+    /// 0 asks for a free port; the shim reports which one it got in `State::ports`.
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Exited,
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        }
+    }
+}
+
+/// How the container is doing; written by the shim.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct State {
+    pub status: Status,
+    /// The container's init, in the host pid namespace.
+    pub pid: Option<i32>,
+    /// Its start time (field 22 of /proc/PID/stat), so a reused pid is never signalled.
+    pub pid_start: Option<u64>,
+    pub shim_pid: Option<i32>,
+    pub shim_start: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Host ports actually bound, in the order of `ContainerRecord::ports`.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl ContainerRecord {
+    pub fn dir(&self, paths: &Paths) -> PathBuf {
+        paths.container(&self.id)
+    }
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+    pub fn project(&self) -> Option<&str> {
+        self.label(labels::PROJECT)
+    }
+    pub fn service(&self) -> Option<&str> {
+        self.label(labels::SERVICE)
+    }
+    pub fn save(&self, paths: &Paths) -> Result<(), StateError> {
+        write_json(&self.dir(paths).join("container.json"), self)
+    }
+    pub fn state(&self, paths: &Paths) -> Result<State, StateError> {
+        load_state(paths, &self.id)
+    }
+}
+
+pub fn load_state(paths: &Paths, id: &str) -> Result<State, StateError> {
+    let state: State = read_json(&paths.container(id).join("state.json"))?.unwrap_or_default();
+    Ok(state.checked())
+}
+
+impl State {
+    /// A `running` state whose shim and init are both gone (a kill -9, a reboot) reads as exited.
+    fn checked(mut self) -> State {
+        if self.status == Status::Running && !crate::sys::proc::alive(self.pid, self.pid_start) {
+            self.status = Status::Exited;
+            self.exit_code.get_or_insert(137);
+        }
+        self
+    }
+    pub fn save(&self, paths: &Paths, id: &str) -> Result<(), StateError> {
+        write_json(&paths.container(id).join("state.json"), self)
+    }
+}
+
+/// Every container record under this root.
+pub fn list(paths: &Paths) -> Result<Vec<ContainerRecord>, StateError> {
+    let dir = paths.containers();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(StateError::Io { path: dir, source }),
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        if let Some(rec) = read_json::<ContainerRecord>(&e.path().join("container.json"))? {
+            out.push(rec);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The `com.docker.compose.*` labels, with docker compose's meanings.
+pub mod labels {
+    pub const PROJECT: &str = "com.docker.compose.project";
+    pub const SERVICE: &str = "com.docker.compose.service";
+    pub const NUMBER: &str = "com.docker.compose.container-number";
+    pub const ONEOFF: &str = "com.docker.compose.oneoff";
+    pub const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+    pub const WORKING_DIR: &str = "com.docker.compose.project.working_dir";
+    pub const CONFIG_FILES: &str = "com.docker.compose.project.config_files";
+    pub const VERSION: &str = "com.docker.compose.version";
+    pub const NETWORK: &str = "com.docker.compose.network";
+    pub const VOLUME: &str = "com.docker.compose.volume";
+    pub const DEPENDS_ON: &str = "com.docker.compose.depends_on";
+    pub const IMAGE: &str = "com.docker.compose.image";
+}

@@ -1,0 +1,135 @@
+//! The container's root filesystem: an overlay of the image layers (read-only, shared between
+//! containers) under a per-container upper directory.
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("cannot mount the root filesystem at {}: {source}", path.display())]
+    Mount { path: PathBuf, source: nix::Error },
+    #[error("cannot unmount {}: {source}", path.display())]
+    Unmount { path: PathBuf, source: nix::Error },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Paths of a container's overlay, all under its state directory.
+pub struct Overlay {
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub merged: PathBuf,
+}
+
+impl Overlay {
+    pub fn new(dir: &Path) -> Overlay {
+        Overlay {
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            merged: dir.join("rootfs"),
+        }
+    }
+
+    /// Mounts the overlay unless it is mounted already. `layers` are lowest first.
+    pub fn mount(&self, layers: &[PathBuf]) -> Result<(), RootfsError> {
+        if is_mountpoint(&self.merged) {
+            return Ok(());
+        }
+        for d in [&self.upper, &self.work, &self.merged] {
+            std::fs::create_dir_all(d).map_err(|source| RootfsError::Io {
+                path: d.clone(),
+                source,
+            })?;
+        }
+        // overlayfs wants the topmost lower layer first.
+        let lower: Vec<String> = layers
+            .iter()
+            .rev()
+            .map(|l| l.to_string_lossy().into_owned())
+            .collect();
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            self.upper.display(),
+            self.work.display()
+        );
+        mount(
+            Some("overlay"),
+            &self.merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+        .map_err(|source| RootfsError::Mount {
+            path: self.merged.clone(),
+            source,
+        })
+    }
+
+    /// Unmounts the overlay; a no-op when it is not mounted.
+    pub fn unmount(&self) -> Result<(), RootfsError> {
+        if !is_mountpoint(&self.merged) {
+            return Ok(());
+        }
+        umount2(&self.merged, MntFlags::MNT_DETACH).map_err(|source| RootfsError::Unmount {
+            path: self.merged.clone(),
+            source,
+        })
+    }
+}
+
+/// Whether `path` is a mount point, from `/proc/self/mountinfo` (exact path match).
+pub fn is_mountpoint(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| unescape(mp) == want)
+}
+
+/// Every mount point at or below `root` (for leak checks and cleanup).
+pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|mp| PathBuf::from(unescape(mp)))
+        .filter(|p| p.starts_with(root))
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_unescape() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+}

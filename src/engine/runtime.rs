@@ -1,0 +1,169 @@
+//! Container lifecycle as the CLI sees it: prepare, start (spawn the shim), stop, remove.
+//!
+//! The shim does the kernel work of starting; this side prepares the files and the overlay,
+//! and undoes everything on removal. Every step is idempotent, so a `down` after a crash at any
+//! point finishes the job.
+use super::container::{ContainerRecord, Status, load_state};
+use super::rootfs::{Overlay, mounts_under};
+use super::shim::Ready;
+use crate::state::{Paths, StateError, io_err};
+use nix::sys::signal::Signal;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Rootfs(#[from] super::rootfs::RootfsError),
+    #[error("cannot start the shim of container {name}: {source}")]
+    Spawn {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("container {name} failed to start: {message}")]
+    Start { name: String, message: String },
+    #[error("container {name} is still running after SIGKILL")]
+    StillRunning { name: String },
+    #[error("refusing to remove {}: mounts remain under it ({})", dir.display(), mounts.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(", "))]
+    MountsRemain { dir: PathBuf, mounts: Vec<PathBuf> },
+}
+
+/// Writes the container's record and `/etc` files and mounts its root filesystem.
+pub fn prepare(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    hosts: &str,
+    resolv: &str,
+) -> Result<(), RuntimeError> {
+    let dir = rec.dir(paths);
+    rec.save(paths)?;
+    write_file(&dir.join("hostname"), &format!("{}\n", rec.hostname))?;
+    write_file(&dir.join("hosts"), hosts)?;
+    write_file(&dir.join("resolv.conf"), resolv)?;
+    Overlay::new(&dir).mount(&rec.layers)?;
+    Ok(())
+}
+
+/// Rewrites a file in place (it is bind-mounted into running containers, so no rename).
+pub fn write_file(path: &std::path::Path, content: &str) -> Result<(), StateError> {
+    std::fs::write(path, content).map_err(io_err(path))
+}
+
+/// Starts the container's shim and waits until the container runs or fails.
+pub fn start(paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError> {
+    let exe = std::env::current_exe().map_err(|source| RuntimeError::Spawn {
+        name: rec.name.clone(),
+        source,
+    })?;
+    let dir = rec.dir(paths);
+    let shim_log = std::fs::File::create(dir.join("shim.log")).map_err(|source| {
+        RuntimeError::Spawn {
+            name: rec.name.clone(),
+            source,
+        }
+    })?;
+    let mut child = Command::new(exe)
+        .arg("__shim")
+        .arg("--data")
+        .arg(&paths.data)
+        .arg("--run")
+        .arg(&paths.run)
+        .arg(&rec.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(shim_log)
+        .process_group(0)
+        .current_dir("/")
+        .spawn()
+        .map_err(|source| RuntimeError::Spawn {
+            name: rec.name.clone(),
+            source,
+        })?;
+    let mut out = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    // The shim keeps running; the kernel reparents it when we exit. Do not wait for it.
+    drop(child);
+    let ready: Ready = serde_json::from_str(out.trim()).map_err(|_| RuntimeError::Start {
+        name: rec.name.clone(),
+        message: format!(
+            "the shim exited without a report (see {})",
+            dir.join("shim.log").display()
+        ),
+    })?;
+    if !ready.ok {
+        return Err(RuntimeError::Start {
+            name: rec.name.clone(),
+            message: ready.error.unwrap_or_default(),
+        });
+    }
+    Ok(ready)
+}
+
+use std::os::unix::process::CommandExt;
+
+/// Stops the container: SIGTERM, then SIGKILL after `timeout`; returns once its shim has
+/// recorded the exit.
+pub fn stop(paths: &Paths, rec: &ContainerRecord, timeout: Duration) -> Result<(), RuntimeError> {
+    let st = load_state(paths, &rec.id)?;
+    if st.status == Status::Running {
+        crate::sys::proc::signal(st.pid, st.pid_start, Signal::SIGTERM);
+        if !wait_until(timeout, || {
+            !crate::sys::proc::alive(st.pid, st.pid_start)
+        }) {
+            crate::sys::proc::signal(st.pid, st.pid_start, Signal::SIGKILL);
+            if !wait_until(Duration::from_secs(10), || {
+                !crate::sys::proc::alive(st.pid, st.pid_start)
+            }) {
+                return Err(RuntimeError::StillRunning {
+                    name: rec.name.clone(),
+                });
+            }
+        }
+    }
+    // The shim drains the logs and cleans up the cgroup after init is gone.
+    wait_until(Duration::from_secs(10), || {
+        !crate::sys::proc::alive(st.shim_pid, st.shim_start)
+    });
+    Ok(())
+}
+
+fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Removes a stopped container's root filesystem and state directory.
+pub fn remove(paths: &Paths, rec: &ContainerRecord) -> Result<(), RuntimeError> {
+    let dir = rec.dir(paths);
+    Overlay::new(&dir).unmount()?;
+    let left = mounts_under(&dir);
+    if !left.is_empty() {
+        return Err(RuntimeError::MountsRemain { dir, mounts: left });
+    }
+    let runtime = paths.runtime().join(&rec.id);
+    if runtime.is_dir() {
+        std::fs::remove_dir_all(&runtime).map_err(io_err(&runtime)).map_err(StateError::from)?;
+    }
+    // std's remove_dir_all does not follow symlinks.
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StateError::Io { path: dir, source: e }.into()),
+    }
+}

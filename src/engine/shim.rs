@@ -1,0 +1,225 @@
+//! The per-container shim: `berth __shim ID`, a re-exec of berth that outlives the CLI.
+//!
+//! It is started by the CLI in its own process group, creates the container through
+//! libcontainer (so the container's init is the shim's child), reports "ready" or an error on
+//! its stdout (a pipe the CLI reads until EOF), then copies the container's stdout and stderr
+//! into the log file until they close, reaps init, records the exit code and cleans up the
+//! runtime state and cgroup. It is single-threaded and never runs tokio: libcontainer clones this
+//! process and briefly changes its working directory.
+use super::container::{ContainerRecord, State, Status};
+use super::logs::{self, LineWriter};
+use crate::state::{Paths, read_json};
+use anyhow::{Context, Result, anyhow};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::wait::{WaitStatus, waitpid};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+
+/// What the shim tells the CLI once the container runs (or failed to).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Ready {
+    pub ok: bool,
+    pub error: Option<String>,
+    pub pid: Option<i32>,
+    pub ports: Vec<u16>,
+}
+
+/// Entry point of `berth __shim`. Returns the shim's exit code.
+pub fn main(paths: &Paths, id: &str) -> i32 {
+    let mut out = std::io::stdout();
+    let rec: ContainerRecord = match read_json(&paths.container(id).join("container.json")) {
+        Ok(Some(r)) => r,
+        Ok(None) => return report(&mut out, Err(anyhow!("no such container: {id}"))),
+        Err(e) => return report(&mut out, Err(e.into())),
+    };
+    let mut state = State {
+        shim_pid: Some(std::process::id() as i32),
+        shim_start: crate::sys::proc::start_time(std::process::id() as i32),
+        ..Default::default()
+    };
+    // The sockets hold the published host ports for as long as the container lives.
+    let (_held, ports) = match reserve(&rec) {
+        Ok(r) => r,
+        Err(e) => {
+            state.status = Status::Exited;
+            state.error = Some(format!("{e:#}"));
+            let _ = state.save(paths, id);
+            return report(&mut out, Err(e));
+        }
+    };
+    state.ports = ports.clone();
+    let started = start(paths, &rec);
+    let (mut container, out_r, err_r) = match started {
+        Ok(x) => x,
+        Err(e) => {
+            state.status = Status::Exited;
+            state.exit_code = Some(128);
+            state.error = Some(format!("{e:#}"));
+            let _ = state.save(paths, id);
+            cleanup_runtime(paths, id);
+            return report(&mut out, Err(e));
+        }
+    };
+    let pid = container.pid().map(|p| p.as_raw());
+    state.status = Status::Running;
+    state.pid = pid;
+    state.pid_start = pid.and_then(crate::sys::proc::start_time);
+    state.started_at = Some(logs::now());
+    if let Err(e) = state.save(paths, id) {
+        return report(&mut out, Err(e.into()));
+    }
+    report(
+        &mut out,
+        Ok(Ready {
+            ok: true,
+            error: None,
+            pid,
+            ports,
+        }),
+    );
+    // From here on nobody reads our stdout.
+    if let Ok(null) = File::options().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1);
+    }
+
+    let log_path = paths.container(id).join(logs::LOG_FILE);
+    copy_output(out_r, err_r, &log_path);
+    let code = match pid.map(|p| waitpid(nix::unistd::Pid::from_raw(p), None)) {
+        Some(Ok(WaitStatus::Exited(_, c))) => c,
+        Some(Ok(WaitStatus::Signaled(_, s, _))) => 128 + s as i32,
+        _ => 255,
+    };
+    let _ = container.refresh_status();
+    let _ = container.delete(true);
+    cleanup_runtime(paths, id);
+    state.status = Status::Exited;
+    state.exit_code = Some(code);
+    state.finished_at = Some(logs::now());
+    let _ = state.save(paths, id);
+    0
+}
+
+fn report(out: &mut impl Write, r: Result<Ready>) -> i32 {
+    let (ready, code) = match r {
+        Ok(ready) => (ready, 0),
+        Err(e) => (
+            Ready {
+                ok: false,
+                error: Some(format!("{e:#}")),
+                pid: None,
+                ports: Vec::new(),
+            },
+            1,
+        ),
+    };
+    let _ = serde_json::to_writer(&mut *out, &ready);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+    code
+}
+
+fn start(paths: &Paths, rec: &ContainerRecord) -> Result<(libcontainer::container::Container, OwnedFd, OwnedFd)> {
+    let dir = paths.container(&rec.id);
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle).with_context(|| format!("creating {}", bundle.display()))?;
+    let spec = super::spec::build(rec, paths, &dir.join("rootfs"), &dir)
+        .context("building the OCI spec")?;
+    spec.save(bundle.join("config.json"))
+        .context("writing the OCI spec")?;
+    let (out_r, out_w) = nix::unistd::pipe().context("pipe")?;
+    let (err_r, err_w) = nix::unistd::pipe().context("pipe")?;
+    let devnull = File::open("/dev/null").context("opening /dev/null")?;
+    std::fs::create_dir_all(paths.runtime()).context("creating the runtime dir")?;
+    // A leftover runtime dir from a crashed earlier start would make build() fail.
+    cleanup_runtime(paths, &rec.id);
+    let mut container = ContainerBuilder::new(rec.id.clone(), SyscallType::default())
+        .with_root_path(paths.runtime())
+        .map_err(|e| anyhow!("{e}"))?
+        .with_stdin(OwnedFd::from(devnull))
+        .with_stdout(out_w)
+        .with_stderr(err_w)
+        .as_init(&bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(|e| anyhow!("creating the container: {e}"))?;
+    container
+        .start()
+        .map_err(|e| anyhow!("starting the container: {e}"))?;
+    Ok((container, out_r, err_r))
+}
+
+fn cleanup_runtime(paths: &Paths, id: &str) {
+    let d = paths.runtime().join(id);
+    if d.starts_with(paths.runtime()) && d.is_dir() {
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
+/// Copies both pipes into the log file until both reach end of file.
+fn copy_output(out_r: OwnedFd, err_r: OwnedFd, log_path: &std::path::Path) {
+    let mut log = match File::options().create(true).append(true).open(log_path) {
+        Ok(f) => f,
+        Err(_) => return,
+    };
+    let mut files = [File::from(out_r), File::from(err_r)];
+    let mut writers = [LineWriter::new("stdout"), LineWriter::new("stderr")];
+    let mut open = [true, true];
+    let mut buf = vec![0u8; 64 * 1024];
+    while open.iter().any(|o| *o) {
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd> = files
+                .iter()
+                .zip(open)
+                .filter(|(_, o)| *o)
+                .map(|(f, _)| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+                .collect();
+            if poll(&mut fds, PollTimeout::NONE).is_err() {
+                continue;
+            }
+            let revents: Vec<bool> = fds
+                .iter()
+                .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            let mut it = revents.into_iter();
+            open.iter()
+                .map(|o| if *o { it.next().unwrap_or(false) } else { false })
+                .collect()
+        };
+        for i in 0..2 {
+            if !ready[i] {
+                continue;
+            }
+            match files[i].read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    open[i] = false;
+                    let _ = writers[i].finish(&mut log);
+                }
+                Ok(n) => {
+                    let _ = writers[i].feed(&buf[..n], &mut log);
+                }
+            }
+        }
+    }
+}
+
+/// Binds (without listening) every published host port, so nobody else can take it while the
+/// container lives. Port 0 picks a free port.
+fn reserve(rec: &ContainerRecord) -> Result<(Vec<OwnedFd>, Vec<u16>)> {
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    for p in &rec.ports {
+        let proto = match p.protocol.as_str() {
+            "udp" => crate::net::Protocol::Udp,
+            _ => crate::net::Protocol::Tcp,
+        };
+        let (fd, port) = crate::net::reserve_port(p.host_ip, p.host_port, proto)?;
+        held.push(fd);
+        ports.push(port);
+    }
+    Ok((held, ports))
+}

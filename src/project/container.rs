@@ -1,0 +1,284 @@
+//! From a compose service and its image to a container record: names, labels, the process
+//! (entrypoint/cmd/env/workdir/user merged with the image config), mounts and the config hash.
+use crate::compose::{Project, Service, VolumeType};
+use crate::engine::container::{ContainerRecord, Mount, ProcessSpec, PublishedPort, labels};
+use crate::engine::image::Image;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("service {service}: {message}")]
+    Invalid { service: String, message: String },
+}
+
+/// `hello-web-1`, or the service's `container_name`.
+pub fn container_name(project: &str, svc: &Service, number: u32) -> String {
+    svc.container_name
+        .clone()
+        .unwrap_or_else(|| format!("{project}-{}-{number}", svc.name))
+}
+
+/// A stable hash of the service's configuration: `up` recreates a container when it changes.
+pub fn config_hash(svc: &Service, image_id: &str) -> String {
+    let json = serde_json::to_string(&(svc, image_id)).unwrap_or_default();
+    crate::state::short_hash(json.as_bytes(), 64)
+}
+
+/// Builds the record of replica `number` of `svc`. Volumes are given as resolved host paths.
+pub fn record(
+    project: &Project,
+    svc: &Service,
+    number: u32,
+    image: &Image,
+    volume_dirs: &BTreeMap<String, PathBuf>,
+) -> Result<ContainerRecord, ServiceError> {
+    let invalid = |message: String| ServiceError::Invalid {
+        service: svc.name.clone(),
+        message,
+    };
+    let id = crate::state::new_id();
+    let name = container_name(&project.name, svc, number);
+    let cfg = image.config.config().clone().unwrap_or_default();
+
+    // Docker's rules: a service entrypoint replaces the image's and drops the image's CMD.
+    let (entrypoint, cmd) = match (&svc.entrypoint, &svc.command) {
+        (Some(e), c) => (e.clone(), c.clone().unwrap_or_default()),
+        (None, Some(c)) => (cfg.entrypoint().clone().unwrap_or_default(), c.clone()),
+        (None, None) => (
+            cfg.entrypoint().clone().unwrap_or_default(),
+            cfg.cmd().clone().unwrap_or_default(),
+        ),
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(invalid(
+            "no command: the image has neither ENTRYPOINT nor CMD and the service sets neither"
+                .into(),
+        ));
+    }
+
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for e in cfg.env().clone().unwrap_or_default() {
+        if let Some((k, v)) = e.split_once('=') {
+            env.insert(k.into(), v.into());
+        }
+    }
+    for (k, v) in &svc.environment {
+        if let Some(v) = v {
+            env.insert(k.clone(), v.clone());
+        }
+    }
+    env.entry("PATH".into()).or_insert_with(|| {
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+    });
+    let hostname = svc.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    env.insert("HOSTNAME".into(), hostname.clone());
+
+    let cwd = svc
+        .working_dir
+        .clone()
+        .or_else(|| cfg.working_dir().clone())
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    let user = svc
+        .user
+        .clone()
+        .or_else(|| cfg.user().clone())
+        .unwrap_or_default();
+    let (uid, gid) = resolve_user(&user, &image.layers).map_err(invalid)?;
+
+    let mut mounts = Vec::new();
+    for v in &svc.volumes {
+        let (source, volume) = match v.kind {
+            VolumeType::Bind => (PathBuf::from(v.source.clone().unwrap_or_default()), None),
+            VolumeType::Volume => {
+                let key = v.source.clone().ok_or_else(|| {
+                    invalid(format!(
+                        "anonymous volume {} is not supported yet: name it",
+                        v.target
+                    ))
+                })?;
+                let dir = volume_dirs
+                    .get(&key)
+                    .ok_or_else(|| invalid(format!("undefined volume {key:?}")))?;
+                let host_name = project
+                    .volumes
+                    .get(&key)
+                    .and_then(|vol| vol.name.clone())
+                    .unwrap_or_else(|| format!("{}_{key}", project.name));
+                (dir.clone(), Some(host_name))
+            }
+            VolumeType::Tmpfs => {
+                return Err(invalid(format!(
+                    "tmpfs mount {} is not supported yet",
+                    v.target
+                )));
+            }
+        };
+        mounts.push(Mount {
+            source,
+            target: v.target.clone(),
+            read_only: v.read_only,
+            volume,
+        });
+    }
+
+    let mut ports = Vec::new();
+    for p in &svc.ports {
+        let host_ip = match p.host_ip.as_deref() {
+            None | Some("") | Some("0.0.0.0") => None,
+            Some(ip) => Some(ip.parse().map_err(|_| {
+                invalid(format!(
+                    "host IP {ip:?} of port {} is not an IPv4 address (IPv6 publishing is not supported yet)",
+                    p.target
+                ))
+            })?),
+        };
+        let host_port = match p.published.as_deref() {
+            None => 0,
+            Some(s) => s.parse().map_err(|_| {
+                invalid(format!(
+                    "published port {s:?} is not supported yet (use a single port number)"
+                ))
+            })?,
+        };
+        ports.push(PublishedPort {
+            host_ip,
+            host_port,
+            container_port: p.target,
+            protocol: p.protocol.clone(),
+        });
+    }
+
+    let mut all_labels = svc.labels.clone();
+    all_labels.insert(labels::PROJECT.into(), project.name.clone());
+    all_labels.insert(labels::SERVICE.into(), svc.name.clone());
+    all_labels.insert(labels::NUMBER.into(), number.to_string());
+    all_labels.insert(labels::ONEOFF.into(), "False".into());
+    all_labels.insert(labels::CONFIG_HASH.into(), config_hash(svc, &image.id));
+    all_labels.insert(
+        labels::WORKING_DIR.into(),
+        project.working_dir.to_string_lossy().into_owned(),
+    );
+    all_labels.insert(
+        labels::CONFIG_FILES.into(),
+        project
+            .compose_files
+            .iter()
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    all_labels.insert(labels::VERSION.into(), env!("CARGO_PKG_VERSION").into());
+    all_labels.insert(labels::IMAGE.into(), image.id.clone());
+    all_labels.insert(
+        labels::DEPENDS_ON.into(),
+        svc.depends_on
+            .iter()
+            .map(|(k, d)| format!("{k}:{}:{}", d.condition, d.restart))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+
+    Ok(ContainerRecord {
+        id,
+        name,
+        image: svc.image.clone().unwrap_or_default(),
+        image_id: image.id.clone(),
+        created: crate::engine::logs::now(),
+        labels: all_labels,
+        process: ProcessSpec {
+            args,
+            env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd,
+            uid,
+            gid,
+            additional_gids: Vec::new(),
+        },
+        hostname,
+        layers: image.layers.clone(),
+        mounts,
+        networks: Vec::new(),
+        ports,
+    })
+}
+
+/// Resolves `user[:group]` (names or numbers) through the image's `/etc/passwd` and `/etc/group`.
+pub fn resolve_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32), String> {
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let passwd = image_file(layers, "etc/passwd");
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(n) => (
+            n,
+            lookup(&passwd, |f| f.get(2) == Some(&u))
+                .and_then(|f| f.get(3).and_then(|g| g.parse().ok()))
+                .unwrap_or(0),
+        ),
+        Err(_) => {
+            let f = lookup(&passwd, |f| f.first() == Some(&u))
+                .ok_or_else(|| format!("unable to find user {u}: no matching entries in passwd file"))?;
+            let uid = f.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let gid = f.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
+            (uid, gid)
+        }
+    };
+    let gid = match g {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let group = image_file(layers, "etc/group");
+                lookup(&group, |f| f.first() == Some(&g))
+                    .and_then(|f| f.get(2).and_then(|s| s.parse().ok()))
+                    .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?
+            }
+        },
+    };
+    Ok((uid, gid))
+}
+
+fn lookup<'a>(text: &'a str, pred: impl Fn(&Vec<&'a str>) -> bool) -> Option<Vec<&'a str>> {
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| pred(f))
+}
+
+/// Reads a file as the container will see it: from the topmost layer that has it.
+fn image_file(layers: &[PathBuf], rel: &str) -> String {
+    layers
+        .iter()
+        .rev()
+        .map(|l| Path::new(l).join(rel))
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_resolve_through_the_image() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        let layers = vec![d.path().to_path_buf()];
+        assert_eq!(resolve_user("", &layers), Ok((0, 0)));
+        assert_eq!(resolve_user("www-data", &layers), Ok((33, 33)));
+        assert_eq!(resolve_user("33:staff", &layers), Ok((33, 50)));
+        assert_eq!(resolve_user("1000:1000", &layers), Ok((1000, 1000)));
+        assert!(resolve_user("nobody", &layers).unwrap_err().contains("unable to find user"));
+    }
+}

@@ -1,0 +1,84 @@
+//! `down`: stop and remove the project's containers and networks (and volumes with `-v`).
+//! Every step tolerates what an interrupted `up` or `down` left half done.
+use super::{Progress, containers, net_host, network};
+use crate::engine::container::{ContainerRecord, labels, load_state};
+use crate::engine::{runtime, volume};
+use crate::net::NetHost;
+use crate::state::Paths;
+use anyhow::{Context, Result};
+use std::time::Duration;
+
+pub struct DownOptions {
+    pub volumes: bool,
+    pub timeout: Duration,
+}
+
+pub async fn down(paths: &Paths, project: &str, opts: &DownOptions, progress: &dyn Progress) -> Result<()> {
+    let _lock = super::lock(paths, project)?;
+    let host = net_host(paths);
+    let recs = containers(paths, project)?;
+
+    // Stop every container at once: each may take the whole grace period.
+    std::thread::scope(|s| {
+        for rec in &recs {
+            progress.event("Container", &rec.name, "Stopping");
+            s.spawn(|| runtime::stop(paths, rec, opts.timeout));
+        }
+    });
+    for rec in &recs {
+        remove_container(paths, &host, rec, opts.timeout).await?;
+        progress.event("Container", &rec.name, "Removed");
+    }
+
+    for n in network::list(paths)? {
+        if n.labels.get(labels::PROJECT).map(String::as_str) == Some(project) {
+            network::remove(paths, &host, &n.network).await?;
+            progress.event("Network", &n.network.name, "Removed");
+        }
+    }
+    if opts.volumes {
+        for v in volume::list(paths)? {
+            if v.labels.get(labels::PROJECT).map(String::as_str) == Some(project) {
+                volume::remove(paths, &v.name)?;
+                progress.event("Volume", &v.name, "Removed");
+            }
+        }
+    }
+    remove_cgroup_parents(paths);
+    Ok(())
+}
+
+/// Stops and removes one container with everything that belongs to it. Idempotent.
+pub async fn remove_container(paths: &Paths, host: &NetHost, rec: &ContainerRecord, timeout: Duration) -> Result<()> {
+    runtime::stop(paths, rec, timeout)?;
+    let state = load_state(paths, &rec.id)?;
+    let maps = super::up::port_mappings(rec, &state.ports);
+    if !maps.is_empty() {
+        host.unpublish(&maps)
+            .with_context(|| format!("unpublishing the ports of {}", rec.name))?;
+    }
+    for att in &rec.networks {
+        host.detach(&att.host_ifname).await?;
+        if let Some(n) = network::load(paths, &att.network)? {
+            network::allocator(paths, &n.network).release(&rec.id)?;
+        }
+    }
+    crate::net::remove_netns(&paths.netns(&rec.id))?;
+    runtime::remove(paths, rec)?;
+    Ok(())
+}
+
+/// Removes this root's empty cgroup parent directories (rmdir only: never anything inside).
+fn remove_cgroup_parents(paths: &Paths) {
+    let parent = paths.cgroup_parent();
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let dir = e.path().join(&parent);
+        if dir.is_dir() {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+    let _ = std::fs::remove_dir(std::path::Path::new("/sys/fs/cgroup").join(&parent));
+}

@@ -1,0 +1,323 @@
+//! `up`: make the project's containers, networks and volumes match the compose file.
+//!
+//! The planner compares what exists (containers carrying the project label) with what the
+//! compose file asks for and returns a `Plan`; the executor applies it. Everything that could
+//! fail because of bad input (images, ports, names) is checked before anything is created.
+use super::container::{config_hash, container_name, record};
+use super::{Progress, containers, graph, net_host, network};
+use crate::compose::{Project, VolumeType};
+use crate::engine::container::{ContainerRecord, NetworkAttachment, Status, labels};
+use crate::engine::image::{Image, ImageStore};
+use crate::engine::{runtime, volume};
+use crate::net::{PortMapping, Protocol};
+use crate::state::{Paths, short_hash};
+use anyhow::{Context, Result, anyhow, bail};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// What `up` will do for one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Up to date and running: nothing to do.
+    Keep { service: String, container: String },
+    /// Exists with the same configuration but is stopped: start it again.
+    Start { service: String, container: String },
+    /// Configuration changed: remove the old container, create a new one.
+    Recreate { service: String, container: String },
+    Create { service: String },
+}
+
+/// Compares the existing containers with the project.
+pub fn plan(project: &Project, images: &BTreeMap<String, Image>, existing: &[(ContainerRecord, Status)]) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (name, svc) in &project.services {
+        let image = &images[name];
+        let hash = config_hash(svc, &image.id);
+        match existing.iter().find(|(c, _)| c.service() == Some(name)) {
+            None => actions.push(Action::Create { service: name.clone() }),
+            Some((c, status)) => {
+                let same = c.label(labels::CONFIG_HASH) == Some(hash.as_str());
+                let service = name.clone();
+                let container = c.name.clone();
+                actions.push(match (same, status) {
+                    (true, Status::Running) => Action::Keep { service, container },
+                    (true, _) => Action::Start { service, container },
+                    (false, _) => Action::Recreate { service, container },
+                });
+            }
+        }
+    }
+    actions
+}
+
+pub struct UpOptions {
+    pub timeout: std::time::Duration,
+}
+
+/// Runs `up -d`. On error, what was created stays recorded so `up` or `down` can finish.
+pub async fn up(paths: &Paths, project: &Project, opts: &UpOptions, progress: &dyn Progress) -> Result<()> {
+    let _lock = super::lock(paths, &project.name)?;
+    let levels = graph::levels(project)?;
+
+    // 1. Everything that bad input can break, before anything is created.
+    let store = ImageStore::open(&paths.images())?;
+    let mut images = BTreeMap::new();
+    for (name, svc) in &project.services {
+        let reference = svc.image.as_deref().unwrap_or_default();
+        let image = store.resolve(reference).map_err(|e| {
+            anyhow!(e).context(format!("service {name:?} refers to image {reference:?}"))
+        })?;
+        images.insert(name.clone(), image);
+    }
+    let existing: Vec<(ContainerRecord, Status)> = containers(paths, &project.name)?
+        .into_iter()
+        .map(|c| {
+            let s = c.state(paths).map(|s| s.status).unwrap_or_default();
+            (c, s)
+        })
+        .collect();
+    let actions = plan(project, &images, &existing);
+    let creating: BTreeSet<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Create { service } | Action::Recreate { service, .. } => Some(service.as_str()),
+            _ => None,
+        })
+        .collect();
+    check_ports(project, &creating, &existing)?;
+
+    // 2. Volumes and networks.
+    let mut volume_dirs = BTreeMap::new();
+    for (key, vol) in &project.volumes {
+        let host_name = vol.name.clone().unwrap_or_else(|| format!("{}_{key}", project.name));
+        let mut l = vol.labels.clone();
+        if !vol.external {
+            l.insert(labels::PROJECT.into(), project.name.clone());
+            l.insert(labels::VOLUME.into(), key.clone());
+        }
+        let (dir, created) = volume::ensure(paths, &host_name, &l)?;
+        if created {
+            progress.event("Volume", &host_name, "Created");
+        }
+        volume_dirs.insert(key.clone(), dir);
+    }
+    let host = net_host(paths);
+    let mut networks = BTreeMap::new();
+    for (key, net) in &project.networks {
+        if let Some(d) = net.driver.as_deref()
+            && d != "bridge"
+        {
+            bail!("network {key}: driver {d:?} is not supported (only \"bridge\")");
+        }
+        let host_name = net.name.clone().unwrap_or_else(|| format!("{}_{key}", project.name));
+        let mut l = net.labels.clone();
+        l.insert(labels::PROJECT.into(), project.name.clone());
+        l.insert(labels::NETWORK.into(), key.clone());
+        let (n, created) = network::ensure(paths, &host, &host_name, net.internal, &l).await?;
+        if created {
+            progress.event("Network", &host_name, "Created");
+        }
+        networks.insert(key.clone(), n);
+    }
+
+    // 3. Old containers out.
+    for a in &actions {
+        if let Action::Recreate { container, .. } = a
+            && let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container)
+        {
+            super::down::remove_container(paths, &host, c, opts.timeout).await?;
+            progress.event("Container", &c.name, "Removed");
+        }
+    }
+
+    // 4. New containers: records, addresses, namespaces and links, before any starts.
+    let mut all: BTreeMap<String, ContainerRecord> = BTreeMap::new();
+    for a in &actions {
+        match a {
+            Action::Keep { service, container } | Action::Start { service, container } => {
+                if let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container) {
+                    all.insert(service.clone(), c.clone());
+                }
+            }
+            Action::Create { service } | Action::Recreate { service, .. } => {
+                let svc = &project.services[service];
+                let mut rec = record(project, svc, 1, &images[service], &volume_dirs)?;
+                for (key, sn) in &svc.networks {
+                    let n = &networks[key];
+                    let ip = network::allocator(paths, n)
+                        .allocate(&rec.id)
+                        .with_context(|| format!("network {}", n.name))?;
+                    let mut aliases = vec![service.clone()];
+                    aliases.extend(sn.aliases.iter().cloned());
+                    rec.networks.push(NetworkAttachment {
+                        network: n.name.clone(),
+                        ip,
+                        host_ifname: format!("vb{}", short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)),
+                        ifname: format!("eth{}", rec.networks.len()),
+                        aliases,
+                    });
+                }
+                // Record first: from here on `down` can find and undo it.
+                rec.save(paths)?;
+                let netns = paths.netns(&rec.id);
+                crate::net::create_netns(&netns)?;
+                for att in &rec.networks {
+                    let n = networks.values().find(|n| n.name == att.network).ok_or_else(|| anyhow!("network {} vanished", att.network))?;
+                    host.attach(&netns, n, att.ip, &att.host_ifname, &att.ifname).await?;
+                }
+                all.insert(service.clone(), rec);
+            }
+        }
+    }
+    let hosts = hosts_file(all.values());
+    let resolv = resolv_conf();
+    for (service, rec) in &all {
+        let fresh = creating.contains(service.as_str());
+        if fresh {
+            runtime::prepare(paths, rec, &with_own(&hosts, rec), &resolv)?;
+            progress.event("Container", &rec.name, "Created");
+        } else {
+            // Running containers see the new peers at once: the file is bind-mounted.
+            let _ = runtime::write_file(&rec.dir(paths).join("hosts"), &with_own(&hosts, rec));
+        }
+    }
+
+    // 5. Start, dependencies first.
+    for level in &levels {
+        for service in level {
+            let Some(rec) = all.get(service) else { continue };
+            let needs_start = actions.iter().any(|a| match a {
+                Action::Keep { .. } => false,
+                Action::Start { service: s, .. } | Action::Create { service: s } | Action::Recreate { service: s, .. } => s == service,
+            });
+            if !needs_start {
+                progress.event("Container", &rec.name, "Running");
+                continue;
+            }
+            progress.event("Container", &rec.name, "Starting");
+            let ready = runtime::start(paths, rec)?;
+            publish(&host, rec, &ready.ports)?;
+            progress.event("Container", &rec.name, "Started");
+        }
+    }
+    Ok(())
+}
+
+/// The port mappings of a container, with the host ports its shim actually bound.
+pub fn port_mappings(rec: &ContainerRecord, bound: &[u16]) -> Vec<PortMapping> {
+    let Some(ip) = rec.networks.first().map(|n| n.ip) else {
+        return Vec::new();
+    };
+    rec.ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PortMapping {
+            host_ip: p.host_ip,
+            host_port: bound.get(i).copied().unwrap_or(p.host_port),
+            protocol: if p.protocol == "udp" { Protocol::Udp } else { Protocol::Tcp },
+            container_ip: ip,
+            container_port: p.container_port,
+        })
+        .collect()
+}
+
+fn publish(host: &crate::net::NetHost, rec: &ContainerRecord, bound: &[u16]) -> Result<()> {
+    let maps = port_mappings(rec, bound);
+    if !maps.is_empty() {
+        host.publish(&maps)
+            .with_context(|| format!("publishing the ports of {}", rec.name))?;
+    }
+    Ok(())
+}
+
+/// Fails, before anything is created, when a host port wanted by a new container is taken by
+/// a process other than this project's own containers.
+fn check_ports(project: &Project, creating: &BTreeSet<&str>, existing: &[(ContainerRecord, Status)]) -> Result<()> {
+    let ours: BTreeSet<(u16, String)> = existing
+        .iter()
+        .filter(|(_, s)| *s == Status::Running)
+        .flat_map(|(c, _)| c.ports.iter().map(|p| (p.host_port, p.protocol.clone())))
+        .collect();
+    for service in creating {
+        let svc = &project.services[*service];
+        for p in &svc.ports {
+            let Some(port) = p.published.as_deref().and_then(|s| s.parse::<u16>().ok()) else {
+                continue;
+            };
+            if port == 0 || ours.contains(&(port, p.protocol.clone())) {
+                continue;
+            }
+            let ip = p.host_ip.as_deref().and_then(|s| s.parse().ok());
+            let proto = if p.protocol == "udp" { Protocol::Udp } else { Protocol::Tcp };
+            crate::net::reserve_port(ip, port, proto).map_err(|e| {
+                anyhow!(e).context(format!(
+                    "service {service:?} cannot publish port {port}/{}",
+                    p.protocol
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// `/etc/hosts` entries for every container of the project: its name, service and aliases.
+fn hosts_file<'a>(recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
+    let mut out = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    );
+    for r in recs {
+        for n in &r.networks {
+            let mut names = vec![r.name.clone()];
+            names.extend(n.aliases.iter().cloned());
+            out.push_str(&format!("{}\t{}\n", n.ip, names.join(" ")));
+        }
+    }
+    out
+}
+
+/// The shared hosts file plus the container's own hostname line.
+fn with_own(hosts: &str, rec: &ContainerRecord) -> String {
+    match rec.networks.first() {
+        Some(n) => format!("{hosts}{}\t{}\n", n.ip, rec.hostname),
+        None => hosts.to_string(),
+    }
+}
+
+/// The host's resolvers, minus loopback ones (unreachable from a container).
+fn resolv_conf() -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    host.lines()
+        .filter(|l| {
+            let mut w = l.split_whitespace();
+            match (w.next(), w.next()) {
+                (Some("nameserver"), Some(ip)) => !(ip.starts_with("127.") || ip == "::1"),
+                _ => true,
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Directories of the project's bind mounts that do not exist are created, as docker does.
+pub fn create_bind_sources(project: &Project) -> Result<()> {
+    for svc in project.services.values() {
+        for v in &svc.volumes {
+            if v.kind == VolumeType::Bind
+                && let Some(src) = &v.source
+            {
+                let p = PathBuf::from(src);
+                if !p.exists() {
+                    std::fs::create_dir_all(&p).with_context(|| {
+                        format!("service {:?}: cannot create bind mount source {}", svc.name, p.display())
+                    })?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn _name(project: &Project, s: &str) -> String {
+    container_name(&project.name, &project.services[s], 1)
+}
