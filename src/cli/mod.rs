@@ -1,4 +1,140 @@
-//! Command line: arguments, settings, one file per command.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! Command line: arguments, settings, one file per command family.
+//!
+//! Parsing is two-staged as in ripgrep: clap turns argv into `Cli`, then each command builds
+//! the settings it needs (paths, compose load options). stdout carries data only; progress,
+//! logs of berth itself and errors go to stderr through `output`.
+mod images;
+mod output;
+mod project;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about = "Compose-file driven containers, no daemon", disable_help_subcommand = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args, Clone)]
+pub struct Global {
+    /// State root (default /var/lib/berth and /run/berth).
+    #[arg(long, global = true, env = "BERTH_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Compose configuration files.
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Project name.
+    #[arg(short = 'p', long = "project-name", global = true)]
+    pub project_name: Option<String>,
+    /// Alternate working directory (default: the folder of the first compose file).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub project_directory: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and start containers.
+    Up(project::UpArgs),
+    /// Stop and remove containers and networks.
+    Down(project::DownArgs),
+    /// List containers.
+    Ps(project::PsArgs),
+    /// View output from containers.
+    Logs(project::LogsArgs),
+    /// List images.
+    Images(images::ImagesArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(images::ImageCommand),
+    /// Load an image from a tar archive or STDIN.
+    Load(images::LoadArgs),
+    /// Show the berth version information.
+    Version,
+    /// Runs a container's shim (internal).
+    #[command(name = "__shim", hide = true)]
+    Shim {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        run: PathBuf,
+        id: String,
+    },
+}
+
+/// Options that take a value, so `compose` is found as the first positional word.
+const VALUE_OPTIONS: [&str; 6] = ["--root", "-f", "--file", "-p", "--project-name", "--project-directory"];
+
+/// `berth compose <cmd>` is `berth <cmd>`: drop the first positional `compose`.
+fn strip_compose(mut args: Vec<String>) -> Vec<String> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = &args[i];
+        if VALUE_OPTIONS.contains(&a.as_str()) {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            if a == "compose" {
+                args.remove(i);
+            }
+            break;
+        }
+    }
+    args
+}
+
+pub fn main() -> ExitCode {
+    let args = strip_compose(std::env::args().collect());
+    let cli = Cli::parse_from(args);
+    output::init_tracing();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            output::error(&e);
+            1
+        }
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let paths = crate::state::Paths::new(cli.global.root.as_deref());
+    match cli.command {
+        Command::Shim { data, run, id } => Ok(crate::engine::shim::main(
+            &crate::state::Paths { data, run },
+            &id,
+        )),
+        Command::Version => {
+            output::data(&format!("berth version {}", env!("CARGO_PKG_VERSION")));
+            Ok(0)
+        }
+        Command::Images(a) => images::images(&paths, &a),
+        Command::Image(c) => images::image(&paths, c),
+        Command::Load(a) => images::load(&paths, &a),
+        Command::Up(a) => project::up(&paths, &cli.global, &a),
+        Command::Down(a) => project::down(&paths, &cli.global, &a),
+        Command::Ps(a) => project::ps(&paths, &cli.global, &a),
+        Command::Logs(a) => project::logs(&paths, &cli.global, &a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn compose_prefix_is_dropped() {
+        assert_eq!(strip_compose(v("berth compose up -d")), v("berth up -d"));
+        assert_eq!(strip_compose(v("berth -p x compose ps")), v("berth -p x ps"));
+        assert_eq!(strip_compose(v("berth up compose")), v("berth up compose"));
+    }
 }

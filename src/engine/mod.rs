@@ -9,3 +9,6 @@ pub mod logs;
 pub mod rootfs;
 pub mod shim;
 pub mod spec;
+pub mod image;
+pub mod runtime;
+pub mod volume;

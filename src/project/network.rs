@@ -79,8 +79,7 @@ pub async fn ensure(
             let pool = crate::net::default_pool().map_err(net_err)?;
             let subnet = subnets(paths)
                 .allocate(name, &pool, 24, &routes)
-                .map_err(net_err)?
-                .ok_or_else(|| NetworkError::NoSubnet { name: name.into() })?;
+                .map_err(net_err)?;
             let gateway = subnet.hosts().next().ok_or_else(|| NetworkError::NoSubnet {
                 name: name.into(),
             })?;

@@ -3,7 +3,7 @@
 //! The planner compares what exists (containers carrying the project label) with what the
 //! compose file asks for and returns a `Plan`; the executor applies it. Everything that could
 //! fail because of bad input (images, ports, names) is checked before anything is created.
-use super::container::{config_hash, container_name, record};
+use super::container::{config_hash, record};
 use super::{Progress, containers, graph, net_host, network};
 use crate::compose::{Project, VolumeType};
 use crate::engine::container::{ContainerRecord, NetworkAttachment, Status, labels};
@@ -85,6 +85,7 @@ pub async fn up(paths: &Paths, project: &Project, opts: &UpOptions, progress: &d
         })
         .collect();
     check_ports(project, &creating, &existing)?;
+    create_bind_sources(project)?;
 
     // 2. Volumes and networks.
     let mut volume_dirs = BTreeMap::new();
@@ -317,7 +318,3 @@ pub fn create_bind_sources(project: &Project) -> Result<()> {
     Ok(())
 }
 
-#[allow(dead_code)]
-fn _name(project: &Project, s: &str) -> String {
-    container_name(&project.name, &project.services[s], 1)
-}
