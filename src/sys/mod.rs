@@ -1,2 +1,3 @@
 //! Kernel calls that need `unsafe`. Everything else in berth denies `unsafe_code`.
 #![allow(unsafe_code)]
+pub mod fsat;
