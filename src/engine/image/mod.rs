@@ -1,0 +1,320 @@
+//! The image store: content-addressed OCI blobs, names pointing at manifests, and layers
+//! unpacked once and shared between images as overlayfs lower directories.
+//!
+//! Design decision: everything is keyed by digest and becomes visible only by an atomic rename
+//! or link after it was verified (blob digests while copying, diff ids after unpacking), so a
+//! crash at any point leaves at worst unreferenced temp files, never a wrong blob or layer.
+//!
+//! On disk, under the root the caller passes (`<state>/images`):
+//! - `blobs/sha256/<hex>`: manifests, configs and layer blobs;
+//! - `refs.json` (+ `refs.lock`): normalised reference → manifest digest, and per manifest its
+//!   config digest (the image id), size and creation time;
+//! - `layers/<diff-id hex>/`: unpacked layers, whiteouts in overlayfs form;
+//! - `locks/`: per-layer unpack locks; `tmp/`: staging directories of running imports.
+
+mod blobs;
+pub mod digest;
+mod error;
+mod layers;
+mod load;
+pub mod reference;
+mod refs;
+pub mod unpack;
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{ImageConfiguration, ImageManifest};
+
+use blobs::{Blobs, Staging};
+pub use digest::Digest;
+pub use error::ImageError;
+use layers::Layers;
+use load::Source;
+pub use reference::{Reference, ReferenceError};
+use refs::{ImageRecord, RefsDb, RefsFile};
+
+/// An image store rooted at one directory. Cheap to open; safe to use from several processes.
+pub struct ImageStore {
+    root: PathBuf,
+    blobs: Blobs,
+    layers: Layers,
+    refs: RefsFile,
+    tmp: PathBuf,
+}
+
+/// An image resolved for running: its config and its unpacked layers.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// `sha256:<config digest hex>`, as docker shows image ids.
+    pub id: String,
+    /// The normalised reference it was resolved by, if it was resolved by name.
+    pub reference: Option<String>,
+    pub manifest_digest: String,
+    pub config: ImageConfiguration,
+    /// Unpacked layer directories, lowest first, all present on disk.
+    pub layers: Vec<PathBuf>,
+}
+
+/// One row of `images`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// The full normalised reference, `None` for an untagged image.
+    pub reference: Option<String>,
+    /// Repository as docker displays it (`busybox`, `localhost:5000/a/b`), or `<none>`.
+    pub repository: String,
+    /// Tag, or `<none>`.
+    pub tag: String,
+    /// `sha256:<config digest hex>`.
+    pub id: String,
+    /// The config's `created` time (RFC 3339), if any.
+    pub created: Option<String>,
+    /// Config plus layer blob sizes in bytes (compressed, as stored).
+    pub size: u64,
+}
+
+const NONE: &str = "<none>";
+
+impl ImageStore {
+    /// Opens the store at `root`, creating its directories.
+    pub fn open(root: &Path) -> Result<ImageStore, ImageError> {
+        let store = ImageStore {
+            root: root.to_owned(),
+            blobs: Blobs::new(root.join("blobs").join("sha256")),
+            layers: Layers::new(root.join("layers"), root.join("locks")),
+            refs: RefsFile::new(root.join("refs.json"), root.join("refs.lock")),
+            tmp: root.join("tmp"),
+        };
+        for dir in ["blobs/sha256", "layers", "locks", "tmp"] {
+            let dir = root.join(dir);
+            fs::create_dir_all(&dir).map_err(ImageError::io(&dir))?;
+        }
+        Ok(store)
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The path of a stored blob (which may not exist).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs.path(digest)
+    }
+
+    /// `docker load` from a `docker save` tar, an OCI layout tar (both possibly gzip or zstd
+    /// compressed) or an OCI layout directory. Returns the normalised references loaded, or the
+    /// image ids of images that came without a name.
+    pub fn load_path(&self, path: &Path) -> Result<Vec<String>, ImageError> {
+        let name = path.display().to_string();
+        let mut staging = Staging::new(&self.tmp)?;
+        let mut src = if path.is_dir() {
+            Source::Dir(path.to_owned())
+        } else {
+            let f = File::open(path).map_err(ImageError::io(path))?;
+            Source::from_tar(f, &mut staging, &name)?
+        };
+        self.import(&mut src, &mut staging, &name)
+    }
+
+    /// `docker load` from a stream (stdin): a `docker save` or OCI layout tar.
+    pub fn load_reader(&self, r: impl Read) -> Result<Vec<String>, ImageError> {
+        let name = "archive";
+        let mut staging = Staging::new(&self.tmp)?;
+        let mut src = Source::from_tar(r, &mut staging, name)?;
+        self.import(&mut src, &mut staging, name)
+    }
+
+    fn import(
+        &self,
+        src: &mut Source,
+        staging: &mut Staging,
+        name: &str,
+    ) -> Result<Vec<String>, ImageError> {
+        let images = load::read_images(src, staging, name)?;
+        for image in &images {
+            for staged in [&image.manifest, &image.config]
+                .into_iter()
+                .chain(&image.layers)
+            {
+                self.blobs.commit(staged)?;
+            }
+        }
+        self.refs.update(|db| {
+            let mut loaded = Vec::new();
+            for image in &images {
+                let size = image.config.size + image.layers.iter().map(|l| l.size).sum::<u64>();
+                db.images.insert(
+                    image.manifest.digest.clone(),
+                    ImageRecord {
+                        config: image.config.digest.clone(),
+                        size,
+                        created: image.created.clone(),
+                    },
+                );
+                for r in &image.names {
+                    db.refs.insert(r.to_string(), image.manifest.digest.clone());
+                    loaded.push(r.to_string());
+                }
+                if image.names.is_empty() {
+                    loaded.push(image.config.digest.to_string());
+                }
+            }
+            loaded
+        })
+    }
+
+    /// Points the reference `target` at the image `source` resolves to (`docker tag`).
+    pub fn tag(&self, source: &str, target: &str) -> Result<String, ImageError> {
+        let target = parse_reference(target)?;
+        let (manifest, _) = find(&self.refs.read()?, source)?;
+        let name = target.to_string();
+        self.refs
+            .update(|db| db.refs.insert(name.clone(), manifest))?;
+        Ok(name)
+    }
+
+    /// Finds an image by short name, full reference, or image id (`sha256:…` or a unique hex
+    /// prefix), and unpacks its layers if they are not yet.
+    pub fn resolve(&self, reference: &str) -> Result<Image, ImageError> {
+        let (manifest_digest, by_ref) = find(&self.refs.read()?, reference)?;
+        let at = manifest_digest.to_string();
+        let manifest: ImageManifest =
+            serde_json::from_slice(&self.blobs.read_json(&manifest_digest)?)
+                .map_err(|e| ImageError::invalid(&at, "manifest", e))?;
+        let config_digest = Digest::from_oci(manifest.config().digest())
+            .ok_or_else(|| ImageError::invalid(&at, "manifest", "config digest is not sha256"))?;
+        let config: ImageConfiguration =
+            serde_json::from_slice(&self.blobs.read_json(&config_digest)?)
+                .map_err(|e| ImageError::invalid(config_digest.to_string(), "image config", e))?;
+        let diff_ids = config.rootfs().diff_ids();
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(ImageError::invalid(
+                &at,
+                "image",
+                "layer and diff id counts differ",
+            ));
+        }
+        let mut layers = Vec::with_capacity(diff_ids.len());
+        for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
+            let blob = Digest::from_oci(layer.digest()).ok_or_else(|| {
+                ImageError::invalid(&at, "manifest", "layer digest is not sha256")
+            })?;
+            let diff_id = Digest::parse(diff_id)
+                .ok_or_else(|| ImageError::invalid(&at, "image config", "diff id is not sha256"))?;
+            layers.push(self.layers.ensure(&self.blobs.path(&blob), &diff_id)?);
+        }
+        Ok(Image {
+            id: config_digest.to_string(),
+            reference: by_ref,
+            manifest_digest: at,
+            config,
+            layers,
+        })
+    }
+
+    /// All images: one row per name, plus one `<none>` row per image without a name.
+    pub fn list(&self) -> Result<Vec<ImageSummary>, ImageError> {
+        let db = self.refs.read()?;
+        let mut rows = Vec::new();
+        let mut named = BTreeSet::new();
+        for (name, manifest) in &db.refs {
+            let Some(record) = db.images.get(manifest) else {
+                continue;
+            };
+            named.insert(manifest);
+            let (repository, tag) = match Reference::parse(name) {
+                Ok(r) => (r.short_name(), r.tag().unwrap_or(NONE).to_owned()),
+                Err(_) => (name.clone(), NONE.to_owned()),
+            };
+            rows.push(summary(Some(name.clone()), repository, tag, record));
+        }
+        for (manifest, record) in &db.images {
+            if !named.contains(manifest) {
+                rows.push(summary(None, NONE.into(), NONE.into(), record));
+            }
+        }
+        Ok(rows)
+    }
+}
+
+fn summary(
+    reference: Option<String>,
+    repository: String,
+    tag: String,
+    r: &ImageRecord,
+) -> ImageSummary {
+    ImageSummary {
+        reference,
+        repository,
+        tag,
+        id: r.config.to_string(),
+        created: r.created.clone(),
+        size: r.size,
+    }
+}
+
+fn parse_reference(s: &str) -> Result<Reference, ImageError> {
+    Reference::parse(s).map_err(|source| ImageError::InvalidReference {
+        reference: s.to_owned(),
+        source,
+    })
+}
+
+/// Finds the manifest a user's string names: a reference first, then an image id or prefix.
+fn find(db: &RefsDb, s: &str) -> Result<(Digest, Option<String>), ImageError> {
+    let not_found = || ImageError::NotFound {
+        reference: s.to_owned(),
+    };
+    let id_prefix = s.strip_prefix("sha256:").unwrap_or(s);
+    let is_hex = !id_prefix.is_empty()
+        && id_prefix
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !s.starts_with("sha256:") {
+        match Reference::parse(s) {
+            Ok(r) => {
+                let name = r.to_string();
+                if let Some(d) = db.refs.get(&name) {
+                    return Ok((d.clone(), Some(name)));
+                }
+                // `repo@digest`: any image of that repository with that manifest digest.
+                if let Some(digest) = r.digest().and_then(Digest::parse)
+                    && db.images.contains_key(&digest)
+                    && db.refs.iter().any(|(n, d)| {
+                        *d == digest
+                            && Reference::parse(n).is_ok_and(|n| n.repository() == r.repository())
+                    })
+                {
+                    return Ok((digest, Some(name)));
+                }
+            }
+            Err(source) if !is_hex => {
+                return Err(ImageError::InvalidReference {
+                    reference: s.to_owned(),
+                    source,
+                });
+            }
+            Err(_) => {}
+        }
+    }
+    if !is_hex {
+        return Err(not_found());
+    }
+    let matches: Vec<(&Digest, &ImageRecord)> = db
+        .images
+        .iter()
+        .filter(|(_, r)| r.config.hex().starts_with(id_prefix))
+        .collect();
+    let configs: BTreeSet<&Digest> = matches.iter().map(|(_, r)| &r.config).collect();
+    match (matches.first(), configs.len()) {
+        (None, _) => Err(not_found()),
+        (Some((manifest, _)), 1) => Ok(((*manifest).clone(), None)),
+        (_, count) => Err(ImageError::Ambiguous {
+            prefix: s.to_owned(),
+            count,
+        }),
+    }
+}
