@@ -100,7 +100,11 @@ pub fn images(paths: &Paths, a: &ImagesArgs) -> Result<i32> {
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
     for r in &rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         output::data(line.join("   ").trim_end());
     }
     Ok(0)

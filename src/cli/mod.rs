@@ -12,7 +12,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about = "Compose-file driven containers, no daemon", disable_help_subcommand = true)]
+#[command(
+    name = "berth",
+    version,
+    about = "Compose-file driven containers, no daemon",
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -26,13 +31,13 @@ pub struct Global {
     #[arg(long, global = true, env = "BERTH_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Compose configuration files.
-    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Project name.
-    #[arg(short = 'p', long = "project-name", global = true)]
+    #[arg(short = 'p', long = "project-name")]
     pub project_name: Option<String>,
     /// Alternate working directory (default: the folder of the first compose file).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub project_directory: Option<PathBuf>,
 }
 
@@ -67,7 +72,14 @@ pub enum Command {
 }
 
 /// Options that take a value, so `compose` is found as the first positional word.
-const VALUE_OPTIONS: [&str; 6] = ["--root", "-f", "--file", "-p", "--project-name", "--project-directory"];
+const VALUE_OPTIONS: [&str; 6] = [
+    "--root",
+    "-f",
+    "--file",
+    "-p",
+    "--project-name",
+    "--project-directory",
+];
 
 /// `berth compose <cmd>` is `berth <cmd>`: drop the first positional `compose`.
 fn strip_compose(mut args: Vec<String>) -> Vec<String> {
@@ -134,7 +146,10 @@ mod tests {
     #[test]
     fn compose_prefix_is_dropped() {
         assert_eq!(strip_compose(v("berth compose up -d")), v("berth up -d"));
-        assert_eq!(strip_compose(v("berth -p x compose ps")), v("berth -p x ps"));
+        assert_eq!(
+            strip_compose(v("berth -p x compose ps")),
+            v("berth -p x ps")
+        );
         assert_eq!(strip_compose(v("berth up compose")), v("berth up compose"));
     }
 }

@@ -9,7 +9,6 @@ pub fn data(line: &str) {
     let _ = writeln!(out, "{line}");
 }
 
-
 /// `error: …`, then each cause as `Caused by:`, then a hint where we have one.
 pub fn error(e: &anyhow::Error) {
     let style = console::Style::new().red().bold().for_stderr();
@@ -22,7 +21,10 @@ pub fn error(e: &anyhow::Error) {
         }
     }
     if let Some(h) = hint(e) {
-        eprintln!("{} {h}", console::Style::new().cyan().for_stderr().apply_to("hint:"));
+        eprintln!(
+            "{} {h}",
+            console::Style::new().cyan().for_stderr().apply_to("hint:")
+        );
     }
 }
 
@@ -60,8 +62,9 @@ impl crate::project::Progress for Plain {
 }
 
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,libcontainer=off,libcgroups=off"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,libcontainer=off,libcgroups=off")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -230,7 +230,12 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
                     cmd = format!("{}…", cmd.chars().take(19).collect::<String>());
                 }
                 let created = chrono::DateTime::parse_from_rfc3339(&rec.created)
-                    .map(|t| format!("{} ago", human_duration(chrono::Utc::now().signed_duration_since(t))))
+                    .map(|t| {
+                        format!(
+                            "{} ago",
+                            human_duration(chrono::Utc::now().signed_duration_since(t))
+                        )
+                    })
                     .unwrap_or_default();
                 table.push([
                     rec.name.clone(),
@@ -243,7 +248,13 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
                 ]);
             }
             let widths: Vec<usize> = (0..7)
-                .map(|i| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+                .map(|i| {
+                    table
+                        .iter()
+                        .map(|r| r[i].chars().count())
+                        .max()
+                        .unwrap_or(0)
+                })
                 .collect();
             for r in &table {
                 let line: Vec<String> = r
@@ -267,10 +278,18 @@ pub fn logs(paths: &Paths, g: &Global, a: &LogsArgs) -> Result<i32> {
 
 /// Prints the logs of the project's containers (of `services`, or all), prefixed with the
 /// container name; with `follow`, keeps going until every container has exited.
-fn follow(paths: &Paths, project: &str, services: &[String], timestamps: bool, follow: bool) -> Result<()> {
+fn follow(
+    paths: &Paths,
+    project: &str,
+    services: &[String],
+    timestamps: bool,
+    follow: bool,
+) -> Result<()> {
     let recs: Vec<ContainerRecord> = project::containers(paths, project)?
         .into_iter()
-        .filter(|r| services.is_empty() || r.service().is_some_and(|s| services.iter().any(|x| x == s)))
+        .filter(|r| {
+            services.is_empty() || r.service().is_some_and(|s| services.iter().any(|x| x == s))
+        })
         .collect();
     if let Some(s) = services
         .iter()
@@ -289,7 +308,11 @@ fn follow(paths: &Paths, project: &str, services: &[String], timestamps: bool, f
             offsets[i] = off;
             for r in records {
                 let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
-                let ts = if timestamps { format!("{} ", r.time) } else { String::new() };
+                let ts = if timestamps {
+                    format!("{} ", r.time)
+                } else {
+                    String::new()
+                };
                 output::data(&format!("{:<width$}  | {ts}{text}", rec.name));
             }
             if running {

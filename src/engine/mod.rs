@@ -5,10 +5,10 @@
 //! published host ports and records its exit. No daemon: the CLI talks to containers through
 //! the files under the state root and by signalling pids it has verified.
 pub mod container;
+pub mod image;
 pub mod logs;
 pub mod rootfs;
+pub mod runtime;
 pub mod shim;
 pub mod spec;
-pub mod image;
-pub mod runtime;
 pub mod volume;

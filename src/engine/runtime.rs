@@ -60,12 +60,11 @@ pub fn start(paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError
         source,
     })?;
     let dir = rec.dir(paths);
-    let shim_log = std::fs::File::create(dir.join("shim.log")).map_err(|source| {
-        RuntimeError::Spawn {
+    let shim_log =
+        std::fs::File::create(dir.join("shim.log")).map_err(|source| RuntimeError::Spawn {
             name: rec.name.clone(),
             source,
-        }
-    })?;
+        })?;
     let mut child = Command::new(exe)
         .arg("__shim")
         .arg("--data")
@@ -113,9 +112,7 @@ pub fn stop(paths: &Paths, rec: &ContainerRecord, timeout: Duration) -> Result<(
     let st = load_state(paths, &rec.id)?;
     if st.status == Status::Running {
         crate::sys::proc::signal(st.pid, st.pid_start, Signal::SIGTERM);
-        if !wait_until(timeout, || {
-            !crate::sys::proc::alive(st.pid, st.pid_start)
-        }) {
+        if !wait_until(timeout, || !crate::sys::proc::alive(st.pid, st.pid_start)) {
             crate::sys::proc::signal(st.pid, st.pid_start, Signal::SIGKILL);
             if !wait_until(Duration::from_secs(10), || {
                 !crate::sys::proc::alive(st.pid, st.pid_start)
@@ -158,12 +155,16 @@ pub fn remove(paths: &Paths, rec: &ContainerRecord) -> Result<(), RuntimeError> 
     }
     let runtime = paths.runtime().join(&rec.id);
     if runtime.is_dir() {
-        std::fs::remove_dir_all(&runtime).map_err(io_err(&runtime)).map_err(StateError::from)?;
+        std::fs::remove_dir_all(&runtime).map_err(io_err(&runtime))?;
     }
     // std's remove_dir_all does not follow symlinks.
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StateError::Io { path: dir, source: e }.into()),
+        Err(e) => Err(StateError::Io {
+            path: dir,
+            source: e,
+        }
+        .into()),
     }
 }

@@ -122,7 +122,10 @@ fn report(out: &mut impl Write, r: Result<Ready>) -> i32 {
     code
 }
 
-fn start(paths: &Paths, rec: &ContainerRecord) -> Result<(libcontainer::container::Container, OwnedFd, OwnedFd)> {
+fn start(
+    paths: &Paths,
+    rec: &ContainerRecord,
+) -> Result<(libcontainer::container::Container, OwnedFd, OwnedFd)> {
     let dir = paths.container(&rec.id);
     let bundle = dir.join("bundle");
     std::fs::create_dir_all(&bundle).with_context(|| format!("creating {}", bundle.display()))?;
@@ -187,7 +190,13 @@ fn copy_output(out_r: OwnedFd, err_r: OwnedFd, log_path: &std::path::Path) {
                 .collect();
             let mut it = revents.into_iter();
             open.iter()
-                .map(|o| if *o { it.next().unwrap_or(false) } else { false })
+                .map(|o| {
+                    if *o {
+                        it.next().unwrap_or(false)
+                    } else {
+                        false
+                    }
+                })
                 .collect()
         };
         for i in 0..2 {

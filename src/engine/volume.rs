@@ -15,7 +15,9 @@ pub struct VolumeRecord {
 pub enum VolumeError {
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("invalid volume name {0:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit")]
+    #[error(
+        "invalid volume name {0:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+    )]
     Name(String),
 }
 
@@ -24,7 +26,11 @@ fn check_name(name: &str) -> Result<(), VolumeError> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok { Ok(()) } else { Err(VolumeError::Name(name.into())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(VolumeError::Name(name.into()))
+    }
 }
 
 /// Creates the volume if it does not exist; returns the directory to mount.
@@ -58,7 +64,11 @@ pub fn remove(paths: &Paths, name: &str) -> Result<bool, VolumeError> {
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(StateError::Io { path: dir, source: e }.into()),
+        Err(e) => Err(StateError::Io {
+            path: dir,
+            source: e,
+        }
+        .into()),
     }
 }
 

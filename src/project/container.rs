@@ -69,9 +69,8 @@ pub fn record(
             env.insert(k.clone(), v.clone());
         }
     }
-    env.entry("PATH".into()).or_insert_with(|| {
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
-    });
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     let hostname = svc.hostname.clone().unwrap_or_else(|| id[..12].to_string());
     env.insert("HOSTNAME".into(), hostname.clone());
 
@@ -222,8 +221,9 @@ pub fn resolve_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32), String
                 .unwrap_or(0),
         ),
         Err(_) => {
-            let f = lookup(&passwd, |f| f.first() == Some(&u))
-                .ok_or_else(|| format!("unable to find user {u}: no matching entries in passwd file"))?;
+            let f = lookup(&passwd, |f| f.first() == Some(&u)).ok_or_else(|| {
+                format!("unable to find user {u}: no matching entries in passwd file")
+            })?;
             let uid = f.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
             let gid = f.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
             (uid, gid)
@@ -237,7 +237,9 @@ pub fn resolve_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32), String
                 let group = image_file(layers, "etc/group");
                 lookup(&group, |f| f.first() == Some(&g))
                     .and_then(|f| f.get(2).and_then(|s| s.parse().ok()))
-                    .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?
+                    .ok_or_else(|| {
+                        format!("unable to find group {g}: no matching entries in group file")
+                    })?
             }
         },
     };
@@ -279,6 +281,10 @@ mod tests {
         assert_eq!(resolve_user("www-data", &layers), Ok((33, 33)));
         assert_eq!(resolve_user("33:staff", &layers), Ok((33, 50)));
         assert_eq!(resolve_user("1000:1000", &layers), Ok((1000, 1000)));
-        assert!(resolve_user("nobody", &layers).unwrap_err().contains("unable to find user"));
+        assert!(
+            resolve_user("nobody", &layers)
+                .unwrap_err()
+                .contains("unable to find user")
+        );
     }
 }

@@ -13,7 +13,12 @@ pub struct DownOptions {
     pub timeout: Duration,
 }
 
-pub async fn down(paths: &Paths, project: &str, opts: &DownOptions, progress: &dyn Progress) -> Result<()> {
+pub async fn down(
+    paths: &Paths,
+    project: &str,
+    opts: &DownOptions,
+    progress: &dyn Progress,
+) -> Result<()> {
     let _lock = super::lock(paths, project)?;
     let host = net_host(paths);
     let recs = containers(paths, project)?;
@@ -49,7 +54,12 @@ pub async fn down(paths: &Paths, project: &str, opts: &DownOptions, progress: &d
 }
 
 /// Stops and removes one container with everything that belongs to it. Idempotent.
-pub async fn remove_container(paths: &Paths, host: &NetHost, rec: &ContainerRecord, timeout: Duration) -> Result<()> {
+pub async fn remove_container(
+    paths: &Paths,
+    host: &NetHost,
+    rec: &ContainerRecord,
+    timeout: Duration,
+) -> Result<()> {
     runtime::stop(paths, rec, timeout)?;
     let state = load_state(paths, &rec.id)?;
     let maps = super::up::port_mappings(rec, &state.ports);

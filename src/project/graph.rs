@@ -104,7 +104,12 @@ mod tests {
 
     #[test]
     fn levels_follow_dependencies() {
-        let p = project(&[("web", &["db"]), ("db", &[]), ("client", &["web"]), ("x", &[])]);
+        let p = project(&[
+            ("web", &["db"]),
+            ("db", &[]),
+            ("client", &["web"]),
+            ("x", &[]),
+        ]);
         assert_eq!(
             levels(&p).unwrap(),
             vec![vec!["db", "x"], vec!["web"], vec!["client"]]

@@ -47,10 +47,9 @@ pub fn list(paths: &Paths) -> Result<Vec<NetworkRecord>, StateError> {
     if let Ok(entries) = std::fs::read_dir(paths.networks()) {
         for e in entries.flatten() {
             let p = e.path();
-            let is_record = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(".json") && !n.contains(".addresses.") && n != "subnets.json");
+            let is_record = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.ends_with(".json") && !n.contains(".addresses.") && n != "subnets.json"
+            });
             if is_record && let Some(r) = read_json::<NetworkRecord>(&p)? {
                 out.push(r);
             }
@@ -80,10 +79,14 @@ pub async fn ensure(
             let subnet = subnets(paths)
                 .allocate(name, &pool, 24, &routes)
                 .map_err(net_err)?;
-            let gateway = subnet.hosts().next().ok_or_else(|| NetworkError::NoSubnet {
-                name: name.into(),
-            })?;
-            let bridge = format!("br-{}", short_hash(format!("{}/{name}", paths.tag()).as_bytes(), 12));
+            let gateway = subnet
+                .hosts()
+                .next()
+                .ok_or_else(|| NetworkError::NoSubnet { name: name.into() })?;
+            let bridge = format!(
+                "br-{}",
+                short_hash(format!("{}/{name}", paths.tag()).as_bytes(), 12)
+            );
             let network = BridgeNetwork {
                 name: name.to_string(),
                 bridge,
@@ -115,6 +118,9 @@ pub async fn remove(paths: &Paths, host: &NetHost, n: &BridgeNetwork) -> Result<
     subnets(paths).release(&n.name).map_err(net_err)?;
     for p in [
         paths.networks().join(format!("{}.addresses.json", n.name)),
+        paths
+            .networks()
+            .join(format!("{}.addresses.json.lock", n.name)),
         record_path(paths, &n.name),
     ] {
         match std::fs::remove_file(&p) {

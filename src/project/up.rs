@@ -19,22 +19,39 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Up to date and running: nothing to do.
-    Keep { service: String, container: String },
+    Keep {
+        service: String,
+        container: String,
+    },
     /// Exists with the same configuration but is stopped: start it again.
-    Start { service: String, container: String },
+    Start {
+        service: String,
+        container: String,
+    },
     /// Configuration changed: remove the old container, create a new one.
-    Recreate { service: String, container: String },
-    Create { service: String },
+    Recreate {
+        service: String,
+        container: String,
+    },
+    Create {
+        service: String,
+    },
 }
 
 /// Compares the existing containers with the project.
-pub fn plan(project: &Project, images: &BTreeMap<String, Image>, existing: &[(ContainerRecord, Status)]) -> Vec<Action> {
+pub fn plan(
+    project: &Project,
+    images: &BTreeMap<String, Image>,
+    existing: &[(ContainerRecord, Status)],
+) -> Vec<Action> {
     let mut actions = Vec::new();
     for (name, svc) in &project.services {
         let image = &images[name];
         let hash = config_hash(svc, &image.id);
         match existing.iter().find(|(c, _)| c.service() == Some(name)) {
-            None => actions.push(Action::Create { service: name.clone() }),
+            None => actions.push(Action::Create {
+                service: name.clone(),
+            }),
             Some((c, status)) => {
                 let same = c.label(labels::CONFIG_HASH) == Some(hash.as_str());
                 let service = name.clone();
@@ -55,7 +72,12 @@ pub struct UpOptions {
 }
 
 /// Runs `up -d`. On error, what was created stays recorded so `up` or `down` can finish.
-pub async fn up(paths: &Paths, project: &Project, opts: &UpOptions, progress: &dyn Progress) -> Result<()> {
+pub async fn up(
+    paths: &Paths,
+    project: &Project,
+    opts: &UpOptions,
+    progress: &dyn Progress,
+) -> Result<()> {
     let _lock = super::lock(paths, &project.name)?;
     let levels = graph::levels(project)?;
 
@@ -90,7 +112,10 @@ pub async fn up(paths: &Paths, project: &Project, opts: &UpOptions, progress: &d
     // 2. Volumes and networks.
     let mut volume_dirs = BTreeMap::new();
     for (key, vol) in &project.volumes {
-        let host_name = vol.name.clone().unwrap_or_else(|| format!("{}_{key}", project.name));
+        let host_name = vol
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}_{key}", project.name));
         let mut l = vol.labels.clone();
         if !vol.external {
             l.insert(labels::PROJECT.into(), project.name.clone());
@@ -110,7 +135,10 @@ pub async fn up(paths: &Paths, project: &Project, opts: &UpOptions, progress: &d
         {
             bail!("network {key}: driver {d:?} is not supported (only \"bridge\")");
         }
-        let host_name = net.name.clone().unwrap_or_else(|| format!("{}_{key}", project.name));
+        let host_name = net
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}_{key}", project.name));
         let mut l = net.labels.clone();
         l.insert(labels::PROJECT.into(), project.name.clone());
         l.insert(labels::NETWORK.into(), key.clone());
@@ -153,7 +181,10 @@ pub async fn up(paths: &Paths, project: &Project, opts: &UpOptions, progress: &d
                     rec.networks.push(NetworkAttachment {
                         network: n.name.clone(),
                         ip,
-                        host_ifname: format!("vb{}", short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)),
+                        host_ifname: format!(
+                            "vb{}",
+                            short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
+                        ),
                         ifname: format!("eth{}", rec.networks.len()),
                         aliases,
                     });
@@ -163,8 +194,12 @@ pub async fn up(paths: &Paths, project: &Project, opts: &UpOptions, progress: &d
                 let netns = paths.netns(&rec.id);
                 crate::net::create_netns(&netns)?;
                 for att in &rec.networks {
-                    let n = networks.values().find(|n| n.name == att.network).ok_or_else(|| anyhow!("network {} vanished", att.network))?;
-                    host.attach(&netns, n, att.ip, &att.host_ifname, &att.ifname).await?;
+                    let n = networks
+                        .values()
+                        .find(|n| n.name == att.network)
+                        .ok_or_else(|| anyhow!("network {} vanished", att.network))?;
+                    host.attach(&netns, n, att.ip, &att.host_ifname, &att.ifname)
+                        .await?;
                 }
                 all.insert(service.clone(), rec);
             }
@@ -186,10 +221,14 @@ pub async fn up(paths: &Paths, project: &Project, opts: &UpOptions, progress: &d
     // 5. Start, dependencies first.
     for level in &levels {
         for service in level {
-            let Some(rec) = all.get(service) else { continue };
+            let Some(rec) = all.get(service) else {
+                continue;
+            };
             let needs_start = actions.iter().any(|a| match a {
                 Action::Keep { .. } => false,
-                Action::Start { service: s, .. } | Action::Create { service: s } | Action::Recreate { service: s, .. } => s == service,
+                Action::Start { service: s, .. }
+                | Action::Create { service: s }
+                | Action::Recreate { service: s, .. } => s == service,
             });
             if !needs_start {
                 progress.event("Container", &rec.name, "Running");
@@ -215,7 +254,11 @@ pub fn port_mappings(rec: &ContainerRecord, bound: &[u16]) -> Vec<PortMapping> {
         .map(|(i, p)| PortMapping {
             host_ip: p.host_ip,
             host_port: bound.get(i).copied().unwrap_or(p.host_port),
-            protocol: if p.protocol == "udp" { Protocol::Udp } else { Protocol::Tcp },
+            protocol: if p.protocol == "udp" {
+                Protocol::Udp
+            } else {
+                Protocol::Tcp
+            },
             container_ip: ip,
             container_port: p.container_port,
         })
@@ -233,7 +276,11 @@ fn publish(host: &crate::net::NetHost, rec: &ContainerRecord, bound: &[u16]) -> 
 
 /// Fails, before anything is created, when a host port wanted by a new container is taken by
 /// a process other than this project's own containers.
-fn check_ports(project: &Project, creating: &BTreeSet<&str>, existing: &[(ContainerRecord, Status)]) -> Result<()> {
+fn check_ports(
+    project: &Project,
+    creating: &BTreeSet<&str>,
+    existing: &[(ContainerRecord, Status)],
+) -> Result<()> {
     let ours: BTreeSet<(u16, String)> = existing
         .iter()
         .filter(|(_, s)| *s == Status::Running)
@@ -249,7 +296,11 @@ fn check_ports(project: &Project, creating: &BTreeSet<&str>, existing: &[(Contai
                 continue;
             }
             let ip = p.host_ip.as_deref().and_then(|s| s.parse().ok());
-            let proto = if p.protocol == "udp" { Protocol::Udp } else { Protocol::Tcp };
+            let proto = if p.protocol == "udp" {
+                Protocol::Udp
+            } else {
+                Protocol::Tcp
+            };
             crate::net::reserve_port(ip, port, proto).map_err(|e| {
                 anyhow!(e).context(format!(
                     "service {service:?} cannot publish port {port}/{}",
@@ -263,9 +314,7 @@ fn check_ports(project: &Project, creating: &BTreeSet<&str>, existing: &[(Contai
 
 /// `/etc/hosts` entries for every container of the project: its name, service and aliases.
 fn hosts_file<'a>(recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
-    let mut out = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-    );
+    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for r in recs {
         for n in &r.networks {
             let mut names = vec![r.name.clone()];
@@ -309,7 +358,11 @@ pub fn create_bind_sources(project: &Project) -> Result<()> {
                 let p = PathBuf::from(src);
                 if !p.exists() {
                     std::fs::create_dir_all(&p).with_context(|| {
-                        format!("service {:?}: cannot create bind mount source {}", svc.name, p.display())
+                        format!(
+                            "service {:?}: cannot create bind mount source {}",
+                            svc.name,
+                            p.display()
+                        )
                     })?;
                 }
             }
@@ -317,4 +370,3 @@ pub fn create_bind_sources(project: &Project) -> Result<()> {
     }
     Ok(())
 }
-
