@@ -482,3 +482,73 @@ fn ambiguous_documents_are_rejected() {
     assert!(matches!(err, ImageError::InvalidDocument { .. }), "{err}");
     assert_store_empty(&store);
 }
+
+#[test]
+#[allow(clippy::print_stderr)] // a skipped test says why
+fn stored_layers_mount_as_overlayfs() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: mounting overlayfs needs root");
+        return;
+    }
+    let l1 = layer_tar(&[("a", b"a"), ("b", b"b"), ("d/", b""), ("d/x", b"x")]);
+    let l2 = layer_tar(&[
+        (".wh.a", b""),
+        ("d/", b""),
+        ("d/.wh..wh..opq", b""),
+        ("d/y", b"y"),
+    ]);
+    let (t, store) = store();
+    store
+        .load_reader(&layout(&[l1, l2], named("wh"), None).tar()[..])
+        .unwrap();
+    let image = store.resolve("wh").unwrap();
+    let [upper, work, merged] = ["upper", "work", "merged"].map(|d| t.path().join(d));
+    for d in [&upper, &work, &merged] {
+        fs::create_dir(d).unwrap();
+    }
+    let lower: Vec<String> = image
+        .layers
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        upper.display(),
+        work.display()
+    );
+    let flags = nix::mount::MsFlags::empty();
+    if let Err(e) = nix::mount::mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        flags,
+        Some(opts.as_str()),
+    ) {
+        eprintln!("skipped: overlayfs mount failed here: {e}");
+        return;
+    }
+    let seen: Vec<bool> = ["a", "b", "d/x", "d/y"]
+        .iter()
+        .map(|f| merged.join(f).exists())
+        .collect();
+    nix::mount::umount(&merged).unwrap();
+    assert_eq!(seen, [false, true, false, true], "a whited out, d opaque");
+}
+
+#[test]
+fn open_removes_staging_of_dead_imports_only() {
+    let (_t, store) = store();
+    let tmp = store.root().join("tmp");
+    fs::create_dir_all(tmp.join("load-dead/x")).unwrap();
+    fs::create_dir(tmp.join("load-alive")).unwrap();
+    let held = fs::File::create(tmp.join("load-alive.lock")).unwrap();
+    held.lock().unwrap();
+    // flock locks belong to the open file description: a second open in this process conflicts.
+    ImageStore::open(store.root()).unwrap();
+    assert_eq!(dir_names(&tmp), ["load-alive", "load-alive.lock"]);
+    drop(held);
+    ImageStore::open(store.root()).unwrap();
+    assert_eq!(dir_names(&tmp), Vec::<String>::new());
+}

@@ -143,9 +143,10 @@ impl Unpacker {
         };
         let meta = read_meta(entry).map_err(UnpackError::Read)?;
 
-        // Anything created or removed at `comps` may replace a cached parent directory.
+        // Anything created or removed at `comps` (or, for a whiteout, next to it) may replace
+        // a cached parent directory.
         if let Some((cached, _)) = &self.cache
-            && cached.starts_with(&comps)
+            && (cached.starts_with(&comps) || last.starts_with(WHITEOUT_PREFIX))
         {
             self.cache = None;
         }
