@@ -67,26 +67,40 @@ pub(crate) struct Staged {
     pub size: u64,
 }
 
-/// A private directory under the store's `tmp/`, removed when dropped.
+/// A private directory `tmp/load-<random>/` for one import, removed when dropped. It is
+/// guarded by the lock file `tmp/load-<random>.lock`, created before the directory and removed
+/// after it, so [`clean_stale`] can tell a crashed import's leftovers from a running one.
 pub(crate) struct Staging {
     dir: PathBuf,
+    lock_path: PathBuf,
+    _lock: File,
     next: u64,
 }
 
 impl Staging {
     pub(crate) fn new(tmp: &Path) -> Result<Staging, ImageError> {
         loop {
-            let dir = tmp.join(format!("load-{:016x}", rand::random::<u64>()));
-            match fs::create_dir(&dir) {
-                Ok(()) => return Ok(Staging { dir, next: 0 }),
+            let name = format!("load-{:016x}", rand::random::<u64>());
+            let lock_path = tmp.join(format!("{name}.lock"));
+            let lock = match File::create_new(&lock_path) {
+                Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
                     return Err(ImageError::Io {
-                        path: dir,
+                        path: lock_path,
                         source: e,
                     });
                 }
-            }
+            };
+            lock.lock().map_err(ImageError::io(&lock_path))?;
+            let dir = tmp.join(name);
+            fs::create_dir(&dir).map_err(ImageError::io(&dir))?;
+            return Ok(Staging {
+                dir,
+                lock_path,
+                _lock: lock,
+                next: 0,
+            });
         }
     }
 
@@ -110,5 +124,31 @@ impl Drop for Staging {
         // The directory holds only regular files we created; remove_dir_all never follows
         // symlinks.
         let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(&self.lock_path);
     }
+}
+
+/// Removes staging directories of imports that died (their lock file is free or gone).
+pub(crate) fn clean_stale(tmp: &Path) -> Result<(), ImageError> {
+    let entries = fs::read_dir(tmp).map_err(ImageError::io(tmp))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with("load-") || name.ends_with(".lock") {
+            continue;
+        }
+        let lock_path = tmp.join(format!("{name}.lock"));
+        let lock = match File::open(&lock_path) {
+            Ok(lock) => match lock.try_lock() {
+                Ok(()) => Some(lock),
+                Err(_) => continue, // a running import
+            },
+            Err(_) => None,
+        };
+        let _ = fs::remove_dir_all(entry.path());
+        if lock.is_some() {
+            let _ = fs::remove_file(&lock_path);
+        }
+    }
+    Ok(())
 }

@@ -257,6 +257,8 @@ fn read_oci(
     let at = format!("{name}:index.json");
     let index = parse_index(bytes, &at)?;
     let mut out = Vec::new();
+    // With the host's platform among several, the others are not loaded.
+    let host_listed = index.manifests().iter().any(platform_matches);
     for desc in index.manifests() {
         let annotations = desc.annotations().clone().unwrap_or_default();
         if annotations.contains_key(ANNOTATION_REFERENCE_TYPE) {
@@ -274,8 +276,8 @@ fn read_oci(
             )?;
             pick_platform(src, staging, nested.manifests(), name)?.clone()
         } else if media == MEDIA_OCI_MANIFEST || media == MEDIA_DOCKER_MANIFEST {
-            // An index may list other platforms' manifests without their blobs.
-            if !platform_matches(desc) && src.oci_blob(desc, staging)?.is_none() {
+            // An index may also list other platforms' manifests, often without their blobs.
+            if !platform_matches(desc) && (host_listed || src.oci_blob(desc, staging)?.is_none()) {
                 continue;
             }
             desc.clone()

@@ -91,6 +91,7 @@ impl ImageStore {
             let dir = root.join(dir);
             fs::create_dir_all(&dir).map_err(ImageError::io(&dir))?;
         }
+        blobs::clean_stale(&store.tmp)?;
         Ok(store)
     }
 

@@ -143,9 +143,10 @@ impl Unpacker {
         };
         let meta = read_meta(entry).map_err(UnpackError::Read)?;
 
-        // Anything created or removed at `comps` may replace a cached parent directory.
+        // Anything created or removed at `comps` (or, for a whiteout, next to it) may replace
+        // a cached parent directory.
         if let Some((cached, _)) = &self.cache
-            && cached.starts_with(&comps)
+            && (cached.starts_with(&comps) || last.starts_with(WHITEOUT_PREFIX))
         {
             self.cache = None;
         }
@@ -424,12 +425,13 @@ fn clean(raw: &[u8]) -> Option<Vec<Vec<u8>>> {
 
 fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
     let h = entry.header();
-    let id = |v: io::Result<u64>| v.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+    // Like Go's archive/tar (what docker uses), an empty numeric field reads as 0.
+    let id = |v: io::Result<u64>| v.map_or(0, |v| u32::try_from(v).unwrap_or(u32::MAX));
     let mut meta = Meta {
-        mode: h.mode()? & 0o7777,
-        uid: id(h.uid())?,
-        gid: id(h.gid())?,
-        mtime: i64::try_from(h.mtime()?).unwrap_or(0),
+        mode: h.mode().unwrap_or(0o644) & 0o7777,
+        uid: id(h.uid()),
+        gid: id(h.gid()),
+        mtime: h.mtime().map_or(0, |t| i64::try_from(t).unwrap_or(0)),
         xattrs: Vec::new(),
     };
     if let Some(pax) = entry.pax_extensions()? {
