@@ -218,8 +218,9 @@ pub async fn up(
         }
     }
 
-    // 5. Start, dependencies first.
+    // 5. Start, dependencies first; the services of one level start in parallel.
     for level in &levels {
+        let mut to_start = Vec::new();
         for service in level {
             let Some(rec) = all.get(service) else {
                 continue;
@@ -230,14 +231,36 @@ pub async fn up(
                 | Action::Create { service: s }
                 | Action::Recreate { service: s, .. } => s == service,
             });
-            if !needs_start {
+            if needs_start {
+                progress.event("Container", &rec.name, "Starting");
+                to_start.push(rec);
+            } else {
                 progress.event("Container", &rec.name, "Running");
-                continue;
             }
-            progress.event("Container", &rec.name, "Starting");
-            let ready = runtime::start(paths, rec)?;
-            publish(&host, rec, &ready.ports)?;
-            progress.event("Container", &rec.name, "Started");
+        }
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = to_start
+                .iter()
+                .map(|rec| {
+                    let host = &host;
+                    s.spawn(move || -> Result<()> {
+                        let ready = runtime::start(paths, rec)?;
+                        publish(host, rec, &ready.ports)?;
+                        progress.event("Container", &rec.name, "Started");
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("a start thread panicked")))
+                })
+                .collect()
+        });
+        for r in results {
+            r?;
         }
     }
     Ok(())
