@@ -21,8 +21,10 @@ fn hello_example_up_ps_logs_down() {
     env.write("compose.yaml", &hello_compose(port));
 
     env.ok(&["up", "-d"]);
-    let bridges = util::bridges(env.root());
-    assert_eq!(bridges.len(), 1, "one network: hello_default");
+    let mut links = util::bridges(env.root());
+    assert_eq!(links.len(), 1, "one network: hello_default");
+    links.extend(util::veths(env.root()));
+    assert_eq!(links.len(), 3, "a veth per container");
 
     // The page, through the published port, from loopback and from another host address.
     let page =
@@ -79,10 +81,11 @@ fn hello_example_up_ps_logs_down() {
 
     // down keeps the volume: the same page comes back after another up.
     env.ok(&["down", "-t", "2"]);
-    assert_eq!(util::leftovers(env.root(), &bridges), Vec::<String>::new());
+    assert_eq!(util::leftovers(env.root(), &links), Vec::<String>::new());
     assert!(http_get(&format!("127.0.0.1:{port}"), Duration::ZERO).is_none());
     env.ok(&["up", "-d"]);
-    let bridges2 = util::bridges(env.root());
+    let mut links2 = util::bridges(env.root());
+    links2.extend(util::veths(env.root()));
     let page2 = http_get(&format!("127.0.0.1:{port}"), Duration::from_secs(5))
         .expect("page after second up");
     assert_eq!(page2, page, "the named volume survived down");
@@ -98,6 +101,6 @@ fn hello_example_up_ps_logs_down() {
 
     // down -v removes the volume too, and leaves nothing behind.
     env.ok(&["down", "-v", "-t", "2"]);
-    assert_eq!(util::leftovers(env.root(), &bridges2), Vec::<String>::new());
+    assert_eq!(util::leftovers(env.root(), &links2), Vec::<String>::new());
     assert!(!env.root().join("volumes/hello_site").exists());
 }

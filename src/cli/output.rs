@@ -9,6 +9,11 @@ pub fn data(line: &str) {
     let _ = writeln!(out, "{line}");
 }
 
+/// A line for the user (stderr).
+pub fn note(line: &str) {
+    eprintln!("{line}");
+}
+
 /// `error: …`, then each cause as `Caused by:`, then a hint where we have one.
 pub fn error(e: &anyhow::Error) {
     let style = console::Style::new().red().bold().for_stderr();

@@ -2,11 +2,14 @@
 use super::Global;
 use super::output::{self, Plain};
 use crate::compose::{LoadOptions, Project};
-use crate::engine::container::{ContainerRecord, Status, labels};
+use crate::engine::container::{ContainerRecord, Status};
 use crate::engine::logs;
+use crate::project::Progress;
 use crate::project::{self, down::DownOptions, up::UpOptions};
 use crate::state::Paths;
 use anyhow::{Context, Result, bail};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -100,11 +103,37 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         timeout: Duration::from_secs(a.timeout),
     };
     runtime()?.block_on(project::up::up(paths, &project, &opts, &Plain))?;
-    if !a.detach {
-        // Attached mode: follow the logs until every container has exited.
-        follow(paths, &project.name, &[], false, true)?;
+    if a.detach {
+        return Ok(0);
     }
-    Ok(0)
+    // Attached mode: follow the logs until every container has exited; Ctrl-C stops them.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let rt = runtime()?;
+    std::thread::spawn(move || {
+        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    follow(paths, &project.name, &[], false, true, Some(&interrupted))?;
+    if !interrupted.load(Ordering::SeqCst) {
+        return Ok(0);
+    }
+    output::note("Gracefully stopping... (press Ctrl+C again to force)");
+    let recs = project::containers(paths, &project.name)?;
+    std::thread::scope(|s| {
+        for rec in &recs {
+            s.spawn(|| {
+                let r = crate::engine::runtime::stop(paths, rec, opts.timeout);
+                Plain.event(
+                    "Container",
+                    &rec.name,
+                    if r.is_ok() { "Stopped" } else { "Error" },
+                );
+            });
+        }
+    });
+    Ok(130)
 }
 
 pub fn down(paths: &Paths, g: &Global, a: &DownArgs) -> Result<i32> {
@@ -272,7 +301,7 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
 
 pub fn logs(paths: &Paths, g: &Global, a: &LogsArgs) -> Result<i32> {
     let name = project_name(g)?;
-    follow(paths, &name, &a.services, a.timestamps, a.follow)?;
+    follow(paths, &name, &a.services, a.timestamps, a.follow, None)?;
     Ok(0)
 }
 
@@ -284,6 +313,7 @@ fn follow(
     services: &[String],
     timestamps: bool,
     follow: bool,
+    interrupted: Option<&AtomicBool>,
 ) -> Result<()> {
     let recs: Vec<ContainerRecord> = project::containers(paths, project)?
         .into_iter()
@@ -319,14 +349,9 @@ fn follow(
                 all_done = false;
             }
         }
-        if !follow || all_done {
+        if !follow || all_done || interrupted.is_some_and(|i| i.load(Ordering::SeqCst)) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-#[allow(dead_code)]
-fn is_oneoff(rec: &ContainerRecord) -> bool {
-    rec.label(labels::ONEOFF) == Some("True")
 }

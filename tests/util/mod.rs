@@ -259,6 +259,25 @@ pub fn berth_tag(root: &Path) -> String {
     berth::state::Paths::new(Some(root)).tag()
 }
 
+/// Host-side veth names recorded in this root's container records.
+pub fn veths(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(root.join("containers")) {
+        for e in entries.flatten() {
+            if let Ok(rec) = std::fs::read_to_string(e.path().join("container.json"))
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&rec)
+                && let Some(nets) = v["networks"].as_array()
+            {
+                out.extend(
+                    nets.iter()
+                        .filter_map(|n| n["host_ifname"].as_str().map(String::from)),
+                );
+            }
+        }
+    }
+    out
+}
+
 /// Bridge names recorded for this root's networks.
 pub fn bridges(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
