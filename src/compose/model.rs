@@ -446,7 +446,12 @@ pub struct Service {
 #[serde(deny_unknown_fields)]
 pub struct ServicePort {
     pub target: u16,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A port (`"8080"`) or a range (`"8000-8010"`); `None` means an ephemeral port.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_scalar"
+    )]
     pub published: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<String>,
@@ -456,6 +461,8 @@ pub struct ServicePort {
     pub mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<String>,
 }
 
 fn tcp() -> String {
@@ -1459,13 +1466,22 @@ fn mapping_or_list<'de, D: Deserializer<'de>>(
             .into_iter()
             .map(|(k, v)| (k, v.map(Scalar::text)))
             .collect(),
-        Some(MapOrList::List(l)) => l
-            .into_iter()
-            .map(|e| match e.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None => (e, None),
-            })
-            .collect(),
+        Some(MapOrList::List(l)) => {
+            let mut out = BTreeMap::new();
+            for e in l {
+                let (k, v) = match e.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (e, None),
+                };
+                if k.trim() != k || k.is_empty() {
+                    return Err(de::Error::custom(format!(
+                        "variable {k:?} is declared with surrounding spaces or is empty"
+                    )));
+                }
+                out.insert(k, v);
+            }
+            out
+        }
     })
 }
 
@@ -1560,6 +1576,7 @@ pub fn parse_port(spec: &str) -> Result<Vec<ServicePort>, String> {
             protocol: protocol.clone(),
             mode: Some("ingress".into()),
             name: None,
+            app_protocol: None,
         })
         .collect())
 }

@@ -12,14 +12,49 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Drops `x-*` keys at any level: they are for anchors and tools, not for the typed model.
+/// Keys whose children are names chosen by the user (a service may be called `x-foo`).
+const NAME_MAPS: [&str; 22] = [
+    "services",
+    "networks",
+    "volumes",
+    "secrets",
+    "configs",
+    "models",
+    "environment",
+    "labels",
+    "annotations",
+    "depends_on",
+    "extra_hosts",
+    "sysctls",
+    "args",
+    "ulimits",
+    "options",
+    "driver_opts",
+    "additional_contexts",
+    "ssh",
+    "aux_addresses",
+    "storage_opt",
+    "tmpfs",
+    "deploy_labels",
+];
+
+/// Drops `x-*` extension keys: they are for anchors and tools, not for the typed model. Keys of
+/// maps of user-chosen names are kept.
 pub fn strip_extensions(v: &mut Value) {
+    strip(v, false);
+}
+
+fn strip(v: &mut Value, names: bool) {
     match v {
         Value::Object(o) => {
-            o.retain(|k, _| !k.starts_with("x-"));
-            o.values_mut().for_each(strip_extensions);
+            if !names {
+                o.retain(|k, _| !k.starts_with("x-"));
+            }
+            for (k, x) in o.iter_mut() {
+                strip(x, !names && NAME_MAPS.contains(&k.as_str()));
+            }
         }
-        Value::Array(a) => a.iter_mut().for_each(strip_extensions),
+        Value::Array(a) => a.iter_mut().for_each(|x| strip(x, false)),
         _ => {}
     }
 }
