@@ -1,0 +1,624 @@
+//! From the merged JSON model to the typed, canonical `Project`: typed deserialization (each
+//! service and resource on its own, so every error is reported), profiles, `env_file` and
+//! environment resolution, the implicit `default` network, implicit dependencies, resource
+//! names, and the semantic checks of compose-go's validator.
+use super::dotenv;
+use super::error::ComposeError;
+use super::interpolate::Env;
+use super::loader::{LoadOptions, Sources};
+use super::model::{ComposeFile, DependsOn, FileObject, Network, Project, Service, VolumeType};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Keys whose children are names chosen by the user (a service may be called `x-foo`).
+const NAME_MAPS: [&str; 22] = [
+    "services",
+    "networks",
+    "volumes",
+    "secrets",
+    "configs",
+    "models",
+    "environment",
+    "labels",
+    "annotations",
+    "depends_on",
+    "extra_hosts",
+    "sysctls",
+    "args",
+    "ulimits",
+    "options",
+    "driver_opts",
+    "additional_contexts",
+    "ssh",
+    "aux_addresses",
+    "storage_opt",
+    "tmpfs",
+    "deploy_labels",
+];
+
+/// Drops `x-*` extension keys: they are for anchors and tools, not for the typed model. Keys of
+/// maps of user-chosen names are kept.
+pub fn strip_extensions(v: &mut Value) {
+    strip(v, false);
+}
+
+fn strip(v: &mut Value, names: bool) {
+    match v {
+        Value::Object(o) => {
+            if !names {
+                o.retain(|k, _| !k.starts_with("x-"));
+            }
+            for (k, x) in o.iter_mut() {
+                strip(x, !names && NAME_MAPS.contains(&k.as_str()));
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| strip(x, false)),
+        _ => {}
+    }
+}
+
+fn typed<T: DeserializeOwned + Default>(
+    v: Value,
+    prefix: &str,
+    sources: &Sources,
+    errors: &mut Vec<ComposeError>,
+) -> Option<T> {
+    if v.is_null() {
+        return Some(T::default());
+    }
+    match serde_path_to_error::deserialize::<_, T>(v) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path = if inner == "." || inner.is_empty() {
+                prefix.to_string()
+            } else if inner.starts_with('[') {
+                format!("{prefix}{inner}")
+            } else {
+                format!("{prefix}.{inner}")
+            };
+            errors.push(sources.error(&path, e.into_inner().to_string(), None));
+            None
+        }
+    }
+}
+
+fn typed_map<T: DeserializeOwned + Default>(
+    v: Option<Value>,
+    top: &str,
+    sources: &Sources,
+    errors: &mut Vec<ComposeError>,
+) -> BTreeMap<String, T> {
+    let mut out = BTreeMap::new();
+    if let Some(Value::Object(m)) = v {
+        for (k, x) in m {
+            if let Some(t) = typed(x, &format!("{top}.{k}"), sources, errors) {
+                out.insert(k, t);
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn build_project(
+    mut value: Value,
+    name: String,
+    project_dir: PathBuf,
+    files: Vec<PathBuf>,
+    env: Env,
+    sources: &Sources,
+    opts: &LoadOptions,
+    errors: &mut Vec<ComposeError>,
+) -> Option<Project> {
+    strip_extensions(&mut value);
+    let Value::Object(mut root) = value else {
+        return None;
+    };
+    let mut services = BTreeMap::new();
+    if let Some(Value::Object(m)) = root.remove("services") {
+        for (k, v) in m {
+            let v = if v.is_null() {
+                Value::Object(Map::new())
+            } else {
+                v
+            };
+            if let Some(mut s) = typed::<Service>(v, &format!("services.{k}"), sources, errors) {
+                s.name = k.clone();
+                services.insert(k, s);
+            }
+        }
+    }
+    let networks = typed_map::<Network>(root.remove("networks"), "networks", sources, errors);
+    let volumes = typed_map(root.remove("volumes"), "volumes", sources, errors);
+    let secrets = typed_map::<FileObject>(root.remove("secrets"), "secrets", sources, errors);
+    let configs = typed_map::<FileObject>(root.remove("configs"), "configs", sources, errors);
+    let file = ComposeFile {
+        name: None,
+        version: root.remove("version"),
+        services: services.into_iter().collect(),
+        networks,
+        volumes,
+        secrets,
+        configs,
+        models: match root.remove("models") {
+            Some(Value::Object(m)) => m.into_iter().collect(),
+            _ => BTreeMap::new(),
+        },
+    };
+    if file.version.is_some() {
+        tracing::warn!("the attribute `version` is obsolete, it will be ignored");
+    }
+    let mut project = Project {
+        name,
+        working_dir: project_dir,
+        compose_files: files,
+        services: file.services.into_iter().collect(),
+        networks: file.networks,
+        volumes: file.volumes,
+        secrets: file.secrets,
+        configs: file.configs,
+        models: file.models,
+        disabled_services: BTreeMap::new(),
+        environment: env,
+        profiles: Vec::new(),
+    };
+    apply_profiles(&mut project, opts);
+    normalize(&mut project, sources, errors);
+    if !opts.skip_consistency {
+        validate(&project, sources, errors);
+    }
+    Some(project)
+}
+
+/// Active profiles: `--profile` plus `COMPOSE_PROFILES`; `*` enables all.
+fn apply_profiles(p: &mut Project, opts: &LoadOptions) {
+    let mut active: Vec<String> = opts.profiles.clone();
+    if let Some(v) = p.environment.get("COMPOSE_PROFILES") {
+        active.extend(
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+        );
+    }
+    active.sort();
+    active.dedup();
+    let all = active.iter().any(|a| a == "*");
+    let (enabled, disabled): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut p.services)
+        .into_iter()
+        .partition(|(_, s)| {
+            s.profiles.is_empty() || all || s.profiles.iter().any(|x| active.contains(x))
+        });
+    p.services = enabled;
+    p.disabled_services = disabled;
+    p.profiles = active;
+}
+
+impl Project {
+    /// Enables services named on the command line even when their profile is not active
+    /// (docker compose does this for `up svc`, `run svc`, …), with their dependencies.
+    pub fn enable_services(&mut self, names: &[String]) {
+        let mut todo: Vec<String> = names.to_vec();
+        while let Some(n) = todo.pop() {
+            if let Some(s) = self.disabled_services.remove(&n) {
+                todo.extend(s.depends_on.keys().cloned());
+                self.services.insert(n, s);
+            }
+        }
+    }
+
+    /// Every profile named by a service, sorted.
+    pub fn all_profiles(&self) -> Vec<String> {
+        let set: BTreeSet<&String> = self
+            .services
+            .values()
+            .chain(self.disabled_services.values())
+            .flat_map(|s| s.profiles.iter())
+            .collect();
+        set.into_iter().cloned().collect()
+    }
+}
+
+fn implicit_dep(svc: &mut Service, dep: &str, restart: bool) {
+    svc.depends_on.entry(dep.to_string()).or_insert(DependsOn {
+        condition: "service_started".into(),
+        required: true,
+        restart,
+    });
+}
+
+fn normalize(p: &mut Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
+    let env = p.environment.clone();
+    let mut uses_default = false;
+    for (name, svc) in p.services.iter_mut() {
+        // environment: env_file values first (later files win), then `environment:`, then the
+        // bare `KEY` entries from the project environment; unresolved bare keys are dropped.
+        let mut resolved: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for (i, f) in svc.env_file.iter().enumerate() {
+            let path = Path::new(&f.path);
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(_) if !f.required => continue,
+                Err(e) => {
+                    errors.push(sources.error(
+                        &format!("services.{name}.env_file[{i}]"),
+                        format!("env file {} not found: {e}", path.display()),
+                        Some("create the file, or mark it `required: false`".into()),
+                    ));
+                    continue;
+                }
+            };
+            let vars = if f.format.as_deref() == Some("raw") {
+                raw_env(&text)
+            } else {
+                let lookup = |k: &str| env.get(k).cloned();
+                match dotenv::parse(&text, &lookup) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        errors.push(sources.error(
+                            &format!("services.{name}.env_file[{i}]"),
+                            format!("failed to read {}: {e}", path.display()),
+                            None,
+                        ));
+                        continue;
+                    }
+                }
+            };
+            resolved.extend(vars.into_iter().map(|(k, v)| (k, Some(v))));
+        }
+        for (k, v) in std::mem::take(&mut svc.environment) {
+            let v = match v {
+                Some(v) => Some(v),
+                None => env.get(&k).cloned(),
+            };
+            match v {
+                Some(v) => {
+                    resolved.insert(k, Some(v));
+                }
+                None => {
+                    resolved.remove(&k);
+                }
+            }
+        }
+        svc.environment = resolved.into_iter().filter(|(_, v)| v.is_some()).collect();
+
+        if svc.networks.is_empty() && svc.network_mode.is_none() {
+            svc.networks.insert("default".into(), Default::default());
+        }
+        if svc.networks.contains_key("default") {
+            uses_default = true;
+        }
+        // Implicit dependencies.
+        let links: Vec<String> = svc
+            .links
+            .iter()
+            .map(|l| l.split(':').next().unwrap_or(l).to_string())
+            .collect();
+        for l in links {
+            implicit_dep(svc, &l, false);
+        }
+        for ns in [
+            svc.network_mode.clone(),
+            svc.ipc.clone(),
+            svc.pid.clone(),
+            svc.uts.clone(),
+            svc.cgroup.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(dep) = ns.strip_prefix("service:") {
+                implicit_dep(svc, dep, true);
+            }
+        }
+        let vf: Vec<String> = svc
+            .volumes_from
+            .iter()
+            .filter(|v| !v.starts_with("container:"))
+            .map(|v| v.split(':').next().unwrap_or(v).to_string())
+            .collect();
+        for v in vf {
+            implicit_dep(svc, &v, false);
+        }
+        // Legacy keys into deploy.resources.
+        if let Some(deploy) = &svc.deploy
+            && let Some(r) = deploy.replicas
+            && svc.scale.is_none()
+        {
+            svc.scale = Some(r);
+        }
+        for v in svc.volumes.iter_mut() {
+            v.target = super::loader::clean_path(Path::new(&v.target))
+                .to_string_lossy()
+                .into_owned();
+        }
+    }
+    if uses_default {
+        p.networks.entry("default".into()).or_default();
+    }
+    let project = p.name.clone();
+    for (key, net) in p.networks.iter_mut() {
+        set_resource_name(&mut net.name, net.external, &project, key);
+    }
+    for (key, vol) in p.volumes.iter_mut() {
+        set_resource_name(&mut vol.name, vol.external, &project, key);
+    }
+    for (key, s) in p.secrets.iter_mut().chain(p.configs.iter_mut()) {
+        set_resource_name(&mut s.name, s.external, &project, key);
+    }
+}
+
+/// `format: raw` env files: `KEY=VALUE` lines, no quotes, no interpolation.
+fn raw_env(text: &str) -> Env {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .collect()
+}
+
+fn set_resource_name(name: &mut Option<String>, external: bool, project: &str, key: &str) {
+    if name.is_none() {
+        *name = Some(if external {
+            key.to_string()
+        } else {
+            format!("{project}_{key}")
+        });
+    }
+}
+
+/// Parses a byte size like `512m`, `1g`, `1.5GB` or `1024`.
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let digits_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits_end);
+    let n: f64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().trim_end_matches('b').trim_end_matches('i') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        "p" => 1 << 50,
+        _ => return None,
+    };
+    Some((n * mult as f64) as u64)
+}
+
+/// Parses a Go duration like `1m30s`, `500ms`, `1h`.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..end].parse().ok()?;
+        rest = &rest[end..];
+        let uend = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = &rest[..uend];
+        rest = &rest[uend..];
+        total += n * match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
+fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
+    for (name, svc) in &p.services {
+        let at = |k: &str| format!("services.{name}{k}");
+        if svc.image.is_none() && svc.build.is_none() && svc.provider.is_none() {
+            errors.push(sources.error(
+                &at(""),
+                format!("service {name:?} has neither an image nor a build context specified"),
+                Some("add `image:` or `build:` to the service".into()),
+            ));
+        }
+        if svc.network_mode.is_some() && !svc.networks.is_empty() {
+            errors.push(sources.error(
+                &at(".network_mode"),
+                "network_mode and networks cannot be combined".into(),
+                None,
+            ));
+        }
+        for net in svc.networks.keys() {
+            if !p.networks.contains_key(net) {
+                errors.push(sources.error(
+                    &at(&format!(".networks.{net}")),
+                    format!("service {name:?} refers to undefined network {net:?}"),
+                    Some("declare it under the top-level `networks:` key".to_string()),
+                ));
+            }
+        }
+        let mut targets = BTreeSet::new();
+        for (i, vol) in svc.volumes.iter().enumerate() {
+            if vol.kind == VolumeType::Volume
+                && let Some(src) = &vol.source
+                && !p.volumes.contains_key(src)
+            {
+                errors.push(sources.error(
+                    &at(&format!(".volumes[{i}]")),
+                    format!("service {name:?} refers to undefined volume {src:?}"),
+                    Some("declare it under the top-level `volumes:` key".into()),
+                ));
+            }
+            if !targets.insert(vol.target.clone()) {
+                errors.push(sources.error(
+                    &at(&format!(".volumes[{i}]")),
+                    format!("duplicate mount target {:?}", vol.target),
+                    None,
+                ));
+            }
+        }
+        for (kind, refs, defs) in [
+            ("secret", &svc.secrets, &p.secrets),
+            ("config", &svc.configs, &p.configs),
+        ] {
+            for (i, r) in refs.iter().enumerate() {
+                if !defs.contains_key(&r.source) {
+                    errors.push(sources.error(
+                        &at(&format!(".{kind}s[{i}]")),
+                        format!("service {name:?} refers to undefined {kind} {:?}", r.source),
+                        Some(format!("declare it under the top-level `{kind}s:` key")),
+                    ));
+                }
+            }
+        }
+        for (dep, d) in &svc.depends_on {
+            if dep == name {
+                errors.push(sources.error(
+                    &at(".depends_on"),
+                    format!("service {name:?} depends on itself"),
+                    None,
+                ));
+            } else if !p.services.contains_key(dep) && d.required {
+                let why = if p.disabled_services.contains_key(dep) {
+                    format!(
+                        "service {name:?} depends on service {dep:?}, whose profile is not active"
+                    )
+                } else {
+                    format!("service {name:?} depends on undefined service {dep:?}")
+                };
+                errors.push(sources.error(&at(&format!(".depends_on.{dep}")), why, None));
+            }
+        }
+        let replicas = svc.deploy.as_ref().and_then(|d| d.replicas);
+        if let (Some(s), Some(r)) = (svc.scale, replicas)
+            && s != r
+        {
+            errors.push(sources.error(
+                &at(".scale"),
+                format!("scale ({s}) and deploy.replicas ({r}) differ"),
+                Some("set only one of them".into()),
+            ));
+        }
+        if svc.container_name.is_some() && svc.scale.or(replicas).unwrap_or(1) > 1 {
+            errors.push(sources.error(
+                &at(".container_name"),
+                format!("service {name:?} sets container_name but has more than one replica"),
+                Some("container names must be unique: remove container_name or scale to 1".into()),
+            ));
+        }
+        let limits = svc
+            .deploy
+            .as_ref()
+            .and_then(|d| d.resources.as_ref())
+            .and_then(|r| r.limits.as_ref());
+        if let (Some(m), Some(l)) = (&svc.mem_limit, limits.and_then(|l| l.memory.as_ref()))
+            && parse_bytes(m) != parse_bytes(l)
+        {
+            errors.push(sources.error(
+                &at(".mem_limit"),
+                format!("mem_limit ({m}) and deploy.resources.limits.memory ({l}) differ"),
+                None,
+            ));
+        }
+        if let (Some(c), Some(l)) = (svc.cpus, limits.and_then(|l| l.cpus))
+            && (c - l).abs() > f64::EPSILON
+        {
+            errors.push(sources.error(
+                &at(".cpus"),
+                format!("cpus ({c}) and deploy.resources.limits.cpus ({l}) differ"),
+                None,
+            ));
+        }
+    }
+    if let Some(cycle) = find_cycle(p) {
+        errors.push(sources.error(
+            &format!("services.{}.depends_on", cycle[0]),
+            format!("dependency cycle detected: {}", cycle.join(" -> ")),
+            None,
+        ));
+    }
+}
+
+/// A dependency cycle, as the list of services along it (first repeated at the end).
+pub fn find_cycle(p: &Project) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    let mut marks: BTreeMap<&str, Mark> =
+        p.services.keys().map(|k| (k.as_str(), Mark::New)).collect();
+    fn visit<'a>(
+        p: &'a Project,
+        n: &'a str,
+        marks: &mut BTreeMap<&'a str, Mark>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match marks.get(n) {
+            Some(Mark::Done) | None => return None,
+            Some(Mark::Active) => {
+                let start = stack.iter().position(|s| *s == n).unwrap_or(0);
+                let mut c: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
+                c.push(n.to_string());
+                return Some(c);
+            }
+            Some(Mark::New) => {}
+        }
+        marks.insert(n, Mark::Active);
+        stack.push(n);
+        for dep in p.services[n].depends_on.keys() {
+            if dep != n
+                && let Some(c) = visit(p, dep, marks, stack)
+            {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        marks.insert(n, Mark::Done);
+        None
+    }
+    let names: Vec<&str> = p.services.keys().map(String::as_str).collect();
+    for n in names {
+        let mut stack = Vec::new();
+        if let Some(c) = visit(p, n, &mut marks, &mut stack) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_bytes("512m"), Some(512 << 20));
+        assert_eq!(parse_bytes("1GB"), Some(1 << 30));
+        assert_eq!(parse_bytes("100"), Some(100));
+        assert_eq!(
+            parse_duration("1m30s"),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("500ms"),
+            Some(std::time::Duration::from_millis(500))
+        );
+        assert_eq!(parse_duration("x"), None);
+    }
+}
