@@ -214,7 +214,7 @@ fn include_loads_its_own_project() {
     let env_file = &p.services["imported"].env_file[0].path;
     assert!(env_file.ends_with("subdir/extra.env"), "{env_file}");
     let p = load_in(&dir, &["include/project-directory.yaml"], &[]).unwrap();
-    assert!(p.services["service"].environment.len() > 0);
+    assert!(!p.services["service"].environment.is_empty());
 }
 
 #[test]
@@ -233,7 +233,8 @@ fn real_world_override_sets_load_together() {
         return;
     };
     let frappe = root.join("real-world/frappe_docker");
-    let sets: &[(&Path, &[&str], &[(&str, &str)])] = &[
+    type Set<'a> = (&'a Path, &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let sets: &[Set] = &[
         (
             &frappe,
             &[

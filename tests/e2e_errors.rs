@@ -33,11 +33,7 @@ fn bad_input_is_reported_and_creates_nothing() {
     // YAML syntax error, with line and column.
     env.write("compose.yaml", "services:\n  web:\n    image: [busybox\n");
     let err = env.fails(&["up", "-d"]);
-    assert!(err.contains("compose.yaml"), "{err}");
-    assert!(
-        err.contains("line 4") || err.contains(":4:") || err.contains("line 3"),
-        "{err}"
-    );
+    assert!(err.contains("compose.yaml:3:"), "{err}");
 
     // Unknown key.
     env.write(

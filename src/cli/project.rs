@@ -70,6 +70,7 @@ fn load_options(g: &Global) -> Result<LoadOptions> {
         project_directory: g.project_directory.clone(),
         working_dir: std::env::current_dir().context("reading the current directory")?,
         env: std::env::vars().collect(),
+        ..Default::default()
     })
 }
 

@@ -108,9 +108,9 @@ pub fn record(
                     .unwrap_or_else(|| format!("{}_{key}", project.name));
                 (dir.clone(), Some(host_name))
             }
-            VolumeType::Tmpfs => {
+            other => {
                 return Err(invalid(format!(
-                    "tmpfs mount {} is not supported yet",
+                    "{other:?} mount {} is not supported yet",
                     v.target
                 )));
             }

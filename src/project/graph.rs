@@ -94,11 +94,8 @@ mod tests {
         }
         Project {
             name: "p".into(),
-            working_dir: Default::default(),
-            compose_files: vec![],
             services,
-            networks: Default::default(),
-            volumes: Default::default(),
+            ..Default::default()
         }
     }
 
