@@ -30,9 +30,32 @@ pub async fn down(
             s.spawn(|| runtime::stop(paths, rec, opts.timeout));
         }
     });
-    for rec in &recs {
-        remove_container(paths, &host, rec, opts.timeout).await?;
-        progress.event("Container", &rec.name, "Removed");
+    // Then remove them, also in parallel: most of the cost is the kernel tearing down links.
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = recs
+            .iter()
+            .map(|rec| {
+                let host = &host;
+                s.spawn(move || -> Result<()> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(remove_container(paths, host, rec, opts.timeout))?;
+                    progress.event("Container", &rec.name, "Removed");
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a removal thread panicked")))
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
     }
 
     for n in network::list(paths)? {
