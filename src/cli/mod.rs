@@ -51,6 +51,8 @@ pub enum Command {
     Ps(project::PsArgs),
     /// View output from containers.
     Logs(project::LogsArgs),
+    /// Execute a command in a running container.
+    Exec(project::ExecArgs),
     /// List images.
     Images(images::ImagesArgs),
     /// Manage images.
@@ -132,6 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Down(a) => project::down(&paths, &cli.global, &a),
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),
         Command::Logs(a) => project::logs(&paths, &cli.global, &a),
+        Command::Exec(a) => project::exec(&paths, &cli.global, &a),
     }
 }
 

@@ -356,3 +356,95 @@ fn follow(
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// Detached mode: run the command in the background.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Set environment variables.
+    #[arg(short, long = "env", value_name = "KEY=VAL")]
+    pub env: Vec<String>,
+    /// Run the command as this user.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Path to workdir directory for this command.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Index of the container if the service has multiple replicas.
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    /// Disable pseudo-TTY allocation (berth does not allocate one yet, so this is the default).
+    #[arg(short = 'T', long = "no-tty")]
+    pub no_tty: bool,
+    /// Give extended privileges to the process.
+    #[arg(long)]
+    pub privileged: bool,
+    pub service: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// The container of `service` with replica number `index`.
+fn service_container(paths: &Paths, project: &str, service: &str, index: u32) -> Result<ContainerRecord> {
+    let recs = project::containers(paths, project)?;
+    if !recs.iter().any(|r| r.service() == Some(service)) {
+        bail!("service {service:?} is not running");
+    }
+    recs.into_iter()
+        .find(|r| {
+            r.service() == Some(service)
+                && r.label(crate::engine::container::labels::NUMBER) == Some(&index.to_string())
+        })
+        .with_context(|| format!("service {service:?} has no container with index {index}"))
+}
+
+pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
+    use crate::engine::exec::{self, ExecSpec};
+    let name = project_name(g)?;
+    let rec = service_container(paths, &name, &a.service, a.index)?;
+    let (uid, gid) = match &a.user {
+        Some(u) => {
+            let (uid, gid) = crate::project::container::resolve_user(u, &rec.layers)
+                .map_err(|e| anyhow::anyhow!("service {:?}: {e}", a.service))?;
+            (Some(uid), Some(gid))
+        }
+        None => (None, None),
+    };
+    let spec = ExecSpec {
+        args: a.command.clone(),
+        env: a
+            .env
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (e.clone(), std::env::var(e).unwrap_or_default()),
+            })
+            .collect(),
+        cwd: a.workdir.clone(),
+        uid,
+        gid,
+    };
+    let stdio = if a.detach {
+        let null = || -> Result<std::os::fd::OwnedFd> {
+            Ok(std::fs::File::options().read(true).write(true).open("/dev/null")?.into())
+        };
+        [null()?, null()?, null()?]
+    } else {
+        exec::own_stdio()?
+    };
+    let pid = match exec::spawn(paths, &rec, &spec, stdio) {
+        Ok(pid) => pid,
+        // As docker: 127 when the command is not found, 126 when it cannot be run.
+        Err(e @ exec::ExecError::Failed { .. }) => {
+            let code = if e.to_string().contains("not found") { 127 } else { 126 };
+            output::error(&anyhow::Error::from(e));
+            return Ok(code);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if a.detach {
+        return Ok(0);
+    }
+    Ok(exec::wait(pid))
+}

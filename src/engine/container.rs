@@ -16,6 +16,9 @@ pub struct ContainerRecord {
     pub image: String,
     /// `sha256:<config digest>`.
     pub image_id: String,
+    /// Restart policy and healthcheck, carried out by the shim.
+    #[serde(default)]
+    pub supervision: Supervision,
     pub created: String,
     /// `com.docker.compose.*` and user labels.
     pub labels: BTreeMap<String, String>,
@@ -26,6 +29,71 @@ pub struct ContainerRecord {
     pub mounts: Vec<Mount>,
     pub networks: Vec<NetworkAttachment>,
     pub ports: Vec<PublishedPort>,
+}
+
+/// What the shim does while the container lives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Supervision {
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default)]
+    pub healthcheck: Option<HealthSpec>,
+}
+
+/// Docker's restart policies.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case", tag = "name")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure {
+        /// 0 means no limit.
+        #[serde(default)]
+        max_retries: u32,
+    },
+}
+
+impl RestartPolicy {
+    /// `no`, `always`, `unless-stopped`, `on-failure[:N]`.
+    pub fn parse(s: &str) -> Option<RestartPolicy> {
+        Some(match s {
+            "no" | "" => RestartPolicy::No,
+            "always" => RestartPolicy::Always,
+            "unless-stopped" => RestartPolicy::UnlessStopped,
+            "on-failure" => RestartPolicy::OnFailure { max_retries: 0 },
+            s => RestartPolicy::OnFailure {
+                max_retries: s.strip_prefix("on-failure:")?.parse().ok()?,
+            },
+        })
+    }
+
+    /// Whether a container that exited with `code` after `restarts` restarts is started again.
+    /// A stop asked for by the user never is.
+    pub fn restarts(&self, code: i32, restarts: u32, stop_requested: bool) -> bool {
+        if stop_requested {
+            return false;
+        }
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+            RestartPolicy::OnFailure { max_retries } => {
+                code != 0 && (*max_retries == 0 || restarts < *max_retries)
+            }
+        }
+    }
+}
+
+/// A healthcheck, with the command already in exec form.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HealthSpec {
+    pub args: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub start_period_ms: u64,
+    pub start_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -107,6 +175,44 @@ pub struct State {
     pub ports: Vec<u16>,
     #[serde(default)]
     pub error: Option<String>,
+    #[serde(default)]
+    pub restart_count: u32,
+    #[serde(default)]
+    pub health: Option<Health>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl HealthStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HealthStatus::Starting => "starting",
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// Health as Docker reports it: status, failing streak and the last results.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Health {
+    pub status: HealthStatus,
+    pub failing_streak: u32,
+    pub log: Vec<HealthResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HealthResult {
+    pub start: String,
+    pub end: String,
+    pub exit_code: i32,
+    pub output: String,
 }
 
 impl ContainerRecord {

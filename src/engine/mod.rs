@@ -5,6 +5,8 @@
 //! published host ports and records its exit. No daemon: the CLI talks to containers through
 //! the files under the state root and by signalling pids it has verified.
 pub mod container;
+pub mod exec;
+pub mod health;
 pub mod image;
 pub mod logs;
 pub mod rootfs;

@@ -53,8 +53,16 @@ pub fn write_file(path: &std::path::Path, content: &str) -> Result<(), StateErro
     std::fs::write(path, content).map_err(io_err(path))
 }
 
+const STOP_MARKER: &str = "stop-requested";
+
+/// Whether a user asked for this container to stop (so its restart policy must not restart it).
+pub fn stop_requested(paths: &Paths, id: &str) -> bool {
+    paths.container(id).join(STOP_MARKER).exists()
+}
+
 /// Starts the container's shim and waits until the container runs or fails.
 pub fn start(paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError> {
+    let _ = std::fs::remove_file(rec.dir(paths).join(STOP_MARKER));
     let exe = std::env::current_exe().map_err(|source| RuntimeError::Spawn {
         name: rec.name.clone(),
         source,
@@ -109,6 +117,11 @@ use std::os::unix::process::CommandExt;
 /// Stops the container: SIGTERM, then SIGKILL after `timeout`; returns once its shim has
 /// recorded the exit.
 pub fn stop(paths: &Paths, rec: &ContainerRecord, timeout: Duration) -> Result<(), RuntimeError> {
+    // First the marker, so the shim does not restart what we are about to stop.
+    let dir = rec.dir(paths);
+    if dir.is_dir() {
+        write_file(&dir.join(STOP_MARKER), "")?;
+    }
     let st = load_state(paths, &rec.id)?;
     if st.status == Status::Running {
         crate::sys::proc::signal(st.pid, st.pid_start, Signal::SIGTERM);

@@ -6,7 +6,7 @@
 //! into the log file until they close, reaps init, records the exit code and cleans up the
 //! runtime state and cgroup. It is single-threaded and never runs tokio: libcontainer clones this
 //! process and briefly changes its working directory.
-use super::container::{ContainerRecord, State, Status};
+use super::container::{ContainerRecord, Health, HealthStatus, State, Status};
 use super::logs::{self, LineWriter};
 use crate::state::{Paths, read_json};
 use anyhow::{Context, Result, anyhow};
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 /// What the shim tells the CLI once the container runs (or failed to).
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,55 +53,98 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
         }
     };
     state.ports = ports.clone();
-    let started = start(paths, &rec);
-    let (mut container, out_r, err_r) = match started {
-        Ok(x) => x,
-        Err(e) => {
-            state.status = Status::Exited;
-            state.exit_code = Some(128);
-            state.error = Some(format!("{e:#}"));
-            let _ = state.save(paths, id);
-            cleanup_runtime(paths, id);
-            return report(&mut out, Err(e));
-        }
-    };
-    let pid = container.pid().map(|p| p.as_raw());
-    state.status = Status::Running;
-    state.pid = pid;
-    state.pid_start = pid.and_then(crate::sys::proc::start_time);
-    state.started_at = Some(logs::now());
-    if let Err(e) = state.save(paths, id) {
-        return report(&mut out, Err(e.into()));
-    }
-    report(
-        &mut out,
-        Ok(Ready {
-            ok: true,
-            error: None,
-            pid,
-            ports,
-        }),
-    );
-    // From here on nobody reads our stdout.
-    if let Ok(null) = File::options().write(true).open("/dev/null") {
-        let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1);
-    }
-
     let log_path = paths.container(id).join(logs::LOG_FILE);
-    copy_output(out_r, err_r, &log_path);
-    let code = match pid.map(|p| waitpid(nix::unistd::Pid::from_raw(p), None)) {
-        Some(Ok(WaitStatus::Exited(_, c))) => c,
-        Some(Ok(WaitStatus::Signaled(_, s, _))) => 128 + s as i32,
-        _ => 255,
-    };
-    let _ = container.refresh_status();
-    let _ = container.delete(true);
-    cleanup_runtime(paths, id);
-    state.status = Status::Exited;
-    state.exit_code = Some(code);
-    state.finished_at = Some(logs::now());
-    let _ = state.save(paths, id);
-    0
+    let policy = rec.supervision.restart;
+    let mut backoff = Duration::from_millis(100);
+    let mut first = true;
+    loop {
+        let (mut container, out_r, err_r) = match start(paths, &rec) {
+            Ok(x) => x,
+            Err(e) => {
+                state.status = Status::Exited;
+                state.exit_code = Some(128);
+                state.error = Some(format!("{e:#}"));
+                state.finished_at = Some(logs::now());
+                let _ = state.save(paths, id);
+                cleanup_runtime(paths, id);
+                if first {
+                    return report(&mut out, Err(e));
+                }
+                return 1;
+            }
+        };
+        let pid = container.pid().map(|p| p.as_raw());
+        state.status = Status::Running;
+        state.pid = pid;
+        state.pid_start = pid.and_then(crate::sys::proc::start_time);
+        state.started_at = Some(logs::now());
+        state.finished_at = None;
+        state.exit_code = None;
+        state.health = rec.supervision.healthcheck.as_ref().map(|_| Health {
+            status: HealthStatus::Starting,
+            failing_streak: 0,
+            log: Vec::new(),
+        });
+        if let Err(e) = state.save(paths, id)
+            && first
+        {
+            return report(&mut out, Err(e.into()));
+        }
+        if first {
+            report(
+                &mut out,
+                Ok(Ready {
+                    ok: true,
+                    error: None,
+                    pid,
+                    ports: ports.clone(),
+                }),
+            );
+            // From here on nobody reads our stdout.
+            if let Ok(null) = File::options().write(true).open("/dev/null") {
+                let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1);
+            }
+            first = false;
+        }
+        let ran_from = Instant::now();
+        let mut health = rec
+            .supervision
+            .healthcheck
+            .clone()
+            .map(|spec| super::health::Checker::new(spec, ran_from));
+        supervise(paths, &rec, &mut state, out_r, err_r, &log_path, health.as_mut());
+        let code = match pid.map(|p| waitpid(nix::unistd::Pid::from_raw(p), None)) {
+            Some(Ok(WaitStatus::Exited(_, c))) => c,
+            Some(Ok(WaitStatus::Signaled(_, s, _))) => 128 + s as i32,
+            _ => 255,
+        };
+        let _ = container.refresh_status();
+        let _ = container.delete(true);
+        cleanup_runtime(paths, id);
+        state.status = Status::Exited;
+        state.exit_code = Some(code);
+        state.finished_at = Some(logs::now());
+        state.pid = None;
+        let _ = state.save(paths, id);
+
+        let stop = super::runtime::stop_requested(paths, id);
+        if !policy.restarts(code, state.restart_count, stop) {
+            return 0;
+        }
+        // Docker's backoff: 100 ms doubling up to a minute, reset after 10 s of running.
+        if ran_from.elapsed() >= Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
+        }
+        let until = Instant::now() + backoff;
+        while Instant::now() < until {
+            if super::runtime::stop_requested(paths, id) {
+                return 0;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(until - Instant::now()));
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+        state.restart_count += 1;
+    }
 }
 
 fn report(out: &mut impl Write, r: Result<Ready>) -> i32 {
@@ -163,8 +207,17 @@ fn cleanup_runtime(paths: &Paths, id: &str) {
     }
 }
 
-/// Copies both pipes into the log file until both reach end of file.
-fn copy_output(out_r: OwnedFd, err_r: OwnedFd, log_path: &std::path::Path) {
+/// Copies both pipes into the log file until both reach end of file, running the healthcheck
+/// on its schedule in between.
+fn supervise(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    state: &mut State,
+    out_r: OwnedFd,
+    err_r: OwnedFd,
+    log_path: &std::path::Path,
+    mut health: Option<&mut super::health::Checker>,
+) {
     let mut log = match File::options().create(true).append(true).open(log_path) {
         Ok(f) => f,
         Err(_) => return,
@@ -174,30 +227,33 @@ fn copy_output(out_r: OwnedFd, err_r: OwnedFd, log_path: &std::path::Path) {
     let mut open = [true, true];
     let mut buf = vec![0u8; 64 * 1024];
     while open.iter().any(|o| *o) {
-        let ready: Vec<bool> = {
+        let timeout = health
+            .as_ref()
+            .map(|h| h.next_wakeup(Instant::now()))
+            .map_or(PollTimeout::NONE, |d| {
+                PollTimeout::try_from(d.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE)
+            });
+        let (ready, health_ready) = {
             let mut fds: Vec<PollFd> = files
                 .iter()
                 .zip(open)
                 .filter(|(_, o)| *o)
                 .map(|(f, _)| PollFd::new(f.as_fd(), PollFlags::POLLIN))
                 .collect();
-            if poll(&mut fds, PollTimeout::NONE).is_err() {
+            let health_fd = health.as_ref().and_then(|h| h.output_fd());
+            if let Some(fd) = health_fd {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+            if poll(&mut fds, timeout).is_err() {
                 continue;
             }
-            let revents: Vec<bool> = fds
+            let mut revents = fds.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty()));
+            let ready: Vec<bool> = open
                 .iter()
-                .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                .map(|o| *o && revents.next().unwrap_or(false))
                 .collect();
-            let mut it = revents.into_iter();
-            open.iter()
-                .map(|o| {
-                    if *o {
-                        it.next().unwrap_or(false)
-                    } else {
-                        false
-                    }
-                })
-                .collect()
+            let health_ready = health_fd.is_some() && revents.next().unwrap_or(false);
+            (ready, health_ready)
         };
         for i in 0..2 {
             if !ready[i] {
@@ -212,6 +268,14 @@ fn copy_output(out_r: OwnedFd, err_r: OwnedFd, log_path: &std::path::Path) {
                     let _ = writers[i].feed(&buf[..n], &mut log);
                 }
             }
+        }
+        if let Some(h) = health.as_deref_mut()
+            && let Some(result) = h.tick(paths, rec, Instant::now(), health_ready)
+        {
+            if let Some(st) = state.health.as_mut() {
+                h.record(st, result);
+            }
+            let _ = state.save(paths, &rec.id);
         }
     }
 }

@@ -180,7 +180,9 @@ pub fn record(
             .join(","),
     );
 
+    let supervision = super::supervision::from_service(svc, image).map_err(invalid)?;
     Ok(ContainerRecord {
+        supervision,
         id,
         name,
         image: svc.image.clone().unwrap_or_default(),
