@@ -1710,13 +1710,23 @@ fn split_volume(spec: &str) -> Vec<&str> {
 #[serde(untagged)]
 enum DependsOnEntry {
     List(Vec<String>),
-    Map(BTreeMap<String, DependsOn>),
+    Map(BTreeMap<String, Option<DependsOn>>),
 }
 
 fn depends_on<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, DependsOn>, D::Error> {
     Ok(match Option::<DependsOnEntry>::deserialize(d)? {
         None => BTreeMap::new(),
-        Some(DependsOnEntry::Map(m)) => m,
+        Some(DependsOnEntry::Map(m)) => m
+            .into_iter()
+            .map(|(k, v)| {
+                let v = v.unwrap_or(DependsOn {
+                    condition: service_started(),
+                    required: true,
+                    restart: false,
+                });
+                (k, v)
+            })
+            .collect(),
         Some(DependsOnEntry::List(l)) => l
             .into_iter()
             .map(|s| {

@@ -1,0 +1,259 @@
+//! Loader behaviour: discovery, env files, project names, merge, extends, include, profiles.
+#![allow(clippy::print_stderr)] // skip reasons
+use berth::compose::{ComposeError, LoadOptions, Project, load};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn corpus() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let found = ["../shared/corpus", "../../shared/corpus"]
+        .iter()
+        .map(|r| root.join(r))
+        .find(|p| p.join("INDEX.md").is_file());
+    if found.is_none() {
+        eprintln!("skipped: corpus folder ../shared/corpus is absent");
+    }
+    found
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn load_in(dir: &Path, files: &[&str], vars: &[(&str, &str)]) -> Result<Project, ComposeError> {
+    load(&LoadOptions {
+        files: files.iter().map(PathBuf::from).collect(),
+        working_dir: dir.to_path_buf(),
+        env: env(vars),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn discovery_walks_up_and_takes_the_override_next_to_the_winner() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "proj/compose.yaml",
+        "services:\n  web:\n    image: a\n",
+    );
+    write(
+        d.path(),
+        "proj/compose.override.yaml",
+        "services:\n  web:\n    image: b\n",
+    );
+    std::fs::create_dir_all(d.path().join("proj/sub/deeper")).unwrap();
+    let p = load_in(&d.path().join("proj/sub/deeper"), &[], &[]).unwrap();
+    assert_eq!(p.name, "proj");
+    assert_eq!(p.services["web"].image.as_deref(), Some("b"));
+    assert_eq!(p.compose_files.len(), 2);
+}
+
+#[test]
+fn project_name_precedence() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "compose.yaml",
+        "name: from-file\nservices:\n  web:\n    image: a\n",
+    );
+    let p = load_in(d.path(), &[], &[]).unwrap();
+    assert_eq!(p.name, "from-file");
+    let p = load_in(d.path(), &[], &[("COMPOSE_PROJECT_NAME", "from-env")]).unwrap();
+    assert_eq!(p.name, "from-env");
+    let e = load_in(d.path(), &[], &[("COMPOSE_PROJECT_NAME", "Bad Name")]).unwrap_err();
+    assert!(matches!(e, ComposeError::ProjectName { .. }), "{e}");
+    let p = load(&LoadOptions {
+        project_name: Some("from-flag".into()),
+        working_dir: d.path().to_path_buf(),
+        env: env(&[("COMPOSE_PROJECT_NAME", "from-env")]),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(p.name, "from-flag");
+}
+
+#[test]
+fn dotenv_compose_file_and_interpolation() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        ".env",
+        "COMPOSE_FILE=a.yaml:b.yaml\nTAG=1.2\nPORT=\"8080\"\n",
+    );
+    write(
+        d.path(),
+        "a.yaml",
+        "services:\n  web:\n    image: nginx:${TAG}\n    ports: [\"${PORT}:80\"]\n    environment: [SHELL_ONLY, FROM_DOTENV=$TAG, UNSET_BARE]\n",
+    );
+    write(
+        d.path(),
+        "b.yaml",
+        "services:\n  web:\n    ports: [\"9090:90\"]\n",
+    );
+    let p = load_in(d.path(), &[], &[("SHELL_ONLY", "s"), ("TAG", "shell")]).unwrap();
+    let web = &p.services["web"];
+    assert_eq!(
+        web.image.as_deref(),
+        Some("nginx:shell"),
+        "the shell wins over .env"
+    );
+    assert_eq!(web.ports.len(), 2);
+    assert_eq!(web.environment["SHELL_ONLY"].as_deref(), Some("s"));
+    assert!(!web.environment.contains_key("UNSET_BARE"));
+}
+
+#[test]
+fn reset_and_override_tags() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "compose.yaml",
+        "services:\n  web:\n    image: a\n    ports: ['80:80']\n    environment: {A: '1', B: '2'}\n",
+    );
+    write(
+        d.path(),
+        "over.yaml",
+        "services:\n  web:\n    ports: !reset []\n    environment: !override {C: '3'}\n",
+    );
+    let p = load_in(d.path(), &["compose.yaml", "over.yaml"], &[]).unwrap();
+    let web = &p.services["web"];
+    assert!(web.ports.is_empty());
+    assert_eq!(web.environment.len(), 1);
+    assert_eq!(web.environment["C"].as_deref(), Some("3"));
+}
+
+#[test]
+fn profiles() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "compose.yaml",
+        "services:\n  web:\n    image: a\n  debug:\n    image: b\n    profiles: [dev]\n  needs-debug:\n    image: c\n    profiles: [x]\n    depends_on: [debug]\n",
+    );
+    let p = load_in(d.path(), &[], &[]).unwrap();
+    assert_eq!(p.services.keys().collect::<Vec<_>>(), vec!["web"]);
+    assert_eq!(p.all_profiles(), vec!["dev", "x"]);
+    let p = load_in(d.path(), &[], &[("COMPOSE_PROFILES", "dev")]).unwrap();
+    assert!(p.services.contains_key("debug"));
+    let e = load_in(d.path(), &[], &[("COMPOSE_PROFILES", "x")]).unwrap_err();
+    assert!(e.to_string().contains("profile is not active"), "{e}");
+}
+
+#[test]
+fn dependency_cycle_names_its_path() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on: [a]\n",
+    );
+    let e = load_in(d.path(), &[], &[]).unwrap_err();
+    assert!(e.to_string().contains("a -> b -> a"), "{e}");
+}
+
+#[test]
+fn implicit_dependencies_and_default_network() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "compose.yaml",
+        "services:\n  db:\n    image: x\n  app:\n    image: x\n    network_mode: service:db\n    volumes_from: [db:ro]\n",
+    );
+    let p = load_in(d.path(), &[], &[]).unwrap();
+    let app = &p.services["app"];
+    assert!(app.depends_on["db"].restart);
+    assert!(app.networks.is_empty());
+    assert!(p.services["db"].networks.contains_key("default"));
+}
+
+#[test]
+fn extends_from_another_file_resolves_its_paths_there() {
+    let Some(root) = corpus() else {
+        return;
+    };
+    let dir = root.join("compose-go/loader/testdata");
+    let p = load_in(&dir, &["compose-test-extends.yaml"], &[("SOURCE", "src")]).unwrap();
+    let svc = &p.services["importer"];
+    assert_eq!(svc.image.as_deref(), Some("nginx"));
+    assert_eq!(svc.container_name.as_deref(), Some("src"));
+    // subdir/extra.env is read relative to the extended file, not the extending one.
+    assert!(svc.env_file[0].path.ends_with("subdir/extra.env"));
+    assert!(!svc.environment.is_empty());
+}
+
+#[test]
+fn extends_with_reset() {
+    let Some(root) = corpus() else {
+        return;
+    };
+    let dir = root.join("compose-go/loader/testdata/extends");
+    let p = load_in(&dir, &["reset.yaml"], &[]).unwrap();
+    assert_eq!(p.services["base"].image.as_deref(), Some("alpine:latest"));
+    assert_eq!(p.services["base"].command, None);
+}
+
+#[test]
+fn include_loads_its_own_project() {
+    let Some(root) = corpus() else {
+        return;
+    };
+    let dir = root.join("compose-go/loader/testdata");
+    let p = load_in(&dir, &["compose-include.yaml"], &[]).unwrap();
+    assert!(p.services.contains_key("imported"));
+    assert!(p.services.contains_key("bar"));
+    let env_file = &p.services["imported"].env_file[0].path;
+    assert!(env_file.ends_with("subdir/extra.env"), "{env_file}");
+    let p = load_in(&dir, &["include/project-directory.yaml"], &[]).unwrap();
+    assert!(!p.services["service"].environment.is_empty());
+}
+
+#[test]
+fn include_cycle_is_an_error() {
+    let Some(root) = corpus() else {
+        return;
+    };
+    let dir = root.join("compose-go/loader/testdata");
+    let e = load_in(&dir, &["compose-include-cycle.yaml"], &[]).unwrap_err();
+    assert!(e.to_string().contains("cycle"), "{e}");
+}
+
+#[test]
+fn real_world_override_sets_load_together() {
+    let Some(root) = corpus() else {
+        return;
+    };
+    let frappe = root.join("real-world/frappe_docker");
+    type Set<'a> = (&'a Path, &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let sets: &[Set] = &[
+        (
+            &frappe,
+            &[
+                "compose.yaml",
+                "overrides/compose.mariadb.yaml",
+                "overrides/compose.redis.yaml",
+                "overrides/compose.noproxy.yaml",
+            ],
+            &[],
+        ),
+        (
+            &frappe,
+            &["compose.yaml", "overrides/compose.backup-cron.yaml"],
+            &[],
+        ),
+    ];
+    for (dir, files, vars) in sets {
+        if let Err(e) = load_in(dir, files, vars) {
+            panic!("{files:?}: {e}");
+        }
+    }
+}
