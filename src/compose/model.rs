@@ -1555,21 +1555,23 @@ pub fn parse_port(spec: &str) -> Result<Vec<ServicePort>, String> {
     };
     let (t0, t1) = range(target)?;
     let host = published.map(range).transpose()?;
-    let count = t1 - t0 + 1;
+    // u32: a full range 0-65535 has 65536 ports.
+    let count = u32::from(t1) - u32::from(t0) + 1;
     if let Some((h0, h1)) = host
         && count > 1
-        && h1 - h0 + 1 != count
+        && u32::from(h1) - u32::from(h0) + 1 != count
     {
         return Err(bad("host and container ranges differ in length"));
     }
     Ok((0..count)
         .map(|i| ServicePort {
-            target: t0 + i,
+            // Both stay within their u16 ranges: i < count and the ranges have equal length.
+            target: (u32::from(t0) + i) as u16,
             published: host.map(|(h0, h1)| {
                 if count == 1 && h1 > h0 {
                     format!("{h0}-{h1}")
                 } else {
-                    (h0 + i).to_string()
+                    (u32::from(h0) + i).to_string()
                 }
             }),
             host_ip: host_ip.clone().filter(|s| !s.is_empty()),
@@ -1767,6 +1769,9 @@ mod tests {
 
     #[test]
     fn short_ports() {
+        // Regression: a full range overflowed u16 arithmetic.
+        assert_eq!(parse_port("0-65535").unwrap().len(), 65536);
+        assert!(parse_port("1-65535:0-65535").is_err());
         let p = parse_port("18080:8080").unwrap();
         assert_eq!(p[0].target, 8080);
         assert_eq!(p[0].published.as_deref(), Some("18080"));
