@@ -179,8 +179,7 @@ fn unique(ix: Indexer, items: Vec<Value>) -> Vec<Value> {
     out
 }
 
-/// Where the override's tags are found: the override document's tags, and the prefix under
-/// which this override value sits in its document.
+/// The merge tags of the override document, by key path.
 pub struct Tags<'a> {
     pub tags: &'a HashMap<String, MergeTag>,
 }

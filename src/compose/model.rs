@@ -1088,6 +1088,12 @@ pub struct IpamPool {
     pub aux_addresses: BTreeMap<String, String>,
 }
 
+/// An error about item `i` of a list that a custom deserializer read whole; the loader turns the
+/// `@i@` prefix back into `[i]` in the key path (see `normalize::typed`).
+fn item_error<E: de::Error>(i: usize, msg: String) -> E {
+    E::custom(format!("@{i}@{msg}"))
+}
+
 // ---- flexible scalars -------------------------------------------------------------------------
 
 /// `true`/`false`, also written as a string (compose-go's cast accepts yes/no/on/off too).
@@ -1251,9 +1257,10 @@ fn devices<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<DeviceMapping>, D::Err
     Option::<Vec<DeviceEntry>>::deserialize(d)?
         .unwrap_or_default()
         .into_iter()
-        .map(|e| match e {
+        .enumerate()
+        .map(|(i, e)| match e {
             DeviceEntry::Long(m) => Ok(m),
-            DeviceEntry::Short(s) => parse_device(&s).map_err(de::Error::custom),
+            DeviceEntry::Short(s) => parse_device(&s).map_err(|e| item_error(i, e)),
         })
         .collect()
 }
@@ -1502,10 +1509,10 @@ enum PortEntry {
 fn ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ServicePort>, D::Error> {
     let entries = Option::<Vec<PortEntry>>::deserialize(d)?.unwrap_or_default();
     let mut out = Vec::new();
-    for e in entries {
+    for (i, e) in entries.into_iter().enumerate() {
         match e {
             PortEntry::Long(p) => out.push(p),
-            PortEntry::Short(s) => out.extend(parse_port(&s.text()).map_err(de::Error::custom)?),
+            PortEntry::Short(s) => out.extend(parse_port(&s.text()).map_err(|e| item_error(i, e))?),
         }
     }
     Ok(out)
@@ -1594,9 +1601,10 @@ fn service_volumes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ServiceVolume>
     let entries = Option::<Vec<VolumeEntry>>::deserialize(d)?.unwrap_or_default();
     entries
         .into_iter()
-        .map(|e| match e {
+        .enumerate()
+        .map(|(i, e)| match e {
             VolumeEntry::Long(v) => Ok(*v),
-            VolumeEntry::Short(s) => parse_volume(&s).map_err(de::Error::custom),
+            VolumeEntry::Short(s) => parse_volume(&s).map_err(|e| item_error(i, e)),
         })
         .collect()
 }
