@@ -344,6 +344,28 @@ mod tests {
     }
 
     #[test]
+    fn yaml_output_reads_back_as_the_json_output() {
+        let (_d, opts) = project_dir(
+            "services:\n  web:\n    image: 'x'\n    environment: {A: 'on', B: '8080:80', C: '010', D: 'null', E: ''}\n    labels: ['k=#v', 'multi=a\\nb']\n",
+        );
+        let yaml = render(&ConfigArgs::default(), &opts).unwrap();
+        let json = render(
+            &ConfigArgs {
+                format: Format::Json,
+                ..Default::default()
+            },
+            &opts,
+        )
+        .unwrap();
+        let back = crate::compose::yaml::parse(&yaml).unwrap().remove(0).value;
+        assert_eq!(
+            back,
+            serde_json::from_str::<Value>(&json).unwrap(),
+            "{yaml}"
+        );
+    }
+
+    #[test]
     fn hash_ignores_scale_and_dependencies() {
         let (_d, opts) = project_dir("services:\n  web:\n    image: a\n    scale: 2\n");
         let p1 = load(&opts).unwrap();
