@@ -7,17 +7,8 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-fn corpus() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let found = ["../shared/corpus", "../../shared/corpus"]
-        .iter()
-        .map(|r| root.join(r))
-        .find(|p| p.join("INDEX.md").is_file());
-    if found.is_none() {
-        eprintln!("skipped: corpus folder ../shared/corpus is absent");
-    }
-    found
-}
+mod common;
+use common::corpus;
 
 const TOP_KEYS: [&str; 9] = [
     "services", "networks", "volumes", "secrets", "configs", "include", "name", "version", "models",

@@ -4,17 +4,8 @@ use berth::compose::{ComposeError, LoadOptions, Project, load};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-fn corpus() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let found = ["../shared/corpus", "../../shared/corpus"]
-        .iter()
-        .map(|r| root.join(r))
-        .find(|p| p.join("INDEX.md").is_file());
-    if found.is_none() {
-        eprintln!("skipped: corpus folder ../shared/corpus is absent");
-    }
-    found
-}
+mod common;
+use common::corpus;
 
 fn write(dir: &Path, name: &str, text: &str) {
     let p = dir.join(name);
