@@ -138,6 +138,14 @@ fn profiles() {
     assert!(p.services.contains_key("debug"));
     let e = load_in(d.path(), &[], &[("COMPOSE_PROFILES", "x")]).unwrap_err();
     assert!(e.to_string().contains("profile is not active"), "{e}");
+    // Naming a service enables it and what it depends on.
+    let p = load(&LoadOptions {
+        working_dir: d.path().to_path_buf(),
+        enabled_services: vec!["needs-debug".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(p.services.contains_key("needs-debug") && p.services.contains_key("debug"));
 }
 
 #[test]

@@ -48,6 +48,9 @@ pub struct LoadOptions {
     pub env_files: Vec<PathBuf>,
     /// `--profile` (repeatable); `COMPOSE_PROFILES` adds to them.
     pub profiles: Vec<String>,
+    /// Services named on the command line: enabled whatever their profiles, with their
+    /// dependencies (as `docker compose up SERVICE` does).
+    pub enabled_services: Vec<String>,
     /// The text of `-f -`.
     pub stdin_content: Option<String>,
     /// `config --no-interpolate`.

@@ -204,6 +204,7 @@ fn apply_profiles(p: &mut Project, opts: &LoadOptions) {
     p.services = enabled;
     p.disabled_services = disabled;
     p.profiles = active;
+    p.enable_services(&opts.enabled_services);
 }
 
 impl Project {
