@@ -111,9 +111,11 @@ pub fn render(args: &ConfigArgs, opts: &LoadOptions) -> anyhow::Result<String> {
         }
         return format(&sort(value), args.format);
     }
-    let mut project = load(opts)?;
+    let mut opts = opts.clone();
+    opts.enabled_services
+        .extend(args.service_names.iter().cloned());
+    let mut project = load(&opts)?;
     if !args.service_names.is_empty() {
-        project.enable_services(&args.service_names);
         keep_services(&mut project, &args.service_names);
     }
     if args.services {
