@@ -473,9 +473,10 @@ fn tcp() -> String {
     "tcp".into()
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum VolumeType {
+    #[default]
     Volume,
     Bind,
     Tmpfs,
@@ -485,7 +486,7 @@ pub enum VolumeType {
 }
 
 /// A mount in long form. For `bind`, `source` is an absolute host path once loaded.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct ServiceVolume {
     #[serde(rename = "type")]
     pub kind: VolumeType,
@@ -519,6 +520,17 @@ pub struct DependsOn {
     pub required: bool,
     #[serde(default)]
     pub restart: bool,
+}
+
+impl Default for DependsOn {
+    /// What the short (list) form means.
+    fn default() -> Self {
+        DependsOn {
+            condition: service_started(),
+            required: true,
+            restart: false,
+        }
+    }
 }
 
 fn service_started() -> String {
