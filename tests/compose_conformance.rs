@@ -4,23 +4,12 @@ use berth::compose::dotenv;
 use berth::compose::interpolate::{self, InterpolationError};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-/// `../shared/corpus/compose-go` next to the crate (or next to its worktree folder).
-fn corpus() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let found = ["../shared/corpus", "../../shared/corpus"]
-        .iter()
-        .map(|r| root.join(r).join("compose-go"))
-        .find(|p| p.is_dir());
-    if found.is_none() {
-        eprintln!("skipped: corpus folder ../shared/corpus/compose-go is absent");
-    }
-    found
-}
+mod common;
+use common::corpus;
 
 fn rows(name: &str) -> Vec<Value> {
-    let Some(dir) = corpus() else {
+    let Some(dir) = corpus().map(|c| c.join("compose-go")) else {
         return Vec::new();
     };
     std::fs::read_to_string(dir.join(name))
@@ -139,7 +128,7 @@ fn variables_extraction_cases() {
 #[test]
 fn dotenv_cases() {
     let rows = rows("dotenv-cases.jsonl");
-    let Some(dir) = corpus() else {
+    let Some(dir) = corpus().map(|c| c.join("compose-go")) else {
         return;
     };
     let mut failures = Vec::new();

@@ -7,17 +7,8 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-fn corpus() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let found = ["../shared/corpus", "../../shared/corpus"]
-        .iter()
-        .map(|r| root.join(r))
-        .find(|p| p.join("INDEX.md").is_file());
-    if found.is_none() {
-        eprintln!("skipped: corpus folder ../shared/corpus is absent");
-    }
-    found
-}
+mod common;
+use common::corpus;
 
 const TOP_KEYS: [&str; 9] = [
     "services", "networks", "volumes", "secrets", "configs", "include", "name", "version", "models",
@@ -176,5 +167,62 @@ fn inline_loader_fixtures() {
         }
     }
     eprintln!("inline fixtures: {n} rows, {} failures", failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Override and extension files that cannot load alone load on top of their project's base file.
+#[test]
+fn override_files_load_with_their_base() {
+    let Some(root) = corpus() else {
+        return;
+    };
+    let pairs = [
+        "docker-elk/extensions/curator/curator-compose.yml",
+        "docker-elk/extensions/filebeat/filebeat-compose.yml",
+        "docker-elk/extensions/fleet/fleet-compose.yml",
+        "docker-elk/extensions/heartbeat/heartbeat-compose.yml",
+        "docker-elk/extensions/metricbeat/metricbeat-compose.yml",
+        "docker-jitsi-meet/etherpad.yml",
+        "docker-jitsi-meet/grafana.yml",
+        "docker-jitsi-meet/jibri.yml",
+        "docker-jitsi-meet/jigasi.yml",
+        "docker-jitsi-meet/log-analyser.yml",
+        "docker-jitsi-meet/prometheus.yml",
+        "docker-jitsi-meet/transcriber.yml",
+        "docker-jitsi-meet/whiteboard.yml",
+        "frappe_docker/overrides/compose.backup-cron.yaml",
+        "frappe_docker/overrides/compose.mariadb.yaml",
+        "frappe_docker/overrides/compose.migrator.yaml",
+        "frappe_docker/overrides/compose.noproxy.yaml",
+        "frappe_docker/overrides/compose.postgres.yaml",
+        "frappe_docker/overrides/compose.proxy.yaml",
+        "frappe_docker/overrides/compose.redis.yaml",
+        "hoppscotch/docker-compose.deploy.yml",
+        "netbox-docker/docker-compose.test.override.yml",
+        "opentelemetry-demo/compose.full.yaml",
+        "opentelemetry-demo/compose.observability.yaml",
+        "opentelemetry-demo/compose.profiling.yaml",
+        "opentelemetry-demo/compose.tests.yaml",
+    ];
+    let mut failures = Vec::new();
+    for rel in pairs {
+        let project = rel.split('/').next().unwrap();
+        let dir = root.join("real-world").join(project);
+        let base = ["compose.yaml", "docker-compose.yml", "docker-compose.yaml"]
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file())
+            .unwrap();
+        let mut opts = options(&base, BTreeMap::new());
+        opts.files.push(root.join("real-world").join(rel));
+        if let Err(e) = load(&opts) {
+            failures.push(format!("{rel}: {e}"));
+        }
+    }
+    eprintln!(
+        "override pairs: {} loaded with their base, {} failures",
+        pairs.len() - failures.len(),
+        failures.len()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -4,17 +4,8 @@ use berth::compose::{ComposeError, LoadOptions, Project, load};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-fn corpus() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let found = ["../shared/corpus", "../../shared/corpus"]
-        .iter()
-        .map(|r| root.join(r))
-        .find(|p| p.join("INDEX.md").is_file());
-    if found.is_none() {
-        eprintln!("skipped: corpus folder ../shared/corpus is absent");
-    }
-    found
-}
+mod common;
+use common::corpus;
 
 fn write(dir: &Path, name: &str, text: &str) {
     let p = dir.join(name);
@@ -147,6 +138,14 @@ fn profiles() {
     assert!(p.services.contains_key("debug"));
     let e = load_in(d.path(), &[], &[("COMPOSE_PROFILES", "x")]).unwrap_err();
     assert!(e.to_string().contains("profile is not active"), "{e}");
+    // Naming a service enables it and what it depends on.
+    let p = load(&LoadOptions {
+        working_dir: d.path().to_path_buf(),
+        enabled_services: vec!["needs-debug".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(p.services.contains_key("needs-debug") && p.services.contains_key("debug"));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! Parsing is two-staged as in ripgrep: clap turns argv into `Cli`, then each command builds
 //! the settings it needs (paths, compose load options). stdout carries data only; progress,
 //! logs of berth itself and errors go to stderr through `output`.
+pub mod config;
 mod images;
 mod output;
 mod project;
@@ -51,6 +52,8 @@ pub enum Command {
     Ps(project::PsArgs),
     /// View output from containers.
     Logs(project::LogsArgs),
+    /// Parse, resolve and render the compose file in canonical format.
+    Config(config::ConfigArgs),
     /// Execute a command in a running container.
     Exec(project::ExecArgs),
     /// List images.
@@ -135,6 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),
         Command::Logs(a) => project::logs(&paths, &cli.global, &a),
         Command::Exec(a) => project::exec(&paths, &cli.global, &a),
+        Command::Config(a) => config::run(&a, project::load_options(&cli.global)?),
     }
 }
 

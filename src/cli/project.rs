@@ -63,7 +63,7 @@ pub struct LogsArgs {
     pub services: Vec<String>,
 }
 
-fn load_options(g: &Global) -> Result<LoadOptions> {
+pub fn load_options(g: &Global) -> Result<LoadOptions> {
     Ok(LoadOptions {
         files: g.files.clone(),
         project_name: g.project_name.clone(),
@@ -386,7 +386,12 @@ pub struct ExecArgs {
 }
 
 /// The container of `service` with replica number `index`.
-fn service_container(paths: &Paths, project: &str, service: &str, index: u32) -> Result<ContainerRecord> {
+fn service_container(
+    paths: &Paths,
+    project: &str,
+    service: &str,
+    index: u32,
+) -> Result<ContainerRecord> {
     let recs = project::containers(paths, project)?;
     if !recs.iter().any(|r| r.service() == Some(service)) {
         bail!("service {service:?} is not running");
@@ -427,7 +432,11 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
     };
     let stdio = if a.detach {
         let null = || -> Result<std::os::fd::OwnedFd> {
-            Ok(std::fs::File::options().read(true).write(true).open("/dev/null")?.into())
+            Ok(std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open("/dev/null")?
+                .into())
         };
         [null()?, null()?, null()?]
     } else {
@@ -437,7 +446,11 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
         Ok(pid) => pid,
         // As docker: 127 when the command is not found, 126 when it cannot be run.
         Err(e @ exec::ExecError::Failed { .. }) => {
-            let code = if e.to_string().contains("not found") { 127 } else { 126 };
+            let code = if e.to_string().contains("not found") {
+                127
+            } else {
+                126
+            };
             output::error(&anyhow::Error::from(e));
             return Ok(code);
         }

@@ -157,6 +157,23 @@ pub fn substitute(
     lookup: &dyn Fn(&str) -> Option<String>,
     missing: &mut Vec<String>,
 ) -> Result<String, InterpolationError> {
+    substitute_at(template, lookup, missing, 0)
+}
+
+/// Nesting depth of `${A:-${B:-…}}` beyond which a template is refused (no stack overflow).
+const MAX_NESTING: usize = 64;
+
+fn substitute_at(
+    template: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    missing: &mut Vec<String>,
+    depth: usize,
+) -> Result<String, InterpolationError> {
+    if depth > MAX_NESTING {
+        return Err(InterpolationError::InvalidTemplate {
+            template: template.to_string(),
+        });
+    }
     if !template.contains('$') {
         return Ok(template.to_string());
     }
@@ -181,7 +198,7 @@ pub fn substitute(
                 if use_value {
                     out.push_str(value.as_deref().unwrap_or(""));
                 } else {
-                    let arg = substitute(arg, lookup, missing)?;
+                    let arg = substitute_at(arg, lookup, missing, depth + 1)?;
                     match op {
                         Operator::Required | Operator::RequiredNonEmpty => {
                             return Err(InterpolationError::MissingRequired {
@@ -219,6 +236,13 @@ pub struct Variable {
 
 /// Every variable referenced in `template` (arguments included); invalid templates give none.
 pub fn extract_variables(template: &str, out: &mut BTreeMap<String, Variable>) {
+    extract_at(template, out, 0);
+}
+
+fn extract_at(template: &str, out: &mut BTreeMap<String, Variable>, depth: usize) {
+    if depth > MAX_NESTING {
+        return;
+    }
     let mut found = Vec::new();
     let _ = walk(template, &mut |piece| {
         match piece {
@@ -241,7 +265,7 @@ pub fn extract_variables(template: &str, out: &mut BTreeMap<String, Variable>) {
                 }
                 found.push(v);
                 let mut nested = BTreeMap::new();
-                extract_variables(arg, &mut nested);
+                extract_at(arg, &mut nested, depth + 1);
                 found.extend(nested.into_values());
             }
         }
@@ -321,5 +345,12 @@ mod tests {
                 .contains("need it")
         );
         assert!(run("${A").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let deep = "${U:-".repeat(10_000) + &"}".repeat(10_000);
+        assert!(run(&deep).is_err());
+        extract_variables(&deep, &mut BTreeMap::new());
     }
 }

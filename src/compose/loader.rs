@@ -48,6 +48,9 @@ pub struct LoadOptions {
     pub env_files: Vec<PathBuf>,
     /// `--profile` (repeatable); `COMPOSE_PROFILES` adds to them.
     pub profiles: Vec<String>,
+    /// Services named on the command line: enabled whatever their profiles, with their
+    /// dependencies (as `docker compose up SERVICE` does).
+    pub enabled_services: Vec<String>,
     /// The text of `-f -`.
     pub stdin_content: Option<String>,
     /// `config --no-interpolate`.
@@ -235,7 +238,7 @@ fn merge_doc(merged: &mut Value, doc: &mut Doc) {
 }
 
 fn read_text(file: &Path, opts: &LoadOptions) -> Result<String, ComposeError> {
-    if file.as_os_str() == "-" || file.ends_with("-") && opts.stdin_content.is_some() {
+    if file.as_os_str() == "-" {
         return Ok(opts.stdin_content.clone().unwrap_or_default());
     }
     std::fs::read_to_string(file).map_err(|source| ComposeError::Read {
@@ -911,6 +914,46 @@ mod tests {
             msg.contains("compose.yaml:8:5: services.b.volumes"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn errors_in_an_override_file_point_into_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "services:\n  web:\n    image: x\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            "services:\n  web:\n    ports:\n      - \"80:80\"\n      - 'http:80'\n",
+        )
+        .unwrap();
+        let e = load(&LoadOptions {
+            files: vec!["a.yaml".into(), "b.yaml".into()],
+            working_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("b.yaml:5:9: services.web.ports[1]: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn stdin_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = load(&LoadOptions {
+            files: vec!["-".into()],
+            stdin_content: Some("services:\n  web:\n    image: x\n".into()),
+            working_dir: dir.path().to_path_buf(),
+            project_name: Some("p".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(p.services["web"].image.as_deref(), Some("x"));
     }
 
     #[test]

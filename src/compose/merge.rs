@@ -179,8 +179,7 @@ fn unique(ix: Indexer, items: Vec<Value>) -> Vec<Value> {
     out
 }
 
-/// Where the override's tags are found: the override document's tags, and the prefix under
-/// which this override value sits in its document.
+/// The merge tags of the override document, by key path.
 pub struct Tags<'a> {
     pub tags: &'a HashMap<String, MergeTag>,
 }
@@ -287,6 +286,8 @@ fn merge_maps(base: &mut Value, over: Value, path: &mut Vec<String>, tags: &Tags
             (_, Some(MergeTag::Reset)) => {
                 b.remove(&k);
             }
+            // An empty entry (`db:` in a list turned map) keeps what the base says about it.
+            (Some(slot), None) if v.is_null() && !slot.is_null() => {}
             (Some(slot), _) if !slot.is_null() => merge(slot, v, path, tags),
             (_, _) => {
                 b.insert(k, v);
@@ -354,6 +355,18 @@ mod tests {
         assert_eq!(w["ports"], json!(["80:80", "81:81"]));
         assert_eq!(w["volumes"], json!(["./b:/data"]));
         assert_eq!(w["dns"], json!(["1.1.1.1", "8.8.8.8"]));
+    }
+
+    #[test]
+    fn list_entry_keeps_the_base_details() {
+        let r = m(
+            json!({"services": {"w": {"depends_on": {"db": {"condition": "service_healthy"}}}}}),
+            json!({"services": {"w": {"depends_on": ["db", "cache"]}}}),
+        );
+        assert_eq!(
+            r["services"]["w"]["depends_on"],
+            json!({"db": {"condition": "service_healthy"}, "cache": null})
+        );
     }
 
     #[test]

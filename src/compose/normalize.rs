@@ -72,14 +72,23 @@ fn typed<T: DeserializeOwned + Default>(
         Ok(t) => Some(t),
         Err(e) => {
             let inner = e.path().to_string();
-            let path = if inner == "." || inner.is_empty() {
+            let mut path = if inner == "." || inner.is_empty() {
                 prefix.to_string()
             } else if inner.starts_with('[') {
                 format!("{prefix}{inner}")
             } else {
                 format!("{prefix}.{inner}")
             };
-            errors.push(sources.error(&path, e.into_inner().to_string(), None));
+            let mut message = e.into_inner().to_string();
+            // `@i@message`: the error is about item i of the list at `path`.
+            if let Some(rest) = message.strip_prefix('@')
+                && let Some((i, m)) = rest.split_once('@')
+                && i.parse::<usize>().is_ok()
+            {
+                path = format!("{path}[{i}]");
+                message = m.to_string();
+            }
+            errors.push(sources.error(&path, message, None));
             None
         }
     }
@@ -195,6 +204,7 @@ fn apply_profiles(p: &mut Project, opts: &LoadOptions) {
     p.services = enabled;
     p.disabled_services = disabled;
     p.profiles = active;
+    p.enable_services(&opts.enabled_services);
 }
 
 impl Project {
@@ -541,6 +551,28 @@ fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
                 &at(".cpus"),
                 format!("cpus ({c}) and deploy.resources.limits.cpus ({l}) differ"),
                 None,
+            ));
+        }
+    }
+    for (key, n) in &p.networks {
+        if n.external
+            && (n.driver.is_some() || n.ipam.is_some() || !n.driver_opts.is_empty() || n.internal)
+        {
+            errors.push(sources.error(
+                &format!("networks.{key}.external"),
+                format!(
+                    "external network {key:?} must not set driver, driver_opts, ipam or internal"
+                ),
+                Some("an external network already exists; remove the creation options".into()),
+            ));
+        }
+    }
+    for (key, v) in &p.volumes {
+        if v.external && (v.driver.is_some() || !v.driver_opts.is_empty()) {
+            errors.push(sources.error(
+                &format!("volumes.{key}.external"),
+                format!("external volume {key:?} must not set driver or driver_opts"),
+                Some("an external volume already exists; remove the creation options".into()),
             ));
         }
     }

@@ -50,7 +50,7 @@ pub struct YamlError {
 }
 
 /// Nodes created through aliases, at most; beyond that the file is rejected.
-const ALIAS_BUDGET: usize = 1_000_000;
+const ALIAS_BUDGET: usize = 200_000;
 /// Nesting depth, at most.
 const MAX_DEPTH: usize = 256;
 

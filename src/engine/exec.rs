@@ -69,7 +69,9 @@ pub fn spawn(
         .as_tenant()
         .with_container_args(spec.args.clone())
         .with_env(env)
-        .with_cwd(Some(spec.cwd.clone().unwrap_or_else(|| rec.process.cwd.clone())))
+        .with_cwd(Some(
+            spec.cwd.clone().unwrap_or_else(|| rec.process.cwd.clone()),
+        ))
         .with_user(Some(spec.uid.unwrap_or(rec.process.uid)))
         .with_group(Some(spec.gid.unwrap_or(rec.process.gid)))
         .with_detach(true)

@@ -103,13 +103,18 @@ impl Checker {
         };
         let (code, output) = match exit {
             // Collect the output to its end first, unless the process is gone and silent.
-            Some(c) if r.out.is_none() || !readable => (c, String::from_utf8_lossy(&r.output).into_owned()),
+            Some(c) if r.out.is_none() || !readable => {
+                (c, String::from_utf8_lossy(&r.output).into_owned())
+            }
             Some(_) => return None,
             None if now >= r.deadline => {
                 let _ = kill(r.pid, Signal::SIGKILL);
                 let _ = waitpid(r.pid, None);
                 let timeout = Duration::from_millis(self.spec.timeout_ms);
-                (-1, format!("Health check exceeded timeout ({}s)", timeout.as_secs_f64()))
+                (
+                    -1,
+                    format!("Health check exceeded timeout ({}s)", timeout.as_secs_f64()),
+                )
             }
             None => return None,
         };

@@ -112,7 +112,15 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
             .healthcheck
             .clone()
             .map(|spec| super::health::Checker::new(spec, ran_from));
-        supervise(paths, &rec, &mut state, out_r, err_r, &log_path, health.as_mut());
+        supervise(
+            paths,
+            &rec,
+            &mut state,
+            out_r,
+            err_r,
+            &log_path,
+            health.as_mut(),
+        );
         let code = match pid.map(|p| waitpid(nix::unistd::Pid::from_raw(p), None)) {
             Some(Ok(WaitStatus::Exited(_, c))) => c,
             Some(Ok(WaitStatus::Signaled(_, s, _))) => 128 + s as i32,
@@ -247,7 +255,9 @@ fn supervise(
             if poll(&mut fds, timeout).is_err() {
                 continue;
             }
-            let mut revents = fds.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty()));
+            let mut revents = fds
+                .iter()
+                .map(|p| p.revents().is_some_and(|r| !r.is_empty()));
             let ready: Vec<bool> = open
                 .iter()
                 .map(|o| *o && revents.next().unwrap_or(false))

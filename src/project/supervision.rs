@@ -11,9 +11,14 @@ const RETRIES: u32 = 3;
 const START_INTERVAL_MS: u64 = 5_000;
 
 pub fn from_service(svc: &Service, _image: &Image) -> Result<Supervision, String> {
-    let restart = match (&svc.restart, svc.deploy.as_ref().and_then(|d| d.restart_policy.as_ref())) {
+    let restart = match (
+        &svc.restart,
+        svc.deploy.as_ref().and_then(|d| d.restart_policy.as_ref()),
+    ) {
         (Some(r), _) => RestartPolicy::parse(r).ok_or_else(|| {
-            format!("invalid restart policy {r:?}: use no, always, on-failure[:N] or unless-stopped")
+            format!(
+                "invalid restart policy {r:?}: use no, always, on-failure[:N] or unless-stopped"
+            )
         })?,
         (None, Some(p)) => match p.condition.as_deref().unwrap_or("any") {
             "none" => RestartPolicy::No,
