@@ -20,6 +20,12 @@ pub struct UpArgs {
     /// Shutdown timeout in seconds.
     #[arg(short, long, default_value_t = 10)]
     pub timeout: u64,
+    /// Wait for services to be running|healthy. Implies detached mode.
+    #[arg(long)]
+    pub wait: bool,
+    /// Maximum duration in seconds to wait for the project to be running|healthy.
+    #[arg(long)]
+    pub wait_timeout: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,9 +108,11 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     let project = load(g)?;
     let opts = UpOptions {
         timeout: Duration::from_secs(a.timeout),
+        wait: a.wait,
+        wait_timeout: a.wait_timeout.map(Duration::from_secs),
     };
     runtime()?.block_on(project::up::up(paths, &project, &opts, &Plain))?;
-    if a.detach {
+    if a.detach || a.wait {
         return Ok(0);
     }
     // Attached mode: follow the logs until every container has exited; Ctrl-C stops them.
@@ -167,8 +175,13 @@ fn status_text(st: &crate::engine::container::State) -> String {
             .map(|t| human_duration(chrono::Utc::now().signed_duration_since(t)))
             .unwrap_or_default()
     };
+    let health = st
+        .health
+        .as_ref()
+        .map(|h| format!(" ({})", h.status.as_str()))
+        .unwrap_or_default();
     match st.status {
-        Status::Running => format!("Up {}", since(&st.started_at)),
+        Status::Running => format!("Up {}{health}", since(&st.started_at)),
         Status::Exited => format!(
             "Exited ({}) {} ago",
             st.exit_code.unwrap_or(0),
@@ -236,7 +249,7 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
                     "Created": rec.created,
                     "State": st.status.as_str(),
                     "Status": status_text(st),
-                    "Health": "",
+                    "Health": st.health.as_ref().map_or("", |h| h.status.as_str()),
                     "ExitCode": st.exit_code.unwrap_or(0),
                     "Publishers": publishers,
                     "Labels": rec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),

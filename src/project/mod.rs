@@ -8,6 +8,7 @@ pub mod container;
 pub mod down;
 pub mod graph;
 pub mod network;
+pub mod start;
 pub mod supervision;
 pub mod up;
 

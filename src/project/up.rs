@@ -69,6 +69,9 @@ pub fn plan(
 
 pub struct UpOptions {
     pub timeout: std::time::Duration,
+    /// `--wait`: return once everything is running and healthy (or exited 0).
+    pub wait: bool,
+    pub wait_timeout: Option<std::time::Duration>,
 }
 
 /// Runs `up -d`. On error, what was created stays recorded so `up` or `down` can finish.
@@ -79,7 +82,8 @@ pub async fn up(
     progress: &dyn Progress,
 ) -> Result<()> {
     let _lock = super::lock(paths, &project.name)?;
-    let levels = graph::levels(project)?;
+    // A cycle is an error before anything is created.
+    graph::levels(project)?;
 
     // 1. Everything that bad input can break, before anything is created.
     let store = ImageStore::open(&paths.images())?;
@@ -218,49 +222,31 @@ pub async fn up(
         }
     }
 
-    // 5. Start, dependencies first; the services of one level start in parallel.
-    for level in &levels {
-        let mut to_start = Vec::new();
-        for service in level {
-            let Some(rec) = all.get(service) else {
-                continue;
-            };
-            let needs_start = actions.iter().any(|a| match a {
-                Action::Keep { .. } => false,
-                Action::Start { service: s, .. }
-                | Action::Create { service: s }
-                | Action::Recreate { service: s, .. } => s == service,
-            });
-            if needs_start {
-                progress.event("Container", &rec.name, "Starting");
-                to_start.push(rec);
-            } else {
-                progress.event("Container", &rec.name, "Running");
-            }
-        }
-        let results: Vec<Result<()>> = std::thread::scope(|s| {
-            let handles: Vec<_> = to_start
-                .iter()
-                .map(|rec| {
-                    let host = &host;
-                    s.spawn(move || -> Result<()> {
-                        let ready = runtime::start(paths, rec)?;
-                        publish(host, rec, &ready.ports)?;
-                        progress.event("Container", &rec.name, "Started");
-                        Ok(())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow!("a start thread panicked")))
-                })
-                .collect()
-        });
-        for r in results {
-            r?;
+    // 5. Start each service once its dependencies' conditions hold.
+    let to_start: BTreeSet<String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Keep { .. } => None,
+            Action::Start { service, .. }
+            | Action::Create { service }
+            | Action::Recreate { service, .. } => Some(service.clone()),
+        })
+        .collect();
+    let start_one = |rec: &ContainerRecord| -> Result<()> {
+        let ready = runtime::start(paths, rec)?;
+        publish(&host, rec, &ready.ports)
+    };
+    super::start::start_all(paths, project, &all, &to_start, progress, &start_one)?;
+    if opts.wait {
+        let recs: Vec<&ContainerRecord> = all.values().collect();
+        super::start::wait_ready(paths, &recs, opts.wait_timeout)?;
+        for rec in recs {
+            let healthy = rec.supervision.healthcheck.is_some();
+            progress.event(
+                "Container",
+                &rec.name,
+                if healthy { "Healthy" } else { "Ready" },
+            );
         }
     }
     Ok(())
