@@ -6,5 +6,8 @@
 //! therefore only hashes its inputs and reads small JSON files; nothing runs. Steps that change
 //! files (RUN, COPY, ADD, WORKDIR) work on a throwaway overlay whose upper directory becomes
 //! the new layer.
+pub mod context;
+pub mod ignore;
+pub mod layer;
 pub mod parser;
 pub mod shell;
