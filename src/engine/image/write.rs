@@ -17,11 +17,14 @@ use super::{ImageStore, parse_reference};
 const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 
-/// A layer stored as an uncompressed tar blob, so its blob digest is its diff id.
+/// A layer blob in the store: new layers are uncompressed tars (blob digest = diff id); layers
+/// of base images keep their compression.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredLayer {
     pub digest: Digest,
+    pub diff_id: Digest,
     pub size: u64,
+    pub media_type: String,
 }
 
 impl ImageStore {
@@ -32,8 +35,10 @@ impl ImageStore {
         let staged = staging.stage(f, &tar.display().to_string())?;
         self.blobs.commit(&staged)?;
         Ok(StoredLayer {
+            diff_id: staged.digest.clone(),
             digest: staged.digest,
             size: staged.size,
+            media_type: MEDIA_LAYER.into(),
         })
     }
 
@@ -45,11 +50,35 @@ impl ImageStore {
     /// The unpacked directory of a stored layer, unpacking it first if needed.
     pub fn layer_dir(&self, layer: &StoredLayer) -> Result<PathBuf, ImageError> {
         self.layers
-            .ensure(&self.blobs.path(&layer.digest), &layer.digest)
+            .ensure(&self.blobs.path(&layer.digest), &layer.diff_id)
     }
 
-    /// The raw config document of an image id (`sha256:…`), as stored.
-    pub fn config_bytes(&self, image_id: &str) -> Result<Vec<u8>, ImageError> {
+    /// The layers of a resolved image, as its manifest lists them.
+    pub fn image_layers(&self, image: &super::Image) -> Result<Vec<StoredLayer>, ImageError> {
+        let at = &image.manifest_digest;
+        let manifest: oci_spec::image::ImageManifest =
+            serde_json::from_slice(&self.blob_bytes(at)?)
+                .map_err(|e| ImageError::invalid(at, "manifest", e))?;
+        let diff_ids = image.config.rootfs().diff_ids();
+        manifest
+            .layers()
+            .iter()
+            .zip(diff_ids)
+            .map(|(l, d)| {
+                Ok(StoredLayer {
+                    digest: Digest::from_oci(l.digest())
+                        .ok_or_else(|| ImageError::invalid(at, "manifest", "layer digest"))?,
+                    diff_id: Digest::parse(d)
+                        .ok_or_else(|| ImageError::invalid(at, "image config", "diff id"))?,
+                    size: l.size(),
+                    media_type: l.media_type().to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// The raw bytes of a small JSON blob (`sha256:…`): a config or manifest, as stored.
+    pub fn blob_bytes(&self, image_id: &str) -> Result<Vec<u8>, ImageError> {
         let digest = Digest::parse(image_id).ok_or_else(|| ImageError::NotFound {
             reference: image_id.to_owned(),
         })?;
@@ -80,7 +109,7 @@ impl ImageStore {
                 "size": config_blob.size,
             },
             "layers": layers.iter().map(|l| serde_json::json!({
-                "mediaType": MEDIA_LAYER,
+                "mediaType": l.media_type,
                 "digest": l.digest.to_string(),
                 "size": l.size,
             })).collect::<Vec<_>>(),
