@@ -1062,6 +1062,15 @@ fn clean_abs(p: &str) -> String {
 impl Drop for Builder<'_> {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.tmp);
+        // RUN containers leave this root's cgroup parents; rmdir only removes empty ones.
+        // (Same rule as `down`; project::down's helper is not reachable from the engine.)
+        let parent = self.paths.cgroup_parent();
+        if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
+            for e in entries.flatten() {
+                let _ = fs::remove_dir(e.path().join(&parent));
+            }
+        }
+        let _ = fs::remove_dir(Path::new("/sys/fs/cgroup").join(&parent));
     }
 }
 
