@@ -3,6 +3,7 @@
 //! Parsing is two-staged as in ripgrep: clap turns argv into `Cli`, then each command builds
 //! the settings it needs (paths, compose load options). stdout carries data only; progress,
 //! logs of berth itself and errors go to stderr through `output`.
+mod build;
 pub mod config;
 mod images;
 mod output;
@@ -63,6 +64,11 @@ pub enum Command {
     Image(images::ImageCommand),
     /// Load an image from a tar archive or STDIN.
     Load(images::LoadArgs),
+    /// Build an image from a Dockerfile.
+    Build(build::BuildArgs),
+    /// Manage the build cache.
+    #[command(subcommand)]
+    Builder(build::BuilderCommand),
     /// Show the berth version information.
     Version,
     /// Runs a container's shim (internal).
@@ -133,6 +139,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Images(a) => images::images(&paths, &a),
         Command::Image(c) => images::image(&paths, c),
         Command::Load(a) => images::load(&paths, &a),
+        Command::Build(a) => build::build(&paths, &a),
+        Command::Builder(c) => build::builder(&paths, &c),
         Command::Up(a) => project::up(&paths, &cli.global, &a),
         Command::Down(a) => project::down(&paths, &cli.global, &a),
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),

@@ -4,6 +4,7 @@
 //! (`berth __shim ID`), which creates it through libcontainer, owns its stdio and log, holds its
 //! published host ports and records its exit. No daemon: the CLI talks to containers through
 //! the files under the state root and by signalling pids it has verified.
+pub mod build;
 pub mod container;
 pub mod exec;
 pub mod health;

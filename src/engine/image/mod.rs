@@ -20,6 +20,7 @@ mod load;
 pub mod reference;
 mod refs;
 pub mod unpack;
+pub mod write;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
