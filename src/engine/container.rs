@@ -26,6 +26,9 @@ pub struct ContainerRecord {
     pub mounts: Vec<Mount>,
     pub networks: Vec<NetworkAttachment>,
     pub ports: Vec<PublishedPort>,
+    /// Privileges, confinement, limits and stop settings.
+    #[serde(default)]
+    pub host: super::hostconfig::HostConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

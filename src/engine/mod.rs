@@ -5,10 +5,13 @@
 //! published host ports and records its exit. No daemon: the CLI talks to containers through
 //! the files under the state root and by signalling pids it has verified.
 pub mod container;
+pub mod hostconfig;
 pub mod image;
 pub mod logs;
+pub mod resources;
 pub mod rootfs;
 pub mod runtime;
+pub mod seccomp;
 pub mod shim;
 pub mod spec;
 pub mod volume;
