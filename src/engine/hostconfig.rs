@@ -47,6 +47,23 @@ pub struct HostConfig {
     pub resources: Resources,
 }
 
+impl HostConfig {
+    /// The `extra_hosts` lines of `/etc/hosts`, `host-gateway` replaced by `gateway` (the
+    /// gateway of the container's first network; entries for it are left out without one).
+    pub fn extra_hosts_lines(&self, gateway: Option<std::net::Ipv4Addr>) -> String {
+        let mut out = String::new();
+        for (host, ip) in &self.extra_hosts {
+            let ip = match (ip.as_str(), gateway) {
+                ("host-gateway", Some(g)) => g.to_string(),
+                ("host-gateway", None) => continue,
+                (ip, _) => ip.to_string(),
+            };
+            out.push_str(&format!("{ip}\t{host}\n"));
+        }
+        out
+    }
+}
+
 /// Which seccomp filter the container gets.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
@@ -109,4 +126,32 @@ pub struct Resources {
     /// `0-3`, `1,3`.
     pub cpuset_cpus: Option<String>,
     pub pids_limit: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_hosts_resolve_the_gateway() {
+        let h = HostConfig {
+            extra_hosts: vec![
+                ("db".into(), "10.0.0.9".into()),
+                ("host.docker.internal".into(), "host-gateway".into()),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            h.extra_hosts_lines(Some("172.20.0.1".parse().unwrap())),
+            "10.0.0.9\tdb\n172.20.0.1\thost.docker.internal\n"
+        );
+        assert_eq!(h.extra_hosts_lines(None), "10.0.0.9\tdb\n");
+    }
+
+    #[test]
+    fn old_records_load_with_docker_defaults() {
+        let h: HostConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(h, HostConfig::default());
+        assert_eq!(h.seccomp, Seccomp::Default);
+    }
 }

@@ -251,8 +251,9 @@ pub fn resolve_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32), String
     Ok((uid, gid))
 }
 
-/// The groups `user` is a member of in the image's `/etc/group`, then `group_add` (names
-/// resolved there too, or numbers), without the primary group and without duplicates.
+/// The supplementary groups, as runc computes them for Docker: the primary group, the groups
+/// `user` is a member of in the image's `/etc/group`, then `group_add` (names resolved there
+/// too, or numbers), without duplicates.
 pub fn supplementary_groups(
     user: &str,
     uid: u32,
@@ -274,9 +275,9 @@ pub fn supplementary_groups(
         .unwrap_or_default(),
         u => u.to_string(),
     };
-    let mut out: Vec<u32> = Vec::new();
+    let mut out: Vec<u32> = vec![gid];
     let push = |g: u32, out: &mut Vec<u32>| {
-        if g != gid && !out.contains(&g) {
+        if !out.contains(&g) {
             out.push(g);
         }
     };
@@ -343,7 +344,7 @@ mod tests {
         assert_eq!(resolve_user("1000:1000", &layers), Ok((1000, 1000)));
         assert_eq!(
             supplementary_groups("www-data", 33, 33, &["staff".into(), "7".into()], &layers),
-            Ok(vec![50, 7])
+            Ok(vec![33, 50, 7])
         );
         assert!(supplementary_groups("", 0, 0, &["nogroup".into()], &layers).is_err());
         assert!(
