@@ -129,6 +129,23 @@ pub fn host_config(project: &Project, svc: &Service) -> Result<HostConfig, Vec<S
     let ipc_host = svc.ipc.as_deref() == Some("host");
     let net_host = svc.network_mode.as_deref() == Some("host");
     for (k, v) in &svc.sysctls {
+        // The key becomes a path under /proc/sys and the value is written there: no `/`,
+        // `..` or empty components in one, no second assignment smuggled in the other
+        // (CVE-2022-0811).
+        let key_ok = !k.is_empty()
+            && k.split('.').all(|c| {
+                !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+            });
+        if !key_ok {
+            errors.push(format!("sysctl {k:?}: invalid name"));
+            continue;
+        }
+        if v.contains(['=', '+', '\n', '\0']) {
+            errors.push(format!("sysctl {k}: invalid value {v:?}"));
+            continue;
+        }
         let ipc = IPC_SYSCTLS.contains(&k.as_str()) || k.starts_with("fs.mqueue.");
         let net = k.starts_with("net.");
         if ipc && ipc_host {
@@ -445,7 +462,10 @@ services:
     image: busybox
     cap_add: [NOT_A_CAP]
     security_opt: ["seccomp=missing.json", "bogus"]
-    sysctls: {kernel.panic: "1"}
+    sysctls:
+      kernel.panic: "1"
+      net.ipv4/../../kernel.core_pattern: "|/x"
+      kernel.shm_rmid_forced: "1+kernel.core_pattern=|/x"
     ulimits: {nofile: {soft: 300, hard: 200}, bogus: 1}
     extra_hosts: ["x:not-an-ip"]
     pid: "container:other"
@@ -461,6 +481,8 @@ services:
             "missing.json",
             "unsupported security_opt \"bogus\"",
             "kernel.panic is not namespaced",
+            "kernel.core_pattern\": invalid name",
+            "kernel.shm_rmid_forced: invalid value",
             "soft limit 300",
             "unknown ulimit",
             "invalid IP address",
