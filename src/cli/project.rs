@@ -17,9 +17,9 @@ pub struct UpArgs {
     /// Detached mode: run containers in the background.
     #[arg(short, long)]
     pub detach: bool,
-    /// Shutdown timeout in seconds.
-    #[arg(short, long, default_value_t = 10)]
-    pub timeout: u64,
+    /// Shutdown timeout in seconds (default: the service's stop_grace_period, else 10).
+    #[arg(short, long)]
+    pub timeout: Option<u64>,
     /// Wait for services to be running|healthy. Implies detached mode.
     #[arg(long)]
     pub wait: bool,
@@ -33,9 +33,9 @@ pub struct DownArgs {
     /// Remove named volumes declared in the volumes section of the compose file.
     #[arg(short, long)]
     pub volumes: bool,
-    /// Shutdown timeout in seconds.
-    #[arg(short, long, default_value_t = 10)]
-    pub timeout: u64,
+    /// Shutdown timeout in seconds (default: the service's stop_grace_period, else 10).
+    #[arg(short, long)]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,7 +107,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     let project = load(g)?;
     let opts = UpOptions {
-        timeout: Duration::from_secs(a.timeout),
+        timeout: a.timeout.map(Duration::from_secs),
         wait: a.wait,
         wait_timeout: a.wait_timeout.map(Duration::from_secs),
     };
@@ -133,7 +133,11 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     std::thread::scope(|s| {
         for rec in &recs {
             s.spawn(|| {
-                let r = crate::engine::runtime::stop(paths, rec, opts.timeout);
+                let r = crate::engine::runtime::stop(
+                    paths,
+                    rec,
+                    crate::engine::runtime::grace(rec, opts.timeout),
+                );
                 Plain.event(
                     "Container",
                     &rec.name,
@@ -149,7 +153,7 @@ pub fn down(paths: &Paths, g: &Global, a: &DownArgs) -> Result<i32> {
     let name = project_name(g)?;
     let opts = DownOptions {
         volumes: a.volumes,
-        timeout: Duration::from_secs(a.timeout),
+        timeout: a.timeout.map(Duration::from_secs),
     };
     runtime()?.block_on(project::down::down(paths, &name, &opts, &Plain))?;
     Ok(0)

@@ -29,6 +29,9 @@ pub struct ContainerRecord {
     pub mounts: Vec<Mount>,
     pub networks: Vec<NetworkAttachment>,
     pub ports: Vec<PublishedPort>,
+    /// Privileges, confinement, limits and stop settings.
+    #[serde(default)]
+    pub host: super::hostconfig::HostConfig,
 }
 
 /// What the shim does while the container lives.

@@ -114,8 +114,15 @@ pub fn start(paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError
 
 use std::os::unix::process::CommandExt;
 
-/// Stops the container: SIGTERM, then SIGKILL after `timeout`; returns once its shim has
-/// recorded the exit.
+/// The grace period of a stop: the command's `-t` when given, else the container's
+/// `stop_grace_period`, else 10 s.
+pub fn grace(rec: &ContainerRecord, flag: Option<Duration>) -> Duration {
+    flag.or(rec.host.stop_grace_period_ms.map(Duration::from_millis))
+        .unwrap_or(Duration::from_secs(10))
+}
+
+/// Stops the container: its stop signal (SIGTERM by default), then SIGKILL after `timeout`;
+/// returns once its shim has recorded the exit.
 pub fn stop(paths: &Paths, rec: &ContainerRecord, timeout: Duration) -> Result<(), RuntimeError> {
     // First the marker, so the shim does not restart what we are about to stop.
     let dir = rec.dir(paths);
@@ -124,7 +131,13 @@ pub fn stop(paths: &Paths, rec: &ContainerRecord, timeout: Duration) -> Result<(
     }
     let st = load_state(paths, &rec.id)?;
     if st.status == Status::Running {
-        crate::sys::proc::signal(st.pid, st.pid_start, Signal::SIGTERM);
+        let sig = rec
+            .host
+            .stop_signal
+            .as_deref()
+            .and_then(super::hostconfig::parse_signal)
+            .unwrap_or(Signal::SIGTERM);
+        crate::sys::proc::signal(st.pid, st.pid_start, sig);
         if !wait_until(timeout, || !crate::sys::proc::alive(st.pid, st.pid_start)) {
             crate::sys::proc::signal(st.pid, st.pid_start, Signal::SIGKILL);
             if !wait_until(Duration::from_secs(10), || {

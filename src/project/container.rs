@@ -86,9 +86,13 @@ pub fn record(
         .or_else(|| cfg.user().clone())
         .unwrap_or_default();
     let (uid, gid) = resolve_user(&user, &image.layers).map_err(invalid)?;
+    let additional_gids =
+        supplementary_groups(&user, uid, gid, &svc.group_add, &image.layers).map_err(invalid)?;
+    let host = super::hostconfig::host_config(project, svc)
+        .map_err(|errors| invalid(errors.join("; ")))?;
 
     let mut mounts = Vec::new();
-    for v in &svc.volumes {
+    for v in svc.volumes.iter().filter(|v| v.kind != VolumeType::Tmpfs) {
         let (source, volume) = match v.kind {
             VolumeType::Bind => (PathBuf::from(v.source.clone().unwrap_or_default()), None),
             VolumeType::Volume => {
@@ -195,13 +199,14 @@ pub fn record(
             cwd,
             uid,
             gid,
-            additional_gids: Vec::new(),
+            additional_gids,
         },
         hostname,
         layers: image.layers.clone(),
         mounts,
         networks: Vec::new(),
         ports,
+        host,
     })
 }
 
@@ -248,6 +253,58 @@ pub fn resolve_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32), String
     Ok((uid, gid))
 }
 
+/// The supplementary groups, as runc computes them for Docker: the primary group, the groups
+/// `user` is a member of in the image's `/etc/group`, then `group_add` (names resolved there
+/// too, or numbers), without duplicates.
+pub fn supplementary_groups(
+    user: &str,
+    uid: u32,
+    gid: u32,
+    group_add: &[String],
+    layers: &[PathBuf],
+) -> Result<Vec<u32>, String> {
+    let group = image_file(layers, "etc/group");
+    let name = match user.split(':').next().unwrap_or("") {
+        "" => lookup(&image_file(layers, "etc/passwd"), |f| {
+            f.get(2) == Some(&"0")
+        })
+        .and_then(|f| f.first().map(|s| s.to_string()))
+        .unwrap_or_else(|| "root".into()),
+        u if u.parse::<u32>().is_ok() => lookup(&image_file(layers, "etc/passwd"), |f| {
+            f.get(2).and_then(|s| s.parse::<u32>().ok()) == Some(uid)
+        })
+        .and_then(|f| f.first().map(|s| s.to_string()))
+        .unwrap_or_default(),
+        u => u.to_string(),
+    };
+    let mut out: Vec<u32> = vec![gid];
+    let push = |g: u32, out: &mut Vec<u32>| {
+        if !out.contains(&g) {
+            out.push(g);
+        }
+    };
+    if !name.is_empty() {
+        for line in group.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.get(3).is_some_and(|m| m.split(',').any(|m| m == name))
+                && let Some(g) = f.get(2).and_then(|s| s.parse().ok())
+            {
+                push(g, &mut out);
+            }
+        }
+    }
+    for g in group_add {
+        let n = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup(&group, |f| f.first() == Some(&g.as_str()))
+                .and_then(|f| f.get(2).and_then(|s| s.parse().ok()))
+                .ok_or_else(|| format!("group_add: unable to find group {g} in the image"))?,
+        };
+        push(n, &mut out);
+    }
+    Ok(out)
+}
+
 fn lookup<'a>(text: &'a str, pred: impl Fn(&Vec<&'a str>) -> bool) -> Option<Vec<&'a str>> {
     text.lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
@@ -277,12 +334,21 @@ mod tests {
             "root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/false\n",
         )
         .unwrap();
-        std::fs::write(d.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:www-data,other\nwww-data:x:33:\n",
+        )
+        .unwrap();
         let layers = vec![d.path().to_path_buf()];
         assert_eq!(resolve_user("", &layers), Ok((0, 0)));
         assert_eq!(resolve_user("www-data", &layers), Ok((33, 33)));
         assert_eq!(resolve_user("33:staff", &layers), Ok((33, 50)));
         assert_eq!(resolve_user("1000:1000", &layers), Ok((1000, 1000)));
+        assert_eq!(
+            supplementary_groups("www-data", 33, 33, &["staff".into(), "7".into()], &layers),
+            Ok(vec![33, 50, 7])
+        );
+        assert!(supplementary_groups("", 0, 0, &["nogroup".into()], &layers).is_err());
         assert!(
             resolve_user("nobody", &layers)
                 .unwrap_err()

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 pub struct DownOptions {
     pub volumes: bool,
-    pub timeout: Duration,
+    /// `-t`; `None` uses each container's own grace period.
+    pub timeout: Option<Duration>,
 }
 
 pub async fn down(
@@ -27,7 +28,7 @@ pub async fn down(
     std::thread::scope(|s| {
         for rec in &recs {
             progress.event("Container", &rec.name, "Stopping");
-            s.spawn(|| runtime::stop(paths, rec, opts.timeout));
+            s.spawn(|| runtime::stop(paths, rec, runtime::grace(rec, opts.timeout)));
         }
     });
     // Then remove them, also in parallel: most of the cost is the kernel tearing down links.
@@ -81,9 +82,9 @@ pub async fn remove_container(
     paths: &Paths,
     host: &NetHost,
     rec: &ContainerRecord,
-    timeout: Duration,
+    timeout: Option<Duration>,
 ) -> Result<()> {
-    runtime::stop(paths, rec, timeout)?;
+    runtime::stop(paths, rec, runtime::grace(rec, timeout))?;
     let state = load_state(paths, &rec.id)?;
     let maps = super::up::port_mappings(rec, &state.ports);
     if !maps.is_empty() {

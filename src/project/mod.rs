@@ -7,6 +7,7 @@
 pub mod container;
 pub mod down;
 pub mod graph;
+pub mod hostconfig;
 pub mod network;
 pub mod start;
 pub mod supervision;

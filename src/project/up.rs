@@ -68,7 +68,8 @@ pub fn plan(
 }
 
 pub struct UpOptions {
-    pub timeout: std::time::Duration,
+    /// `-t` for containers that are recreated; `None` uses their grace period.
+    pub timeout: Option<std::time::Duration>,
     /// `--wait`: return once everything is running and healthy (or exited 0).
     pub wait: bool,
     pub wait_timeout: Option<std::time::Duration>,
@@ -210,15 +211,26 @@ pub async fn up(
         }
     }
     let hosts = hosts_file(all.values());
+    // What `host-gateway` in extra_hosts means: the gateway of the container's first network.
+    let gateway = |rec: &ContainerRecord| {
+        let first = rec.networks.first()?;
+        networks
+            .values()
+            .find(|n| n.name == first.network)
+            .map(|n| n.gateway)
+    };
     let resolv = resolv_conf();
     for (service, rec) in &all {
         let fresh = creating.contains(service.as_str());
         if fresh {
-            runtime::prepare(paths, rec, &with_own(&hosts, rec), &resolv)?;
+            runtime::prepare(paths, rec, &with_own(&hosts, rec, gateway(rec)), &resolv)?;
             progress.event("Container", &rec.name, "Created");
         } else {
             // Running containers see the new peers at once: the file is bind-mounted.
-            let _ = runtime::write_file(&rec.dir(paths).join("hosts"), &with_own(&hosts, rec));
+            let _ = runtime::write_file(
+                &rec.dir(paths).join("hosts"),
+                &with_own(&hosts, rec, gateway(rec)),
+            );
         }
     }
 
@@ -335,11 +347,12 @@ fn hosts_file<'a>(recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
 }
 
 /// The shared hosts file plus the container's own hostname line.
-fn with_own(hosts: &str, rec: &ContainerRecord) -> String {
-    match rec.networks.first() {
-        Some(n) => format!("{hosts}{}\t{}\n", n.ip, rec.hostname),
-        None => hosts.to_string(),
-    }
+fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Addr>) -> String {
+    let own = match rec.networks.first() {
+        Some(n) => format!("{}\t{}\n", n.ip, rec.hostname),
+        None => String::new(),
+    };
+    format!("{hosts}{own}{}", rec.host.extra_hosts_lines(gateway))
 }
 
 /// The host's resolvers, minus loopback ones (unreachable from a container).

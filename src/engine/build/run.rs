@@ -40,6 +40,7 @@ pub fn run_step(
     };
     let mut rec = ContainerRecord {
         supervision: Default::default(),
+        host: Default::default(),
         id: id.clone(),
         name: format!("berth-build-{}", &id[..12]),
         image: String::new(),
