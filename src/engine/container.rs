@@ -247,7 +247,11 @@ pub fn load_state(paths: &Paths, id: &str) -> Result<State, StateError> {
 impl State {
     /// A `running` state whose shim and init are both gone (a kill -9, a reboot) reads as exited.
     fn checked(mut self) -> State {
-        if self.status == Status::Running && !crate::sys::proc::alive(self.pid, self.pid_start) {
+        // While the shim lives it will record the real exit code: trust it, not a guess.
+        if self.status == Status::Running
+            && !crate::sys::proc::alive(self.pid, self.pid_start)
+            && !crate::sys::proc::alive(self.shim_pid, self.shim_start)
+        {
             self.status = Status::Exited;
             self.exit_code.get_or_insert(137);
         }

@@ -250,8 +250,11 @@ pub fn build(
         })
         .collect::<Result<_, _>>()?;
 
+    // Only a container on berth's networks surely has a network namespace of its own (a build
+    // step may share the host's, where net.* sysctls must not be written).
     let mut sysctl: HashMap<String, String> = DEFAULT_SYSCTLS
         .iter()
+        .filter(|_| !rec.networks.is_empty())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     sysctl.extend(host.sysctls.clone());
