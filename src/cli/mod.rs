@@ -6,6 +6,7 @@
 mod images;
 mod output;
 mod project;
+mod transfer;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -58,6 +59,16 @@ pub enum Command {
     Image(images::ImageCommand),
     /// Load an image from a tar archive or STDIN.
     Load(images::LoadArgs),
+    /// Download images from a registry.
+    Pull(images::PullArgs),
+    /// Upload an image to a registry.
+    Push(images::PushArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(images::TagArgs),
+    /// Log in to a registry.
+    Login(images::LoginArgs),
+    /// Log out from a registry.
+    Logout(images::LogoutArgs),
     /// Show the berth version information.
     Version,
     /// Runs a container's shim (internal).
@@ -128,6 +139,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Images(a) => images::images(&paths, &a),
         Command::Image(c) => images::image(&paths, c),
         Command::Load(a) => images::load(&paths, &a),
+        Command::Pull(a) => images::pull(&paths, &a),
+        Command::Push(a) => images::push(&paths, &a),
+        Command::Tag(a) => images::tag(&paths, &a),
+        Command::Login(a) => images::login(&a),
+        Command::Logout(a) => images::logout(&a),
         Command::Up(a) => project::up(&paths, &cli.global, &a),
         Command::Down(a) => project::down(&paths, &cli.global, &a),
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),

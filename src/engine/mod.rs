@@ -7,6 +7,7 @@
 pub mod container;
 pub mod image;
 pub mod logs;
+pub mod registry;
 pub mod rootfs;
 pub mod runtime;
 pub mod shim;
