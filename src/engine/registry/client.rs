@@ -94,7 +94,9 @@ async fn scheme(
     let may_be_plain = is_loopback_host(host) || config.insecure.iter().any(|h| h == host);
     match http.get(format!("https://{host}/v2/")).send().await {
         Ok(_) => Ok("https"),
-        Err(_) if may_be_plain => Ok("http"),
+        // A server that presented a certificate speaks TLS: falling back to plain HTTP
+        // would be a downgrade, so a certificate problem is an error even on loopback.
+        Err(e) if may_be_plain && !error_chain(&e).contains("certificate") => Ok("http"),
         Err(e) => Err(RegistryError::Connect {
             host: host.to_owned(),
             reason: error_chain(&e),
