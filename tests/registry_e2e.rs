@@ -1,7 +1,7 @@
 //! Pull and push against a real registry (Debian's `docker-registry`, the CNCF distribution
-#![allow(clippy::print_stderr)] // skipped tests say why
 //! server) on 127.0.0.1: round trip, multi-platform index, cross-repository mount, a corrupted
 //! blob, an interrupted transfer, and login/logout with htpasswd basic auth over TLS.
+#![allow(clippy::print_stderr)] // skipped tests say why
 
 mod registry_util;
 
