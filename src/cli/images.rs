@@ -42,6 +42,15 @@ pub enum ImageCommand {
     Push(PushArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
     Tag(TagArgs),
+    /// Display detailed information on one or more images (a JSON array).
+    Inspect(InspectArgs),
+    /// Show the history of an image.
+    History(HistoryArgs),
+    /// Remove one or more images.
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Remove unused images.
+    Prune(PruneArgs),
 }
 
 pub fn image(paths: &Paths, c: ImageCommand) -> Result<i32> {
@@ -51,6 +60,10 @@ pub fn image(paths: &Paths, c: ImageCommand) -> Result<i32> {
         ImageCommand::Pull(a) => pull(paths, &a),
         ImageCommand::Push(a) => push(paths, &a),
         ImageCommand::Tag(a) => tag(paths, &a),
+        ImageCommand::Inspect(a) => inspect(paths, &a),
+        ImageCommand::History(a) => history(paths, &a),
+        ImageCommand::Rm(a) => rm(paths, &a),
+        ImageCommand::Prune(a) => prune(paths, &a),
     }
 }
 
@@ -352,4 +365,124 @@ pub fn logout(a: &LogoutArgs) -> Result<i32> {
 /// Registry errors reach `output::error`, which can ask them for [`RegistryError::hint`].
 fn with_hint(e: RegistryError) -> anyhow::Error {
     anyhow::Error::new(e)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Images: names, ids or id prefixes.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    pub image: String,
+    /// Format: table or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Remove an id with several names, or an image a container uses.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Remove all images no container uses, not only those without a name.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// `image inspect`: a JSON array, as docker prints it.
+pub fn inspect(paths: &Paths, a: &InspectArgs) -> Result<i32> {
+    let store = ImageStore::open(&paths.images())?;
+    let mut out = Vec::new();
+    for i in &a.images {
+        out.push(store.inspect(i)?);
+    }
+    output::data(&serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}
+
+/// `image history`.
+pub fn history(paths: &Paths, a: &HistoryArgs) -> Result<i32> {
+    let store = ImageStore::open(&paths.images())?;
+    let rows = store.history(&a.image)?;
+    if a.format == "json" {
+        for r in rows {
+            output::data(
+                &serde_json::json!({"CreatedAt": r.created, "CreatedBy": r.created_by,
+                    "Comment": r.comment, "EmptyLayer": r.empty_layer})
+                .to_string(),
+            );
+        }
+        return Ok(0);
+    }
+    output::data("CREATED                CREATED BY");
+    for r in rows {
+        output::data(&format!(
+            "{:<22} {}",
+            r.created.as_deref().unwrap_or("N/A"),
+            r.created_by
+        ));
+    }
+    Ok(0)
+}
+
+/// `image rm` / `rmi`: all names given; the first failure is reported after the others ran.
+pub fn rm(paths: &Paths, a: &RmArgs) -> Result<i32> {
+    let store = ImageStore::open(&paths.images())?;
+    let mut failed = None;
+    for i in &a.images {
+        match store.remove(i, a.force, &paths.containers()) {
+            Ok(r) => print_removed(&r),
+            Err(e) => {
+                output::error(&anyhow::Error::new(e));
+                failed = Some(1);
+            }
+        }
+    }
+    if a.force || failed.is_none() {
+        store.gc(&paths.containers())?;
+    }
+    Ok(failed.unwrap_or(0))
+}
+
+/// `image prune [-a] [-f]`.
+pub fn prune(paths: &Paths, a: &PruneArgs) -> Result<i32> {
+    if !a.force && console::Term::stderr().is_term() {
+        output::note(
+            "WARNING! This will remove images without a name (with -a: all images no container uses).",
+        );
+        output::note("Are you sure you want to continue? [y/N]");
+        let answer = console::Term::stderr().read_line()?;
+        if !answer.trim().eq_ignore_ascii_case("y") {
+            return Ok(0);
+        }
+    }
+    let store = ImageStore::open(&paths.images())?;
+    let r = store.prune(a.all, &paths.containers())?;
+    print_removed(&r);
+    output::data(&format!(
+        "Total reclaimed space: {}",
+        human_size(r.reclaimed)
+    ));
+    Ok(0)
+}
+
+fn print_removed(r: &crate::engine::image::Removed) {
+    for u in &r.untagged {
+        output::data(&format!("Untagged: {u}"));
+    }
+    for d in &r.deleted {
+        output::data(&format!("Deleted: {d}"));
+    }
 }

@@ -69,6 +69,8 @@ pub enum Command {
     Login(images::LoginArgs),
     /// Log out from a registry.
     Logout(images::LogoutArgs),
+    /// Remove one or more images.
+    Rmi(images::RmArgs),
     /// Show the berth version information.
     Version,
     /// Runs a container's shim (internal).
@@ -144,6 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Tag(a) => images::tag(&paths, &a),
         Command::Login(a) => images::login(&a),
         Command::Logout(a) => images::logout(&a),
+        Command::Rmi(a) => images::rm(&paths, &a),
         Command::Up(a) => project::up(&paths, &cli.global, &a),
         Command::Down(a) => project::down(&paths, &cli.global, &a),
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),
