@@ -49,7 +49,7 @@ fn bad_input_is_reported_and_creates_nothing() {
     // Unknown image: names the service and the image.
     env.write(
         "compose.yaml",
-        "services:\n  web:\n    image: busybox\n  db:\n    image: nosuchimage:1.0\n    volumes: [data:/d]\nvolumes:\n  data:\n",
+        "services:\n  web:\n    image: busybox\n  db:\n    image: 127.0.0.1:1/nosuchimage:1.0\n    volumes: [data:/d]\nvolumes:\n  data:\n",
     );
     let err = env.fails(&["up", "-d"]);
     assert!(

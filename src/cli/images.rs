@@ -1,6 +1,10 @@
-//! Image commands: `images`, `image ls`, `image load`, `load`.
+//! Image commands: `images`, `image ls`, `image load`, `load`, `pull`, `push`, `tag`, `login`,
+//! `logout`.
 use super::output;
-use crate::engine::image::ImageStore;
+use super::transfer::Reporter;
+use crate::engine::image::{ImageStore, Reference};
+use crate::engine::registry::login as login_check;
+use crate::engine::registry::{Credentials, Platform, RegistryConfig, RegistryError};
 use crate::state::Paths;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -32,12 +36,34 @@ pub enum ImageCommand {
     /// List images.
     #[command(alias = "list")]
     Ls(ImagesArgs),
+    /// Download an image from a registry.
+    Pull(PullArgs),
+    /// Upload an image to a registry.
+    Push(PushArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(TagArgs),
+    /// Display detailed information on one or more images (a JSON array).
+    Inspect(InspectArgs),
+    /// Show the history of an image.
+    History(HistoryArgs),
+    /// Remove one or more images.
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Remove unused images.
+    Prune(PruneArgs),
 }
 
 pub fn image(paths: &Paths, c: ImageCommand) -> Result<i32> {
     match c {
         ImageCommand::Load(a) => load(paths, &a),
         ImageCommand::Ls(a) => images(paths, &a),
+        ImageCommand::Pull(a) => pull(paths, &a),
+        ImageCommand::Push(a) => push(paths, &a),
+        ImageCommand::Tag(a) => tag(paths, &a),
+        ImageCommand::Inspect(a) => inspect(paths, &a),
+        ImageCommand::History(a) => history(paths, &a),
+        ImageCommand::Rm(a) => rm(paths, &a),
+        ImageCommand::Prune(a) => prune(paths, &a),
     }
 }
 
@@ -125,5 +151,338 @@ fn human_size(n: u64) -> String {
         format!("{:.3}kB", f / 1e3)
     } else {
         format!("{n}B")
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// Image references to pull (`busybox`, `localhost:5000/app:1`, `repo@sha256:…`).
+    #[arg(required = true)]
+    pub references: Vec<String>,
+    /// Platform of the image to pull from a multi-platform index (`linux/arm64`).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Progress output: auto or plain.
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    /// Image reference to push.
+    pub reference: String,
+    /// Suppress progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Progress output: auto or plain.
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TagArgs {
+    /// The image: a name, id or id prefix.
+    pub source: String,
+    /// The new name.
+    pub target: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    /// Registry host (default: docker.io).
+    pub server: Option<String>,
+    /// User name.
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password (prefer --password-stdin).
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogoutArgs {
+    /// Registry host (default: docker.io).
+    pub server: Option<String>,
+}
+
+fn multi_thread() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// `berth pull REF…` (also `image pull`): each reference in turn; the first failure stops.
+pub fn pull(paths: &Paths, a: &PullArgs) -> Result<i32> {
+    let store = ImageStore::open(&paths.images())?;
+    let platform = a
+        .platform
+        .as_deref()
+        .map(Platform::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let config = RegistryConfig::from_env();
+    let reporter = Reporter::new(a.quiet, a.progress == "plain");
+    let rt = multi_thread()?;
+    for reference in &a.references {
+        let r = Reference::parse(reference)
+            .with_context(|| format!("invalid reference {reference:?}"))?;
+        reporter.note(&format!(
+            "{}: Pulling from {}",
+            r.tag().or(r.digest()).unwrap_or("latest"),
+            r.short_name()
+        ));
+        let started = std::time::Instant::now();
+        let outcome = rt
+            .block_on(store.pull_with(&config, reference, platform.as_ref(), &reporter))
+            .map_err(with_hint)?;
+        tracing::debug!(
+            "pulled {reference}: {} bytes received, {} layers unpacked in {:.3}s",
+            outcome.downloaded,
+            outcome.unpacked_layers,
+            started.elapsed().as_secs_f64()
+        );
+        reporter.note(&format!(
+            "Status: {} for {}",
+            if outcome.downloaded > 0 {
+                "Downloaded newer image"
+            } else {
+                "Image is up to date"
+            },
+            r.short()
+        ));
+        output::data(&r.to_string());
+    }
+    Ok(0)
+}
+
+/// `berth push REF`.
+pub fn push(paths: &Paths, a: &PushArgs) -> Result<i32> {
+    let store = ImageStore::open(&paths.images())?;
+    let config = RegistryConfig::from_env();
+    let reporter = Reporter::new(a.quiet, a.progress == "plain");
+    let r = Reference::parse(&a.reference)
+        .with_context(|| format!("invalid reference {:?}", a.reference))?;
+    reporter.note(&format!(
+        "The push refers to repository [{}]",
+        r.repository()
+    ));
+    multi_thread()?
+        .block_on(store.push_with(&config, &a.reference, &reporter))
+        .map_err(with_hint)?;
+    Ok(0)
+}
+
+/// `berth tag SRC DST`.
+pub fn tag(paths: &Paths, a: &TagArgs) -> Result<i32> {
+    let store = ImageStore::open(&paths.images())?;
+    store.tag(&a.source, &a.target)?;
+    Ok(0)
+}
+
+/// `https://host/v1/` → `host`; no argument → Docker Hub.
+fn server_host(server: Option<&str>) -> String {
+    let s = server.unwrap_or("docker.io");
+    let s = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(s);
+    let host = s.split('/').next().unwrap_or(s);
+    match host {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io".into(),
+        h => h.to_owned(),
+    }
+}
+
+/// `berth login [-u USER] [--password-stdin] [HOST]`.
+pub fn login(a: &LoginArgs) -> Result<i32> {
+    let host = server_host(a.server.as_deref());
+    let term = console::Term::stderr();
+    let username = match &a.username {
+        Some(u) => u.clone(),
+        None if term.is_term() && !a.password_stdin => {
+            term.write_str("Username: ")?;
+            term.read_line()?.trim().to_owned()
+        }
+        None => anyhow::bail!("a user name is needed: pass it with -u USER"),
+    };
+    let password = if a.password_stdin {
+        if a.password.is_some() {
+            anyhow::bail!("--password and --password-stdin are mutually exclusive");
+        }
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut s)
+            .context("reading the password from standard input")?;
+        s.trim_end_matches(['\n', '\r']).to_owned()
+    } else if let Some(p) = &a.password {
+        output::note("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+        p.clone()
+    } else if term.is_term() {
+        term.write_str("Password: ")?;
+        term.read_secure_line()?
+    } else {
+        anyhow::bail!("a password is needed: pass it with --password-stdin");
+    };
+    if username.is_empty() || password.is_empty() {
+        anyhow::bail!("user name and password must not be empty");
+    }
+    let creds = Credentials { username, password };
+    let config = RegistryConfig::from_env();
+    multi_thread()?
+        .block_on(login_check(&config, &host, &creds))
+        .map_err(with_hint)?;
+    config
+        .credentials
+        .store(&host, &creds)
+        .context("storing the credentials")?;
+    output::note(&format!(
+        "credentials stored in {}",
+        config.credentials.path().display()
+    ));
+    output::data("Login Succeeded");
+    Ok(0)
+}
+
+/// `berth logout [HOST]`.
+pub fn logout(a: &LogoutArgs) -> Result<i32> {
+    let host = server_host(a.server.as_deref());
+    let config = RegistryConfig::from_env();
+    if config.credentials.remove(&host)? {
+        output::data(&format!("Removing login credentials for {host}"));
+    } else {
+        output::note(&format!("Not logged in to {host}"));
+    }
+    Ok(0)
+}
+
+/// Registry errors reach `output::error`, which can ask them for [`RegistryError::hint`].
+fn with_hint(e: RegistryError) -> anyhow::Error {
+    anyhow::Error::new(e)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Images: names, ids or id prefixes.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    pub image: String,
+    /// Format: table or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Remove an id with several names, or an image a container uses.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Remove all images no container uses, not only those without a name.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// `image inspect`: a JSON array, as docker prints it.
+pub fn inspect(paths: &Paths, a: &InspectArgs) -> Result<i32> {
+    let store = ImageStore::open(&paths.images())?;
+    let mut out = Vec::new();
+    for i in &a.images {
+        out.push(store.inspect(i)?);
+    }
+    output::data(&serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}
+
+/// `image history`.
+pub fn history(paths: &Paths, a: &HistoryArgs) -> Result<i32> {
+    let store = ImageStore::open(&paths.images())?;
+    let rows = store.history(&a.image)?;
+    if a.format == "json" {
+        for r in rows {
+            output::data(
+                &serde_json::json!({"CreatedAt": r.created, "CreatedBy": r.created_by,
+                    "Comment": r.comment, "EmptyLayer": r.empty_layer})
+                .to_string(),
+            );
+        }
+        return Ok(0);
+    }
+    output::data("CREATED                CREATED BY");
+    for r in rows {
+        output::data(&format!(
+            "{:<22} {}",
+            r.created.as_deref().unwrap_or("N/A"),
+            r.created_by
+        ));
+    }
+    Ok(0)
+}
+
+/// `image rm` / `rmi`: all names given; the first failure is reported after the others ran.
+pub fn rm(paths: &Paths, a: &RmArgs) -> Result<i32> {
+    let store = ImageStore::open(&paths.images())?;
+    let mut failed = None;
+    for i in &a.images {
+        match store.remove(i, a.force, &paths.containers()) {
+            Ok(r) => print_removed(&r),
+            Err(e) => {
+                output::error(&anyhow::Error::new(e));
+                failed = Some(1);
+            }
+        }
+    }
+    if a.force || failed.is_none() {
+        store.gc(&paths.containers())?;
+    }
+    Ok(failed.unwrap_or(0))
+}
+
+/// `image prune [-a] [-f]`.
+pub fn prune(paths: &Paths, a: &PruneArgs) -> Result<i32> {
+    if !a.force && console::Term::stderr().is_term() {
+        output::note(
+            "WARNING! This will remove images without a name (with -a: all images no container uses).",
+        );
+        output::note("Are you sure you want to continue? [y/N]");
+        let answer = console::Term::stderr().read_line()?;
+        if !answer.trim().eq_ignore_ascii_case("y") {
+            return Ok(0);
+        }
+    }
+    let store = ImageStore::open(&paths.images())?;
+    let r = store.prune(a.all, &paths.containers())?;
+    print_removed(&r);
+    output::data(&format!(
+        "Total reclaimed space: {}",
+        human_size(r.reclaimed)
+    ));
+    Ok(0)
+}
+
+fn print_removed(r: &crate::engine::image::Removed) {
+    for u in &r.untagged {
+        output::data(&format!("Untagged: {u}"));
+    }
+    for d in &r.deleted {
+        output::data(&format!("Deleted: {d}"));
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 mod images;
 mod output;
 mod project;
+mod transfer;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -69,6 +70,18 @@ pub enum Command {
     /// Manage the build cache.
     #[command(subcommand)]
     Builder(build::BuilderCommand),
+    /// Download images from a registry.
+    Pull(images::PullArgs),
+    /// Upload an image to a registry.
+    Push(images::PushArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(images::TagArgs),
+    /// Log in to a registry.
+    Login(images::LoginArgs),
+    /// Log out from a registry.
+    Logout(images::LogoutArgs),
+    /// Remove one or more images.
+    Rmi(images::RmArgs),
     /// Show the berth version information.
     Version,
     /// Runs a container's shim (internal).
@@ -141,6 +154,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Load(a) => images::load(&paths, &a),
         Command::Build(a) => build::build(&paths, &a),
         Command::Builder(c) => build::builder(&paths, &c),
+        Command::Pull(a) => images::pull(&paths, &a),
+        Command::Push(a) => images::push(&paths, &a),
+        Command::Tag(a) => images::tag(&paths, &a),
+        Command::Login(a) => images::login(&a),
+        Command::Logout(a) => images::logout(&a),
+        Command::Rmi(a) => images::rm(&paths, &a),
         Command::Up(a) => project::up(&paths, &cli.global, &a),
         Command::Down(a) => project::down(&paths, &cli.global, &a),
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),

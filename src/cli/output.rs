@@ -40,6 +40,11 @@ fn hint(e: &anyhow::Error) -> Option<String> {
         {
             return Some(h.to_string());
         }
+        if let Some(e) = c.downcast_ref::<crate::engine::registry::RegistryError>()
+            && let Some(h) = e.hint()
+        {
+            return Some(h);
+        }
         if let Some(crate::engine::image::ImageError::NotFound { .. }) = c.downcast_ref() {
             return Some(
                 "load it with `berth image load -i FILE` (a docker save or OCI archive)".into(),

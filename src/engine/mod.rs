@@ -11,6 +11,7 @@ pub mod health;
 pub mod hostconfig;
 pub mod image;
 pub mod logs;
+pub mod registry;
 pub mod resources;
 pub mod rootfs;
 pub mod runtime;

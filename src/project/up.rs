@@ -91,9 +91,32 @@ pub async fn up(
     let mut images = BTreeMap::new();
     for (name, svc) in &project.services {
         let reference = svc.image.as_deref().unwrap_or_default();
-        let image = store.resolve(reference).map_err(|e| {
-            anyhow!(e).context(format!("service {name:?} refers to image {reference:?}"))
-        })?;
+        let context = || format!("service {name:?} refers to image {reference:?}");
+        let policy = svc.pull_policy.as_deref().unwrap_or("missing");
+        let image = match store.resolve(reference) {
+            Ok(image) if policy != "always" => image,
+            Err(crate::engine::image::ImageError::NotFound { .. }) | Ok(_) if policy != "never" => {
+                let platform = svc
+                    .platform
+                    .as_deref()
+                    .map(crate::engine::registry::Platform::parse)
+                    .transpose()
+                    .map_err(|e| anyhow!(e).context(context()))?;
+                progress.event("Image", reference, "Pulling");
+                let pulled = store
+                    .pull(
+                        reference,
+                        platform.as_ref(),
+                        &crate::engine::registry::Quiet,
+                    )
+                    .await
+                    .map_err(|e| anyhow!(e).context(context()))?;
+                progress.event("Image", reference, "Pulled");
+                pulled.image
+            }
+            Ok(image) => image,
+            Err(e) => return Err(anyhow!(e).context(context())),
+        };
         images.insert(name.clone(), image);
     }
     let existing: Vec<(ContainerRecord, Status)> = containers(paths, &project.name)?

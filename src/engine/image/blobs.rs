@@ -12,6 +12,7 @@ use super::error::ImageError;
 /// Largest JSON document (manifest, index, config) berth reads into memory.
 pub(crate) const MAX_JSON: u64 = 8 << 20;
 
+#[derive(Debug, Clone)]
 pub(crate) struct Blobs {
     dir: PathBuf,
 }

@@ -54,6 +54,8 @@ pub enum ImageError {
         #[source]
         source: UnpackError,
     },
+    #[error("cannot remove {reference}: {reason}")]
+    Conflict { reference: String, reason: String },
     #[error("layer {diff_id}: unpacked content has diff id {actual}")]
     DiffIdMismatch { diff_id: String, actual: String },
 }

@@ -13,6 +13,7 @@ use super::digest::Digest;
 use super::error::ImageError;
 use super::unpack::unpack_layer;
 
+#[derive(Debug, Clone)]
 pub(crate) struct Layers {
     dir: PathBuf,
     locks: PathBuf,

@@ -420,7 +420,7 @@ fn platform_matches(desc: &Descriptor) -> bool {
 }
 
 /// The host architecture in OCI (Go) naming.
-pub(crate) fn host_arch() -> &'static str {
+pub fn host_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",

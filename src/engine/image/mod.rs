@@ -10,13 +10,16 @@
 //! - `refs.json` (+ `refs.lock`): normalised reference → manifest digest, and per manifest its
 //!   config digest (the image id), size and creation time;
 //! - `layers/<diff-id hex>/`: unpacked layers, whiteouts in overlayfs form;
-//! - `locks/`: per-layer unpack locks; `tmp/`: staging directories of running imports.
+//! - `locks/`: per-layer unpack and per-blob download locks; `tmp/`: staging directories of
+//!   running imports; `downloads/<hex>`: partial blobs of pulls, resumed by the next pull.
 
 mod blobs;
 pub mod digest;
+mod download;
 mod error;
 mod layers;
 mod load;
+mod manage;
 pub mod reference;
 mod refs;
 pub mod unpack;
@@ -31,19 +34,25 @@ use oci_spec::image::{ImageConfiguration, ImageManifest};
 
 use blobs::{Blobs, Staging};
 pub use digest::Digest;
+pub use download::Download;
 pub use error::ImageError;
 use layers::Layers;
 use load::Source;
+pub use load::host_arch;
+pub use manage::{HistoryRow, Removed};
 pub use reference::{Reference, ReferenceError};
-use refs::{ImageRecord, RefsDb, RefsFile};
+pub(crate) use refs::ImageRecord;
+use refs::{RefsDb, RefsFile};
 
 /// An image store rooted at one directory. Cheap to open; safe to use from several processes.
+#[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,
     blobs: Blobs,
     layers: Layers,
     refs: RefsFile,
     tmp: PathBuf,
+    downloads: PathBuf,
 }
 
 /// An image resolved for running: its config and its unpacked layers.
@@ -87,8 +96,9 @@ impl ImageStore {
             layers: Layers::new(root.join("layers"), root.join("locks")),
             refs: RefsFile::new(root.join("refs.json"), root.join("refs.lock")),
             tmp: root.join("tmp"),
+            downloads: root.join("downloads"),
         };
-        for dir in ["blobs/sha256", "layers", "locks", "tmp"] {
+        for dir in ["blobs/sha256", "layers", "locks", "tmp", "downloads"] {
             let dir = root.join(dir);
             fs::create_dir_all(&dir).map_err(ImageError::io(&dir))?;
         }
@@ -104,6 +114,106 @@ impl ImageStore {
     /// The path of a stored blob (which may not exist).
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.blobs.path(digest)
+    }
+
+    /// True when the blob is stored (complete and verified).
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blobs.path(digest).is_file()
+    }
+
+    /// Starts or resumes the download of a blob of `size` bytes (see [`Download`]).
+    pub fn download(&self, digest: &Digest, size: u64) -> Result<Download, ImageError> {
+        Download::open(
+            digest,
+            size,
+            self.downloads.join(digest.hex()),
+            self.blobs.path(digest),
+            self.root
+                .join("locks")
+                .join(format!("blob-{}.lock", digest.hex())),
+        )
+    }
+
+    /// Stores a small document (manifest, config) whose digest the caller has checked.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest, ImageError> {
+        let digest = Digest::of(bytes);
+        let dest = self.blobs.path(&digest);
+        if dest.is_file() {
+            return Ok(digest);
+        }
+        let tmp = self.tmp.join(format!(
+            "blob-{}-{:08x}",
+            digest.hex(),
+            rand::random::<u32>()
+        ));
+        fs::write(&tmp, bytes).map_err(ImageError::io(&tmp))?;
+        fs::rename(&tmp, &dest).map_err(ImageError::io(&dest))?;
+        Ok(digest)
+    }
+
+    /// Reads a stored JSON document (manifest, index, config), bounded in size.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, ImageError> {
+        self.blobs.read_json(digest)
+    }
+
+    /// Unpacks the stored layer blob `blob` whose uncompressed digest must be `diff_id`, unless
+    /// that layer is unpacked already. Safe to call for several layers in parallel.
+    pub fn unpack(&self, blob: &Digest, diff_id: &Digest) -> Result<PathBuf, ImageError> {
+        self.layers.ensure(&self.blobs.path(blob), diff_id)
+    }
+
+    /// Deletes partial downloads no pull is working on; returns the bytes freed.
+    pub fn clean_downloads(&self) -> Result<u64, ImageError> {
+        download::clean_partials(&self.downloads, &self.root.join("locks"))
+            .map_err(ImageError::io(&self.downloads))
+    }
+
+    /// True when the layer with this diff id is unpacked.
+    pub fn layer_dir_exists(&self, diff_id: &Digest) -> bool {
+        self.layers.path(diff_id).is_dir()
+    }
+
+    /// Every image record, by manifest digest.
+    pub(crate) fn records(
+        &self,
+    ) -> Result<std::collections::BTreeMap<Digest, ImageRecord>, ImageError> {
+        Ok(self.refs.read()?.images)
+    }
+
+    /// Every `repository@digest` the store's images are known by in registries.
+    pub(crate) fn repo_digests(&self) -> Vec<String> {
+        self.records()
+            .map(|r| r.into_values().flat_map(|r| r.repo_digests).collect())
+            .unwrap_or_default()
+    }
+
+    /// Records an image whose manifest, config and layer blobs are all stored, and points
+    /// `names` at it.
+    pub(crate) fn record(
+        &self,
+        names: &[Reference],
+        manifest: &Digest,
+        record: ImageRecord,
+    ) -> Result<(), ImageError> {
+        self.refs.update(|db| {
+            let entry = db
+                .images
+                .entry(manifest.clone())
+                .or_insert_with(|| record.clone());
+            for d in record.repo_digests {
+                if !entry.repo_digests.contains(&d) {
+                    entry.repo_digests.push(d);
+                }
+            }
+            for n in names {
+                db.refs.insert(n.to_string(), manifest.clone());
+            }
+        })
+    }
+
+    /// The manifest digest a user's string (name, id or prefix) resolves to, without unpacking.
+    pub fn find_manifest(&self, reference: &str) -> Result<Digest, ImageError> {
+        Ok(find(&self.refs.read()?, reference)?.0)
     }
 
     /// `docker load` from a `docker save` tar, an OCI layout tar (both possibly gzip or zstd
@@ -154,6 +264,7 @@ impl ImageStore {
                         config: image.config.digest.clone(),
                         size,
                         created: image.created.clone(),
+                        repo_digests: Vec::new(),
                     },
                 );
                 for r in &image.names {

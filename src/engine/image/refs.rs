@@ -29,8 +29,13 @@ pub(crate) struct ImageRecord {
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// `repository@manifest-digest` names this image has in registries it was pulled from or
+    /// pushed to (the digest of the index when it was pulled through one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repo_digests: Vec<String>,
 }
 
+#[derive(Debug, Clone)]
 pub(crate) struct RefsFile {
     path: PathBuf,
     lock: PathBuf,

@@ -42,11 +42,6 @@ impl ImageStore {
         })
     }
 
-    /// Whether the blob `digest` is stored.
-    pub fn has_blob(&self, digest: &Digest) -> bool {
-        self.blobs.path(digest).is_file()
-    }
-
     /// The unpacked directory of a stored layer, unpacking it first if needed.
     pub fn layer_dir(&self, layer: &StoredLayer) -> Result<PathBuf, ImageError> {
         self.layers
@@ -136,6 +131,7 @@ impl ImageStore {
                     config: config_blob.digest.clone(),
                     size,
                     created,
+                    repo_digests: Vec::new(),
                 },
             );
             for n in names {
