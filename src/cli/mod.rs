@@ -152,7 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Images(a) => images::images(&paths, &a),
         Command::Image(c) => images::image(&paths, c),
         Command::Load(a) => images::load(&paths, &a),
-        Command::Build(a) => build::build(&paths, &a),
+        Command::Build(a) => build::build(&paths, &cli.global, &a),
         Command::Builder(c) => build::builder(&paths, &c),
         Command::Pull(a) => images::pull(&paths, &a),
         Command::Push(a) => images::push(&paths, &a),

@@ -5,6 +5,7 @@ use crate::compose::{LoadOptions, Project};
 use crate::engine::container::{ContainerRecord, Status};
 use crate::engine::logs;
 use crate::project::Progress;
+use crate::project::pull::{BuildMode, PullPolicy};
 use crate::project::{self, down::DownOptions, up::UpOptions};
 use crate::state::Paths;
 use anyhow::{Context, Result, bail};
@@ -26,6 +27,15 @@ pub struct UpArgs {
     /// Maximum duration in seconds to wait for the project to be running|healthy.
     #[arg(long)]
     pub wait_timeout: Option<u64>,
+    /// Pull images before running: always, missing, never (default: each service's pull_policy).
+    #[arg(long, value_parser = ["always", "missing", "never", "build"])]
+    pub pull: Option<String>,
+    /// Build images before starting containers.
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Don't build an image, even if it's missing.
+    #[arg(long)]
+    pub no_build: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,6 +120,19 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         timeout: a.timeout.map(Duration::from_secs),
         wait: a.wait,
         wait_timeout: a.wait_timeout.map(Duration::from_secs),
+        pull: a
+            .pull
+            .as_deref()
+            .map(PullPolicy::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        build: if a.build {
+            BuildMode::Always
+        } else if a.no_build {
+            BuildMode::Never
+        } else {
+            BuildMode::Missing
+        },
     };
     runtime()?.block_on(project::up::up(paths, &project, &opts, &Plain))?;
     if a.detach || a.wait {

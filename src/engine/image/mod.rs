@@ -211,6 +211,31 @@ impl ImageStore {
         })
     }
 
+    /// When `reference` was last pulled, if berth pulled it.
+    pub fn last_pulled(
+        &self,
+        reference: &str,
+    ) -> Result<Option<std::time::SystemTime>, ImageError> {
+        let name = parse_reference(reference)?.to_string();
+        Ok(self
+            .refs
+            .read()?
+            .pulled
+            .get(&name)
+            .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(*s)))
+    }
+
+    /// Records that `reference` was pulled now.
+    pub(crate) fn mark_pulled(&self, reference: &Reference) -> Result<(), ImageError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        self.refs.update(|db| {
+            db.pulled.insert(reference.to_string(), now);
+        })
+    }
+
     /// The manifest digest a user's string (name, id or prefix) resolves to, without unpacking.
     pub fn find_manifest(&self, reference: &str) -> Result<Digest, ImageError> {
         Ok(find(&self.refs.read()?, reference)?.0)
