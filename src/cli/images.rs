@@ -1,7 +1,8 @@
 //! Image commands: `images`, `image ls`, `image load`, `load`, `pull`, `push`, `tag`, `login`,
 //! `logout`.
-use super::output;
 use super::transfer::Reporter;
+use super::{Global, output};
+use crate::compose::Project;
 use crate::engine::image::{ImageStore, Reference};
 use crate::engine::registry::login as login_check;
 use crate::engine::registry::{Credentials, Platform, RegistryConfig, RegistryError};
@@ -53,12 +54,12 @@ pub enum ImageCommand {
     Prune(PruneArgs),
 }
 
-pub fn image(paths: &Paths, c: ImageCommand) -> Result<i32> {
+pub fn image(paths: &Paths, g: &Global, c: ImageCommand) -> Result<i32> {
     match c {
         ImageCommand::Load(a) => load(paths, &a),
         ImageCommand::Ls(a) => images(paths, &a),
-        ImageCommand::Pull(a) => pull(paths, &a),
-        ImageCommand::Push(a) => push(paths, &a),
+        ImageCommand::Pull(a) => pull(paths, g, &a),
+        ImageCommand::Push(a) => push(paths, g, &a),
         ImageCommand::Tag(a) => tag(paths, &a),
         ImageCommand::Inspect(a) => inspect(paths, &a),
         ImageCommand::History(a) => history(paths, &a),
@@ -156,9 +157,15 @@ fn human_size(n: u64) -> String {
 
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {
-    /// Image references to pull (`busybox`, `localhost:5000/app:1`, `repo@sha256:…`).
-    #[arg(required = true)]
+    /// Image references to pull (`busybox`, `localhost:5000/app:1`, `repo@sha256:…`), or
+    /// services of the compose project (all of them when none is given).
     pub references: Vec<String>,
+    /// Project form: pull what can be pulled, report the failures, exit 0.
+    #[arg(long)]
+    pub ignore_pull_failures: bool,
+    /// Project form: also pull the services the named ones depend on.
+    #[arg(long)]
+    pub include_deps: bool,
     /// Platform of the image to pull from a multi-platform index (`linux/arm64`).
     #[arg(long)]
     pub platform: Option<String>,
@@ -172,8 +179,11 @@ pub struct PullArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
-    /// Image reference to push.
-    pub reference: String,
+    /// Image reference to push, or services of the compose project (all when none is given).
+    pub references: Vec<String>,
+    /// Project form: push what can be pushed, report the failures.
+    #[arg(long)]
+    pub ignore_push_failures: bool,
     /// Suppress progress output.
     #[arg(short, long)]
     pub quiet: bool,
@@ -219,8 +229,45 @@ fn multi_thread() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// The compose project when `args` are all its services (or empty and a compose file is
+/// found); `None` when they are image references.
+fn project_form(g: &Global, args: &[String]) -> Result<Option<Project>> {
+    let loaded = crate::compose::load(&super::project::load_options(g)?);
+    match loaded {
+        Ok(p) if args.iter().all(|a| p.services.contains_key(a)) => Ok(Some(p)),
+        Err(e) if args.is_empty() => Err(anyhow::Error::new(e)
+            .context("without image references, berth pull/push work on the compose project")),
+        _ => Ok(None),
+    }
+}
+
 /// `berth pull REF…` (also `image pull`): each reference in turn; the first failure stops.
-pub fn pull(paths: &Paths, a: &PullArgs) -> Result<i32> {
+/// Without references, or with service names: the project's service images.
+pub fn pull(paths: &Paths, g: &Global, a: &PullArgs) -> Result<i32> {
+    if let Some(p) = project_form(g, &a.references)? {
+        let store = ImageStore::open(&paths.images())?;
+        let opts = crate::project::pull::PullOptions {
+            services: a.references.clone(),
+            ignore_failures: a.ignore_pull_failures,
+            include_deps: a.include_deps,
+        };
+        let progress: &dyn crate::project::Progress = if a.quiet {
+            &crate::project::Quiet
+        } else {
+            &super::output::Plain
+        };
+        let failures = multi_thread()?.block_on(crate::project::pull::pull_project(
+            &p,
+            &store,
+            &RegistryConfig::from_env(),
+            &opts,
+            progress,
+        ))?;
+        for f in &failures {
+            output::note(&format!("warning: {f}"));
+        }
+        return Ok(0);
+    }
     let store = ImageStore::open(&paths.images())?;
     let platform = a
         .platform
@@ -263,19 +310,42 @@ pub fn pull(paths: &Paths, a: &PullArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// `berth push REF`.
-pub fn push(paths: &Paths, a: &PushArgs) -> Result<i32> {
+/// `berth push REF`; without a reference, or with service names, the images of the project's
+/// services that name one.
+pub fn push(paths: &Paths, g: &Global, a: &PushArgs) -> Result<i32> {
     let store = ImageStore::open(&paths.images())?;
     let config = RegistryConfig::from_env();
+    if let Some(p) = project_form(g, &a.references)? {
+        let progress: &dyn crate::project::Progress = if a.quiet {
+            &crate::project::Quiet
+        } else {
+            &super::output::Plain
+        };
+        let pushed = multi_thread()?.block_on(crate::project::pull::push_project(
+            &p,
+            &store,
+            &config,
+            &a.references,
+            a.ignore_push_failures,
+            progress,
+        ))?;
+        for r in pushed {
+            output::data(&r);
+        }
+        return Ok(0);
+    }
+    let [reference] = a.references.as_slice() else {
+        anyhow::bail!("berth push takes one image reference (or service names of the project)");
+    };
     let reporter = Reporter::new(a.quiet, a.progress == "plain");
-    let r = Reference::parse(&a.reference)
-        .with_context(|| format!("invalid reference {:?}", a.reference))?;
+    let r =
+        Reference::parse(reference).with_context(|| format!("invalid reference {reference:?}"))?;
     reporter.note(&format!(
         "The push refers to repository [{}]",
         r.repository()
     ));
     multi_thread()?
-        .block_on(store.push_with(&config, &a.reference, &reporter))
+        .block_on(store.push_with(&config, reference, &reporter))
         .map_err(with_hint)?;
     Ok(0)
 }

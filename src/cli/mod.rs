@@ -150,12 +150,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Images(a) => images::images(&paths, &a),
-        Command::Image(c) => images::image(&paths, c),
+        Command::Image(c) => images::image(&paths, &cli.global, c),
         Command::Load(a) => images::load(&paths, &a),
         Command::Build(a) => build::build(&paths, &cli.global, &a),
         Command::Builder(c) => build::builder(&paths, &c),
-        Command::Pull(a) => images::pull(&paths, &a),
-        Command::Push(a) => images::push(&paths, &a),
+        Command::Pull(a) => images::pull(&paths, &cli.global, &a),
+        Command::Push(a) => images::push(&paths, &cli.global, &a),
         Command::Tag(a) => images::tag(&paths, &a),
         Command::Login(a) => images::login(&a),
         Command::Logout(a) => images::logout(&a),
