@@ -3,7 +3,9 @@
 use super::transfer::Reporter;
 use super::{Global, output};
 use crate::compose::Project;
-use crate::engine::image::{ImageStore, Reference};
+use crate::engine::build::commit::{self, NewImage};
+use crate::engine::image::dir_size;
+use crate::engine::image::{Filter, ImageStore, Reference, SaveFormat};
 use crate::engine::registry::login as login_check;
 use crate::engine::registry::{Credentials, Platform, RegistryConfig, RegistryError};
 use crate::state::Paths;
@@ -18,6 +20,71 @@ pub struct ImagesArgs {
     /// Format: table or json.
     #[arg(long, default_value = "table")]
     pub format: String,
+    /// Filter: dangling=true|false, label=KEY[=VALUE], reference=PATTERN; repeatable.
+    #[arg(long = "filter")]
+    pub filters: Vec<String>,
+    /// Show all images (the default; accepted for compatibility).
+    #[arg(short, long)]
+    pub all: bool,
+    /// The repository (and tag) to list, as a reference filter.
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SaveArgs {
+    /// Images: names, ids or id prefixes.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Write to a file, instead of STDOUT.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// docker-archive (Docker's manifest.json plus an OCI layout) or oci-archive.
+    #[arg(long, default_value = "docker-archive")]
+    pub format: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// A rootfs tarball (plain, gzip or zstd), or `-` for STDIN.
+    pub file: String,
+    /// The name of the new image.
+    pub reference: Option<String>,
+    /// A Dockerfile instruction applied to the image (CMD, ENV, …); repeatable.
+    #[arg(short, long = "change")]
+    pub changes: Vec<String>,
+    /// The commit message of the image's history.
+    #[arg(short, long)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CommitArgs {
+    /// The container: name, id or id prefix.
+    pub container: String,
+    /// The name of the new image.
+    pub reference: Option<String>,
+    /// Author (`Name <email>`).
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// A Dockerfile instruction applied to the image (CMD, ENV, …); repeatable.
+    #[arg(short, long = "change")]
+    pub changes: Vec<String>,
+    /// Commit message.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Accepted for compatibility: berth does not pause the container while committing.
+    #[arg(short, long)]
+    pub pause: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SystemCommand {
+    /// Show disk usage: images, containers, volumes, build cache.
+    Df {
+        /// Format: table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +119,10 @@ pub enum ImageCommand {
     Rm(RmArgs),
     /// Remove unused images.
     Prune(PruneArgs),
+    /// Save images to a tar archive (STDOUT by default).
+    Save(SaveArgs),
+    /// Create an image from a rootfs tarball.
+    Import(ImportArgs),
 }
 
 pub fn image(paths: &Paths, g: &Global, c: ImageCommand) -> Result<i32> {
@@ -65,6 +136,8 @@ pub fn image(paths: &Paths, g: &Global, c: ImageCommand) -> Result<i32> {
         ImageCommand::History(a) => history(paths, &a),
         ImageCommand::Rm(a) => rm(paths, &a),
         ImageCommand::Prune(a) => prune(paths, &a),
+        ImageCommand::Save(a) => save(paths, &a),
+        ImageCommand::Import(a) => import(paths, &a),
     }
 }
 
@@ -88,7 +161,16 @@ pub fn load(paths: &Paths, a: &LoadArgs) -> Result<i32> {
 
 pub fn images(paths: &Paths, a: &ImagesArgs) -> Result<i32> {
     let store = ImageStore::open(&paths.images())?;
-    let list = store.list()?;
+    let mut filters = a
+        .filters
+        .iter()
+        .map(|f| Filter::parse(f))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    if let Some(r) = &a.reference {
+        filters.push(Filter::Reference(r.clone()));
+    }
+    let list = store.list_filtered(&filters)?;
     if a.quiet {
         for i in &list {
             output::data(short_id(&i.id));
@@ -101,6 +183,7 @@ pub fn images(paths: &Paths, a: &ImagesArgs) -> Result<i32> {
                 &serde_json::json!({
                     "Repository": i.repository, "Tag": i.tag, "ID": short_id(&i.id),
                     "CreatedAt": i.created, "Size": human_size(i.size),
+                    "Containers": "N/A", "Digest": "<none>", "VirtualSize": human_size(i.size),
                 })
                 .to_string(),
             );
@@ -555,4 +638,183 @@ fn print_removed(r: &crate::engine::image::Removed) {
     for d in &r.deleted {
         output::data(&format!("Deleted: {d}"));
     }
+}
+
+/// `save` / `image save`: to `-o FILE` (written to a temp name, renamed when complete) or
+/// STDOUT, never to a terminal.
+pub fn save(paths: &Paths, a: &SaveArgs) -> Result<i32> {
+    let store = ImageStore::open(&paths.images())?;
+    let format = SaveFormat::parse(&a.format).with_context(|| {
+        format!(
+            "invalid --format {:?}: docker-archive or oci-archive",
+            a.format
+        )
+    })?;
+    match &a.output {
+        Some(path) => {
+            let tmp = path.with_extension(format!("partial-{}", std::process::id()));
+            let f = std::fs::File::create(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            let res = store.save(&a.images, format, std::io::BufWriter::new(f));
+            if let Err(e) = res {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+            std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => {
+            if console::Term::stdout().is_term() {
+                anyhow::bail!(
+                    "refusing to write an archive to a terminal: use -o FILE or redirect stdout"
+                );
+            }
+            // The archive is data for a pipe or file (a terminal was refused above).
+            store.save(&a.images, format, std::io::stdout().lock())?;
+        }
+    }
+    Ok(0)
+}
+
+/// `import FILE|- [REF]`.
+pub fn import(paths: &Paths, a: &ImportArgs) -> Result<i32> {
+    let opts = NewImage {
+        tags: a.reference.iter().cloned().collect(),
+        changes: a.changes.clone(),
+        message: a.message.clone(),
+        author: None,
+    };
+    let id = if a.file == "-" {
+        commit::import(paths, std::io::stdin().lock(), "stdin", &opts)?
+    } else {
+        let f = std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file))?;
+        commit::import(paths, f, &a.file, &opts)?
+    };
+    output::data(&id);
+    Ok(0)
+}
+
+/// `commit CONTAINER [REF]`: the container's changes as a layer on its image.
+pub fn commit(paths: &Paths, a: &CommitArgs) -> Result<i32> {
+    let all = crate::engine::container::list(paths)?;
+    let matches: Vec<_> = all
+        .iter()
+        .filter(|c| c.name == a.container || c.id.starts_with(&a.container))
+        .collect();
+    let rec = match matches.as_slice() {
+        [c] => *c,
+        [] => anyhow::bail!("no such container: {}", a.container),
+        _ => anyhow::bail!("container name or id prefix {:?} is ambiguous", a.container),
+    };
+    let opts = NewImage {
+        tags: a.reference.iter().cloned().collect(),
+        changes: a.changes.clone(),
+        message: a.message.clone(),
+        author: a.author.clone(),
+    };
+    let upper = rec.dir(paths).join("upper");
+    let id = commit::commit(paths, &upper, &rec.image_id, &opts)
+        .with_context(|| format!("committing container {}", rec.name))?;
+    output::data(&id);
+    Ok(0)
+}
+
+/// `system df`.
+pub fn system(paths: &Paths, c: &SystemCommand) -> Result<i32> {
+    let SystemCommand::Df { format } = c;
+    let store = ImageStore::open(&paths.images())?;
+    let containers = crate::engine::container::list(paths)?;
+    let used_images: std::collections::BTreeSet<&str> =
+        containers.iter().map(|c| c.image_id.as_str()).collect();
+    let records = store.records()?;
+    let mut ids = std::collections::BTreeMap::new();
+    for r in records.values() {
+        ids.insert(r.config.to_string(), r.size);
+    }
+    let images_size: u64 = ids.values().sum();
+    let images_active = ids
+        .keys()
+        .filter(|i| used_images.contains(i.as_str()))
+        .count();
+    let images_reclaim: u64 = ids
+        .iter()
+        .filter(|(i, _)| !used_images.contains(i.as_str()))
+        .map(|(_, s)| s)
+        .sum();
+    let mut c_size = 0;
+    let mut c_active = 0;
+    let mut c_reclaim = 0;
+    let mut used_volumes = std::collections::BTreeSet::new();
+    for c in &containers {
+        let size = dir_size(&c.dir(paths).join("upper"));
+        c_size += size;
+        if c.state(paths)
+            .is_ok_and(|s| s.status == crate::engine::container::Status::Running)
+        {
+            c_active += 1;
+            used_volumes.extend(c.mounts.iter().filter_map(|m| m.volume.clone()));
+        } else {
+            c_reclaim += size;
+        }
+    }
+    let volumes = crate::engine::volume::list(paths)?;
+    let mut v_size = 0;
+    let mut v_reclaim = 0;
+    for v in &volumes {
+        let size = dir_size(&paths.volumes().join(&v.name));
+        v_size += size;
+        if !used_volumes.contains(&v.name) {
+            v_reclaim += size;
+        }
+    }
+    let cache = paths.data.join("build-cache");
+    let cache_count = std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
+    let cache_size = dir_size(&cache);
+    let pct = |r: u64, t: u64| (r * 100).checked_div(t).unwrap_or(0);
+    let rows = [
+        (
+            "Images",
+            ids.len(),
+            images_active,
+            images_size,
+            images_reclaim,
+        ),
+        ("Containers", containers.len(), c_active, c_size, c_reclaim),
+        (
+            "Local Volumes",
+            volumes.len(),
+            used_volumes.len(),
+            v_size,
+            v_reclaim,
+        ),
+        ("Build Cache", cache_count, 0, cache_size, cache_size),
+    ];
+    if format == "json" {
+        for (t, n, active, size, reclaim) in rows {
+            output::data(
+                &serde_json::json!({
+                    "Type": t, "TotalCount": n, "Active": active, "Size": human_size(size),
+                    "Reclaimable": format!("{} ({}%)", human_size(reclaim), pct(reclaim, size)),
+                    "SizeBytes": size, "ReclaimableBytes": reclaim,
+                })
+                .to_string(),
+            );
+        }
+        return Ok(0);
+    }
+    output::data(&format!(
+        "{:<15}{:<12}{:<10}{:<12}{}",
+        "TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"
+    ));
+    for (t, n, active, size, reclaim) in rows {
+        output::data(&format!(
+            "{:<15}{:<12}{:<10}{:<12}{} ({}%)",
+            t,
+            n,
+            active,
+            human_size(size),
+            human_size(reclaim),
+            pct(reclaim, size)
+        ));
+    }
+    Ok(0)
 }

@@ -82,6 +82,15 @@ pub enum Command {
     Logout(images::LogoutArgs),
     /// Remove one or more images.
     Rmi(images::RmArgs),
+    /// Save images to a tar archive (STDOUT by default).
+    Save(images::SaveArgs),
+    /// Create an image from a rootfs tarball.
+    Import(images::ImportArgs),
+    /// Create a new image from a container's changes.
+    Commit(images::CommitArgs),
+    /// Manage berth: disk usage.
+    #[command(subcommand)]
+    System(images::SystemCommand),
     /// Show the berth version information.
     Version,
     /// Runs a container's shim (internal).
@@ -160,6 +169,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Login(a) => images::login(&a),
         Command::Logout(a) => images::logout(&a),
         Command::Rmi(a) => images::rm(&paths, &a),
+        Command::Save(a) => images::save(&paths, &a),
+        Command::Import(a) => images::import(&paths, &a),
+        Command::Commit(a) => images::commit(&paths, &a),
+        Command::System(c) => images::system(&paths, &c),
         Command::Up(a) => project::up(&paths, &cli.global, &a),
         Command::Down(a) => project::down(&paths, &cli.global, &a),
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),

@@ -6,6 +6,7 @@
 //! therefore only hashes its inputs and reads small JSON files; nothing runs. Steps that change
 //! files (RUN, COPY, ADD, WORKDIR) work on a throwaway overlay whose upper directory becomes
 //! the new layer.
+pub mod commit;
 pub mod config;
 pub mod context;
 pub mod executor;

@@ -17,11 +17,13 @@ mod blobs;
 pub mod digest;
 mod download;
 mod error;
+mod filter;
 mod layers;
 mod load;
 mod manage;
 pub mod reference;
 mod refs;
+mod save;
 pub mod unpack;
 pub mod write;
 
@@ -36,13 +38,15 @@ use blobs::{Blobs, Staging};
 pub use digest::Digest;
 pub use download::Download;
 pub use error::ImageError;
+pub use filter::Filter;
 use layers::Layers;
 use load::Source;
 pub use load::host_arch;
-pub use manage::{HistoryRow, Removed};
+pub use manage::{HistoryRow, Removed, dir_size};
 pub use reference::{Reference, ReferenceError};
 pub(crate) use refs::ImageRecord;
 use refs::{RefsDb, RefsFile};
+pub use save::SaveFormat;
 
 /// An image store rooted at one directory. Cheap to open; safe to use from several processes.
 #[derive(Debug, Clone)]
