@@ -464,6 +464,8 @@ impl<'a> Builder<'a> {
                 empty_layer = false;
                 if kw != "RUN" {
                     inputs.push_str(&self.copy_inputs(cur, i, &word, &words)?);
+                } else {
+                    inputs.push_str(&self.mount_inputs(i)?);
                 }
             }
             _ => return Err(self.err(i, format!("{kw} is not supported"))),
@@ -715,12 +717,164 @@ impl<'a> Builder<'a> {
             extra_hosts: self.opts.extra_hosts.clone(),
             shm_size: self.opts.shm_size,
             mounts: Vec::new(),
+            tmpfs: Vec::new(),
         };
+        let mut spec = spec;
+        let mut overlays = Vec::new();
+        let cwd = spec.cwd.clone();
+        let prepared = self.run_mounts(i, &cwd, &mut spec, &mut overlays);
+        let result = prepared.and_then(|()| self.run_in(cur, i, &spec));
+        for ov in overlays {
+            let _ = ov.unmount();
+        }
+        result
+    }
+
+    /// The mounts of RUN `--mount` flags, into `spec`; overlays of stages and images bound
+    /// from go into `overlays`, for the caller to unmount.
+    fn run_mounts(
+        &self,
+        i: &Instruction,
+        cwd: &str,
+        spec: &mut super::run::RunSpec,
+        overlays: &mut Vec<Overlay>,
+    ) -> Result<(), BuildError> {
+        use super::mounts::{MountKind, parse};
+        use crate::engine::container::Mount;
+        for raw in i.flag_all("mount") {
+            let m = parse(raw).map_err(|e| self.err(i, e))?;
+            let target = if m.target.starts_with('/') {
+                m.target.clone()
+            } else {
+                format!("{}/{}", cwd.trim_end_matches('/'), m.target)
+            };
+            let bind = |source: PathBuf, read_only: bool| Mount {
+                source,
+                target: target.clone(),
+                read_only,
+                volume: None,
+            };
+            match m.kind {
+                MountKind::Bind => {
+                    let src = m.source.as_deref().unwrap_or(".");
+                    let host = match &m.from {
+                        None => {
+                            let found = self.context.sources(src).map_err(|e| self.err(i, e))?;
+                            match found.as_slice() {
+                                [one] => one.host.clone(),
+                                _ => {
+                                    return Err(self.err(
+                                        i,
+                                        format!("--mount source {src:?} must name one path"),
+                                    ));
+                                }
+                            }
+                        }
+                        Some(f) => {
+                            let state = match self.stage_ref(f, usize::MAX) {
+                                Some(n) => {
+                                    self.done.get(&n).map(|(s, _)| s.clone()).ok_or_else(|| {
+                                        self.err(i, format!("stage {f} was not built"))
+                                    })?
+                                }
+                                None => self.image_state(f).map_err(|e| self.err(i, e))?.0,
+                            };
+                            let mut lowers = self.layer_dirs(&state)?;
+                            if lowers.is_empty() {
+                                lowers.push(self.empty.clone());
+                            }
+                            let ov = Overlay::new(&self.new_tmp("mount"));
+                            ov.mount(&lowers).map_err(|e| self.err(i, e.to_string()))?;
+                            let merged = ov.merged.clone();
+                            overlays.push(ov);
+                            fsops::resolve_in(&merged, src).ok_or_else(|| {
+                                self.err(i, format!("--mount source {src:?} is outside stage {f}"))
+                            })?
+                        }
+                    };
+                    if !host.exists() {
+                        return Err(self.err(i, format!("--mount source {src:?} does not exist")));
+                    }
+                    let host = if m.read_write {
+                        // Writes are discarded: the step gets a copy.
+                        let copy = self.new_tmp("rw");
+                        let out = std::process::Command::new("cp")
+                            .arg("-a")
+                            .arg(&host)
+                            .arg(&copy)
+                            .output()
+                            .map_err(|e| self.err(i, format!("copying {src:?}: {e}")))?;
+                        if !out.status.success() {
+                            return Err(self.err(
+                                i,
+                                format!(
+                                    "copying {src:?}: {}",
+                                    String::from_utf8_lossy(&out.stderr).trim()
+                                ),
+                            ));
+                        }
+                        copy
+                    } else {
+                        host
+                    };
+                    spec.mounts.push(bind(host, !m.read_write));
+                }
+                MountKind::Cache => {
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    let dir = self
+                        .paths
+                        .data
+                        .join("build-cache-mounts")
+                        .join(crate::state::short_hash(id.as_bytes(), 32));
+                    fs::create_dir_all(&dir).map_err(|e| BuildError::Io {
+                        path: dir.clone(),
+                        source: e,
+                    })?;
+                    spec.mounts.push(bind(dir, false));
+                }
+                MountKind::Tmpfs => spec.tmpfs.push(crate::engine::hostconfig::Tmpfs {
+                    target: target.clone(),
+                    size: m.size,
+                    mode: m.mode,
+                    ..Default::default()
+                }),
+                MountKind::Secret => {
+                    let id = m.id.clone().unwrap_or_default();
+                    let Some(content) = self.opts.secrets.get(&id) else {
+                        if m.required {
+                            return Err(self.err(
+                                i,
+                                format!("secret {id} is required but was not given (--secret id={id},src=FILE)"),
+                            ));
+                        }
+                        continue;
+                    };
+                    let file = self.new_tmp("secret");
+                    write_private(&file, content, m.mode.unwrap_or(0o400)).map_err(|e| {
+                        BuildError::Io {
+                            path: file.clone(),
+                            source: e,
+                        }
+                    })?;
+                    spec.mounts.push(bind(file, true));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a prepared RUN step on the current state's layers.
+    fn run_in(
+        &self,
+        cur: &Current,
+        i: &Instruction,
+        spec: &super::run::RunSpec,
+    ) -> Result<Option<StoredLayer>, BuildError> {
         let lowers = self.layer_dirs(&cur.state)?;
         let tar = self.new_tmp("run");
         let rep = self.rep;
         let changed =
-            super::run::run_step(self.paths, &lowers, &self.empty, &spec, &tar, &mut |l| {
+            super::run::run_step(self.paths, &lowers, &self.empty, spec, &tar, &mut |l| {
                 rep.output(l)
             })
             .map_err(|e| self.err(i, e))?;
@@ -731,6 +885,35 @@ impl<'a> Builder<'a> {
         };
         let _ = fs::remove_file(&tar);
         Ok(layer)
+    }
+
+    /// What RUN's bind mounts read, for the cache key: context content or the stage's key.
+    fn mount_inputs(&self, i: &Instruction) -> Result<String, BuildError> {
+        let mut out = String::new();
+        for raw in i.flag_all("mount") {
+            let m = super::mounts::parse(raw).map_err(|e| self.err(i, e))?;
+            if m.kind != super::mounts::MountKind::Bind {
+                continue;
+            }
+            match &m.from {
+                Some(f) => match self.stage_ref(f, usize::MAX) {
+                    Some(n) => out.push_str(
+                        &self
+                            .done
+                            .get(&n)
+                            .map(|(_, k)| k.clone())
+                            .unwrap_or_default(),
+                    ),
+                    None => out.push_str(&self.image_state(f).map_err(|e| self.err(i, e))?.1),
+                },
+                None => {
+                    let src = m.source.as_deref().unwrap_or(".");
+                    let found = self.context.sources(src).map_err(|e| self.err(i, e))?;
+                    out.push_str(&self.context.hash(&found).map_err(|e| self.err(i, e))?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The content hash of what COPY/ADD read, for the cache key.
@@ -989,6 +1172,18 @@ impl<'a> Builder<'a> {
 enum Src {
     Path(super::context::Source),
     Bytes(String, Vec<u8>),
+}
+
+/// Writes a file only its owner can read (a secret for one step).
+fn write_private(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    f.write_all(content)
 }
 
 fn is_url(s: &str) -> bool {

@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod fsops;
 pub mod ignore;
 pub mod layer;
+pub mod mounts;
 pub mod parser;
 pub mod run;
 pub mod shell;

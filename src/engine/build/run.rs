@@ -24,8 +24,9 @@ pub struct RunSpec {
     pub extra_hosts: Vec<(String, String)>,
     /// `/dev/shm` size in bytes.
     pub shm_size: Option<u64>,
-    /// RUN `--mount`s: bind (read-only or not), cache directories, tmpfs, secrets.
+    /// RUN `--mount`s: binds (context, stages, caches, secrets) and tmpfs.
     pub mounts: Vec<crate::engine::container::Mount>,
+    pub tmpfs: Vec<crate::engine::hostconfig::Tmpfs>,
 }
 
 /// Runs `spec` on `layers` (lowest first) and writes the changes as a layer tar to `tar_out`.
@@ -49,6 +50,7 @@ pub fn run_step(
         host: crate::engine::hostconfig::HostConfig {
             shm_size: spec.shm_size,
             extra_hosts: spec.extra_hosts.clone(),
+            tmpfs: spec.tmpfs.clone(),
             ..Default::default()
         },
         id: id.clone(),
@@ -109,7 +111,16 @@ pub fn run_step(
             spec.args.join(" ")
         ));
     }
-    let changed = super::layer::write_layer(&Overlay::new(&rec.dir(paths)).upper, tar_out, true)
+    let upper = Overlay::new(&rec.dir(paths)).upper;
+    for target in spec
+        .mounts
+        .iter()
+        .map(|m| &m.target)
+        .chain(spec.tmpfs.iter().map(|t| &t.target))
+    {
+        super::mounts::prune_stub(&upper, target);
+    }
+    let changed = super::layer::write_layer(&upper, tar_out, true)
         .map_err(|e| format!("writing the layer: {e}"))?;
     drop(guard);
     Ok(changed)
