@@ -62,6 +62,10 @@ pub struct Builder<'a> {
     empty: PathBuf,
     /// Base images pulled by this build (`--pull` pulls each once).
     pulled: std::cell::RefCell<BTreeSet<String>>,
+    /// This build's id: its temp dir, its lock, the owner label of its RUN containers.
+    id: String,
+    /// Held while the build lives: a free lock marks a killed build (see `reap`).
+    _lock: fs::File,
     pub steps: usize,
     pub cached: usize,
 }
@@ -77,7 +81,13 @@ impl<'a> Builder<'a> {
     ) -> Result<Builder<'a>, BuildError> {
         let store = ImageStore::open(&paths.images())?;
         let context = SourceRoot::context(&opts.context, ignore).map_err(BuildError::Context)?;
-        let tmp = paths.data.join("build-tmp").join(crate::state::new_id());
+        super::reap::reap(paths);
+        let id = crate::state::new_id();
+        let lock = super::reap::lock(paths, &id).map_err(|e| BuildError::Io {
+            path: super::reap::tmp_root(paths).join(format!("{id}.lock")),
+            source: e,
+        })?;
+        let tmp = super::reap::tmp_root(paths).join(&id);
         let empty = paths.data.join("build-tmp").join("empty");
         for d in [&tmp, &empty] {
             fs::create_dir_all(d).map_err(|e| BuildError::Io {
@@ -99,6 +109,8 @@ impl<'a> Builder<'a> {
             tmp,
             empty,
             pulled: Default::default(),
+            id,
+            _lock: lock,
             steps: 0,
             cached: 0,
         })
@@ -718,6 +730,7 @@ impl<'a> Builder<'a> {
             shm_size: self.opts.shm_size,
             mounts: Vec::new(),
             tmpfs: Vec::new(),
+            owner: self.id.clone(),
         };
         let mut spec = spec;
         let mut overlays = Vec::new();
@@ -1275,6 +1288,7 @@ fn clean_abs(p: &str) -> String {
 impl Drop for Builder<'_> {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.tmp);
+        let _ = fs::remove_file(self.tmp.with_extension("lock"));
         // RUN containers leave this root's cgroup parents; rmdir only removes empty ones.
         // (Same rule as `down`; project::down's helper is not reachable from the engine.)
         let parent = self.paths.cgroup_parent();

@@ -7,9 +7,15 @@ use std::time::Duration;
 const MAX: u64 = 1 << 30;
 
 pub fn get(url: &str) -> Result<Vec<u8>, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or("only http:// URLs are supported yet")?;
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        if url.starts_with("https://") {
+            "https URLs are not supported by berth's builder: download the file into the \
+                 build context (curl -fLO URL) and COPY it, or use RUN with a download tool"
+                .to_string()
+        } else {
+            "only http:// URLs can be added".to_string()
+        }
+    })?;
     let (host, path) = match rest.find('/') {
         Some(n) => (&rest[..n], &rest[n..]),
         None => (rest, "/"),

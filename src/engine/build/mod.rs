@@ -16,6 +16,7 @@ pub mod ignore;
 pub mod layer;
 pub mod mounts;
 pub mod parser;
+pub mod reap;
 pub mod run;
 pub mod shell;
 
@@ -167,13 +168,24 @@ fn pull_image(store: &crate::engine::image::ImageStore, name: &str) -> Result<()
     .map_err(|_| format!("pulling {what}: the pull thread panicked"))?
 }
 
-/// `builder prune`: forgets every cached step. Returns how many entries were removed.
+/// `builder prune`: removes what killed builds left, forgets every cached step and empties
+/// the RUN cache mounts. Returns how many entries were removed.
 pub fn prune(paths: &Paths) -> Result<usize, BuildError> {
+    reap::reap(paths);
     let dir = paths.data.join("build-cache");
     let mut n = 0;
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.flatten() {
             if std::fs::remove_file(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    // RUN --mount=type=cache directories.
+    let mounts = paths.data.join("build-cache-mounts");
+    if let Ok(rd) = std::fs::read_dir(&mounts) {
+        for e in rd.flatten() {
+            if std::fs::remove_dir_all(e.path()).is_ok() {
                 n += 1;
             }
         }

@@ -27,6 +27,8 @@ pub struct RunSpec {
     /// RUN `--mount`s: binds (context, stages, caches, secrets) and tmpfs.
     pub mounts: Vec<crate::engine::container::Mount>,
     pub tmpfs: Vec<crate::engine::hostconfig::Tmpfs>,
+    /// The build's id, as the container's owner label (see `reap`).
+    pub owner: String,
 }
 
 /// Runs `spec` on `layers` (lowest first) and writes the changes as a layer tar to `tar_out`.
@@ -58,7 +60,10 @@ pub fn run_step(
         image: String::new(),
         image_id: String::new(),
         created: crate::engine::logs::now(),
-        labels: BTreeMap::from([("berth.build".to_string(), "true".to_string())]),
+        labels: BTreeMap::from([
+            ("berth.build".to_string(), "true".to_string()),
+            (super::reap::OWNER_LABEL.to_string(), spec.owner.clone()),
+        ]),
         process: ProcessSpec {
             args: spec.args.clone(),
             env: spec.env.clone(),
