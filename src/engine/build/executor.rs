@@ -64,6 +64,8 @@ pub struct Builder<'a> {
     pulled: std::cell::RefCell<BTreeSet<String>>,
     /// This build's id: its temp dir, its lock, the owner label of its RUN containers.
     id: String,
+    /// The context's ignore rules, for the workers of parallel stages.
+    ignore: Ignore,
     /// Held while the build lives: a free lock marks a killed build (see `reap`).
     _lock: fs::File,
     pub steps: usize,
@@ -80,7 +82,8 @@ impl<'a> Builder<'a> {
         ignore: Ignore,
     ) -> Result<Builder<'a>, BuildError> {
         let store = ImageStore::open(&paths.images())?;
-        let context = SourceRoot::context(&opts.context, ignore).map_err(BuildError::Context)?;
+        let context =
+            SourceRoot::context(&opts.context, ignore.clone()).map_err(BuildError::Context)?;
         super::reap::reap(paths);
         let id = crate::state::new_id();
         let lock = super::reap::lock(paths, &id).map_err(|e| BuildError::Io {
@@ -110,6 +113,7 @@ impl<'a> Builder<'a> {
             empty,
             pulled: Default::default(),
             id,
+            ignore,
             _lock: lock,
             steps: 0,
             cached: 0,
@@ -179,12 +183,26 @@ impl<'a> Builder<'a> {
             None => last,
         };
         let needed = self.needed(&stages, target)?;
-        for (n, stage) in stages.iter().enumerate().take(target + 1) {
-            if !needed.contains(&n) {
-                continue;
+        let mut deps = BTreeMap::new();
+        for &n in &needed {
+            deps.insert(n, self.stage_deps(&stages, n)?);
+        }
+        // Level by level: the stages whose dependencies are built run together.
+        loop {
+            let ready: Vec<usize> = needed
+                .iter()
+                .copied()
+                .filter(|n| !self.done.contains_key(n))
+                .filter(|n| deps[n].iter().all(|d| self.done.contains_key(d)))
+                .collect();
+            match ready.as_slice() {
+                [] => break,
+                [n] => {
+                    let (state, key) = self.stage(*n, &stages[*n], stages.len())?;
+                    self.done.insert(*n, (state, key));
+                }
+                many => self.parallel(&stages, many)?,
             }
-            let (state, key) = self.stage(n, stage, stages.len())?;
-            self.done.insert(n, (state, key));
         }
         Ok(self
             .done
@@ -198,28 +216,109 @@ impl<'a> Builder<'a> {
         let mut need = BTreeSet::new();
         let mut todo = vec![target];
         while let Some(n) = todo.pop() {
-            if !need.insert(n) {
-                continue;
-            }
-            let s = &stages[n];
-            let mut refs = vec![self.base_name(&s.from)?];
-            for i in &s.body {
-                if let Some(f) = i.flag("from") {
-                    refs.push(f.to_owned());
-                }
-                for m in i.flag_all("mount") {
-                    if let Some(f) = m.split(',').find_map(|kv| kv.strip_prefix("from=")) {
-                        refs.push(f.to_owned());
-                    }
-                }
-            }
-            for r in refs {
-                if let Some(d) = self.stage_ref(&r, n) {
-                    todo.push(d);
-                }
+            if need.insert(n) {
+                todo.extend(self.stage_deps(stages, n)?);
             }
         }
         Ok(need)
+    }
+
+    /// The stages stage `n` reads directly.
+    fn stage_deps(&self, stages: &[Stage], n: usize) -> Result<Vec<usize>, BuildError> {
+        let s = &stages[n];
+        let mut refs = vec![self.base_name(&s.from)?];
+        for i in &s.body {
+            if let Some(f) = i.flag("from") {
+                refs.push(f.to_owned());
+            }
+            for m in i.flag_all("mount") {
+                if let Some(f) = m.split(',').find_map(|kv| kv.strip_prefix("from=")) {
+                    refs.push(f.to_owned());
+                }
+            }
+        }
+        Ok(refs.iter().filter_map(|r| self.stage_ref(r, n)).collect())
+    }
+
+    /// Builds independent stages at once, each by a worker builder on its own thread that
+    /// shares this build's settings and finished stages. Their output is replayed in stage
+    /// order once all are done.
+    fn parallel(&mut self, stages: &[Stage], ready: &[usize]) -> Result<(), BuildError> {
+        type Outcome = (
+            Result<(StepState, String), BuildError>,
+            usize,
+            usize,
+            Vec<(bool, String)>,
+        );
+        let results: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ready
+                .iter()
+                .map(|&n| {
+                    let (paths, opts) = (self.paths, self.opts);
+                    let (file, escape, ignore) =
+                        (self.file.clone(), self.escape, self.ignore.clone());
+                    let (global_args, names, done) = (
+                        self.global_args.clone(),
+                        self.names.clone(),
+                        self.done.clone(),
+                    );
+                    let stage = &stages[n];
+                    let total = stages.len();
+                    scope.spawn(move || -> Outcome {
+                        let lines = Lines::default();
+                        let outcome =
+                            Builder::new(paths, opts, &lines, file, escape, ignore).map(|mut w| {
+                                w.global_args = global_args;
+                                w.names = names;
+                                w.done = done;
+                                let r = w.stage(n, stage, total);
+                                (r, w.steps, w.cached)
+                            });
+                        let lines = lines.0.into_inner();
+                        match outcome {
+                            Ok((r, steps, cached)) => (r, steps, cached, lines),
+                            Err(e) => (Err(e), 0, 0, lines),
+                        }
+                    })
+                })
+                .collect();
+            ready
+                .iter()
+                .zip(handles)
+                .map(|(&n, h)| {
+                    let out = h.join().unwrap_or_else(|_| {
+                        (
+                            Err(BuildError::Other(format!("stage {n}: the worker panicked"))),
+                            0,
+                            0,
+                            Vec::new(),
+                        )
+                    });
+                    (n, out)
+                })
+                .collect()
+        });
+        let mut first_error = None;
+        for (n, (result, steps, cached, lines)) in results {
+            for (is_step, l) in lines {
+                if is_step {
+                    self.rep.step(&l);
+                } else {
+                    self.rep.output(&l);
+                }
+            }
+            self.steps += steps;
+            self.cached += cached;
+            match result {
+                Ok(done) => {
+                    self.done.insert(n, done);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     fn stage_ref(&self, r: &str, before: usize) -> Option<usize> {
@@ -1179,6 +1278,19 @@ impl<'a> Builder<'a> {
     /// ADD of a URL: a plain HTTP/1.0 GET (https is not supported yet).
     fn fetch(&self, i: &Instruction, url: &str) -> Result<Vec<u8>, BuildError> {
         super::fetch::get(url).map_err(|e| self.err(i, format!("ADD {url}: {e}")))
+    }
+}
+
+/// A reporter that keeps lines (`true` for steps) for replay: a parallel stage's output.
+#[derive(Default)]
+struct Lines(std::cell::RefCell<Vec<(bool, String)>>);
+
+impl Reporter for Lines {
+    fn step(&self, line: &str) {
+        self.0.borrow_mut().push((true, line.to_owned()));
+    }
+    fn output(&self, line: &str) {
+        self.0.borrow_mut().push((false, line.to_owned()));
     }
 }
 
