@@ -147,3 +147,28 @@ fn build_command_takes_services_or_a_directory() {
         "no build arg: a different image"
     );
 }
+
+#[test]
+fn pull_failure_of_a_buildable_service_keeps_its_built_image() {
+    require_root!();
+    let env = Env::new("cpf");
+    env.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: 127.0.0.1:1/nowhere/app:1\n    build:\n      context: .\n      dockerfile_inline: |\n        FROM busybox\n        RUN echo fallback > /msg\n    command: [sh, -c, 'cat /msg; sleep 1000']\n",
+    );
+    // Missing: built, not pulled.
+    let out = env.berth(&["up", "-d", "--pull", "always"]);
+    let err = util::text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Built") && !err.contains("Pulling"), "{err}");
+    wait_logs(&env, "app", "fallback");
+    // Present: `--pull always` tries the registry, fails, and keeps the local image.
+    let out = env.berth(&["up", "-d", "--pull", "always"]);
+    let err = util::text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("Pull failed") && !err.contains("Building"),
+        "{err}"
+    );
+    assert!(!err.contains("Removed"), "{err}");
+}

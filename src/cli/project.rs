@@ -28,7 +28,7 @@ pub struct UpArgs {
     #[arg(long)]
     pub wait_timeout: Option<u64>,
     /// Pull images before running: always, missing, never (default: each service's pull_policy).
-    #[arg(long, value_parser = ["always", "missing", "never", "build"])]
+    #[arg(long, value_parser = ["always", "missing", "never"])]
     pub pull: Option<String>,
     /// Build images before starting containers.
     #[arg(long, conflicts_with = "no_build")]

@@ -206,21 +206,22 @@ pub async fn ensure_images(
             (Decision::Pull, false, false) if opts.build != BuildMode::Never => Decision::Build,
             (d, ..) => d,
         };
+        let build_it = || -> Result<Image> {
+            progress.event("Image", &reference, "Building");
+            let rep = Events {
+                progress,
+                service: name,
+            };
+            build::build_service(paths, project, svc, &Overrides::default(), &rep)?;
+            progress.event("Image", &reference, "Built");
+            store
+                .resolve(&reference)
+                .map_err(|e| anyhow!(e).context(context()))
+        };
         let image = match (decision, local) {
             (Decision::UseLocal, Some(image)) => image,
-            (Decision::Build, _) => {
-                progress.event("Image", &reference, "Building");
-                let rep = Events {
-                    progress,
-                    service: name,
-                };
-                build::build_service(paths, project, svc, &Overrides::default(), &rep)?;
-                progress.event("Image", &reference, "Built");
-                store
-                    .resolve(&reference)
-                    .map_err(|e| anyhow!(e).context(context()))?
-            }
-            _ => {
+            (Decision::Build, _) => build_it()?,
+            (_, local) => {
                 if svc.image.is_none() {
                     bail!(
                         "service {name:?}: image {reference:?} is missing and --no-build \
@@ -228,12 +229,26 @@ pub async fn ensure_images(
                     );
                 }
                 progress.event("Image", &reference, "Pulling");
-                let pulled = store
+                match store
                     .pull(&reference, platform(svc)?.as_ref(), &registry::Quiet)
                     .await
-                    .map_err(|e| anyhow!(e).context(context()))?;
-                progress.event("Image", &reference, "Pulled");
-                pulled.image
+                {
+                    Ok(pulled) => {
+                        progress.event("Image", &reference, "Pulled");
+                        pulled.image
+                    }
+                    // A service that can be built does not need its image in a registry,
+                    // as with docker compose: its local image, else a build.
+                    Err(e) if svc.build.is_some() => {
+                        progress.event("Image", &reference, &format!("Pull failed: {e}"));
+                        match local {
+                            Some(image) => image,
+                            None if opts.build != BuildMode::Never => build_it()?,
+                            None => return Err(anyhow!(e).context(context())),
+                        }
+                    }
+                    Err(e) => return Err(anyhow!(e).context(context())),
+                }
             }
         };
         images.insert(name.clone(), image);
