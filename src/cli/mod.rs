@@ -3,6 +3,7 @@
 //! Parsing is two-staged as in ripgrep: clap turns argv into `Cli`, then each command builds
 //! the settings it needs (paths, compose load options). stdout carries data only; progress,
 //! logs of berth itself and errors go to stderr through `output`.
+mod attach;
 mod build;
 pub mod config;
 mod images;

@@ -4,7 +4,6 @@ use super::output::{self, Plain};
 use crate::compose::{LoadOptions, Project};
 use crate::engine::container::{ContainerRecord, Status};
 use crate::engine::logs;
-use crate::project::Progress;
 use crate::project::{self, down::DownOptions, up::UpOptions};
 use crate::state::Paths;
 use anyhow::{Context, Result, bail};
@@ -26,6 +25,45 @@ pub struct UpArgs {
     /// Maximum duration in seconds to wait for the project to be running|healthy.
     #[arg(long)]
     pub wait_timeout: Option<u64>,
+    /// Scale SERVICE to NUM instances (overrides `scale` and `deploy.replicas`).
+    #[arg(long, value_name = "SERVICE=NUM")]
+    pub scale: Vec<String>,
+    /// Remove containers for services not defined in the Compose file.
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Execute command in dry run mode: print the plan, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Don't start linked services.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Stops all containers if any container was stopped. Incompatible with -d.
+    #[arg(long)]
+    pub abort_on_container_exit: bool,
+    /// Stops all containers if any container exited with failure. Incompatible with -d.
+    #[arg(long)]
+    pub abort_on_container_failure: bool,
+    /// Return the exit code of the selected service container. Implies --abort-on-container-exit.
+    #[arg(long, value_name = "SERVICE")]
+    pub exit_code_from: Option<String>,
+    /// Services to start (and their dependencies); all by default.
+    pub services: Vec<String>,
+}
+
+/// `--scale web=3` → {"web": 3}.
+fn parse_scale(items: &[String]) -> Result<std::collections::BTreeMap<String, u32>> {
+    items
+        .iter()
+        .map(|i| {
+            let (s, n) = i
+                .split_once('=')
+                .with_context(|| format!("invalid --scale {i:?}: use SERVICE=NUM"))?;
+            let n: u32 = n
+                .parse()
+                .with_context(|| format!("invalid --scale {i:?}: NUM must be a number"))?;
+            Ok((s.to_string(), n))
+        })
+        .collect()
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,47 +144,67 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     let project = load(g)?;
+    check_up_flags(a, &project)?;
     let opts = UpOptions {
         timeout: a.timeout.map(Duration::from_secs),
         wait: a.wait,
         wait_timeout: a.wait_timeout.map(Duration::from_secs),
+        scale: parse_scale(&a.scale)?,
+        remove_orphans: a.remove_orphans
+            || std::env::var("COMPOSE_REMOVE_ORPHANS").is_ok_and(|v| v == "1" || v == "true"),
+        dry_run: a.dry_run,
+        services: project::up::with_dependencies(&project, &a.services, a.no_deps)?,
     };
     runtime()?.block_on(project::up::up(paths, &project, &opts, &Plain))?;
     if a.detach || a.wait {
         return Ok(0);
     }
-    // Attached mode: follow the logs until every container has exited; Ctrl-C stops them.
+    // Attached mode: follow the output until every container has exited; Ctrl-C stops them
+    // (a second Ctrl-C kills berth itself, the default action once the handler is gone).
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     let rt = runtime()?;
     std::thread::spawn(move || {
         if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
             flag.store(true, Ordering::SeqCst);
+            drop(rt);
         }
     });
-    follow(paths, &project.name, &[], false, true, Some(&interrupted))?;
-    if !interrupted.load(Ordering::SeqCst) {
-        return Ok(0);
+    let color = console::Term::stdout().is_term() && std::env::var_os("NO_COLOR").is_none();
+    let attach = super::attach::AttachOptions {
+        abort_on_exit: a.abort_on_container_exit,
+        abort_on_failure: a.abort_on_container_failure,
+        exit_code_from: a.exit_code_from.clone(),
+        timeout: opts.timeout,
+        color,
+        prefix: true,
+    };
+    super::attach::attach(paths, &project.name, &attach, &interrupted, &Plain)
+}
+
+/// docker compose's flag rules for `up`.
+fn check_up_flags(a: &UpArgs, project: &Project) -> Result<()> {
+    let abort =
+        a.abort_on_container_exit || a.abort_on_container_failure || a.exit_code_from.is_some();
+    if a.abort_on_container_exit && a.abort_on_container_failure {
+        bail!("--abort-on-container-exit and --abort-on-container-failure cannot be combined");
     }
-    output::note("Gracefully stopping... (press Ctrl+C again to force)");
-    let recs = project::containers(paths, &project.name)?;
-    std::thread::scope(|s| {
-        for rec in &recs {
-            s.spawn(|| {
-                let r = crate::engine::runtime::stop(
-                    paths,
-                    rec,
-                    crate::engine::runtime::grace(rec, opts.timeout),
-                );
-                Plain.event(
-                    "Container",
-                    &rec.name,
-                    if r.is_ok() { "Stopped" } else { "Error" },
-                );
-            });
-        }
-    });
-    Ok(130)
+    if a.detach && abort {
+        bail!(
+            "-d cannot be combined with --abort-on-container-exit, --abort-on-container-failure or --exit-code-from"
+        );
+    }
+    if a.wait && abort {
+        bail!(
+            "--wait cannot be combined with --abort-on-container-exit, --abort-on-container-failure or --exit-code-from"
+        );
+    }
+    if let Some(s) = &a.exit_code_from
+        && !project.services.contains_key(s)
+    {
+        bail!("no such service: {s} (from --exit-code-from)");
+    }
+    Ok(())
 }
 
 pub fn down(paths: &Paths, g: &Global, a: &DownArgs) -> Result<i32> {

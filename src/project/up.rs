@@ -3,7 +3,7 @@
 //! The planner compares what exists (containers carrying the project label) with what the
 //! compose file asks for and returns a `Plan`; the executor applies it. Everything that could
 //! fail because of bad input (images, ports, names) is checked before anything is created.
-use super::container::{config_hash, record};
+use super::container::{config_hash, container_name, record};
 use super::{Progress, containers, graph, net_host, network};
 use crate::compose::{Project, VolumeType};
 use crate::engine::container::{ContainerRecord, NetworkAttachment, Status, labels};
@@ -15,56 +15,137 @@ use anyhow::{Context, Result, anyhow, bail};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-/// What `up` will do for one service.
+/// What `up` will do for one container of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Up to date and running: nothing to do.
-    Keep {
-        service: String,
-        container: String,
-    },
+    Keep { service: String, container: String },
     /// Exists with the same configuration but is stopped: start it again.
-    Start {
-        service: String,
-        container: String,
-    },
-    /// Configuration changed: remove the old container, create a new one.
+    Start { service: String, container: String },
+    /// Configuration changed: remove the old container, create a new one with its number.
     Recreate {
         service: String,
         container: String,
+        number: u32,
     },
-    Create {
-        service: String,
-    },
+    /// A new replica.
+    Create { service: String, number: u32 },
+    /// A replica above the wanted scale, or a container of a service that no longer exists
+    /// (with `--remove-orphans`).
+    Remove { service: String, container: String },
 }
 
-/// Compares the existing containers with the project.
+impl Action {
+    pub fn service(&self) -> &str {
+        match self {
+            Action::Keep { service, .. }
+            | Action::Start { service, .. }
+            | Action::Recreate { service, .. }
+            | Action::Create { service, .. }
+            | Action::Remove { service, .. } => service,
+        }
+    }
+    /// Whether this action leaves a container to be (re)started.
+    pub fn starts(&self) -> bool {
+        matches!(
+            self,
+            Action::Start { .. } | Action::Recreate { .. } | Action::Create { .. }
+        )
+    }
+}
+
+/// How many replicas of a service are wanted: `--scale`, else `scale`, else
+/// `deploy.replicas`, else 1.
+pub fn replicas(project: &Project, service: &str, overrides: &BTreeMap<String, u32>) -> u32 {
+    if let Some(n) = overrides.get(service) {
+        return *n;
+    }
+    let svc = &project.services[service];
+    svc.scale
+        .or_else(|| svc.deploy.as_ref().and_then(|d| d.replicas))
+        .map_or(1, |n| n.max(0) as u32)
+}
+
+/// Compares the existing containers with the project. Replica numbers are reused: a missing
+/// number is filled before a new one is added, and scaling down removes the highest numbers.
 pub fn plan(
     project: &Project,
     images: &BTreeMap<String, Image>,
     existing: &[(ContainerRecord, Status)],
+    opts: &UpOptions,
 ) -> Vec<Action> {
+    let (scale, remove_orphans) = (&opts.scale, opts.remove_orphans);
     let mut actions = Vec::new();
     for (name, svc) in &project.services {
-        let image = &images[name];
-        let hash = config_hash(svc, &image.id);
-        match existing.iter().find(|(c, _)| c.service() == Some(name)) {
-            None => actions.push(Action::Create {
-                service: name.clone(),
-            }),
-            Some((c, status)) => {
-                let same = c.label(labels::CONFIG_HASH) == Some(hash.as_str());
-                let service = name.clone();
-                let container = c.name.clone();
-                actions.push(match (same, status) {
-                    (true, Status::Running) => Action::Keep { service, container },
-                    (true, _) => Action::Start { service, container },
-                    (false, _) => Action::Recreate { service, container },
+        if !opts.services.is_empty() && !opts.services.contains(name) {
+            continue;
+        }
+        let hash = config_hash(svc, &images[name].id);
+        let want = replicas(project, name, scale);
+        let mine: Vec<&(ContainerRecord, Status)> = existing
+            .iter()
+            .filter(|(c, _)| c.service() == Some(name) && !is_oneoff(c))
+            .collect();
+        for number in 1..=want {
+            let found = mine.iter().find(|(c, _)| replica_number(c) == Some(number));
+            let service = name.clone();
+            actions.push(match found {
+                None => Action::Create { service, number },
+                Some((c, status)) => {
+                    let container = c.name.clone();
+                    match (c.label(labels::CONFIG_HASH) == Some(hash.as_str()), status) {
+                        (true, Status::Running) => Action::Keep { service, container },
+                        (true, _) => Action::Start { service, container },
+                        (false, _) => Action::Recreate {
+                            service,
+                            container,
+                            number,
+                        },
+                    }
+                }
+            });
+        }
+        for (c, _) in &mine {
+            if replica_number(c).is_none_or(|n| n > want) {
+                actions.push(Action::Remove {
+                    service: name.clone(),
+                    container: c.name.clone(),
                 });
             }
         }
     }
+    if remove_orphans {
+        for (c, _) in orphans(project, existing) {
+            actions.push(Action::Remove {
+                service: c.service().unwrap_or_default().to_string(),
+                container: c.name.clone(),
+            });
+        }
+    }
     actions
+}
+
+/// Containers of the project whose service is no longer in the compose file.
+pub fn orphans<'a>(
+    project: &Project,
+    existing: &'a [(ContainerRecord, Status)],
+) -> Vec<&'a (ContainerRecord, Status)> {
+    existing
+        .iter()
+        .filter(|(c, _)| {
+            !is_oneoff(c)
+                && c.service()
+                    .is_some_and(|s| !project.services.contains_key(s))
+        })
+        .collect()
+}
+
+fn replica_number(c: &ContainerRecord) -> Option<u32> {
+    c.label(labels::NUMBER)?.parse().ok()
+}
+
+pub fn is_oneoff(c: &ContainerRecord) -> bool {
+    c.label(labels::ONEOFF) == Some("True")
 }
 
 pub struct UpOptions {
@@ -73,6 +154,33 @@ pub struct UpOptions {
     /// `--wait`: return once everything is running and healthy (or exited 0).
     pub wait: bool,
     pub wait_timeout: Option<std::time::Duration>,
+    /// `--scale SERVICE=N`.
+    pub scale: BTreeMap<String, u32>,
+    /// `--remove-orphans` (or `COMPOSE_REMOVE_ORPHANS`).
+    pub remove_orphans: bool,
+    /// `--dry-run`: print the plan, change nothing.
+    pub dry_run: bool,
+    /// `up SERVICE...` with their dependencies (see [`with_dependencies`]); empty means all.
+    pub services: BTreeSet<String>,
+}
+
+/// The named services and, unless `no_deps`, everything they depend on.
+pub fn with_dependencies(
+    project: &Project,
+    names: &[String],
+    no_deps: bool,
+) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    let mut todo: Vec<String> = names.to_vec();
+    while let Some(n) = todo.pop() {
+        let Some(svc) = project.services.get(&n) else {
+            bail!("no such service: {n}");
+        };
+        if out.insert(n.clone()) && !no_deps {
+            todo.extend(svc.depends_on.keys().cloned());
+        }
+    }
+    Ok(out)
 }
 
 /// Runs `up -d`. On error, what was created stays recorded so `up` or `down` can finish.
@@ -126,11 +234,28 @@ pub async fn up(
             (c, s)
         })
         .collect();
-    let actions = plan(project, &images, &existing);
+    let actions = plan(project, &images, &existing, opts);
+    let left = orphans(project, &existing);
+    if !opts.remove_orphans && !left.is_empty() && std::env::var("COMPOSE_IGNORE_ORPHANS").is_err()
+    {
+        let names: Vec<&str> = left.iter().map(|(c, _)| c.name.as_str()).collect();
+        tracing::warn!(
+            "found orphan containers ({}) for this project; if you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up",
+            names.join(", ")
+        );
+    }
+    if opts.dry_run {
+        for a in &actions {
+            progress.event("Plan", a.service(), &format!("{a:?}"));
+        }
+        return Ok(());
+    }
     let creating: BTreeSet<&str> = actions
         .iter()
         .filter_map(|a| match a {
-            Action::Create { service } | Action::Recreate { service, .. } => Some(service.as_str()),
+            Action::Create { service, .. } | Action::Recreate { service, .. } => {
+                Some(service.as_str())
+            }
             _ => None,
         })
         .collect();
@@ -179,7 +304,7 @@ pub async fn up(
 
     // 3. Old containers out.
     for a in &actions {
-        if let Action::Recreate { container, .. } = a
+        if let Action::Recreate { container, .. } | Action::Remove { container, .. } = a
             && let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container)
         {
             super::down::remove_container(paths, &host, c, opts.timeout).await?;
@@ -188,17 +313,23 @@ pub async fn up(
     }
 
     // 4. New containers: records, addresses, namespaces and links, before any starts.
+    // Keyed by container name; every container that stays, old or new.
     let mut all: BTreeMap<String, ContainerRecord> = BTreeMap::new();
+    let mut fresh: BTreeSet<String> = BTreeSet::new();
     for a in &actions {
         match a {
-            Action::Keep { service, container } | Action::Start { service, container } => {
+            Action::Remove { .. } => {}
+            Action::Keep { container, .. } | Action::Start { container, .. } => {
                 if let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container) {
-                    all.insert(service.clone(), c.clone());
+                    all.insert(c.name.clone(), c.clone());
                 }
             }
-            Action::Create { service } | Action::Recreate { service, .. } => {
+            Action::Create { service, number }
+            | Action::Recreate {
+                service, number, ..
+            } => {
                 let svc = &project.services[service];
-                let mut rec = record(project, svc, 1, &images[service], &volume_dirs)?;
+                let mut rec = record(project, svc, *number, &images[service], &volume_dirs)?;
                 for (key, sn) in &svc.networks {
                     let n = &networks[key];
                     let ip = network::allocator(paths, n)
@@ -229,7 +360,8 @@ pub async fn up(
                     host.attach(&netns, n, att.ip, &att.host_ifname, &att.ifname)
                         .await?;
                 }
-                all.insert(service.clone(), rec);
+                fresh.insert(rec.name.clone());
+                all.insert(rec.name.clone(), rec);
             }
         }
     }
@@ -243,9 +375,8 @@ pub async fn up(
             .map(|n| n.gateway)
     };
     let resolv = resolv_conf();
-    for (service, rec) in &all {
-        let fresh = creating.contains(service.as_str());
-        if fresh {
+    for (name, rec) in &all {
+        if fresh.contains(name) {
             runtime::prepare(paths, rec, &with_own(&hosts, rec, gateway(rec)), &resolv)?;
             progress.event("Container", &rec.name, "Created");
         } else {
@@ -260,11 +391,18 @@ pub async fn up(
     // 5. Start each service once its dependencies' conditions hold.
     let to_start: BTreeSet<String> = actions
         .iter()
+        .filter(|a| a.starts())
         .filter_map(|a| match a {
-            Action::Keep { .. } => None,
-            Action::Start { service, .. }
-            | Action::Create { service }
-            | Action::Recreate { service, .. } => Some(service.clone()),
+            Action::Start { container, .. } => Some(container.clone()),
+            Action::Create { service, number }
+            | Action::Recreate {
+                service, number, ..
+            } => Some(container_name(
+                &project.name,
+                &project.services[service],
+                *number,
+            )),
+            _ => None,
         })
         .collect();
     let start_one = |rec: &ContainerRecord| -> Result<()> {
