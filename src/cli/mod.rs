@@ -57,6 +57,8 @@ pub enum Command {
     Logs(project::LogsArgs),
     /// Parse, resolve and render the compose file in canonical format.
     Config(config::ConfigArgs),
+    /// Run a one-off command on a service (or, outside a project, an image).
+    Run(project::RunArgs),
     /// Execute a command in a running container.
     Exec(project::ExecArgs),
     /// List images.
@@ -166,6 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),
         Command::Logs(a) => project::logs(&paths, &cli.global, &a),
         Command::Exec(a) => project::exec(&paths, &cli.global, &a),
+        Command::Run(a) => project::run(&paths, &cli.global, &a),
         Command::Config(a) => config::run(&a, project::load_options(&cli.global)?),
     }
 }

@@ -536,3 +536,165 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
     }
     Ok(exec::wait(pid))
 }
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Run container in background and print container ID.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Automatically remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Set environment variables.
+    #[arg(short, long = "env", value_name = "KEY[=VAL]")]
+    pub env: Vec<String>,
+    /// Override the entrypoint of the image.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Don't start linked services.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Publish a container's port(s) to the host.
+    #[arg(short, long = "publish")]
+    pub publish: Vec<String>,
+    /// Run command with the service's ports enabled and mapped to the host.
+    #[arg(short = 'P', long)]
+    pub service_ports: bool,
+    /// Use the service's network aliases (berth always does).
+    #[arg(long)]
+    pub use_aliases: bool,
+    /// Run as specified username or uid.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Bind mount a volume.
+    #[arg(short, long)]
+    pub volume: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Add or override a label.
+    #[arg(short, long)]
+    pub label: Vec<String>,
+    /// Disable pseudo-TTY allocation (berth does not allocate one yet).
+    #[arg(short = 'T', long = "no-TTY")]
+    pub no_tty: bool,
+    /// Keep STDIN open (not supported yet: stdin is not attached).
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// The service (in a project), or an image when there is no compose file.
+    pub service: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
+    use crate::project::run::RunOptions;
+    let command = (!a.command.is_empty()).then(|| a.command.clone());
+    // In a project folder SERVICE is a service; with no compose file it is an image (docker run).
+    let (project, service) = match load(g) {
+        Ok(p) => (p, a.service.clone()),
+        Err(e)
+            if e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref(),
+                    Some(crate::compose::ComposeError::NotFound { .. })
+                )
+            }) && g.files.is_empty() =>
+        {
+            (
+                crate::project::run::standalone(&a.service, command.clone()),
+                "run".to_string(),
+            )
+        }
+        Err(e) => return Err(e),
+    };
+    if a.publish.iter().any(|_| a.service_ports) {
+        bail!("--service-ports and --publish are incompatible");
+    }
+    let opts = RunOptions {
+        service,
+        command,
+        entrypoint: a
+            .entrypoint
+            .as_deref()
+            .map(|e| shell_words_split(e))
+            .transpose()?,
+        env: a
+            .env
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (e.clone(), None),
+            })
+            .collect(),
+        name: a.name.clone(),
+        no_deps: a.no_deps,
+        service_ports: a.service_ports,
+        publish: a.publish.clone(),
+        user: a.user.clone(),
+        workdir: a.workdir.clone(),
+        volumes: a.volume.clone(),
+        labels: a
+            .label
+            .iter()
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect(),
+    };
+    let rt = runtime()?;
+    let quiet = crate::project::Quiet;
+    let progress: &dyn crate::project::Progress = if a.detach { &Plain } else { &quiet };
+    let rec = rt.block_on(crate::project::run::run(paths, &project, &opts, progress))?;
+    if a.detach {
+        output::data(&rec.name);
+        return Ok(0);
+    }
+    // Stream its output as it is, stdout to stdout and stderr to stderr, until it exits.
+    let log = rec.dir(paths).join(logs::LOG_FILE);
+    let mut offset = 0;
+    let code = loop {
+        let st = rec.state(paths)?;
+        let (records, off) = logs::read_from(&log, offset)?;
+        offset = off;
+        for r in records {
+            let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
+            if r.stream == "stderr" {
+                output::note(text);
+            } else {
+                output::data(text);
+            }
+        }
+        if st.status == Status::Exited && !crate::sys::proc::alive(st.shim_pid, st.shim_start) {
+            let (records, _) = logs::read_from(&log, offset)?;
+            for r in records {
+                let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
+                if r.stream == "stderr" {
+                    output::note(text);
+                } else {
+                    output::data(text);
+                }
+            }
+            break st.exit_code.unwrap_or(0);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if a.rm {
+        let host = project::net_host(paths);
+        rt.block_on(project::down::remove_container(
+            paths,
+            &host,
+            &rec,
+            Some(Duration::ZERO),
+        ))?;
+    }
+    Ok(code)
+}
+
+fn shell_words_split(s: &str) -> Result<Vec<String>> {
+    shell_words::split(s).with_context(|| format!("invalid --entrypoint {s:?}"))
+}

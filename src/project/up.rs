@@ -263,44 +263,8 @@ pub async fn up(
     create_bind_sources(project)?;
 
     // 2. Volumes and networks.
-    let mut volume_dirs = BTreeMap::new();
-    for (key, vol) in &project.volumes {
-        let host_name = vol
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}_{key}", project.name));
-        let mut l = vol.labels.clone();
-        if !vol.external {
-            l.insert(labels::PROJECT.into(), project.name.clone());
-            l.insert(labels::VOLUME.into(), key.clone());
-        }
-        let (dir, created) = volume::ensure(paths, &host_name, &l)?;
-        if created {
-            progress.event("Volume", &host_name, "Created");
-        }
-        volume_dirs.insert(key.clone(), dir);
-    }
     let host = net_host(paths);
-    let mut networks = BTreeMap::new();
-    for (key, net) in &project.networks {
-        if let Some(d) = net.driver.as_deref()
-            && d != "bridge"
-        {
-            bail!("network {key}: driver {d:?} is not supported (only \"bridge\")");
-        }
-        let host_name = net
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}_{key}", project.name));
-        let mut l = net.labels.clone();
-        l.insert(labels::PROJECT.into(), project.name.clone());
-        l.insert(labels::NETWORK.into(), key.clone());
-        let (n, created) = network::ensure(paths, &host, &host_name, net.internal, &l).await?;
-        if created {
-            progress.event("Network", &host_name, "Created");
-        }
-        networks.insert(key.clone(), n);
-    }
+    let (volume_dirs, networks) = ensure_resources(paths, &host, project, progress).await?;
 
     // 3. Old containers out.
     for a in &actions {
@@ -330,36 +294,7 @@ pub async fn up(
             } => {
                 let svc = &project.services[service];
                 let mut rec = record(project, svc, *number, &images[service], &volume_dirs)?;
-                for (key, sn) in &svc.networks {
-                    let n = &networks[key];
-                    let ip = network::allocator(paths, n)
-                        .allocate(&rec.id)
-                        .with_context(|| format!("network {}", n.name))?;
-                    let mut aliases = vec![service.clone()];
-                    aliases.extend(sn.aliases.iter().cloned());
-                    rec.networks.push(NetworkAttachment {
-                        network: n.name.clone(),
-                        ip,
-                        host_ifname: format!(
-                            "vb{}",
-                            short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
-                        ),
-                        ifname: format!("eth{}", rec.networks.len()),
-                        aliases,
-                    });
-                }
-                // Record first: from here on `down` can find and undo it.
-                rec.save(paths)?;
-                let netns = paths.netns(&rec.id);
-                crate::net::create_netns(&netns)?;
-                for att in &rec.networks {
-                    let n = networks
-                        .values()
-                        .find(|n| n.name == att.network)
-                        .ok_or_else(|| anyhow!("network {} vanished", att.network))?;
-                    host.attach(&netns, n, att.ip, &att.host_ifname, &att.ifname)
-                        .await?;
-                }
+                materialize(paths, &host, &mut rec, svc, &networks).await?;
                 fresh.insert(rec.name.clone());
                 all.insert(rec.name.clone(), rec);
             }
@@ -425,6 +360,102 @@ pub async fn up(
     Ok(())
 }
 
+/// Makes the project's named volumes and networks exist; returns the volume directories and
+/// the networks, both keyed as in the compose file.
+pub async fn ensure_resources(
+    paths: &Paths,
+    host: &crate::net::NetHost,
+    project: &Project,
+    progress: &dyn Progress,
+) -> Result<(
+    BTreeMap<String, PathBuf>,
+    BTreeMap<String, crate::net::BridgeNetwork>,
+)> {
+    let mut volume_dirs = BTreeMap::new();
+    for (key, vol) in &project.volumes {
+        let host_name = vol
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}_{key}", project.name));
+        let mut l = vol.labels.clone();
+        if !vol.external {
+            l.insert(labels::PROJECT.into(), project.name.clone());
+            l.insert(labels::VOLUME.into(), key.clone());
+        }
+        let (dir, created) = volume::ensure(paths, &host_name, &l)?;
+        if created {
+            progress.event("Volume", &host_name, "Created");
+        }
+        volume_dirs.insert(key.clone(), dir);
+    }
+    let mut networks = BTreeMap::new();
+    for (key, net) in &project.networks {
+        if let Some(d) = net.driver.as_deref()
+            && d != "bridge"
+        {
+            bail!("network {key}: driver {d:?} is not supported (only \"bridge\")");
+        }
+        let host_name = net
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}_{key}", project.name));
+        let mut l = net.labels.clone();
+        l.insert(labels::PROJECT.into(), project.name.clone());
+        l.insert(labels::NETWORK.into(), key.clone());
+        let (n, created) = network::ensure(paths, host, &host_name, net.internal, &l).await?;
+        if created {
+            progress.event("Network", &host_name, "Created");
+        }
+        networks.insert(key.clone(), n);
+    }
+
+    Ok((volume_dirs, networks))
+}
+
+/// Gives a new container record its addresses, saves it (from then on `down` can find and undo
+/// it), and creates its network namespace attached to the service's networks.
+pub async fn materialize(
+    paths: &Paths,
+    host: &crate::net::NetHost,
+    rec: &mut ContainerRecord,
+    svc: &crate::compose::Service,
+    networks: &BTreeMap<String, crate::net::BridgeNetwork>,
+) -> Result<()> {
+    let service = &svc.name;
+    for (key, sn) in &svc.networks {
+        let n = networks
+            .get(key)
+            .ok_or_else(|| anyhow!("service {service:?}: network {key:?} was not created"))?;
+        let ip = network::allocator(paths, n)
+            .allocate(&rec.id)
+            .with_context(|| format!("network {}", n.name))?;
+        let mut aliases = vec![service.clone()];
+        aliases.extend(sn.aliases.iter().cloned());
+        rec.networks.push(NetworkAttachment {
+            network: n.name.clone(),
+            ip,
+            host_ifname: format!(
+                "vb{}",
+                short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
+            ),
+            ifname: format!("eth{}", rec.networks.len()),
+            aliases,
+        });
+    }
+    rec.save(paths)?;
+    let netns = paths.netns(&rec.id);
+    crate::net::create_netns(&netns)?;
+    for att in &rec.networks {
+        let n = networks
+            .values()
+            .find(|n| n.name == att.network)
+            .ok_or_else(|| anyhow!("network {} vanished", att.network))?;
+        host.attach(&netns, n, att.ip, &att.host_ifname, &att.ifname)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The port mappings of a container, with the host ports its shim actually bound.
 pub fn port_mappings(rec: &ContainerRecord, bound: &[u16]) -> Vec<PortMapping> {
     let Some(ip) = rec.networks.first().map(|n| n.ip) else {
@@ -447,7 +478,7 @@ pub fn port_mappings(rec: &ContainerRecord, bound: &[u16]) -> Vec<PortMapping> {
         .collect()
 }
 
-fn publish(host: &crate::net::NetHost, rec: &ContainerRecord, bound: &[u16]) -> Result<()> {
+pub fn publish(host: &crate::net::NetHost, rec: &ContainerRecord, bound: &[u16]) -> Result<()> {
     let maps = port_mappings(rec, bound);
     if !maps.is_empty() {
         host.publish(&maps)
@@ -495,7 +526,7 @@ fn check_ports(
 }
 
 /// `/etc/hosts` entries for every container of the project: its name, service and aliases.
-fn hosts_file<'a>(recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
+pub fn hosts_file<'a>(recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
     let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for r in recs {
         for n in &r.networks {
@@ -508,7 +539,7 @@ fn hosts_file<'a>(recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
 }
 
 /// The shared hosts file plus the container's own hostname line.
-fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Addr>) -> String {
+pub fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Addr>) -> String {
     let own = match rec.networks.first() {
         Some(n) => format!("{}\t{}\n", n.ip, rec.hostname),
         None => String::new(),
@@ -517,7 +548,7 @@ fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Ad
 }
 
 /// The host's resolvers, minus loopback ones (unreachable from a container).
-fn resolv_conf() -> String {
+pub fn resolv_conf() -> String {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     host.lines()
         .filter(|l| {
