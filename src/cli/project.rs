@@ -620,7 +620,7 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
         entrypoint: a
             .entrypoint
             .as_deref()
-            .map(|e| shell_words_split(e))
+            .map(shell_words_split)
             .transpose()?,
         env: a
             .env
