@@ -617,11 +617,7 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
     let opts = RunOptions {
         service,
         command,
-        entrypoint: a
-            .entrypoint
-            .as_deref()
-            .map(shell_words_split)
-            .transpose()?,
+        entrypoint: a.entrypoint.as_deref().map(shell_words_split).transpose()?,
         env: a
             .env
             .iter()
