@@ -43,6 +43,12 @@ pub struct Global {
     /// Alternate working directory (default: the folder of the first compose file).
     #[arg(long, value_name = "DIR")]
     pub project_directory: Option<PathBuf>,
+    /// Alternate environment files (replace the project's `.env`).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Profiles to enable.
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,13 +105,15 @@ pub enum Command {
 }
 
 /// Options that take a value, so `compose` is found as the first positional word.
-const VALUE_OPTIONS: [&str; 6] = [
+const VALUE_OPTIONS: [&str; 8] = [
     "--root",
     "-f",
     "--file",
     "-p",
     "--project-name",
     "--project-directory",
+    "--env-file",
+    "--profile",
 ];
 
 /// `berth compose <cmd>` is `berth <cmd>`: drop the first positional `compose`.

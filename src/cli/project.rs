@@ -114,6 +114,8 @@ pub fn load_options(g: &Global) -> Result<LoadOptions> {
         project_directory: g.project_directory.clone(),
         working_dir: std::env::current_dir().context("reading the current directory")?,
         env: std::env::vars().collect(),
+        env_files: g.env_files.clone(),
+        profiles: g.profiles.clone(),
         ..Default::default()
     })
 }
