@@ -54,6 +54,24 @@ fn scale_orphans_and_selected_services() {
     assert_eq!(names(&env).len(), 3);
     env.ok(&["up", "-d", "--remove-orphans"]);
     assert_eq!(names(&env), ["sc-db-1"]);
+    // ls lists the project; ps filters by status and service.
+    let ls: serde_json::Value = serde_json::from_str(&env.ok(&["ls", "--format", "json"])).unwrap();
+    assert_eq!(ls[0]["Name"], "sc");
+    assert_eq!(ls[0]["Status"], "running(1)");
+    assert_eq!(
+        env.ok(&["ps", "--status", "running", "-q"]).lines().count(),
+        1
+    );
+    assert_eq!(
+        env.ok(&["ps", "--status", "exited", "-q"]).lines().count(),
+        0
+    );
+    assert_eq!(
+        env.ok(&["ps", "--filter", "service=db", "-q"])
+            .lines()
+            .count(),
+        1
+    );
     // --dry-run changes nothing.
     env.ok(&["up", "-d", "--dry-run", "--scale", "db=3"]);
     assert_eq!(names(&env), ["sc-db-1"]);

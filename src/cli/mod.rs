@@ -63,6 +63,10 @@ pub enum Command {
     Logs(project::LogsArgs),
     /// Parse, resolve and render the compose file in canonical format.
     Config(config::ConfigArgs),
+    /// List running compose projects.
+    Ls(project::LsArgs),
+    /// Block until the first service container stops.
+    Wait(project::WaitArgs),
     /// Run a one-off command on a service (or, outside a project, an image).
     Run(project::RunArgs),
     /// Execute a command in a running container.
@@ -177,6 +181,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(a) => project::logs(&paths, &cli.global, &a),
         Command::Exec(a) => project::exec(&paths, &cli.global, &a),
         Command::Run(a) => project::run(&paths, &cli.global, &a),
+        Command::Ls(a) => project::ls(&paths, &a),
+        Command::Wait(a) => project::wait(&paths, &cli.global, &a),
         Command::Config(a) => config::run(&a, project::load_options(&cli.global)?),
     }
 }

@@ -90,6 +90,15 @@ pub struct PsArgs {
     /// Display services.
     #[arg(long)]
     pub services: bool,
+    /// Filter by status: created, restarting, running, removing, paused, exited, dead.
+    #[arg(long)]
+    pub status: Vec<String>,
+    /// Filter by a property (`status=running`, `service=web`).
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// Services to list (all by default).
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -270,9 +279,26 @@ fn human_duration(d: chrono::TimeDelta) -> String {
 pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
     let name = project_name(g)?;
     let mut rows = Vec::new();
+    let mut statuses: Vec<String> = a.status.clone();
+    let mut services: Vec<String> = a.service_names.clone();
+    for f in &a.filter {
+        match f.split_once('=') {
+            Some(("status", v)) => statuses.push(v.to_string()),
+            Some(("service", v)) => services.push(v.to_string()),
+            _ => bail!("invalid filter {f:?}: use status=STATUS or service=NAME"),
+        }
+    }
     for rec in project::containers(paths, &name)? {
         let st = rec.state(paths)?;
-        if !a.all && st.status != Status::Running {
+        let status = st.status.as_str();
+        let shown = if statuses.is_empty() {
+            a.all || st.status == Status::Running
+        } else {
+            statuses.iter().any(|s| s == status)
+        };
+        let service_ok =
+            services.is_empty() || services.iter().any(|s| Some(s.as_str()) == rec.service());
+        if !shown || !service_ok {
             continue;
         }
         rows.push((rec, st));
@@ -695,4 +721,107 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
 
 fn shell_words_split(s: &str) -> Result<Vec<String>> {
     shell_words::split(s).with_context(|| format!("invalid --entrypoint {s:?}"))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// Show all stopped Compose projects.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display project names.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Format: table or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+/// `ls`: the projects under this root, from their containers' labels.
+pub fn ls(paths: &Paths, a: &LsArgs) -> Result<i32> {
+    use std::collections::BTreeMap;
+    let mut projects: BTreeMap<String, (BTreeMap<&'static str, usize>, String)> = BTreeMap::new();
+    for rec in crate::engine::container::list(paths)? {
+        let Some(p) = rec.project() else { continue };
+        let st = rec.state(paths)?;
+        let entry = projects.entry(p.to_string()).or_default();
+        *entry.0.entry(st.status.as_str()).or_default() += 1;
+        entry.1 = rec
+            .label(crate::engine::container::labels::CONFIG_FILES)
+            .unwrap_or_default()
+            .to_string();
+    }
+    let rows: Vec<(String, String, String)> = projects
+        .into_iter()
+        .filter(|(_, (counts, _))| a.all || counts.contains_key("running"))
+        .map(|(name, (counts, files))| {
+            let status = counts
+                .iter()
+                .map(|(s, n)| format!("{s}({n})"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            (name, status, files)
+        })
+        .collect();
+    if a.quiet {
+        rows.iter().for_each(|(n, _, _)| output::data(n));
+    } else if a.format == "json" {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(n, s, f)| serde_json::json!({"Name": n, "Status": s, "ConfigFiles": f}))
+            .collect();
+        output::data(&serde_json::Value::Array(v).to_string());
+    } else {
+        let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
+        let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(6);
+        output::data(&format!(
+            "{:<w0$}   {:<w1$}   CONFIG FILES",
+            "NAME", "STATUS"
+        ));
+        for (n, s, f) in &rows {
+            output::data(&format!("{n:<w0$}   {s:<w1$}   {f}"));
+        }
+    }
+    Ok(0)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    /// Drops the project when the first container stops.
+    #[arg(long)]
+    pub down_project: bool,
+    #[arg(required = true)]
+    pub services: Vec<String>,
+}
+
+/// `wait`: blocks until the services' containers stop; returns the first one's exit code.
+pub fn wait(paths: &Paths, g: &Global, a: &WaitArgs) -> Result<i32> {
+    let name = project_name(g)?;
+    let recs: Vec<ContainerRecord> = project::containers(paths, &name)?
+        .into_iter()
+        .filter(|r| {
+            r.service()
+                .is_some_and(|s| a.services.iter().any(|x| x == s))
+        })
+        .collect();
+    if recs.is_empty() {
+        bail!("no containers for the services {:?}", a.services);
+    }
+    let code = loop {
+        if let Some(code) = recs.iter().find_map(|r| {
+            let st = r.state(paths).ok()?;
+            (st.status == Status::Exited && !crate::sys::proc::alive(st.shim_pid, st.shim_start))
+                .then(|| st.exit_code.unwrap_or(0))
+        }) {
+            break code;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if a.down_project {
+        let opts = DownOptions {
+            volumes: false,
+            timeout: None,
+        };
+        runtime()?.block_on(project::down::down(paths, &name, &opts, &Plain))?;
+    }
+    Ok(code)
 }
