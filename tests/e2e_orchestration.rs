@@ -162,3 +162,54 @@ fn run_one_off_containers() {
     env.ok(&["down", "-t", "0"]);
     assert!(names(&env).is_empty());
 }
+
+#[test]
+fn killed_up_is_finished_by_up_and_cleaned_by_down() {
+    require_root!();
+    let env = Env::new("kill9");
+    let mut compose = String::from("services:\n");
+    for i in 0..8 {
+        compose.push_str(&format!(
+            "  s{i}:\n    image: busybox\n    command: {LOOP}\n    ports: ['{}:80']\n",
+            util::free_port()
+        ));
+    }
+    env.write("compose.yaml", &compose);
+    // Kill `up` at several points of its run; each time a new `up` must converge.
+    for delay_ms in [30u64, 120, 250] {
+        let mut child = std::process::Command::new(util::BERTH)
+            .args(["up", "-d"])
+            .current_dir(&env.dir)
+            .env("BERTH_ROOT", env.root())
+            .env("BERTH_SUBNET_POOL", &env.pool)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        env.ok(&["up", "-d"]);
+        let running = env.ok(&["ps", "--status", "running", "-q"]);
+        assert_eq!(
+            running.lines().count(),
+            8,
+            "after a kill at {delay_ms} ms:\n{running}"
+        );
+    }
+    // And a kill followed directly by down leaves nothing.
+    env.ok(&["down", "-t", "0"]);
+    let mut child = std::process::Command::new(util::BERTH)
+        .args(["up", "-d"])
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", env.root())
+        .env("BERTH_SUBNET_POOL", &env.pool)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let _ = child.kill();
+    let _ = child.wait();
+    let links = [util::bridges(env.root()), util::veths(env.root())].concat();
+    env.ok(&["down", "-t", "0"]);
+    assert_eq!(util::leftovers(env.root(), &links), Vec::<String>::new());
+}
