@@ -49,6 +49,12 @@ pub struct Global {
     /// Profiles to enable.
     #[arg(long = "profile", value_name = "NAME")]
     pub profiles: Vec<String>,
+    /// Set type of progress output (auto, tty, plain, json, quiet).
+    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "tty", "plain", "json", "quiet"])]
+    pub progress: String,
+    /// Control when to print ANSI control characters ("never"|"always"|"auto").
+    #[arg(long, global = true, default_value = "auto", value_parser = ["never", "always", "auto"])]
+    pub ansi: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,7 +115,7 @@ pub enum Command {
 }
 
 /// Options that take a value, so `compose` is found as the first positional word.
-const VALUE_OPTIONS: [&str; 8] = [
+const VALUE_OPTIONS: [&str; 10] = [
     "--root",
     "-f",
     "--file",
@@ -118,6 +124,8 @@ const VALUE_OPTIONS: [&str; 8] = [
     "--project-directory",
     "--env-file",
     "--profile",
+    "--progress",
+    "--ansi",
 ];
 
 /// `berth compose <cmd>` is `berth <cmd>`: drop the first positional `compose`.
@@ -155,6 +163,12 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let paths = crate::state::Paths::new(cli.global.root.as_deref());
+    match cli.global.ansi.as_str() {
+        "never" => console::set_colors_enabled(false),
+        "always" => console::set_colors_enabled(true),
+        _ if std::env::var_os("NO_COLOR").is_some() => console::set_colors_enabled(false),
+        _ => {}
+    }
     match cli.command {
         Command::Shim { data, run, id } => Ok(crate::engine::shim::main(
             &crate::state::Paths { data, run },

@@ -1,6 +1,6 @@
 //! Project commands: `up`, `down`, `ps`, `logs`.
 use super::Global;
-use super::output::{self, Plain};
+use super::output;
 use crate::compose::{LoadOptions, Project};
 use crate::engine::container::{ContainerRecord, Status};
 use crate::engine::logs;
@@ -166,7 +166,12 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         dry_run: a.dry_run,
         services: project::up::with_dependencies(&project, &a.services, a.no_deps)?,
     };
-    runtime()?.block_on(project::up::up(paths, &project, &opts, &Plain))?;
+    runtime()?.block_on(project::up::up(
+        paths,
+        &project,
+        &opts,
+        output::progress(&g.progress),
+    ))?;
     if a.detach || a.wait {
         return Ok(0);
     }
@@ -181,7 +186,11 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
             drop(rt);
         }
     });
-    let color = console::Term::stdout().is_term() && std::env::var_os("NO_COLOR").is_none();
+    let color = match g.ansi.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => console::Term::stdout().is_term() && std::env::var_os("NO_COLOR").is_none(),
+    };
     let attach = super::attach::AttachOptions {
         abort_on_exit: a.abort_on_container_exit,
         abort_on_failure: a.abort_on_container_failure,
@@ -190,7 +199,13 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         color,
         prefix: true,
     };
-    super::attach::attach(paths, &project.name, &attach, &interrupted, &Plain)
+    super::attach::attach(
+        paths,
+        &project.name,
+        &attach,
+        &interrupted,
+        output::progress(&g.progress),
+    )
 }
 
 /// docker compose's flag rules for `up`.
@@ -224,7 +239,12 @@ pub fn down(paths: &Paths, g: &Global, a: &DownArgs) -> Result<i32> {
         volumes: a.volumes,
         timeout: a.timeout.map(Duration::from_secs),
     };
-    runtime()?.block_on(project::down::down(paths, &name, &opts, &Plain))?;
+    runtime()?.block_on(project::down::down(
+        paths,
+        &name,
+        &opts,
+        output::progress(&g.progress),
+    ))?;
     Ok(0)
 }
 
@@ -672,7 +692,11 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
     };
     let rt = runtime()?;
     let quiet = crate::project::Quiet;
-    let progress: &dyn crate::project::Progress = if a.detach { &Plain } else { &quiet };
+    let progress: &dyn crate::project::Progress = if a.detach {
+        output::progress(&g.progress)
+    } else {
+        &quiet
+    };
     let rec = rt.block_on(crate::project::run::run(paths, &project, &opts, progress))?;
     if a.detach {
         output::data(&rec.name);
@@ -821,7 +845,12 @@ pub fn wait(paths: &Paths, g: &Global, a: &WaitArgs) -> Result<i32> {
             volumes: false,
             timeout: None,
         };
-        runtime()?.block_on(project::down::down(paths, &name, &opts, &Plain))?;
+        runtime()?.block_on(project::down::down(
+            paths,
+            &name,
+            &opts,
+            output::progress(&g.progress),
+        ))?;
     }
     Ok(code)
 }
