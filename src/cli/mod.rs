@@ -101,6 +101,15 @@ pub enum Command {
     Logout(images::LogoutArgs),
     /// Remove one or more images.
     Rmi(images::RmArgs),
+    /// Save images to a tar archive (STDOUT by default).
+    Save(images::SaveArgs),
+    /// Create an image from a rootfs tarball.
+    Import(images::ImportArgs),
+    /// Create a new image from a container's changes.
+    Commit(images::CommitArgs),
+    /// Manage berth: disk usage.
+    #[command(subcommand)]
+    System(images::SystemCommand),
     /// Show the berth version information.
     Version,
     /// Runs a container's shim (internal).
@@ -179,16 +188,20 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Images(a) => images::images(&paths, &a),
-        Command::Image(c) => images::image(&paths, c),
+        Command::Image(c) => images::image(&paths, &cli.global, c),
         Command::Load(a) => images::load(&paths, &a),
-        Command::Build(a) => build::build(&paths, &a),
+        Command::Build(a) => build::build(&paths, &cli.global, &a),
         Command::Builder(c) => build::builder(&paths, &c),
-        Command::Pull(a) => images::pull(&paths, &a),
-        Command::Push(a) => images::push(&paths, &a),
+        Command::Pull(a) => images::pull(&paths, &cli.global, &a),
+        Command::Push(a) => images::push(&paths, &cli.global, &a),
         Command::Tag(a) => images::tag(&paths, &a),
         Command::Login(a) => images::login(&a),
         Command::Logout(a) => images::logout(&a),
         Command::Rmi(a) => images::rm(&paths, &a),
+        Command::Save(a) => images::save(&paths, &a),
+        Command::Import(a) => images::import(&paths, &a),
+        Command::Commit(a) => images::commit(&paths, &a),
+        Command::System(c) => images::system(&paths, &c),
         Command::Up(a) => project::up(&paths, &cli.global, &a),
         Command::Down(a) => project::down(&paths, &cli.global, &a),
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),

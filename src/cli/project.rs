@@ -4,6 +4,7 @@ use super::output;
 use crate::compose::{LoadOptions, Project};
 use crate::engine::container::{ContainerRecord, Status};
 use crate::engine::logs;
+use crate::project::pull::{BuildMode, PullPolicy};
 use crate::project::{self, down::DownOptions, up::UpOptions};
 use crate::state::Paths;
 use anyhow::{Context, Result, bail};
@@ -25,6 +26,15 @@ pub struct UpArgs {
     /// Maximum duration in seconds to wait for the project to be running|healthy.
     #[arg(long)]
     pub wait_timeout: Option<u64>,
+    /// Pull images before running: always, missing, never (default: each service's pull_policy).
+    #[arg(long, value_parser = ["always", "missing", "never", "build"])]
+    pub pull: Option<String>,
+    /// Build images before starting containers.
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Don't build an image, even if it's missing.
+    #[arg(long)]
+    pub no_build: bool,
     /// Scale SERVICE to NUM instances (overrides `scale` and `deploy.replicas`).
     #[arg(long, value_name = "SERVICE=NUM")]
     pub scale: Vec<String>,
@@ -160,6 +170,19 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         timeout: a.timeout.map(Duration::from_secs),
         wait: a.wait,
         wait_timeout: a.wait_timeout.map(Duration::from_secs),
+        pull: a
+            .pull
+            .as_deref()
+            .map(PullPolicy::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        build: if a.build {
+            BuildMode::Always
+        } else if a.no_build {
+            BuildMode::Never
+        } else {
+            BuildMode::Missing
+        },
         scale: parse_scale(&a.scale)?,
         remove_orphans: a.remove_orphans
             || std::env::var("COMPOSE_REMOVE_ORPHANS").is_ok_and(|v| v == "1" || v == "true"),

@@ -53,6 +53,8 @@ pub async fn run(
                 remove_orphans: false,
                 dry_run: false,
                 services: deps,
+                pull: None,
+                build: super::pull::BuildMode::Missing,
             };
             up::up(paths, project, &up_opts, progress).await?;
         }

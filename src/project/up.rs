@@ -154,6 +154,10 @@ pub struct UpOptions {
     /// `--wait`: return once everything is running and healthy (or exited 0).
     pub wait: bool,
     pub wait_timeout: Option<std::time::Duration>,
+    /// `--pull`: replaces every service's `pull_policy`.
+    pub pull: Option<super::pull::PullPolicy>,
+    /// `--build` / `--no-build`.
+    pub build: super::pull::BuildMode,
     /// `--scale SERVICE=N`.
     pub scale: BTreeMap<String, u32>,
     /// `--remove-orphans` (or `COMPOSE_REMOVE_ORPHANS`).
@@ -196,37 +200,11 @@ pub async fn up(
 
     // 1. Everything that bad input can break, before anything is created.
     let store = ImageStore::open(&paths.images())?;
-    let mut images = BTreeMap::new();
-    for (name, svc) in &project.services {
-        let reference = svc.image.as_deref().unwrap_or_default();
-        let context = || format!("service {name:?} refers to image {reference:?}");
-        let policy = svc.pull_policy.as_deref().unwrap_or("missing");
-        let image = match store.resolve(reference) {
-            Ok(image) if policy != "always" => image,
-            Err(crate::engine::image::ImageError::NotFound { .. }) | Ok(_) if policy != "never" => {
-                let platform = svc
-                    .platform
-                    .as_deref()
-                    .map(crate::engine::registry::Platform::parse)
-                    .transpose()
-                    .map_err(|e| anyhow!(e).context(context()))?;
-                progress.event("Image", reference, "Pulling");
-                let pulled = store
-                    .pull(
-                        reference,
-                        platform.as_ref(),
-                        &crate::engine::registry::Quiet,
-                    )
-                    .await
-                    .map_err(|e| anyhow!(e).context(context()))?;
-                progress.event("Image", reference, "Pulled");
-                pulled.image
-            }
-            Ok(image) => image,
-            Err(e) => return Err(anyhow!(e).context(context())),
-        };
-        images.insert(name.clone(), image);
-    }
+    let image_opts = super::pull::ImageOptions {
+        pull: opts.pull,
+        build: opts.build,
+    };
+    let images = super::pull::ensure_images(paths, project, &store, &image_opts, progress).await?;
     let existing: Vec<(ContainerRecord, Status)> = containers(paths, &project.name)?
         .into_iter()
         .map(|c| {
