@@ -6,6 +6,7 @@
 mod build;
 pub mod config;
 mod images;
+mod logs;
 mod output;
 mod project;
 mod transfer;
@@ -53,7 +54,7 @@ pub enum Command {
     /// List containers.
     Ps(project::PsArgs),
     /// View output from containers.
-    Logs(project::LogsArgs),
+    Logs(logs::LogsArgs),
     /// Parse, resolve and render the compose file in canonical format.
     Config(config::ConfigArgs),
     /// Execute a command in a running container.
