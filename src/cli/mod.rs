@@ -6,6 +6,8 @@
 mod build;
 pub mod config;
 mod images;
+mod inspect;
+mod lifecycle;
 mod logs;
 mod output;
 mod project;
@@ -59,6 +61,26 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Execute a command in a running container.
     Exec(project::ExecArgs),
+    /// Stop services.
+    Stop(lifecycle::StopArgs),
+    /// Start services.
+    Start(lifecycle::ServicesArgs),
+    /// Restart service containers.
+    Restart(lifecycle::StopArgs),
+    /// Force stop service containers.
+    Kill(lifecycle::KillArgs),
+    /// Removes stopped service containers.
+    Rm(lifecycle::RmArgs),
+    /// Pause services.
+    Pause(lifecycle::ServicesArgs),
+    /// Unpause services.
+    Unpause(lifecycle::ServicesArgs),
+    /// Display the running processes.
+    Top(lifecycle::ServicesArgs),
+    /// Copy files/folders between a service container and the local filesystem.
+    Cp(lifecycle::CpArgs),
+    /// Display detailed information on the project's containers (JSON).
+    Inspect(lifecycle::ServicesArgs),
     /// List images.
     Images(images::ImagesArgs),
     /// Manage images.
@@ -166,6 +188,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),
         Command::Logs(a) => project::logs(&paths, &cli.global, &a),
         Command::Exec(a) => project::exec(&paths, &cli.global, &a),
+        Command::Stop(a) => lifecycle::stop(&paths, &cli.global, &a),
+        Command::Start(a) => lifecycle::start(&paths, &cli.global, &a),
+        Command::Restart(a) => lifecycle::restart(&paths, &cli.global, &a),
+        Command::Kill(a) => lifecycle::kill(&paths, &cli.global, &a),
+        Command::Rm(a) => lifecycle::rm(&paths, &cli.global, &a),
+        Command::Pause(a) => lifecycle::pause(&paths, &cli.global, &a, true),
+        Command::Unpause(a) => lifecycle::pause(&paths, &cli.global, &a, false),
+        Command::Top(a) => lifecycle::top(&paths, &cli.global, &a),
+        Command::Cp(a) => lifecycle::cp(&paths, &cli.global, &a),
+        Command::Inspect(a) => lifecycle::inspect(&paths, &cli.global, &a),
         Command::Config(a) => config::run(&a, project::load_options(&cli.global)?),
     }
 }

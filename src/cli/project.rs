@@ -69,7 +69,7 @@ fn load(g: &Global) -> Result<Project> {
 }
 
 /// The project name: `-p`, else from the compose file.
-fn project_name(g: &Global) -> Result<String> {
+pub(super) fn project_name(g: &Global) -> Result<String> {
     if let Some(p) = &g.project_name {
         return Ok(p.clone());
     }
@@ -81,7 +81,7 @@ fn project_name(g: &Global) -> Result<String> {
     Ok(load(g)?.name)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
