@@ -224,3 +224,62 @@ fn a_killed_shim_leaves_a_container_that_stop_and_down_still_handle() {
     let left = util::leftovers(env.root(), &util::bridges(env.root()));
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// CVE-2019-5736: the shim and `berth exec` run from a read-only mount of berth, so a
+/// container process that reaches their `/proc/PID/exe` cannot open the binary for writing,
+/// not even later through a kept `O_PATH` descriptor (while berth runs the kernel answers
+/// ETXTBSY; once nothing runs it, the read-only mount still answers EROFS).
+#[test]
+fn shim_and_exec_binaries_cannot_be_opened_for_writing() {
+    require_root!();
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let env = Env::new("seal");
+    env.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: busybox\n    command: [sleep, '1000']\n",
+    );
+    env.ok(&["up", "-d"]);
+    wait_for(&env, "running", |v| status(v) == "running");
+    let read_only = |f: &std::fs::File| {
+        nix::sys::statvfs::fstatvfs(f)
+            .unwrap()
+            .flags()
+            .contains(nix::sys::statvfs::FsFlags::ST_RDONLY)
+    };
+    let kept = |pid: i32| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(format!("/proc/{pid}/exe"))
+            .unwrap()
+    };
+    let reopen = |f: &std::fs::File| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", f.as_raw_fd()))
+            .unwrap_err()
+            .raw_os_error()
+    };
+    let shim = kept(shim_pid(&env));
+    assert!(read_only(&shim), "the shim runs from a writable mount");
+    // `berth exec` waits for its process: look at its own exe while it does.
+    let mut exec = std::process::Command::new(util::BERTH)
+        .args(["exec", "-T", "app", "sleep", "2"])
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", env.root())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let cli = kept(exec.id() as i32);
+    assert!(read_only(&cli), "berth exec runs from a writable mount");
+    let _ = exec.wait();
+    env.ok(&["down", "-t", "0"]);
+    for f in [&shim, &cli] {
+        let e = reopen(f);
+        assert!(e == Some(libc::EROFS) || e == Some(libc::ETXTBSY), "{e:?}");
+    }
+    // The installed binary itself stays an ordinary writable file for the host's root.
+    let bin = std::fs::File::open(util::BERTH).unwrap();
+    assert!(!read_only(&bin));
+}

@@ -163,6 +163,12 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let paths = crate::state::Paths::new(cli.global.root.as_deref());
+    // Processes that enter containers run from a read-only mount of berth (CVE-2019-5736).
+    if matches!(cli.command, Command::Shim { .. } | Command::Exec(_))
+        && let Err(e) = crate::sys::exeseal::ensure_sealed()
+    {
+        tracing::warn!("cannot protect /proc/self/exe with a read-only mount: {e}");
+    }
     match cli.command {
         Command::Shim { data, run, id } => Ok(crate::engine::shim::main(
             &crate::state::Paths { data, run },
