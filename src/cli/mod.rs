@@ -7,6 +7,9 @@ mod attach;
 mod build;
 pub mod config;
 mod images;
+mod inspect;
+mod lifecycle;
+mod logs;
 mod output;
 mod project;
 mod transfer;
@@ -66,7 +69,7 @@ pub enum Command {
     /// List containers.
     Ps(project::PsArgs),
     /// View output from containers.
-    Logs(project::LogsArgs),
+    Logs(logs::LogsArgs),
     /// Parse, resolve and render the compose file in canonical format.
     Config(config::ConfigArgs),
     /// List running compose projects.
@@ -77,6 +80,26 @@ pub enum Command {
     Run(project::RunArgs),
     /// Execute a command in a running container.
     Exec(project::ExecArgs),
+    /// Stop services.
+    Stop(lifecycle::StopArgs),
+    /// Start services.
+    Start(lifecycle::ServicesArgs),
+    /// Restart service containers.
+    Restart(lifecycle::StopArgs),
+    /// Force stop service containers.
+    Kill(lifecycle::KillArgs),
+    /// Removes stopped service containers.
+    Rm(lifecycle::RmArgs),
+    /// Pause services.
+    Pause(lifecycle::ServicesArgs),
+    /// Unpause services.
+    Unpause(lifecycle::ServicesArgs),
+    /// Display the running processes.
+    Top(lifecycle::ServicesArgs),
+    /// Copy files/folders between a service container and the local filesystem.
+    Cp(lifecycle::CpArgs),
+    /// Display detailed information on the project's containers (JSON).
+    Inspect(lifecycle::ServicesArgs),
     /// List images.
     Images(images::ImagesArgs),
     /// Manage images.
@@ -178,6 +201,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         _ if std::env::var_os("NO_COLOR").is_some() => console::set_colors_enabled(false),
         _ => {}
     }
+    // Processes that enter containers run from a read-only mount of berth (CVE-2019-5736).
+    if matches!(cli.command, Command::Shim { .. } | Command::Exec(_))
+        && let Err(e) = crate::sys::exeseal::ensure_sealed()
+    {
+        tracing::warn!("cannot protect /proc/self/exe with a read-only mount: {e}");
+    }
     match cli.command {
         Command::Shim { data, run, id } => Ok(crate::engine::shim::main(
             &crate::state::Paths { data, run },
@@ -210,6 +239,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(a) => project::run(&paths, &cli.global, &a),
         Command::Ls(a) => project::ls(&paths, &a),
         Command::Wait(a) => project::wait(&paths, &cli.global, &a),
+        Command::Stop(a) => lifecycle::stop(&paths, &cli.global, &a),
+        Command::Start(a) => lifecycle::start(&paths, &cli.global, &a),
+        Command::Restart(a) => lifecycle::restart(&paths, &cli.global, &a),
+        Command::Kill(a) => lifecycle::kill(&paths, &cli.global, &a),
+        Command::Rm(a) => lifecycle::rm(&paths, &cli.global, &a),
+        Command::Pause(a) => lifecycle::pause(&paths, &cli.global, &a, true),
+        Command::Unpause(a) => lifecycle::pause(&paths, &cli.global, &a, false),
+        Command::Top(a) => lifecycle::top(&paths, &cli.global, &a),
+        Command::Cp(a) => lifecycle::cp(&paths, &cli.global, &a),
+        Command::Inspect(a) => lifecycle::inspect(&paths, &cli.global, &a),
         Command::Config(a) => config::run(&a, project::load_options(&cli.global)?),
     }
 }

@@ -111,21 +111,6 @@ pub struct PsArgs {
     pub service_names: Vec<String>,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct LogsArgs {
-    /// Follow log output.
-    #[arg(short, long)]
-    pub follow: bool,
-    /// Show timestamps.
-    #[arg(short, long)]
-    pub timestamps: bool,
-    /// Produce monochrome output... and no prefix.
-    #[arg(long)]
-    pub no_log_prefix: bool,
-    /// Services to show (all by default).
-    pub services: Vec<String>,
-}
-
 pub fn load_options(g: &Global) -> Result<LoadOptions> {
     Ok(LoadOptions {
         files: g.files.clone(),
@@ -144,7 +129,7 @@ fn load(g: &Global) -> Result<Project> {
 }
 
 /// The project name: `-p`, else from the compose file.
-fn project_name(g: &Global) -> Result<String> {
+pub(super) fn project_name(g: &Global) -> Result<String> {
     if let Some(p) = &g.project_name {
         return Ok(p.clone());
     }
@@ -156,7 +141,7 @@ fn project_name(g: &Global) -> Result<String> {
     Ok(load(g)?.name)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -446,61 +431,8 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn logs(paths: &Paths, g: &Global, a: &LogsArgs) -> Result<i32> {
-    let name = project_name(g)?;
-    follow(paths, &name, &a.services, a.timestamps, a.follow, None)?;
-    Ok(0)
-}
-
-/// Prints the logs of the project's containers (of `services`, or all), prefixed with the
-/// container name; with `follow`, keeps going until every container has exited.
-fn follow(
-    paths: &Paths,
-    project: &str,
-    services: &[String],
-    timestamps: bool,
-    follow: bool,
-    interrupted: Option<&AtomicBool>,
-) -> Result<()> {
-    let recs: Vec<ContainerRecord> = project::containers(paths, project)?
-        .into_iter()
-        .filter(|r| {
-            services.is_empty() || r.service().is_some_and(|s| services.iter().any(|x| x == s))
-        })
-        .collect();
-    if let Some(s) = services
-        .iter()
-        .find(|s| !recs.iter().any(|r| r.service() == Some(s.as_str())))
-    {
-        bail!("no such service: {s}");
-    }
-    let width = recs.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    let mut offsets = vec![0u64; recs.len()];
-    loop {
-        let mut all_done = true;
-        for (i, rec) in recs.iter().enumerate() {
-            let running = rec.state(paths)?.status == Status::Running;
-            let (records, off) = logs::read_from(&rec.dir(paths).join(logs::LOG_FILE), offsets[i])
-                .with_context(|| format!("reading the logs of {}", rec.name))?;
-            offsets[i] = off;
-            for r in records {
-                let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
-                let ts = if timestamps {
-                    format!("{} ", r.time)
-                } else {
-                    String::new()
-                };
-                output::data(&format!("{:<width$}  | {ts}{text}", rec.name));
-            }
-            if running {
-                all_done = false;
-            }
-        }
-        if !follow || all_done || interrupted.is_some_and(|i| i.load(Ordering::SeqCst)) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+pub fn logs(paths: &Paths, g: &Global, a: &super::logs::LogsArgs) -> Result<i32> {
+    super::logs::logs(paths, &project_name(g)?, a)
 }
 
 #[derive(Debug, clap::Args)]

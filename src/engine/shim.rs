@@ -239,7 +239,7 @@ fn supervise(
     log_path: &std::path::Path,
     mut health: Option<&mut super::health::Checker>,
 ) {
-    let mut log = match File::options().create(true).append(true).open(log_path) {
+    let mut log = match logs::LogFile::open(log_path, rec.supervision.logs) {
         Ok(f) => f,
         Err(_) => return,
     };
