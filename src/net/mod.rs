@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub mod dns;
 mod error;
 pub mod firewall;
 pub mod ipam;

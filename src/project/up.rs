@@ -242,10 +242,12 @@ pub async fn up(
             .find(|n| n.name == first.network)
             .map(|n| n.gateway)
     };
-    let resolv = resolv_conf();
+    let host_resolv = host_resolv_conf();
     for (service, rec) in &all {
         let fresh = creating.contains(service.as_str());
         if fresh {
+            let (resolv, dns) = resolv_conf(&project.services[service], &networks, &host_resolv)?;
+            crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
             runtime::prepare(paths, rec, &with_own(&hosts, rec, gateway(rec)), &resolv)?;
             progress.event("Container", &rec.name, "Created");
         } else {
@@ -356,17 +358,11 @@ fn check_ports(
     Ok(())
 }
 
-/// `/etc/hosts` entries for every container of the project: its name, service and aliases.
-fn hosts_file<'a>(recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
-    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    for r in recs {
-        for n in &r.networks {
-            let mut names = vec![r.name.clone()];
-            names.extend(n.aliases.iter().cloned());
-            out.push_str(&format!("{}\t{}\n", n.ip, names.join(" ")));
-        }
-    }
-    out
+/// The start of every container's `/etc/hosts`: localhost only. Other containers' names are
+/// answered by the resolver at 127.0.0.11, scoped to the networks the asker shares (a hosts
+/// file cannot be: it would give a peer's address on a network the reader is not on).
+fn hosts_file<'a>(_recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
+    String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 }
 
 /// The shared hosts file plus the container's own hostname line.
@@ -378,19 +374,47 @@ fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Ad
     format!("{hosts}{own}{}", rec.host.extra_hosts_lines(gateway))
 }
 
-/// The host's resolvers, minus loopback ones (unreachable from a container).
-fn resolv_conf() -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    host.lines()
-        .filter(|l| {
-            let mut w = l.split_whitespace();
-            match (w.next(), w.next()) {
-                (Some("nameserver"), Some(ip)) => !(ip.starts_with("127.") || ip == "::1"),
-                _ => true,
-            }
-        })
-        .map(|l| format!("{l}\n"))
-        .collect()
+/// The host's resolv.conf: `BERTH_RESOLV_CONF` names another file (tests point it at a fake
+/// upstream).
+fn host_resolv_conf() -> String {
+    let path = std::env::var_os("BERTH_RESOLV_CONF").unwrap_or_else(|| "/etc/resolv.conf".into());
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// A container's `/etc/resolv.conf` (our resolver at 127.0.0.11) and what its resolver
+/// forwards to: compose `dns:` or the host's resolvers (asked from the host's namespace, so
+/// loopback ones work too), nothing when every network of the container is internal.
+fn resolv_conf(
+    svc: &crate::compose::Service,
+    networks: &BTreeMap<String, crate::net::BridgeNetwork>,
+    host: &str,
+) -> Result<(String, crate::net::dns::DnsConfig)> {
+    use crate::net::dns;
+    let upstreams = if svc.dns.is_empty() {
+        dns::nameservers(host)
+    } else {
+        svc.dns
+            .iter()
+            .map(|s| {
+                s.parse::<std::net::IpAddr>()
+                    .map(|ip| std::net::SocketAddr::new(ip, 53))
+                    .map_err(|_| anyhow!("service {:?}: dns {s:?} is not an IP address", svc.name))
+            })
+            .collect::<Result<_>>()?
+    };
+    let forward = svc
+        .networks
+        .keys()
+        .any(|k| networks.get(k).is_some_and(|n| !n.internal));
+    let search = if svc.dns_search.is_empty() {
+        dns::search_domains(host)
+    } else {
+        svc.dns_search.clone()
+    };
+    Ok((
+        dns::container_resolv_conf(&search, &svc.dns_opt),
+        dns::DnsConfig { upstreams, forward },
+    ))
 }
 
 /// Directories of the project's bind mounts that do not exist are created, as docker does.
