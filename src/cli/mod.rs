@@ -6,6 +6,7 @@
 mod build;
 pub mod config;
 mod images;
+mod network;
 mod output;
 mod project;
 mod transfer;
@@ -58,6 +59,11 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Execute a command in a running container.
     Exec(project::ExecArgs),
+    /// Print the public address of a port of a service.
+    Port(network::PortArgs),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// List images.
     Images(images::ImagesArgs),
     /// Manage images.
@@ -165,6 +171,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),
         Command::Logs(a) => project::logs(&paths, &cli.global, &a),
         Command::Exec(a) => project::exec(&paths, &cli.global, &a),
+        Command::Port(a) => network::port(&paths, &cli.global, &a),
+        Command::Network(c) => network::network(&paths, c),
         Command::Config(a) => config::run(&a, project::load_options(&cli.global)?),
     }
 }

@@ -85,7 +85,7 @@ fn load(g: &Global) -> Result<Project> {
 }
 
 /// The project name: `-p`, else from the compose file.
-fn project_name(g: &Global) -> Result<String> {
+pub(super) fn project_name(g: &Global) -> Result<String> {
     if let Some(p) = &g.project_name {
         return Ok(p.clone());
     }
@@ -403,7 +403,7 @@ pub struct ExecArgs {
 }
 
 /// The container of `service` with replica number `index`.
-fn service_container(
+pub(super) fn service_container(
     paths: &Paths,
     project: &str,
     service: &str,

@@ -311,7 +311,7 @@ fn supervise(
 }
 
 /// Binds (without listening) every published host port, so nobody else can take it while the
-/// container lives. Port 0 picks a free port.
+/// container lives. Port 0 picks a free port; a range takes its first free port.
 fn reserve(rec: &ContainerRecord) -> Result<(Vec<OwnedFd>, Vec<u16>)> {
     let mut held = Vec::new();
     let mut ports = Vec::new();
@@ -320,7 +320,16 @@ fn reserve(rec: &ContainerRecord) -> Result<(Vec<OwnedFd>, Vec<u16>)> {
             "udp" => crate::net::Protocol::Udp,
             _ => crate::net::Protocol::Tcp,
         };
-        let (fd, port) = crate::net::reserve_port(p.host_ip, p.host_port, proto)?;
+        let last = p.host_port_end.unwrap_or(p.host_port);
+        let (fd, port) = crate::net::reserve_range(p.host_ip, p.host_port, last, proto)
+            .with_context(|| {
+                format!(
+                    "service {:?} cannot publish port {}/{}",
+                    rec.service().unwrap_or(&rec.name),
+                    p.container_port,
+                    p.protocol
+                )
+            })?;
         held.push(fd);
         ports.push(port);
     }

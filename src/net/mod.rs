@@ -27,7 +27,7 @@ pub mod ports;
 pub use error::NetError;
 pub use ipam::{AddressAllocator, SubnetStore, default_pool, host_routes, pick_subnet};
 pub use netns::{create_netns, remove_netns};
-pub use ports::reserve_port;
+pub use ports::{parse_host_ports, reserve_port, reserve_range};
 
 /// Where the network layer of one state root keeps its host-wide things.
 #[derive(Debug, Clone)]

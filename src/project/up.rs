@@ -335,10 +335,12 @@ fn check_ports(
     for service in creating {
         let svc = &project.services[*service];
         for p in &svc.ports {
-            let Some(port) = p.published.as_deref().and_then(|s| s.parse::<u16>().ok()) else {
+            let Some(Ok((first, end))) = p.published.as_deref().map(crate::net::parse_host_ports)
+            else {
                 continue;
             };
-            if port == 0 || ours.contains(&(port, p.protocol.clone())) {
+            let last = end.unwrap_or(first);
+            if first == 0 || (first..=last).any(|port| ours.contains(&(port, p.protocol.clone()))) {
                 continue;
             }
             let ip = p.host_ip.as_deref().and_then(|s| s.parse().ok());
@@ -347,10 +349,10 @@ fn check_ports(
             } else {
                 Protocol::Tcp
             };
-            crate::net::reserve_port(ip, port, proto).map_err(|e| {
+            crate::net::reserve_range(ip, first, last, proto).map_err(|e| {
                 anyhow!(e).context(format!(
-                    "service {service:?} cannot publish port {port}/{}",
-                    p.protocol
+                    "service {service:?} cannot publish port {}/{}",
+                    p.target, p.protocol
                 ))
             })?;
         }
