@@ -68,6 +68,18 @@ pub enum NetworkCommand {
         /// Set metadata on a network.
         #[arg(long = "label", value_name = "KEY=VAL")]
         labels: Vec<String>,
+        /// Subnet in CIDR format.
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Gateway for the subnet.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Allocate container addresses from a sub-range.
+        #[arg(long)]
+        ip_range: Option<String>,
+        /// Driver options (com.docker.network.driver.mtu, com.docker.network.bridge.name).
+        #[arg(short, long = "opt", value_name = "KEY=VAL")]
+        opts: Vec<String>,
         name: String,
     },
     /// Remove one or more networks.
@@ -134,22 +146,41 @@ pub fn network(paths: &Paths, cmd: NetworkCommand) -> Result<i32> {
             internal,
             driver,
             labels,
+            subnet,
+            gateway,
+            ip_range,
+            opts,
             name,
         } => {
-            if driver != "bridge" {
-                bail!("network driver {driver:?} is not supported (only \"bridge\")");
-            }
             if network::load(paths, &name)?.is_some() {
                 bail!("network with name {name} already exists");
             }
-            let labels = labels
-                .iter()
-                .map(|l| {
-                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
-                    (k.to_string(), v.to_string())
-                })
-                .collect();
-            runtime()?.block_on(network::ensure(paths, &host, &name, internal, &labels))?;
+            let pairs = |v: &[String]| -> BTreeMap<String, String> {
+                v.iter()
+                    .map(|l| {
+                        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                        (k.to_string(), v.to_string())
+                    })
+                    .collect()
+            };
+            let compose = crate::compose::Network {
+                driver: Some(driver),
+                internal,
+                driver_opts: pairs(&opts),
+                ipam: subnet.is_some().then(|| crate::compose::Ipam {
+                    config: vec![crate::compose::IpamPool {
+                        subnet,
+                        gateway,
+                        ip_range,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let spec = network::NetworkSpec::from_compose(&name, &compose)?;
+            let labels = pairs(&labels);
+            runtime()?.block_on(network::ensure(paths, &host, &name, &spec, &labels))?;
             output::data(&name);
         }
         NetworkCommand::Rm { names } => {

@@ -60,6 +60,12 @@ pub struct BridgeNetwork {
     pub gateway: Ipv4Addr,
     /// No route out and no forwarding to other interfaces.
     pub internal: bool,
+    /// Compose `com.docker.network.driver.mtu`; the default route's MTU otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Compose `ipam.config[].ip_range`: where dynamic addresses come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<ipnet::Ipv4Net>,
 }
 
 /// Transport protocol of a published port.

@@ -158,19 +158,30 @@ pub async fn up(
     let host = net_host(paths);
     let mut networks = BTreeMap::new();
     for (key, net) in &project.networks {
-        if let Some(d) = net.driver.as_deref()
-            && d != "bridge"
-        {
-            bail!("network {key}: driver {d:?} is not supported (only \"bridge\")");
-        }
         let host_name = net
             .name
             .clone()
             .unwrap_or_else(|| format!("{}_{key}", project.name));
+        if net.external {
+            // Someone else's network (another project's, or `berth network create`): used as
+            // it is, never created or removed by this project; its rules are re-applied.
+            let r = network::load(paths, &host_name)?.ok_or_else(|| {
+                anyhow!(
+                    "network {host_name} declared as external, but could not be found\n\
+                     hint: create it with `berth network create {host_name}`"
+                )
+            })?;
+            host.ensure_network(&r.network)
+                .await
+                .with_context(|| format!("network {host_name}"))?;
+            networks.insert(key.clone(), r.network);
+            continue;
+        }
+        let spec = network::NetworkSpec::from_compose(&host_name, net)?;
         let mut l = net.labels.clone();
         l.insert(labels::PROJECT.into(), project.name.clone());
         l.insert(labels::NETWORK.into(), key.clone());
-        let (n, created) = network::ensure(paths, &host, &host_name, net.internal, &l).await?;
+        let (n, created) = network::ensure(paths, &host, &host_name, &spec, &l).await?;
         if created {
             progress.event("Network", &host_name, "Created");
         }
@@ -189,6 +200,8 @@ pub async fn up(
 
     // 4. New containers: records, addresses, namespaces and links, before any starts.
     let mut all: BTreeMap<String, ContainerRecord> = BTreeMap::new();
+    // Namespaces shared with a container created later in this loop (`network_mode: service:`).
+    let mut share_later = Vec::new();
     for a in &actions {
         match a {
             Action::Keep { service, container } | Action::Start { service, container } => {
@@ -201,9 +214,21 @@ pub async fn up(
                 let mut rec = record(project, svc, 1, &images[service], &volume_dirs)?;
                 for (key, sn) in &svc.networks {
                     let n = &networks[key];
-                    let ip = network::allocator(paths, n)
-                        .allocate(&rec.id)
-                        .with_context(|| format!("network {}", n.name))?;
+                    let alloc = network::allocator(paths, n);
+                    let ip = match sn.ipv4_address.as_deref() {
+                        Some(want) => {
+                            let ip = want.parse().with_context(|| {
+                                format!("service {service:?}: ipv4_address {want:?} is not an IPv4 address")
+                            })?;
+                            alloc.allocate_static(&rec.id, ip).with_context(|| {
+                                format!("service {service:?} on network {}", n.name)
+                            })?;
+                            ip
+                        }
+                        None => alloc
+                            .allocate(&rec.id)
+                            .with_context(|| format!("network {}", n.name))?,
+                    };
                     let mut aliases = vec![service.clone()];
                     aliases.extend(sn.aliases.iter().cloned());
                     rec.networks.push(NetworkAttachment {
@@ -220,17 +245,43 @@ pub async fn up(
                 // Record first: from here on `down` can find and undo it.
                 rec.save(paths)?;
                 let netns = paths.netns(&rec.id);
-                crate::net::create_netns(&netns)?;
-                for att in &rec.networks {
+                match shared_netns(paths, project, svc, &all) {
+                    Ok(Some(source)) => crate::net::netns::share_netns(&netns, &source)?,
+                    Ok(None) => crate::net::create_netns(&netns)?,
+                    Err(e) => share_later.push((netns.clone(), service.clone(), e)),
+                }
+                for (i, att) in rec.networks.iter().enumerate() {
                     let n = networks
                         .values()
                         .find(|n| n.name == att.network)
                         .ok_or_else(|| anyhow!("network {} vanished", att.network))?;
-                    host.attach(&netns, n, att.ip, &att.host_ifname, &att.ifname)
+                    let sn = svc.networks.values().nth(i);
+                    let mac = sn
+                        .and_then(|sn| sn.mac_address.as_deref())
+                        .or(if i == 0 {
+                            svc.mac_address.as_deref()
+                        } else {
+                            None
+                        })
+                        .map(|m| {
+                            parse_mac(m).with_context(|| {
+                                format!(
+                                    "service {service:?}: mac_address {m:?} is not a MAC address"
+                                )
+                            })
+                        })
+                        .transpose()?;
+                    host.attach_with_mac(&netns, n, att.ip, &att.host_ifname, &att.ifname, mac)
                         .await?;
                 }
                 all.insert(service.clone(), rec);
             }
+        }
+    }
+    for (netns, service, first_error) in share_later {
+        match shared_netns(paths, project, &project.services[&service], &all) {
+            Ok(Some(source)) => crate::net::netns::share_netns(&netns, &source)?,
+            _ => return Err(first_error),
         }
     }
     let hosts = hosts_file(all.values());
@@ -287,6 +338,69 @@ pub async fn up(
         }
     }
     Ok(())
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let bytes: Vec<u8> = s
+        .split([':', '-'])
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow!("a MAC address has 6 bytes"))
+}
+
+/// The namespace a container shares instead of having its own (`network_mode`): the host's,
+/// or another container's. `none` and the default get their own.
+fn shared_netns(
+    paths: &Paths,
+    project: &Project,
+    svc: &crate::compose::Service,
+    created: &BTreeMap<String, ContainerRecord>,
+) -> Result<Option<PathBuf>> {
+    let Some(mode) = svc.network_mode.as_deref() else {
+        return Ok(None);
+    };
+    let name = &svc.name;
+    if mode == "host" {
+        // The CLI runs in the host's namespace.
+        return Ok(Some(PathBuf::from("/proc/self/ns/net")));
+    }
+    if mode == "none" || mode == "bridge" || mode == "default" {
+        return Ok(None);
+    }
+    let id = if let Some(other) = mode.strip_prefix("service:") {
+        if !project.services.contains_key(other) {
+            bail!("service {name:?}: network_mode refers to undefined service {other:?}");
+        }
+        let rec = created
+            .get(other)
+            .cloned()
+            .or_else(|| {
+                super::containers(paths, &project.name)
+                    .ok()?
+                    .into_iter()
+                    .find(|c| c.service() == Some(other))
+            })
+            .ok_or_else(|| {
+                anyhow!("service {name:?}: service {other:?} of its network_mode has no container")
+            })?;
+        rec.id
+    } else if let Some(other) = mode.strip_prefix("container:") {
+        crate::engine::container::list(paths)?
+            .into_iter()
+            .find(|c| c.name == other || c.id.starts_with(other))
+            .map(|c| c.id)
+            .ok_or_else(|| {
+                anyhow!("service {name:?}: no such container {other:?} for network_mode")
+            })?
+    } else {
+        bail!(
+            "service {name:?}: network_mode {mode:?} is not supported (host, none, service:NAME or container:NAME)"
+        );
+    };
+    Ok(Some(paths.netns(&id)))
 }
 
 /// The port mappings of a container, with the host ports its shim actually bound.
@@ -392,6 +506,29 @@ fn resolv_conf(
     host: &str,
 ) -> Result<(String, crate::net::dns::DnsConfig)> {
     use crate::net::dns;
+    if svc.networks.is_empty() {
+        let mode = svc.network_mode.as_deref().unwrap_or("none");
+        if mode.starts_with("service:") || mode.starts_with("container:") {
+            // The other container's resolver answers in the namespace they share.
+            return Ok((
+                dns::container_resolv_conf(&svc.dns_search, &svc.dns_opt),
+                dns::DnsConfig::default(),
+            ));
+        }
+        // The host's own resolvers: as they are in the host's namespace, without the
+        // loopback ones in a namespace of its own.
+        let text = host
+            .lines()
+            .filter(|l| {
+                mode == "host"
+                    || !dns::nameservers(l)
+                        .first()
+                        .is_some_and(|a| a.ip().is_loopback())
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        return Ok((text, dns::DnsConfig::default()));
+    }
     let upstreams = if svc.dns.is_empty() {
         dns::nameservers(host)
     } else {
