@@ -10,6 +10,7 @@ mod images;
 mod inspect;
 mod lifecycle;
 mod logs;
+mod network;
 mod output;
 mod project;
 mod transfer;
@@ -100,6 +101,11 @@ pub enum Command {
     Cp(lifecycle::CpArgs),
     /// Display detailed information on the project's containers (JSON).
     Inspect(lifecycle::ServicesArgs),
+    /// Print the public address of a port of a service.
+    Port(network::PortArgs),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// List images.
     Images(images::ImagesArgs),
     /// Manage images.
@@ -249,6 +255,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Top(a) => lifecycle::top(&paths, &cli.global, &a),
         Command::Cp(a) => lifecycle::cp(&paths, &cli.global, &a),
         Command::Inspect(a) => lifecycle::inspect(&paths, &cli.global, &a),
+        Command::Port(a) => network::port(&paths, &cli.global, &a),
+        Command::Network(c) => network::network(&paths, c),
         Command::Config(a) => config::run(&a, project::load_options(&cli.global)?),
     }
 }

@@ -464,7 +464,7 @@ pub struct ExecArgs {
 }
 
 /// The container of `service` with replica number `index`.
-fn service_container(
+pub(super) fn service_container(
     paths: &Paths,
     project: &str,
     service: &str,

@@ -140,6 +140,10 @@ pub struct PublishedPort {
     pub host_ip: Option<Ipv4Addr>,
     /// 0 asks for a free port; the shim reports which one it got in `State::ports`.
     pub host_port: u16,
+    /// A host range `host_port..=host_port_end`: the first free port of it (so replicas of a
+    /// scaled service share the range).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port_end: Option<u16>,
     pub container_port: u16,
     pub protocol: String,
 }

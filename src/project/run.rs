@@ -136,7 +136,21 @@ pub async fn run(
         rec.labels.insert(k.clone(), v.clone());
     }
     rec.supervision.restart = RestartPolicy::No;
-    up::materialize(paths, &host, &mut rec, &svc, &networks).await?;
+    let mut later = Vec::new();
+    up::materialize(
+        paths,
+        &host,
+        project,
+        &mut rec,
+        &svc,
+        &networks,
+        &Default::default(),
+        &mut later,
+    )
+    .await?;
+    if let Some((_, _, e)) = later.pop() {
+        return Err(e);
+    }
 
     let mut peers: Vec<ContainerRecord> = super::containers(paths, &project.name)?
         .into_iter()
@@ -149,12 +163,9 @@ pub async fn run(
         .first()
         .and_then(|a| networks.values().find(|n| n.name == a.network))
         .map(|n| n.gateway);
-    runtime::prepare(
-        paths,
-        &rec,
-        &up::with_own(&hosts, &rec, gateway),
-        &up::resolv_conf(),
-    )?;
+    let (resolv, dns) = up::resolv_conf(&svc, &networks, &up::host_resolv_conf())?;
+    crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
+    runtime::prepare(paths, &rec, &up::with_own(&hosts, &rec, gateway), &resolv)?;
     progress.event("Container", &rec.name, "Created");
     let ready = runtime::start(paths, &rec)?;
     up::publish(&host, &rec, &ready.ports)?;

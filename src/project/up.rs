@@ -258,6 +258,8 @@ pub async fn up(
     // Keyed by container name; every container that stays, old or new.
     let mut all: BTreeMap<String, ContainerRecord> = BTreeMap::new();
     let mut fresh: BTreeSet<String> = BTreeSet::new();
+    // Namespaces shared with a container created later in this loop (`network_mode: service:`).
+    let mut share_later = Vec::new();
     for a in &actions {
         match a {
             Action::Remove { .. } => {}
@@ -272,10 +274,26 @@ pub async fn up(
             } => {
                 let svc = &project.services[service];
                 let mut rec = record(project, svc, *number, &images[service], &volume_dirs)?;
-                materialize(paths, &host, &mut rec, svc, &networks).await?;
+                materialize(
+                    paths,
+                    &host,
+                    project,
+                    &mut rec,
+                    svc,
+                    &networks,
+                    &all,
+                    &mut share_later,
+                )
+                .await?;
                 fresh.insert(rec.name.clone());
                 all.insert(rec.name.clone(), rec);
             }
+        }
+    }
+    for (netns, service, first_error) in share_later {
+        match shared_netns(paths, project, &project.services[&service], &all) {
+            Ok(Some(source)) => crate::net::netns::share_netns(&netns, &source)?,
+            _ => return Err(first_error),
         }
     }
     let hosts = hosts_file(all.values());
@@ -287,9 +305,12 @@ pub async fn up(
             .find(|n| n.name == first.network)
             .map(|n| n.gateway)
     };
-    let resolv = resolv_conf();
+    let host_resolv = host_resolv_conf();
     for (name, rec) in &all {
         if fresh.contains(name) {
+            let svc = &project.services[rec.service().unwrap_or_default()];
+            let (resolv, dns) = resolv_conf(svc, &networks, &host_resolv)?;
+            crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
             runtime::prepare(paths, rec, &with_own(&hosts, rec, gateway(rec)), &resolv)?;
             progress.event("Container", &rec.name, "Created");
         } else {
@@ -368,45 +389,73 @@ pub async fn ensure_resources(
     }
     let mut networks = BTreeMap::new();
     for (key, net) in &project.networks {
-        if let Some(d) = net.driver.as_deref()
-            && d != "bridge"
-        {
-            bail!("network {key}: driver {d:?} is not supported (only \"bridge\")");
-        }
         let host_name = net
             .name
             .clone()
             .unwrap_or_else(|| format!("{}_{key}", project.name));
+        if net.external {
+            // Someone else's network (another project's, or `berth network create`): used as
+            // it is, never created or removed by this project; its rules are re-applied.
+            let r = network::load(paths, &host_name)?.ok_or_else(|| {
+                anyhow!(
+                    "network {host_name} declared as external, but could not be found\n\
+                     hint: create it with `berth network create {host_name}`"
+                )
+            })?;
+            host.ensure_network(&r.network)
+                .await
+                .with_context(|| format!("network {host_name}"))?;
+            networks.insert(key.clone(), r.network);
+            continue;
+        }
+        let spec = network::NetworkSpec::from_compose(&host_name, net)?;
         let mut l = net.labels.clone();
         l.insert(labels::PROJECT.into(), project.name.clone());
         l.insert(labels::NETWORK.into(), key.clone());
-        let (n, created) = network::ensure(paths, host, &host_name, net.internal, &l).await?;
+        let (n, created) = network::ensure(paths, host, &host_name, &spec, &l).await?;
         if created {
             progress.event("Network", &host_name, "Created");
         }
         networks.insert(key.clone(), n);
     }
-
     Ok((volume_dirs, networks))
 }
 
 /// Gives a new container record its addresses, saves it (from then on `down` can find and undo
-/// it), and creates its network namespace attached to the service's networks.
+/// it), and creates its network namespace attached to the service's networks, or shares the
+/// namespace its `network_mode` names. A namespace to share with a container not created yet
+/// is queued in `share_later`.
+#[allow(clippy::too_many_arguments)]
 pub async fn materialize(
     paths: &Paths,
     host: &crate::net::NetHost,
+    project: &Project,
     rec: &mut ContainerRecord,
     svc: &crate::compose::Service,
     networks: &BTreeMap<String, crate::net::BridgeNetwork>,
+    created: &BTreeMap<String, ContainerRecord>,
+    share_later: &mut Vec<(PathBuf, String, anyhow::Error)>,
 ) -> Result<()> {
     let service = &svc.name;
     for (key, sn) in &svc.networks {
         let n = networks
             .get(key)
             .ok_or_else(|| anyhow!("service {service:?}: network {key:?} was not created"))?;
-        let ip = network::allocator(paths, n)
-            .allocate(&rec.id)
-            .with_context(|| format!("network {}", n.name))?;
+        let alloc = network::allocator(paths, n);
+        let ip = match sn.ipv4_address.as_deref() {
+            Some(want) => {
+                let ip = want.parse().with_context(|| {
+                    format!("service {service:?}: ipv4_address {want:?} is not an IPv4 address")
+                })?;
+                alloc
+                    .allocate_static(&rec.id, ip)
+                    .with_context(|| format!("service {service:?} on network {}", n.name))?;
+                ip
+            }
+            None => alloc
+                .allocate(&rec.id)
+                .with_context(|| format!("network {}", n.name))?,
+        };
         let mut aliases = vec![service.clone()];
         aliases.extend(sn.aliases.iter().cloned());
         rec.networks.push(NetworkAttachment {
@@ -422,16 +471,98 @@ pub async fn materialize(
     }
     rec.save(paths)?;
     let netns = paths.netns(&rec.id);
-    crate::net::create_netns(&netns)?;
-    for att in &rec.networks {
+    match shared_netns(paths, project, svc, created) {
+        Ok(Some(source)) => crate::net::netns::share_netns(&netns, &source)?,
+        Ok(None) => crate::net::create_netns(&netns)?,
+        Err(e) => share_later.push((netns.clone(), service.clone(), e)),
+    }
+    for (i, att) in rec.networks.iter().enumerate() {
         let n = networks
             .values()
             .find(|n| n.name == att.network)
             .ok_or_else(|| anyhow!("network {} vanished", att.network))?;
-        host.attach(&netns, n, att.ip, &att.host_ifname, &att.ifname)
+        let sn = svc.networks.values().nth(i);
+        let mac = sn
+            .and_then(|sn| sn.mac_address.as_deref())
+            .or(if i == 0 {
+                svc.mac_address.as_deref()
+            } else {
+                None
+            })
+            .map(|m| {
+                parse_mac(m).with_context(|| {
+                    format!("service {service:?}: mac_address {m:?} is not a MAC address")
+                })
+            })
+            .transpose()?;
+        host.attach_with_mac(&netns, n, att.ip, &att.host_ifname, &att.ifname, mac)
             .await?;
     }
     Ok(())
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let bytes: Vec<u8> = s
+        .split([':', '-'])
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow!("a MAC address has 6 bytes"))
+}
+
+/// The namespace a container shares instead of having its own (`network_mode`): the host's,
+/// or another container's. `none` and the default get their own.
+fn shared_netns(
+    paths: &Paths,
+    project: &Project,
+    svc: &crate::compose::Service,
+    created: &BTreeMap<String, ContainerRecord>,
+) -> Result<Option<PathBuf>> {
+    let Some(mode) = svc.network_mode.as_deref() else {
+        return Ok(None);
+    };
+    let name = &svc.name;
+    if mode == "host" {
+        // The CLI runs in the host's namespace.
+        return Ok(Some(PathBuf::from("/proc/self/ns/net")));
+    }
+    if mode == "none" || mode == "bridge" || mode == "default" {
+        return Ok(None);
+    }
+    let id = if let Some(other) = mode.strip_prefix("service:") {
+        if !project.services.contains_key(other) {
+            bail!("service {name:?}: network_mode refers to undefined service {other:?}");
+        }
+        let rec = created
+            .values()
+            .find(|c| c.service() == Some(other))
+            .cloned()
+            .or_else(|| {
+                super::containers(paths, &project.name)
+                    .ok()?
+                    .into_iter()
+                    .find(|c| c.service() == Some(other))
+            })
+            .ok_or_else(|| {
+                anyhow!("service {name:?}: service {other:?} of its network_mode has no container")
+            })?;
+        rec.id
+    } else if let Some(other) = mode.strip_prefix("container:") {
+        crate::engine::container::list(paths)?
+            .into_iter()
+            .find(|c| c.name == other || c.id.starts_with(other))
+            .map(|c| c.id)
+            .ok_or_else(|| {
+                anyhow!("service {name:?}: no such container {other:?} for network_mode")
+            })?
+    } else {
+        bail!(
+            "service {name:?}: network_mode {mode:?} is not supported (host, none, service:NAME or container:NAME)"
+        );
+    };
+    Ok(Some(paths.netns(&id)))
 }
 
 /// The port mappings of a container, with the host ports its shim actually bound.
@@ -480,10 +611,12 @@ fn check_ports(
     for service in creating {
         let svc = &project.services[*service];
         for p in &svc.ports {
-            let Some(port) = p.published.as_deref().and_then(|s| s.parse::<u16>().ok()) else {
+            let Some(Ok((first, end))) = p.published.as_deref().map(crate::net::parse_host_ports)
+            else {
                 continue;
             };
-            if port == 0 || ours.contains(&(port, p.protocol.clone())) {
+            let last = end.unwrap_or(first);
+            if first == 0 || (first..=last).any(|port| ours.contains(&(port, p.protocol.clone()))) {
                 continue;
             }
             let ip = p.host_ip.as_deref().and_then(|s| s.parse().ok());
@@ -492,10 +625,10 @@ fn check_ports(
             } else {
                 Protocol::Tcp
             };
-            crate::net::reserve_port(ip, port, proto).map_err(|e| {
+            crate::net::reserve_range(ip, first, last, proto).map_err(|e| {
                 anyhow!(e).context(format!(
-                    "service {service:?} cannot publish port {port}/{}",
-                    p.protocol
+                    "service {service:?} cannot publish port {}/{}",
+                    p.target, p.protocol
                 ))
             })?;
         }
@@ -503,17 +636,11 @@ fn check_ports(
     Ok(())
 }
 
-/// `/etc/hosts` entries for every container of the project: its name, service and aliases.
-pub fn hosts_file<'a>(recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
-    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    for r in recs {
-        for n in &r.networks {
-            let mut names = vec![r.name.clone()];
-            names.extend(n.aliases.iter().cloned());
-            out.push_str(&format!("{}\t{}\n", n.ip, names.join(" ")));
-        }
-    }
-    out
+/// The start of every container's `/etc/hosts`: localhost only. Other containers' names are
+/// answered by the resolver at 127.0.0.11, scoped to the networks the asker shares (a hosts
+/// file cannot be: it would give a peer's address on a network the reader is not on).
+pub fn hosts_file<'a>(_recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
+    String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 }
 
 /// The shared hosts file plus the container's own hostname line.
@@ -525,19 +652,70 @@ pub fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ip
     format!("{hosts}{own}{}", rec.host.extra_hosts_lines(gateway))
 }
 
-/// The host's resolvers, minus loopback ones (unreachable from a container).
-pub fn resolv_conf() -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    host.lines()
-        .filter(|l| {
-            let mut w = l.split_whitespace();
-            match (w.next(), w.next()) {
-                (Some("nameserver"), Some(ip)) => !(ip.starts_with("127.") || ip == "::1"),
-                _ => true,
-            }
-        })
-        .map(|l| format!("{l}\n"))
-        .collect()
+/// The host's resolv.conf: `BERTH_RESOLV_CONF` names another file (tests point it at a fake
+/// upstream).
+pub fn host_resolv_conf() -> String {
+    let path = std::env::var_os("BERTH_RESOLV_CONF").unwrap_or_else(|| "/etc/resolv.conf".into());
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// A container's `/etc/resolv.conf` (our resolver at 127.0.0.11) and what its resolver
+/// forwards to: compose `dns:` or the host's resolvers (asked from the host's namespace, so
+/// loopback ones work too), nothing when every network of the container is internal.
+pub fn resolv_conf(
+    svc: &crate::compose::Service,
+    networks: &BTreeMap<String, crate::net::BridgeNetwork>,
+    host: &str,
+) -> Result<(String, crate::net::dns::DnsConfig)> {
+    use crate::net::dns;
+    if svc.networks.is_empty() {
+        let mode = svc.network_mode.as_deref().unwrap_or("none");
+        if mode.starts_with("service:") || mode.starts_with("container:") {
+            // The other container's resolver answers in the namespace they share.
+            return Ok((
+                dns::container_resolv_conf(&svc.dns_search, &svc.dns_opt),
+                dns::DnsConfig::default(),
+            ));
+        }
+        // The host's own resolvers: as they are in the host's namespace, without the
+        // loopback ones in a namespace of its own.
+        let text = host
+            .lines()
+            .filter(|l| {
+                mode == "host"
+                    || !dns::nameservers(l)
+                        .first()
+                        .is_some_and(|a| a.ip().is_loopback())
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        return Ok((text, dns::DnsConfig::default()));
+    }
+    let upstreams = if svc.dns.is_empty() {
+        dns::nameservers(host)
+    } else {
+        svc.dns
+            .iter()
+            .map(|s| {
+                s.parse::<std::net::IpAddr>()
+                    .map(|ip| std::net::SocketAddr::new(ip, 53))
+                    .map_err(|_| anyhow!("service {:?}: dns {s:?} is not an IP address", svc.name))
+            })
+            .collect::<Result<_>>()?
+    };
+    let forward = svc
+        .networks
+        .keys()
+        .any(|k| networks.get(k).is_some_and(|n| !n.internal));
+    let search = if svc.dns_search.is_empty() {
+        dns::search_domains(host)
+    } else {
+        svc.dns_search.clone()
+    };
+    Ok((
+        dns::container_resolv_conf(&search, &svc.dns_opt),
+        dns::DnsConfig { upstreams, forward },
+    ))
 }
 
 /// Directories of the project's bind mounts that do not exist are created, as docker does.
