@@ -138,6 +138,8 @@ impl Fixture {
             subnet,
             gateway: subnet.hosts().next().unwrap(),
             internal,
+            mtu: None,
+            ip_range: None,
         };
         self.networks.push(n.clone());
         self.host.ensure_network(&n).await.unwrap();

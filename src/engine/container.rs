@@ -41,6 +41,9 @@ pub struct Supervision {
     pub restart: RestartPolicy,
     #[serde(default)]
     pub healthcheck: Option<HealthSpec>,
+    /// How much of its output the shim keeps (`logging.options`).
+    #[serde(default)]
+    pub logs: super::logs::LogLimits,
 }
 
 /// Docker's restart policies.
@@ -137,6 +140,10 @@ pub struct PublishedPort {
     pub host_ip: Option<Ipv4Addr>,
     /// 0 asks for a free port; the shim reports which one it got in `State::ports`.
     pub host_port: u16,
+    /// A host range `host_port..=host_port_end`: the first free port of it (so replicas of a
+    /// scaled service share the range).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port_end: Option<u16>,
     pub container_port: u16,
     pub protocol: String,
 }
@@ -256,6 +263,10 @@ impl State {
             self.exit_code.get_or_insert(137);
         }
         self
+    }
+    /// Whether the shim that supervises this container still runs.
+    pub fn shim_alive(&self) -> bool {
+        crate::sys::proc::alive(self.shim_pid, self.shim_start)
     }
     pub fn save(&self, paths: &Paths, id: &str) -> Result<(), StateError> {
         write_json(&paths.container(id).join("state.json"), self)

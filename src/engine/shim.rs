@@ -42,6 +42,10 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
         shim_start: crate::sys::proc::start_time(std::process::id() as i32),
         ..Default::default()
     };
+    // First of all say who we are, so a `stop` racing with this start can find us.
+    if let Err(e) = state.save(paths, id) {
+        return report(&mut out, Err(e.into()));
+    }
     // The sockets hold the published host ports for as long as the container lives.
     let (_held, ports) = match reserve(&rec) {
         Ok(r) => r,
@@ -53,6 +57,8 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
         }
     };
     state.ports = ports.clone();
+    // The resolver at 127.0.0.11, bound before the container starts so its first query works.
+    let mut dns = resolver(paths, &rec);
     let log_path = paths.container(id).join(logs::LOG_FILE);
     let policy = rec.supervision.restart;
     let mut backoff = Duration::from_millis(100);
@@ -90,6 +96,15 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
         {
             return report(&mut out, Err(e.into()));
         }
+        // A stop asked for while we were starting (its caller saw no running container yet).
+        if super::runtime::stop_requested(paths, id)
+            && let Some(p) = pid
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         if first {
             report(
                 &mut out,
@@ -116,10 +131,10 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
             paths,
             &rec,
             &mut state,
-            out_r,
-            err_r,
+            (out_r, err_r),
             &log_path,
             health.as_mut(),
+            dns.as_mut(),
         );
         let code = match pid.map(|p| waitpid(nix::unistd::Pid::from_raw(p), None)) {
             Some(Ok(WaitStatus::Exited(_, c))) => c,
@@ -221,12 +236,12 @@ fn supervise(
     paths: &Paths,
     rec: &ContainerRecord,
     state: &mut State,
-    out_r: OwnedFd,
-    err_r: OwnedFd,
+    (out_r, err_r): (OwnedFd, OwnedFd),
     log_path: &std::path::Path,
     mut health: Option<&mut super::health::Checker>,
+    mut dns: Option<&mut (crate::net::dns::Server, Peers)>,
 ) {
-    let mut log = match File::options().create(true).append(true).open(log_path) {
+    let mut log = match logs::LogFile::open(log_path, rec.supervision.logs) {
         Ok(f) => f,
         Err(_) => return,
     };
@@ -241,7 +256,7 @@ fn supervise(
             .map_or(PollTimeout::NONE, |d| {
                 PollTimeout::try_from(d.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE)
             });
-        let (ready, health_ready) = {
+        let (ready, health_ready, dns_ready) = {
             let mut fds: Vec<PollFd> = files
                 .iter()
                 .zip(open)
@@ -252,9 +267,22 @@ fn supervise(
             if let Some(fd) = health_fd {
                 fds.push(PollFd::new(fd, PollFlags::POLLIN));
             }
+            let dns_at = fds.len();
+            if let Some((server, _)) = dns.as_deref() {
+                fds.extend(
+                    server
+                        .fds()
+                        .into_iter()
+                        .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+                );
+            }
             if poll(&mut fds, timeout).is_err() {
                 continue;
             }
+            let dns_ready: Vec<bool> = fds[dns_at..]
+                .iter()
+                .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
             let mut revents = fds
                 .iter()
                 .map(|p| p.revents().is_some_and(|r| !r.is_empty()));
@@ -263,8 +291,13 @@ fn supervise(
                 .map(|o| *o && revents.next().unwrap_or(false))
                 .collect();
             let health_ready = health_fd.is_some() && revents.next().unwrap_or(false);
-            (ready, health_ready)
+            (ready, health_ready, dns_ready)
         };
+        if let Some((server, peers)) = dns.as_deref_mut()
+            && dns_ready.iter().any(|r| *r)
+        {
+            server.service(&dns_ready, peers);
+        }
         for i in 0..2 {
             if !ready[i] {
                 continue;
@@ -291,7 +324,7 @@ fn supervise(
 }
 
 /// Binds (without listening) every published host port, so nobody else can take it while the
-/// container lives. Port 0 picks a free port.
+/// container lives. Port 0 picks a free port; a range takes its first free port.
 fn reserve(rec: &ContainerRecord) -> Result<(Vec<OwnedFd>, Vec<u16>)> {
     let mut held = Vec::new();
     let mut ports = Vec::new();
@@ -300,9 +333,100 @@ fn reserve(rec: &ContainerRecord) -> Result<(Vec<OwnedFd>, Vec<u16>)> {
             "udp" => crate::net::Protocol::Udp,
             _ => crate::net::Protocol::Tcp,
         };
-        let (fd, port) = crate::net::reserve_port(p.host_ip, p.host_port, proto)?;
+        let last = p.host_port_end.unwrap_or(p.host_port);
+        let (fd, port) = crate::net::reserve_range(p.host_ip, p.host_port, last, proto)
+            .with_context(|| {
+                format!(
+                    "service {:?} cannot publish port {}/{}",
+                    rec.service().unwrap_or(&rec.name),
+                    p.container_port,
+                    p.protocol
+                )
+            })?;
         held.push(fd);
         ports.push(port);
     }
     Ok((held, ports))
+}
+
+/// Starts the container's resolver, when it has a network. A failure is logged to the state's
+/// error and the container runs without it (names still resolve through `/etc/hosts`).
+fn resolver(paths: &Paths, rec: &ContainerRecord) -> Option<(crate::net::dns::Server, Peers)> {
+    if rec.networks.is_empty() {
+        return None;
+    }
+    let config: crate::net::dns::DnsConfig = read_json(&paths.container(&rec.id).join("dns.json"))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| crate::net::dns::DnsConfig {
+            upstreams: crate::net::dns::nameservers(
+                &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            ),
+            forward: true,
+        });
+    match crate::net::dns::Server::bind(&paths.netns(&rec.id), config) {
+        Ok(server) => Some((server, Peers::new(paths, &rec.id))),
+        Err(e) => {
+            tracing::warn!("container {}: no DNS resolver at 127.0.0.11: {e}", rec.name);
+            None
+        }
+    }
+}
+
+/// The resolver's names, from the running containers' records under `data/containers`. Read
+/// again when the directory changes (a container created or removed) and at most every 200 ms
+/// otherwise (a container stopped or started).
+struct Peers {
+    paths: Paths,
+    id: String,
+    stamp: Option<std::time::SystemTime>,
+    read_at: Option<Instant>,
+    names: crate::net::dns::Names,
+}
+
+impl Peers {
+    fn new(paths: &Paths, id: &str) -> Peers {
+        Peers {
+            paths: paths.clone(),
+            id: id.to_string(),
+            stamp: None,
+            read_at: None,
+            names: Default::default(),
+        }
+    }
+}
+
+impl crate::net::dns::NameSource for Peers {
+    fn names(&mut self) -> &crate::net::dns::Names {
+        let stamp = std::fs::metadata(self.paths.containers())
+            .and_then(|m| m.modified())
+            .ok();
+        let fresh = self
+            .read_at
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(200));
+        if stamp != self.stamp || !fresh {
+            let peers: Vec<crate::net::dns::Peer> = super::container::list(&self.paths)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| {
+                    c.id == self.id
+                        || super::container::load_state(&self.paths, &c.id)
+                            .is_ok_and(|s| s.status == Status::Running)
+                })
+                .map(|c| crate::net::dns::Peer {
+                    id: c.id,
+                    name: c.name,
+                    networks: c
+                        .networks
+                        .into_iter()
+                        .map(|n| (n.network, n.ip, n.aliases))
+                        .collect(),
+                })
+                .collect();
+            self.names = crate::net::dns::names_for(&self.id, &peers);
+            self.stamp = stamp;
+            self.read_at = Some(Instant::now());
+        }
+        &self.names
+    }
 }

@@ -55,6 +55,9 @@ pub enum NetError {
         #[source]
         source: serde_json::Error,
     },
+    /// A published host port that is neither a port nor a range.
+    #[error("invalid published port {value:?}: expected a port or a range like 8000-8010")]
+    InvalidPorts { value: String },
     /// The host port is held by someone else.
     #[error("Bind for {}:{port}/{protocol} failed: port is already allocated", host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED))]
     PortAllocated {

@@ -403,6 +403,8 @@ mod tests {
             subnet: "10.213.7.0/24".parse().unwrap(),
             gateway: Ipv4Addr::new(10, 213, 7, 1),
             internal,
+            mtu: None,
+            ip_range: None,
         }
     }
 

@@ -273,6 +273,8 @@ pub struct AddressAllocator {
     path: PathBuf,
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
+    /// Dynamic addresses come from here only (compose `ip_range`); static ones from `subnet`.
+    range: Option<Ipv4Net>,
 }
 
 impl AddressAllocator {
@@ -281,7 +283,14 @@ impl AddressAllocator {
             path: path.into(),
             subnet: subnet.trunc(),
             gateway,
+            range: None,
         }
+    }
+
+    /// Hands out dynamic addresses from `range` only (a part of the subnet).
+    pub fn with_range(mut self, range: Option<Ipv4Net>) -> Self {
+        self.range = range.map(|r| r.trunc());
+        self
     }
 
     /// The owner's address, or the next free one.
@@ -291,11 +300,9 @@ impl AddressAllocator {
                 return Ok(*ip);
             }
             let taken: BTreeSet<Ipv4Addr> = doc.addresses.keys().copied().collect();
-            let ip = next_free_address(self.subnet, self.gateway, &taken, doc.last).ok_or(
-                NetError::AddressesExhausted {
-                    subnet: self.subnet,
-                },
-            )?;
+            let pool = self.range.unwrap_or(self.subnet);
+            let ip = next_free_address(pool, self.gateway, &taken, doc.last)
+                .ok_or(NetError::AddressesExhausted { subnet: pool })?;
             doc.addresses.insert(ip, owner.to_string());
             doc.last = Some(ip);
             Ok(ip)

@@ -176,7 +176,7 @@ async fn ensure_bridge(handle: &Handle, n: &BridgeNetwork) -> Result<(), NetErro
         Some(index) => index,
         None => {
             let mut bridge = LinkBridge::new(&n.bridge).address(random_mac());
-            if let Some(mtu) = default_route_mtu(handle).await? {
+            if let Some(mtu) = n.mtu.or(default_route_mtu(handle).await?) {
                 bridge = bridge.mtu(mtu);
             }
             match handle.link().add(bridge.build()).execute().await {
@@ -227,6 +227,20 @@ impl NetHost {
         host_ifname: &str,
         ifname: &str,
     ) -> Result<(), NetError> {
+        self.attach_with_mac(netns, n, ip, host_ifname, ifname, None)
+            .await
+    }
+
+    /// [`NetHost::attach`], with the container end's MAC address (compose `mac_address`).
+    pub async fn attach_with_mac(
+        &self,
+        netns: &Path,
+        n: &BridgeNetwork,
+        ip: Ipv4Addr,
+        host_ifname: &str,
+        ifname: &str,
+        mac: Option<[u8; 6]>,
+    ) -> Result<(), NetError> {
         check_ifname(host_ifname)?;
         check_ifname(ifname)?;
         let ns = std::fs::File::open(netns).map_err(|source| NetError::Netns {
@@ -254,6 +268,9 @@ impl NetHost {
         delete_link(h, host_ifname).await?;
         let mut peer =
             LinkUnspec::new_with_name(ifname).setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(&ns));
+        if let Some(mac) = mac {
+            peer = peer.address(mac.to_vec());
+        }
         let mut veth = LinkVeth::new(host_ifname, ifname);
         if let Some(mtu) = mtu {
             peer = peer.mtu(mtu);

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub mod dns;
 mod error;
 pub mod firewall;
 pub mod ipam;
@@ -26,7 +27,7 @@ pub mod ports;
 pub use error::NetError;
 pub use ipam::{AddressAllocator, SubnetStore, default_pool, host_routes, pick_subnet};
 pub use netns::{create_netns, remove_netns};
-pub use ports::reserve_port;
+pub use ports::{parse_host_ports, reserve_port, reserve_range};
 
 /// Where the network layer of one state root keeps its host-wide things.
 #[derive(Debug, Clone)]
@@ -59,6 +60,12 @@ pub struct BridgeNetwork {
     pub gateway: Ipv4Addr,
     /// No route out and no forwarding to other interfaces.
     pub internal: bool,
+    /// Compose `com.docker.network.driver.mtu`; the default route's MTU otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Compose `ipam.config[].ip_range`: where dynamic addresses come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<ipnet::Ipv4Net>,
 }
 
 /// Transport protocol of a published port.

@@ -57,6 +57,38 @@ pub fn create_netns(path: &Path) -> Result<(), NetError> {
     result
 }
 
+/// Makes `path` another name of the namespace at `source` (a container's netns file, or
+/// `/proc/self/ns/net` for the host's), for compose `network_mode: service:…|container:…|host`.
+/// The container then joins `path` as usual. Idempotent like [`create_netns`].
+pub fn share_netns(path: &Path, source: &Path) -> Result<(), NetError> {
+    if is_netns_mount(path) {
+        return Ok(());
+    }
+    if !is_netns_mount(source) && !source.starts_with("/proc") {
+        return Err(netns_err(path, "share")(io::Error::other(format!(
+            "{} is not a network namespace",
+            source.display()
+        ))));
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(NetError::io(dir))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(netns_err(path, "create mount point"))?;
+    nix::mount::mount(
+        Some(source),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| netns_err(path, "bind mount")(e.into()))
+}
+
 /// Runs on a thread of its own, which ends in the new namespace and then exits.
 fn new_netns_on_this_thread(path: &Path) -> Result<(), NetError> {
     nix::sched::unshare(CloneFlags::CLONE_NEWNET)

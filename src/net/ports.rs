@@ -47,6 +47,50 @@ pub fn reserve_port(
     Ok((fd, bound.port()))
 }
 
+/// Parses the host side of a published port: `8080` or a range `8000-8010` (whose end is
+/// returned as `Some`).
+pub fn parse_host_ports(s: &str) -> Result<(u16, Option<u16>), NetError> {
+    let bad = || NetError::InvalidPorts {
+        value: s.to_string(),
+    };
+    match s.split_once('-') {
+        None => Ok((s.trim().parse().map_err(|_| bad())?, None)),
+        Some((a, b)) => {
+            let (a, b): (u16, u16) = (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            );
+            if b < a || a == 0 {
+                return Err(bad());
+            }
+            Ok((a, (b > a).then_some(b)))
+        }
+    }
+}
+
+/// Reserves the first free port of `first..=last` (Docker's rule for a host range, which lets
+/// the replicas of a scaled service share one). Fails like [`reserve_port`] when all are taken.
+pub fn reserve_range(
+    host_ip: Option<Ipv4Addr>,
+    first: u16,
+    last: u16,
+    proto: Protocol,
+) -> Result<(OwnedFd, u16), NetError> {
+    let mut err = None;
+    for port in first..=last {
+        match reserve_port(host_ip, port, proto) {
+            Ok(r) => return Ok(r),
+            Err(e @ NetError::PortAllocated { .. }) => err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(err.unwrap_or(NetError::PortAllocated {
+        host_ip,
+        port: first,
+        protocol: proto,
+    }))
+}
+
 /// nix 0.29 socket calls take raw fds.
 trait RawCompat {
     fn as_raw_fd_compat(&self) -> std::os::fd::RawFd;
@@ -77,6 +121,32 @@ mod tests {
         assert!(err.to_string().starts_with("Bind for 0.0.0.0:"), "{err}");
         // Another process's listener is refused too.
         assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
+    }
+
+    #[test]
+    fn host_port_syntax() {
+        assert_eq!(parse_host_ports("8080").unwrap(), (8080, None));
+        assert_eq!(parse_host_ports("8000-8010").unwrap(), (8000, Some(8010)));
+        assert_eq!(parse_host_ports("8000-8000").unwrap(), (8000, None));
+        for bad in ["x", "10-5", "0-3", "70000", "1-"] {
+            assert!(parse_host_ports(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_range_is_shared_by_replicas() {
+        let (_a, first) = reserve_port(Some(Ipv4Addr::LOCALHOST), 0, Protocol::Tcp).unwrap();
+        // The range starts on a taken port: the next free one is used, then the range is full.
+        let last = first.saturating_add(1);
+        match reserve_range(Some(Ipv4Addr::LOCALHOST), first, last, Protocol::Tcp) {
+            Ok((_b, p)) => {
+                assert_eq!(p, last);
+                let e = reserve_range(Some(Ipv4Addr::LOCALHOST), first, last, Protocol::Tcp);
+                assert!(matches!(e, Err(NetError::PortAllocated { .. })));
+            }
+            // Someone else holds `last`: then the whole range is taken, as it should say.
+            Err(e) => assert!(matches!(e, NetError::PortAllocated { .. })),
+        }
     }
 
     #[test]

@@ -138,17 +138,25 @@ pub fn record(
                 ))
             })?),
         };
-        let host_port = match p.published.as_deref() {
-            None => 0,
-            Some(s) => s.parse().map_err(|_| {
+        let (host_port, host_port_end) = match p.published.as_deref() {
+            None | Some("") => (0, None),
+            Some(s) => crate::net::ports::parse_host_ports(s).map_err(|_| {
                 invalid(format!(
-                    "published port {s:?} is not supported yet (use a single port number)"
+                    "published port {s:?} of port {} is not a port or a range of ports",
+                    p.target
                 ))
             })?,
         };
+        if !matches!(p.protocol.as_str(), "tcp" | "udp") {
+            return Err(invalid(format!(
+                "protocol {:?} of port {} is not supported (tcp or udp)",
+                p.protocol, p.target
+            )));
+        }
         ports.push(PublishedPort {
             host_ip,
             host_port,
+            host_port_end,
             container_port: p.target,
             protocol: p.protocol.clone(),
         });

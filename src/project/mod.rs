@@ -11,6 +11,7 @@ pub mod graph;
 pub mod hostconfig;
 pub mod network;
 pub mod pull;
+pub mod run;
 pub mod start;
 pub mod supervision;
 pub mod up;

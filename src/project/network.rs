@@ -17,9 +17,113 @@ pub enum NetworkError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error("network {name}: {source}")]
-    Net { name: String, source: NetError },
+    Net { name: String, source: Box<NetError> },
     #[error("network {name}: no free subnet left in the address pool")]
     NoSubnet { name: String },
+    #[error("network {name}: {message}")]
+    Invalid { name: String, message: String },
+}
+
+/// What a network should be, beyond its name: compose `internal`, `ipam.config[0]` and the
+/// bridge `driver_opts` berth supports.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkSpec {
+    pub internal: bool,
+    pub subnet: Option<ipnet::Ipv4Net>,
+    pub gateway: Option<std::net::Ipv4Addr>,
+    pub ip_range: Option<ipnet::Ipv4Net>,
+    /// `com.docker.network.driver.mtu`
+    pub mtu: Option<u32>,
+    /// `com.docker.network.bridge.name`
+    pub bridge: Option<String>,
+}
+
+impl NetworkSpec {
+    /// From a compose network; `name` is its host name, for errors.
+    pub fn from_compose(name: &str, net: &crate::compose::Network) -> Result<Self, NetworkError> {
+        let invalid = |message: String| NetworkError::Invalid {
+            name: name.to_string(),
+            message,
+        };
+        if let Some(d) = net.driver.as_deref()
+            && d != "bridge"
+        {
+            return Err(invalid(format!(
+                "driver {d:?} is not supported (berth has the \"bridge\" driver only)"
+            )));
+        }
+        let mut spec = NetworkSpec {
+            internal: net.internal,
+            ..Default::default()
+        };
+        for (k, v) in &net.driver_opts {
+            match k.as_str() {
+                "com.docker.network.driver.mtu" => {
+                    spec.mtu = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|m| (68..=65535).contains(m))
+                            .ok_or_else(|| invalid(format!("MTU {v:?} is not 68 to 65535")))?,
+                    )
+                }
+                "com.docker.network.bridge.name" => {
+                    crate::net::check_ifname(v).map_err(|e| invalid(e.to_string()))?;
+                    spec.bridge = Some(v.clone());
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "driver option {k:?} is not supported (com.docker.network.driver.mtu and com.docker.network.bridge.name are)"
+                    )));
+                }
+            }
+        }
+        if let Some(pool) = net.ipam.as_ref().and_then(|i| i.config.first()) {
+            let parse_net = |what: &str, v: &str| -> Result<ipnet::Ipv4Net, NetworkError> {
+                v.parse::<ipnet::Ipv4Net>()
+                    .map(|n| n.trunc())
+                    .map_err(|_| invalid(format!("{what} {v:?} is not an IPv4 subnet")))
+            };
+            spec.subnet = pool
+                .subnet
+                .as_deref()
+                .map(|v| parse_net("subnet", v))
+                .transpose()?;
+            spec.ip_range = pool
+                .ip_range
+                .as_deref()
+                .map(|v| parse_net("ip_range", v))
+                .transpose()?;
+            spec.gateway = pool
+                .gateway
+                .as_deref()
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| invalid(format!("gateway {v:?} is not an IPv4 address")))
+                })
+                .transpose()?;
+            let Some(subnet) = spec.subnet else {
+                if spec.ip_range.is_some() || spec.gateway.is_some() {
+                    return Err(invalid("ip_range and gateway need a subnet".into()));
+                }
+                return Ok(spec);
+            };
+            if let Some(r) = spec.ip_range
+                && !subnet.contains(&r)
+            {
+                return Err(invalid(format!(
+                    "ip_range {r} is not inside subnet {subnet}"
+                )));
+            }
+            if let Some(g) = spec.gateway
+                && !subnet.contains(&g)
+            {
+                return Err(invalid(format!(
+                    "gateway {g} is not inside subnet {subnet}"
+                )));
+            }
+        }
+        Ok(spec)
+    }
 }
 
 fn record_path(paths: &Paths, name: &str) -> PathBuf {
@@ -36,6 +140,7 @@ pub fn allocator(paths: &Paths, n: &BridgeNetwork) -> AddressAllocator {
         n.subnet,
         n.gateway,
     )
+    .with_range(n.ip_range)
 }
 
 pub fn load(paths: &Paths, name: &str) -> Result<Option<NetworkRecord>, StateError> {
@@ -59,40 +164,65 @@ pub fn list(paths: &Paths) -> Result<Vec<NetworkRecord>, StateError> {
     Ok(out)
 }
 
-/// Makes the network exist (record first, so a crash is recoverable) and returns it.
+/// Makes the network exist (record first, so a crash is recoverable) and returns it. An existing
+/// record is kept as it is.
 pub async fn ensure(
     paths: &Paths,
     host: &NetHost,
     name: &str,
-    internal: bool,
+    spec: &NetworkSpec,
     labels: &BTreeMap<String, String>,
 ) -> Result<(BridgeNetwork, bool), NetworkError> {
     let net_err = |source| NetworkError::Net {
         name: name.to_string(),
-        source,
+        source: Box::new(source),
     };
     let (network, created) = match load(paths, name)? {
         Some(r) => (r.network, false),
         None => {
-            let routes = crate::net::host_routes().await.map_err(net_err)?;
-            let pool = crate::net::default_pool().map_err(net_err)?;
-            let subnet = subnets(paths)
-                .allocate(name, &pool, 24, &routes)
-                .map_err(net_err)?;
-            let gateway = subnet
-                .hosts()
-                .next()
-                .ok_or_else(|| NetworkError::NoSubnet { name: name.into() })?;
-            let bridge = format!(
-                "br-{}",
-                short_hash(format!("{}/{name}", paths.tag()).as_bytes(), 12)
-            );
+            let subnet = match spec.subnet {
+                Some(subnet) => {
+                    let taken = subnets(paths).list().map_err(net_err)?;
+                    if let Some((other, s)) = taken.iter().find(|(n, s)| {
+                        n.as_str() != name && (s.contains(&subnet) || subnet.contains(*s))
+                    }) {
+                        return Err(NetworkError::Invalid {
+                            name: name.into(),
+                            message: format!("subnet {subnet} overlaps {s} of network {other}"),
+                        });
+                    }
+                    subnets(paths).record(name, subnet).map_err(net_err)?;
+                    subnet
+                }
+                None => {
+                    let routes = crate::net::host_routes().await.map_err(net_err)?;
+                    let pool = crate::net::default_pool().map_err(net_err)?;
+                    subnets(paths)
+                        .allocate(name, &pool, 24, &routes)
+                        .map_err(net_err)?
+                }
+            };
+            let gateway = match spec.gateway {
+                Some(g) => g,
+                None => subnet
+                    .hosts()
+                    .next()
+                    .ok_or_else(|| NetworkError::NoSubnet { name: name.into() })?,
+            };
+            let bridge = spec.bridge.clone().unwrap_or_else(|| {
+                format!(
+                    "br-{}",
+                    short_hash(format!("{}/{name}", paths.tag()).as_bytes(), 12)
+                )
+            });
             let network = BridgeNetwork {
                 name: name.to_string(),
                 bridge,
                 subnet,
                 gateway,
-                internal,
+                internal: spec.internal,
+                mtu: spec.mtu,
+                ip_range: spec.ip_range,
             };
             write_json(
                 &record_path(paths, name),
@@ -112,7 +242,7 @@ pub async fn ensure(
 pub async fn remove(paths: &Paths, host: &NetHost, n: &BridgeNetwork) -> Result<(), NetworkError> {
     let net_err = |source| NetworkError::Net {
         name: n.name.clone(),
-        source,
+        source: Box::new(source),
     };
     host.remove_network(n).await.map_err(net_err)?;
     subnets(paths).release(&n.name).map_err(net_err)?;

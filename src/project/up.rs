@@ -3,7 +3,7 @@
 //! The planner compares what exists (containers carrying the project label) with what the
 //! compose file asks for and returns a `Plan`; the executor applies it. Everything that could
 //! fail because of bad input (images, ports, names) is checked before anything is created.
-use super::container::{config_hash, record};
+use super::container::{config_hash, container_name, record};
 use super::{Progress, containers, graph, net_host, network};
 use crate::compose::{Project, VolumeType};
 use crate::engine::container::{ContainerRecord, NetworkAttachment, Status, labels};
@@ -15,56 +15,137 @@ use anyhow::{Context, Result, anyhow, bail};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-/// What `up` will do for one service.
+/// What `up` will do for one container of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Up to date and running: nothing to do.
-    Keep {
-        service: String,
-        container: String,
-    },
+    Keep { service: String, container: String },
     /// Exists with the same configuration but is stopped: start it again.
-    Start {
-        service: String,
-        container: String,
-    },
-    /// Configuration changed: remove the old container, create a new one.
+    Start { service: String, container: String },
+    /// Configuration changed: remove the old container, create a new one with its number.
     Recreate {
         service: String,
         container: String,
+        number: u32,
     },
-    Create {
-        service: String,
-    },
+    /// A new replica.
+    Create { service: String, number: u32 },
+    /// A replica above the wanted scale, or a container of a service that no longer exists
+    /// (with `--remove-orphans`).
+    Remove { service: String, container: String },
 }
 
-/// Compares the existing containers with the project.
+impl Action {
+    pub fn service(&self) -> &str {
+        match self {
+            Action::Keep { service, .. }
+            | Action::Start { service, .. }
+            | Action::Recreate { service, .. }
+            | Action::Create { service, .. }
+            | Action::Remove { service, .. } => service,
+        }
+    }
+    /// Whether this action leaves a container to be (re)started.
+    pub fn starts(&self) -> bool {
+        matches!(
+            self,
+            Action::Start { .. } | Action::Recreate { .. } | Action::Create { .. }
+        )
+    }
+}
+
+/// How many replicas of a service are wanted: `--scale`, else `scale`, else
+/// `deploy.replicas`, else 1.
+pub fn replicas(project: &Project, service: &str, overrides: &BTreeMap<String, u32>) -> u32 {
+    if let Some(n) = overrides.get(service) {
+        return *n;
+    }
+    let svc = &project.services[service];
+    svc.scale
+        .or_else(|| svc.deploy.as_ref().and_then(|d| d.replicas))
+        .map_or(1, |n| n.max(0) as u32)
+}
+
+/// Compares the existing containers with the project. Replica numbers are reused: a missing
+/// number is filled before a new one is added, and scaling down removes the highest numbers.
 pub fn plan(
     project: &Project,
     images: &BTreeMap<String, Image>,
     existing: &[(ContainerRecord, Status)],
+    opts: &UpOptions,
 ) -> Vec<Action> {
+    let (scale, remove_orphans) = (&opts.scale, opts.remove_orphans);
     let mut actions = Vec::new();
     for (name, svc) in &project.services {
-        let image = &images[name];
-        let hash = config_hash(svc, &image.id);
-        match existing.iter().find(|(c, _)| c.service() == Some(name)) {
-            None => actions.push(Action::Create {
-                service: name.clone(),
-            }),
-            Some((c, status)) => {
-                let same = c.label(labels::CONFIG_HASH) == Some(hash.as_str());
-                let service = name.clone();
-                let container = c.name.clone();
-                actions.push(match (same, status) {
-                    (true, Status::Running) => Action::Keep { service, container },
-                    (true, _) => Action::Start { service, container },
-                    (false, _) => Action::Recreate { service, container },
+        if !opts.services.is_empty() && !opts.services.contains(name) {
+            continue;
+        }
+        let hash = config_hash(svc, &images[name].id);
+        let want = replicas(project, name, scale);
+        let mine: Vec<&(ContainerRecord, Status)> = existing
+            .iter()
+            .filter(|(c, _)| c.service() == Some(name) && !is_oneoff(c))
+            .collect();
+        for number in 1..=want {
+            let found = mine.iter().find(|(c, _)| replica_number(c) == Some(number));
+            let service = name.clone();
+            actions.push(match found {
+                None => Action::Create { service, number },
+                Some((c, status)) => {
+                    let container = c.name.clone();
+                    match (c.label(labels::CONFIG_HASH) == Some(hash.as_str()), status) {
+                        (true, Status::Running) => Action::Keep { service, container },
+                        (true, _) => Action::Start { service, container },
+                        (false, _) => Action::Recreate {
+                            service,
+                            container,
+                            number,
+                        },
+                    }
+                }
+            });
+        }
+        for (c, _) in &mine {
+            if replica_number(c).is_none_or(|n| n > want) {
+                actions.push(Action::Remove {
+                    service: name.clone(),
+                    container: c.name.clone(),
                 });
             }
         }
     }
+    if remove_orphans {
+        for (c, _) in orphans(project, existing) {
+            actions.push(Action::Remove {
+                service: c.service().unwrap_or_default().to_string(),
+                container: c.name.clone(),
+            });
+        }
+    }
     actions
+}
+
+/// Containers of the project whose service is no longer in the compose file.
+pub fn orphans<'a>(
+    project: &Project,
+    existing: &'a [(ContainerRecord, Status)],
+) -> Vec<&'a (ContainerRecord, Status)> {
+    existing
+        .iter()
+        .filter(|(c, _)| {
+            !is_oneoff(c)
+                && c.service()
+                    .is_some_and(|s| !project.services.contains_key(s))
+        })
+        .collect()
+}
+
+fn replica_number(c: &ContainerRecord) -> Option<u32> {
+    c.label(labels::NUMBER)?.parse().ok()
+}
+
+pub fn is_oneoff(c: &ContainerRecord) -> bool {
+    c.label(labels::ONEOFF) == Some("True")
 }
 
 pub struct UpOptions {
@@ -77,6 +158,33 @@ pub struct UpOptions {
     pub pull: Option<super::pull::PullPolicy>,
     /// `--build` / `--no-build`.
     pub build: super::pull::BuildMode,
+    /// `--scale SERVICE=N`.
+    pub scale: BTreeMap<String, u32>,
+    /// `--remove-orphans` (or `COMPOSE_REMOVE_ORPHANS`).
+    pub remove_orphans: bool,
+    /// `--dry-run`: print the plan, change nothing.
+    pub dry_run: bool,
+    /// `up SERVICE...` with their dependencies (see [`with_dependencies`]); empty means all.
+    pub services: BTreeSet<String>,
+}
+
+/// The named services and, unless `no_deps`, everything they depend on.
+pub fn with_dependencies(
+    project: &Project,
+    names: &[String],
+    no_deps: bool,
+) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    let mut todo: Vec<String> = names.to_vec();
+    while let Some(n) = todo.pop() {
+        let Some(svc) = project.services.get(&n) else {
+            bail!("no such service: {n}");
+        };
+        if out.insert(n.clone()) && !no_deps {
+            todo.extend(svc.depends_on.keys().cloned());
+        }
+    }
+    Ok(out)
 }
 
 /// Runs `up -d`. On error, what was created stays recorded so `up` or `down` can finish.
@@ -104,11 +212,28 @@ pub async fn up(
             (c, s)
         })
         .collect();
-    let actions = plan(project, &images, &existing);
+    let actions = plan(project, &images, &existing, opts);
+    let left = orphans(project, &existing);
+    if !opts.remove_orphans && !left.is_empty() && std::env::var("COMPOSE_IGNORE_ORPHANS").is_err()
+    {
+        let names: Vec<&str> = left.iter().map(|(c, _)| c.name.as_str()).collect();
+        tracing::warn!(
+            "found orphan containers ({}) for this project; if you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up",
+            names.join(", ")
+        );
+    }
+    if opts.dry_run {
+        for a in &actions {
+            progress.event("Plan", a.service(), &format!("{a:?}"));
+        }
+        return Ok(());
+    }
     let creating: BTreeSet<&str> = actions
         .iter()
         .filter_map(|a| match a {
-            Action::Create { service } | Action::Recreate { service, .. } => Some(service.as_str()),
+            Action::Create { service, .. } | Action::Recreate { service, .. } => {
+                Some(service.as_str())
+            }
             _ => None,
         })
         .collect();
@@ -116,48 +241,12 @@ pub async fn up(
     create_bind_sources(project)?;
 
     // 2. Volumes and networks.
-    let mut volume_dirs = BTreeMap::new();
-    for (key, vol) in &project.volumes {
-        let host_name = vol
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}_{key}", project.name));
-        let mut l = vol.labels.clone();
-        if !vol.external {
-            l.insert(labels::PROJECT.into(), project.name.clone());
-            l.insert(labels::VOLUME.into(), key.clone());
-        }
-        let (dir, created) = volume::ensure(paths, &host_name, &l)?;
-        if created {
-            progress.event("Volume", &host_name, "Created");
-        }
-        volume_dirs.insert(key.clone(), dir);
-    }
     let host = net_host(paths);
-    let mut networks = BTreeMap::new();
-    for (key, net) in &project.networks {
-        if let Some(d) = net.driver.as_deref()
-            && d != "bridge"
-        {
-            bail!("network {key}: driver {d:?} is not supported (only \"bridge\")");
-        }
-        let host_name = net
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}_{key}", project.name));
-        let mut l = net.labels.clone();
-        l.insert(labels::PROJECT.into(), project.name.clone());
-        l.insert(labels::NETWORK.into(), key.clone());
-        let (n, created) = network::ensure(paths, &host, &host_name, net.internal, &l).await?;
-        if created {
-            progress.event("Network", &host_name, "Created");
-        }
-        networks.insert(key.clone(), n);
-    }
+    let (volume_dirs, networks) = ensure_resources(paths, &host, project, progress).await?;
 
     // 3. Old containers out.
     for a in &actions {
-        if let Action::Recreate { container, .. } = a
+        if let Action::Recreate { container, .. } | Action::Remove { container, .. } = a
             && let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container)
         {
             super::down::remove_container(paths, &host, c, opts.timeout).await?;
@@ -166,49 +255,45 @@ pub async fn up(
     }
 
     // 4. New containers: records, addresses, namespaces and links, before any starts.
+    // Keyed by container name; every container that stays, old or new.
     let mut all: BTreeMap<String, ContainerRecord> = BTreeMap::new();
+    let mut fresh: BTreeSet<String> = BTreeSet::new();
+    // Namespaces shared with a container created later in this loop (`network_mode: service:`).
+    let mut share_later = Vec::new();
     for a in &actions {
         match a {
-            Action::Keep { service, container } | Action::Start { service, container } => {
+            Action::Remove { .. } => {}
+            Action::Keep { container, .. } | Action::Start { container, .. } => {
                 if let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container) {
-                    all.insert(service.clone(), c.clone());
+                    all.insert(c.name.clone(), c.clone());
                 }
             }
-            Action::Create { service } | Action::Recreate { service, .. } => {
+            Action::Create { service, number }
+            | Action::Recreate {
+                service, number, ..
+            } => {
                 let svc = &project.services[service];
-                let mut rec = record(project, svc, 1, &images[service], &volume_dirs)?;
-                for (key, sn) in &svc.networks {
-                    let n = &networks[key];
-                    let ip = network::allocator(paths, n)
-                        .allocate(&rec.id)
-                        .with_context(|| format!("network {}", n.name))?;
-                    let mut aliases = vec![service.clone()];
-                    aliases.extend(sn.aliases.iter().cloned());
-                    rec.networks.push(NetworkAttachment {
-                        network: n.name.clone(),
-                        ip,
-                        host_ifname: format!(
-                            "vb{}",
-                            short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
-                        ),
-                        ifname: format!("eth{}", rec.networks.len()),
-                        aliases,
-                    });
-                }
-                // Record first: from here on `down` can find and undo it.
-                rec.save(paths)?;
-                let netns = paths.netns(&rec.id);
-                crate::net::create_netns(&netns)?;
-                for att in &rec.networks {
-                    let n = networks
-                        .values()
-                        .find(|n| n.name == att.network)
-                        .ok_or_else(|| anyhow!("network {} vanished", att.network))?;
-                    host.attach(&netns, n, att.ip, &att.host_ifname, &att.ifname)
-                        .await?;
-                }
-                all.insert(service.clone(), rec);
+                let mut rec = record(project, svc, *number, &images[service], &volume_dirs)?;
+                materialize(
+                    paths,
+                    &host,
+                    project,
+                    &mut rec,
+                    svc,
+                    &networks,
+                    &all,
+                    &mut share_later,
+                )
+                .await?;
+                fresh.insert(rec.name.clone());
+                all.insert(rec.name.clone(), rec);
             }
+        }
+    }
+    for (netns, service, first_error) in share_later {
+        match shared_netns(paths, project, &project.services[&service], &all) {
+            Ok(Some(source)) => crate::net::netns::share_netns(&netns, &source)?,
+            _ => return Err(first_error),
         }
     }
     let hosts = hosts_file(all.values());
@@ -220,10 +305,12 @@ pub async fn up(
             .find(|n| n.name == first.network)
             .map(|n| n.gateway)
     };
-    let resolv = resolv_conf();
-    for (service, rec) in &all {
-        let fresh = creating.contains(service.as_str());
-        if fresh {
+    let host_resolv = host_resolv_conf();
+    for (name, rec) in &all {
+        if fresh.contains(name) {
+            let svc = &project.services[rec.service().unwrap_or_default()];
+            let (resolv, dns) = resolv_conf(svc, &networks, &host_resolv)?;
+            crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
             runtime::prepare(paths, rec, &with_own(&hosts, rec, gateway(rec)), &resolv)?;
             progress.event("Container", &rec.name, "Created");
         } else {
@@ -238,11 +325,18 @@ pub async fn up(
     // 5. Start each service once its dependencies' conditions hold.
     let to_start: BTreeSet<String> = actions
         .iter()
+        .filter(|a| a.starts())
         .filter_map(|a| match a {
-            Action::Keep { .. } => None,
-            Action::Start { service, .. }
-            | Action::Create { service }
-            | Action::Recreate { service, .. } => Some(service.clone()),
+            Action::Start { container, .. } => Some(container.clone()),
+            Action::Create { service, number }
+            | Action::Recreate {
+                service, number, ..
+            } => Some(container_name(
+                &project.name,
+                &project.services[service],
+                *number,
+            )),
+            _ => None,
         })
         .collect();
     let start_one = |rec: &ContainerRecord| -> Result<()> {
@@ -263,6 +357,212 @@ pub async fn up(
         }
     }
     Ok(())
+}
+
+/// Makes the project's named volumes and networks exist; returns the volume directories and
+/// the networks, both keyed as in the compose file.
+pub async fn ensure_resources(
+    paths: &Paths,
+    host: &crate::net::NetHost,
+    project: &Project,
+    progress: &dyn Progress,
+) -> Result<(
+    BTreeMap<String, PathBuf>,
+    BTreeMap<String, crate::net::BridgeNetwork>,
+)> {
+    let mut volume_dirs = BTreeMap::new();
+    for (key, vol) in &project.volumes {
+        let host_name = vol
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}_{key}", project.name));
+        let mut l = vol.labels.clone();
+        if !vol.external {
+            l.insert(labels::PROJECT.into(), project.name.clone());
+            l.insert(labels::VOLUME.into(), key.clone());
+        }
+        let (dir, created) = volume::ensure(paths, &host_name, &l)?;
+        if created {
+            progress.event("Volume", &host_name, "Created");
+        }
+        volume_dirs.insert(key.clone(), dir);
+    }
+    let mut networks = BTreeMap::new();
+    for (key, net) in &project.networks {
+        let host_name = net
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}_{key}", project.name));
+        if net.external {
+            // Someone else's network (another project's, or `berth network create`): used as
+            // it is, never created or removed by this project; its rules are re-applied.
+            let r = network::load(paths, &host_name)?.ok_or_else(|| {
+                anyhow!(
+                    "network {host_name} declared as external, but could not be found\n\
+                     hint: create it with `berth network create {host_name}`"
+                )
+            })?;
+            host.ensure_network(&r.network)
+                .await
+                .with_context(|| format!("network {host_name}"))?;
+            networks.insert(key.clone(), r.network);
+            continue;
+        }
+        let spec = network::NetworkSpec::from_compose(&host_name, net)?;
+        let mut l = net.labels.clone();
+        l.insert(labels::PROJECT.into(), project.name.clone());
+        l.insert(labels::NETWORK.into(), key.clone());
+        let (n, created) = network::ensure(paths, host, &host_name, &spec, &l).await?;
+        if created {
+            progress.event("Network", &host_name, "Created");
+        }
+        networks.insert(key.clone(), n);
+    }
+    Ok((volume_dirs, networks))
+}
+
+/// Gives a new container record its addresses, saves it (from then on `down` can find and undo
+/// it), and creates its network namespace attached to the service's networks, or shares the
+/// namespace its `network_mode` names. A namespace to share with a container not created yet
+/// is queued in `share_later`.
+#[allow(clippy::too_many_arguments)]
+pub async fn materialize(
+    paths: &Paths,
+    host: &crate::net::NetHost,
+    project: &Project,
+    rec: &mut ContainerRecord,
+    svc: &crate::compose::Service,
+    networks: &BTreeMap<String, crate::net::BridgeNetwork>,
+    created: &BTreeMap<String, ContainerRecord>,
+    share_later: &mut Vec<(PathBuf, String, anyhow::Error)>,
+) -> Result<()> {
+    let service = &svc.name;
+    for (key, sn) in &svc.networks {
+        let n = networks
+            .get(key)
+            .ok_or_else(|| anyhow!("service {service:?}: network {key:?} was not created"))?;
+        let alloc = network::allocator(paths, n);
+        let ip = match sn.ipv4_address.as_deref() {
+            Some(want) => {
+                let ip = want.parse().with_context(|| {
+                    format!("service {service:?}: ipv4_address {want:?} is not an IPv4 address")
+                })?;
+                alloc
+                    .allocate_static(&rec.id, ip)
+                    .with_context(|| format!("service {service:?} on network {}", n.name))?;
+                ip
+            }
+            None => alloc
+                .allocate(&rec.id)
+                .with_context(|| format!("network {}", n.name))?,
+        };
+        let mut aliases = vec![service.clone()];
+        aliases.extend(sn.aliases.iter().cloned());
+        rec.networks.push(NetworkAttachment {
+            network: n.name.clone(),
+            ip,
+            host_ifname: format!(
+                "vb{}",
+                short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
+            ),
+            ifname: format!("eth{}", rec.networks.len()),
+            aliases,
+        });
+    }
+    rec.save(paths)?;
+    let netns = paths.netns(&rec.id);
+    match shared_netns(paths, project, svc, created) {
+        Ok(Some(source)) => crate::net::netns::share_netns(&netns, &source)?,
+        Ok(None) => crate::net::create_netns(&netns)?,
+        Err(e) => share_later.push((netns.clone(), service.clone(), e)),
+    }
+    for (i, att) in rec.networks.iter().enumerate() {
+        let n = networks
+            .values()
+            .find(|n| n.name == att.network)
+            .ok_or_else(|| anyhow!("network {} vanished", att.network))?;
+        let sn = svc.networks.values().nth(i);
+        let mac = sn
+            .and_then(|sn| sn.mac_address.as_deref())
+            .or(if i == 0 {
+                svc.mac_address.as_deref()
+            } else {
+                None
+            })
+            .map(|m| {
+                parse_mac(m).with_context(|| {
+                    format!("service {service:?}: mac_address {m:?} is not a MAC address")
+                })
+            })
+            .transpose()?;
+        host.attach_with_mac(&netns, n, att.ip, &att.host_ifname, &att.ifname, mac)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let bytes: Vec<u8> = s
+        .split([':', '-'])
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow!("a MAC address has 6 bytes"))
+}
+
+/// The namespace a container shares instead of having its own (`network_mode`): the host's,
+/// or another container's. `none` and the default get their own.
+fn shared_netns(
+    paths: &Paths,
+    project: &Project,
+    svc: &crate::compose::Service,
+    created: &BTreeMap<String, ContainerRecord>,
+) -> Result<Option<PathBuf>> {
+    let Some(mode) = svc.network_mode.as_deref() else {
+        return Ok(None);
+    };
+    let name = &svc.name;
+    if mode == "host" {
+        // The CLI runs in the host's namespace.
+        return Ok(Some(PathBuf::from("/proc/self/ns/net")));
+    }
+    if mode == "none" || mode == "bridge" || mode == "default" {
+        return Ok(None);
+    }
+    let id = if let Some(other) = mode.strip_prefix("service:") {
+        if !project.services.contains_key(other) {
+            bail!("service {name:?}: network_mode refers to undefined service {other:?}");
+        }
+        let rec = created
+            .values()
+            .find(|c| c.service() == Some(other))
+            .cloned()
+            .or_else(|| {
+                super::containers(paths, &project.name)
+                    .ok()?
+                    .into_iter()
+                    .find(|c| c.service() == Some(other))
+            })
+            .ok_or_else(|| {
+                anyhow!("service {name:?}: service {other:?} of its network_mode has no container")
+            })?;
+        rec.id
+    } else if let Some(other) = mode.strip_prefix("container:") {
+        crate::engine::container::list(paths)?
+            .into_iter()
+            .find(|c| c.name == other || c.id.starts_with(other))
+            .map(|c| c.id)
+            .ok_or_else(|| {
+                anyhow!("service {name:?}: no such container {other:?} for network_mode")
+            })?
+    } else {
+        bail!(
+            "service {name:?}: network_mode {mode:?} is not supported (host, none, service:NAME or container:NAME)"
+        );
+    };
+    Ok(Some(paths.netns(&id)))
 }
 
 /// The port mappings of a container, with the host ports its shim actually bound.
@@ -287,7 +587,7 @@ pub fn port_mappings(rec: &ContainerRecord, bound: &[u16]) -> Vec<PortMapping> {
         .collect()
 }
 
-fn publish(host: &crate::net::NetHost, rec: &ContainerRecord, bound: &[u16]) -> Result<()> {
+pub fn publish(host: &crate::net::NetHost, rec: &ContainerRecord, bound: &[u16]) -> Result<()> {
     let maps = port_mappings(rec, bound);
     if !maps.is_empty() {
         host.publish(&maps)
@@ -311,10 +611,12 @@ fn check_ports(
     for service in creating {
         let svc = &project.services[*service];
         for p in &svc.ports {
-            let Some(port) = p.published.as_deref().and_then(|s| s.parse::<u16>().ok()) else {
+            let Some(Ok((first, end))) = p.published.as_deref().map(crate::net::parse_host_ports)
+            else {
                 continue;
             };
-            if port == 0 || ours.contains(&(port, p.protocol.clone())) {
+            let last = end.unwrap_or(first);
+            if first == 0 || (first..=last).any(|port| ours.contains(&(port, p.protocol.clone()))) {
                 continue;
             }
             let ip = p.host_ip.as_deref().and_then(|s| s.parse().ok());
@@ -323,10 +625,10 @@ fn check_ports(
             } else {
                 Protocol::Tcp
             };
-            crate::net::reserve_port(ip, port, proto).map_err(|e| {
+            crate::net::reserve_range(ip, first, last, proto).map_err(|e| {
                 anyhow!(e).context(format!(
-                    "service {service:?} cannot publish port {port}/{}",
-                    p.protocol
+                    "service {service:?} cannot publish port {}/{}",
+                    p.target, p.protocol
                 ))
             })?;
         }
@@ -334,21 +636,15 @@ fn check_ports(
     Ok(())
 }
 
-/// `/etc/hosts` entries for every container of the project: its name, service and aliases.
-fn hosts_file<'a>(recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
-    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    for r in recs {
-        for n in &r.networks {
-            let mut names = vec![r.name.clone()];
-            names.extend(n.aliases.iter().cloned());
-            out.push_str(&format!("{}\t{}\n", n.ip, names.join(" ")));
-        }
-    }
-    out
+/// The start of every container's `/etc/hosts`: localhost only. Other containers' names are
+/// answered by the resolver at 127.0.0.11, scoped to the networks the asker shares (a hosts
+/// file cannot be: it would give a peer's address on a network the reader is not on).
+pub fn hosts_file<'a>(_recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
+    String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 }
 
 /// The shared hosts file plus the container's own hostname line.
-fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Addr>) -> String {
+pub fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Addr>) -> String {
     let own = match rec.networks.first() {
         Some(n) => format!("{}\t{}\n", n.ip, rec.hostname),
         None => String::new(),
@@ -356,19 +652,70 @@ fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Ad
     format!("{hosts}{own}{}", rec.host.extra_hosts_lines(gateway))
 }
 
-/// The host's resolvers, minus loopback ones (unreachable from a container).
-fn resolv_conf() -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    host.lines()
-        .filter(|l| {
-            let mut w = l.split_whitespace();
-            match (w.next(), w.next()) {
-                (Some("nameserver"), Some(ip)) => !(ip.starts_with("127.") || ip == "::1"),
-                _ => true,
-            }
-        })
-        .map(|l| format!("{l}\n"))
-        .collect()
+/// The host's resolv.conf: `BERTH_RESOLV_CONF` names another file (tests point it at a fake
+/// upstream).
+pub fn host_resolv_conf() -> String {
+    let path = std::env::var_os("BERTH_RESOLV_CONF").unwrap_or_else(|| "/etc/resolv.conf".into());
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// A container's `/etc/resolv.conf` (our resolver at 127.0.0.11) and what its resolver
+/// forwards to: compose `dns:` or the host's resolvers (asked from the host's namespace, so
+/// loopback ones work too), nothing when every network of the container is internal.
+pub fn resolv_conf(
+    svc: &crate::compose::Service,
+    networks: &BTreeMap<String, crate::net::BridgeNetwork>,
+    host: &str,
+) -> Result<(String, crate::net::dns::DnsConfig)> {
+    use crate::net::dns;
+    if svc.networks.is_empty() {
+        let mode = svc.network_mode.as_deref().unwrap_or("none");
+        if mode.starts_with("service:") || mode.starts_with("container:") {
+            // The other container's resolver answers in the namespace they share.
+            return Ok((
+                dns::container_resolv_conf(&svc.dns_search, &svc.dns_opt),
+                dns::DnsConfig::default(),
+            ));
+        }
+        // The host's own resolvers: as they are in the host's namespace, without the
+        // loopback ones in a namespace of its own.
+        let text = host
+            .lines()
+            .filter(|l| {
+                mode == "host"
+                    || !dns::nameservers(l)
+                        .first()
+                        .is_some_and(|a| a.ip().is_loopback())
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        return Ok((text, dns::DnsConfig::default()));
+    }
+    let upstreams = if svc.dns.is_empty() {
+        dns::nameservers(host)
+    } else {
+        svc.dns
+            .iter()
+            .map(|s| {
+                s.parse::<std::net::IpAddr>()
+                    .map(|ip| std::net::SocketAddr::new(ip, 53))
+                    .map_err(|_| anyhow!("service {:?}: dns {s:?} is not an IP address", svc.name))
+            })
+            .collect::<Result<_>>()?
+    };
+    let forward = svc
+        .networks
+        .keys()
+        .any(|k| networks.get(k).is_some_and(|n| !n.internal));
+    let search = if svc.dns_search.is_empty() {
+        dns::search_domains(host)
+    } else {
+        svc.dns_search.clone()
+    };
+    Ok((
+        dns::container_resolv_conf(&search, &svc.dns_opt),
+        dns::DnsConfig { upstreams, forward },
+    ))
 }
 
 /// Directories of the project's bind mounts that do not exist are created, as docker does.
