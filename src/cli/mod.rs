@@ -3,6 +3,7 @@
 //! Parsing is two-staged as in ripgrep: clap turns argv into `Cli`, then each command builds
 //! the settings it needs (paths, compose load options). stdout carries data only; progress,
 //! logs of berth itself and errors go to stderr through `output`.
+mod attach;
 mod build;
 pub mod config;
 mod images;
@@ -45,6 +46,12 @@ pub struct Global {
     /// Alternate working directory (default: the folder of the first compose file).
     #[arg(long, value_name = "DIR")]
     pub project_directory: Option<PathBuf>,
+    /// Alternate environment files (replace the project's `.env`).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Profiles to enable.
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +66,12 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Parse, resolve and render the compose file in canonical format.
     Config(config::ConfigArgs),
+    /// List running compose projects.
+    Ls(project::LsArgs),
+    /// Block until the first service container stops.
+    Wait(project::WaitArgs),
+    /// Run a one-off command on a service (or, outside a project, an image).
+    Run(project::RunArgs),
     /// Execute a command in a running container.
     Exec(project::ExecArgs),
     /// Stop services.
@@ -119,13 +132,15 @@ pub enum Command {
 }
 
 /// Options that take a value, so `compose` is found as the first positional word.
-const VALUE_OPTIONS: [&str; 6] = [
+const VALUE_OPTIONS: [&str; 8] = [
     "--root",
     "-f",
     "--file",
     "-p",
     "--project-name",
     "--project-directory",
+    "--env-file",
+    "--profile",
 ];
 
 /// `berth compose <cmd>` is `berth <cmd>`: drop the first positional `compose`.
@@ -204,6 +219,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Top(a) => lifecycle::top(&paths, &cli.global, &a),
         Command::Cp(a) => lifecycle::cp(&paths, &cli.global, &a),
         Command::Inspect(a) => lifecycle::inspect(&paths, &cli.global, &a),
+        Command::Run(a) => project::run(&paths, &cli.global, &a),
+        Command::Ls(a) => project::ls(&paths, &a),
+        Command::Wait(a) => project::wait(&paths, &cli.global, &a),
         Command::Config(a) => config::run(&a, project::load_options(&cli.global)?),
     }
 }

@@ -136,7 +136,13 @@ pub fn grace(rec: &ContainerRecord, flag: Option<Duration>) -> Duration {
 pub fn stop(paths: &Paths, rec: &ContainerRecord, timeout: Duration) -> Result<(), RuntimeError> {
     // First the marker, so the shim does not restart what we are about to stop.
     mark_stop_requested(paths, rec)?;
-    let st = load_state(paths, &rec.id)?;
+    // A shim that is still starting its container (a `down` right after a killed `up`) sees
+    // the marker once the container runs and kills it; wait for it to get there or go away.
+    let mut st = load_state(paths, &rec.id)?;
+    wait_until(Duration::from_secs(10), || {
+        st = load_state(paths, &rec.id).unwrap_or_default();
+        st.status != Status::Created || !crate::sys::proc::alive(st.shim_pid, st.shim_start)
+    });
     if st.status == Status::Running {
         let sig = rec
             .host

@@ -9,6 +9,7 @@ pub mod down;
 pub mod graph;
 pub mod hostconfig;
 pub mod network;
+pub mod run;
 pub mod start;
 pub mod supervision;
 pub mod up;

@@ -3,7 +3,7 @@
 //! The planner compares what exists (containers carrying the project label) with what the
 //! compose file asks for and returns a `Plan`; the executor applies it. Everything that could
 //! fail because of bad input (images, ports, names) is checked before anything is created.
-use super::container::{config_hash, record};
+use super::container::{config_hash, container_name, record};
 use super::{Progress, containers, graph, net_host, network};
 use crate::compose::{Project, VolumeType};
 use crate::engine::container::{ContainerRecord, NetworkAttachment, Status, labels};
@@ -15,56 +15,137 @@ use anyhow::{Context, Result, anyhow, bail};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-/// What `up` will do for one service.
+/// What `up` will do for one container of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Up to date and running: nothing to do.
-    Keep {
-        service: String,
-        container: String,
-    },
+    Keep { service: String, container: String },
     /// Exists with the same configuration but is stopped: start it again.
-    Start {
-        service: String,
-        container: String,
-    },
-    /// Configuration changed: remove the old container, create a new one.
+    Start { service: String, container: String },
+    /// Configuration changed: remove the old container, create a new one with its number.
     Recreate {
         service: String,
         container: String,
+        number: u32,
     },
-    Create {
-        service: String,
-    },
+    /// A new replica.
+    Create { service: String, number: u32 },
+    /// A replica above the wanted scale, or a container of a service that no longer exists
+    /// (with `--remove-orphans`).
+    Remove { service: String, container: String },
 }
 
-/// Compares the existing containers with the project.
+impl Action {
+    pub fn service(&self) -> &str {
+        match self {
+            Action::Keep { service, .. }
+            | Action::Start { service, .. }
+            | Action::Recreate { service, .. }
+            | Action::Create { service, .. }
+            | Action::Remove { service, .. } => service,
+        }
+    }
+    /// Whether this action leaves a container to be (re)started.
+    pub fn starts(&self) -> bool {
+        matches!(
+            self,
+            Action::Start { .. } | Action::Recreate { .. } | Action::Create { .. }
+        )
+    }
+}
+
+/// How many replicas of a service are wanted: `--scale`, else `scale`, else
+/// `deploy.replicas`, else 1.
+pub fn replicas(project: &Project, service: &str, overrides: &BTreeMap<String, u32>) -> u32 {
+    if let Some(n) = overrides.get(service) {
+        return *n;
+    }
+    let svc = &project.services[service];
+    svc.scale
+        .or_else(|| svc.deploy.as_ref().and_then(|d| d.replicas))
+        .map_or(1, |n| n.max(0) as u32)
+}
+
+/// Compares the existing containers with the project. Replica numbers are reused: a missing
+/// number is filled before a new one is added, and scaling down removes the highest numbers.
 pub fn plan(
     project: &Project,
     images: &BTreeMap<String, Image>,
     existing: &[(ContainerRecord, Status)],
+    opts: &UpOptions,
 ) -> Vec<Action> {
+    let (scale, remove_orphans) = (&opts.scale, opts.remove_orphans);
     let mut actions = Vec::new();
     for (name, svc) in &project.services {
-        let image = &images[name];
-        let hash = config_hash(svc, &image.id);
-        match existing.iter().find(|(c, _)| c.service() == Some(name)) {
-            None => actions.push(Action::Create {
-                service: name.clone(),
-            }),
-            Some((c, status)) => {
-                let same = c.label(labels::CONFIG_HASH) == Some(hash.as_str());
-                let service = name.clone();
-                let container = c.name.clone();
-                actions.push(match (same, status) {
-                    (true, Status::Running) => Action::Keep { service, container },
-                    (true, _) => Action::Start { service, container },
-                    (false, _) => Action::Recreate { service, container },
+        if !opts.services.is_empty() && !opts.services.contains(name) {
+            continue;
+        }
+        let hash = config_hash(svc, &images[name].id);
+        let want = replicas(project, name, scale);
+        let mine: Vec<&(ContainerRecord, Status)> = existing
+            .iter()
+            .filter(|(c, _)| c.service() == Some(name) && !is_oneoff(c))
+            .collect();
+        for number in 1..=want {
+            let found = mine.iter().find(|(c, _)| replica_number(c) == Some(number));
+            let service = name.clone();
+            actions.push(match found {
+                None => Action::Create { service, number },
+                Some((c, status)) => {
+                    let container = c.name.clone();
+                    match (c.label(labels::CONFIG_HASH) == Some(hash.as_str()), status) {
+                        (true, Status::Running) => Action::Keep { service, container },
+                        (true, _) => Action::Start { service, container },
+                        (false, _) => Action::Recreate {
+                            service,
+                            container,
+                            number,
+                        },
+                    }
+                }
+            });
+        }
+        for (c, _) in &mine {
+            if replica_number(c).is_none_or(|n| n > want) {
+                actions.push(Action::Remove {
+                    service: name.clone(),
+                    container: c.name.clone(),
                 });
             }
         }
     }
+    if remove_orphans {
+        for (c, _) in orphans(project, existing) {
+            actions.push(Action::Remove {
+                service: c.service().unwrap_or_default().to_string(),
+                container: c.name.clone(),
+            });
+        }
+    }
     actions
+}
+
+/// Containers of the project whose service is no longer in the compose file.
+pub fn orphans<'a>(
+    project: &Project,
+    existing: &'a [(ContainerRecord, Status)],
+) -> Vec<&'a (ContainerRecord, Status)> {
+    existing
+        .iter()
+        .filter(|(c, _)| {
+            !is_oneoff(c)
+                && c.service()
+                    .is_some_and(|s| !project.services.contains_key(s))
+        })
+        .collect()
+}
+
+fn replica_number(c: &ContainerRecord) -> Option<u32> {
+    c.label(labels::NUMBER)?.parse().ok()
+}
+
+pub fn is_oneoff(c: &ContainerRecord) -> bool {
+    c.label(labels::ONEOFF) == Some("True")
 }
 
 pub struct UpOptions {
@@ -73,6 +154,33 @@ pub struct UpOptions {
     /// `--wait`: return once everything is running and healthy (or exited 0).
     pub wait: bool,
     pub wait_timeout: Option<std::time::Duration>,
+    /// `--scale SERVICE=N`.
+    pub scale: BTreeMap<String, u32>,
+    /// `--remove-orphans` (or `COMPOSE_REMOVE_ORPHANS`).
+    pub remove_orphans: bool,
+    /// `--dry-run`: print the plan, change nothing.
+    pub dry_run: bool,
+    /// `up SERVICE...` with their dependencies (see [`with_dependencies`]); empty means all.
+    pub services: BTreeSet<String>,
+}
+
+/// The named services and, unless `no_deps`, everything they depend on.
+pub fn with_dependencies(
+    project: &Project,
+    names: &[String],
+    no_deps: bool,
+) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    let mut todo: Vec<String> = names.to_vec();
+    while let Some(n) = todo.pop() {
+        let Some(svc) = project.services.get(&n) else {
+            bail!("no such service: {n}");
+        };
+        if out.insert(n.clone()) && !no_deps {
+            todo.extend(svc.depends_on.keys().cloned());
+        }
+    }
+    Ok(out)
 }
 
 /// Runs `up -d`. On error, what was created stays recorded so `up` or `down` can finish.
@@ -126,11 +234,28 @@ pub async fn up(
             (c, s)
         })
         .collect();
-    let actions = plan(project, &images, &existing);
+    let actions = plan(project, &images, &existing, opts);
+    let left = orphans(project, &existing);
+    if !opts.remove_orphans && !left.is_empty() && std::env::var("COMPOSE_IGNORE_ORPHANS").is_err()
+    {
+        let names: Vec<&str> = left.iter().map(|(c, _)| c.name.as_str()).collect();
+        tracing::warn!(
+            "found orphan containers ({}) for this project; if you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up",
+            names.join(", ")
+        );
+    }
+    if opts.dry_run {
+        for a in &actions {
+            progress.event("Plan", a.service(), &format!("{a:?}"));
+        }
+        return Ok(());
+    }
     let creating: BTreeSet<&str> = actions
         .iter()
         .filter_map(|a| match a {
-            Action::Create { service } | Action::Recreate { service, .. } => Some(service.as_str()),
+            Action::Create { service, .. } | Action::Recreate { service, .. } => {
+                Some(service.as_str())
+            }
             _ => None,
         })
         .collect();
@@ -138,48 +263,12 @@ pub async fn up(
     create_bind_sources(project)?;
 
     // 2. Volumes and networks.
-    let mut volume_dirs = BTreeMap::new();
-    for (key, vol) in &project.volumes {
-        let host_name = vol
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}_{key}", project.name));
-        let mut l = vol.labels.clone();
-        if !vol.external {
-            l.insert(labels::PROJECT.into(), project.name.clone());
-            l.insert(labels::VOLUME.into(), key.clone());
-        }
-        let (dir, created) = volume::ensure(paths, &host_name, &l)?;
-        if created {
-            progress.event("Volume", &host_name, "Created");
-        }
-        volume_dirs.insert(key.clone(), dir);
-    }
     let host = net_host(paths);
-    let mut networks = BTreeMap::new();
-    for (key, net) in &project.networks {
-        if let Some(d) = net.driver.as_deref()
-            && d != "bridge"
-        {
-            bail!("network {key}: driver {d:?} is not supported (only \"bridge\")");
-        }
-        let host_name = net
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}_{key}", project.name));
-        let mut l = net.labels.clone();
-        l.insert(labels::PROJECT.into(), project.name.clone());
-        l.insert(labels::NETWORK.into(), key.clone());
-        let (n, created) = network::ensure(paths, &host, &host_name, net.internal, &l).await?;
-        if created {
-            progress.event("Network", &host_name, "Created");
-        }
-        networks.insert(key.clone(), n);
-    }
+    let (volume_dirs, networks) = ensure_resources(paths, &host, project, progress).await?;
 
     // 3. Old containers out.
     for a in &actions {
-        if let Action::Recreate { container, .. } = a
+        if let Action::Recreate { container, .. } | Action::Remove { container, .. } = a
             && let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container)
         {
             super::down::remove_container(paths, &host, c, opts.timeout).await?;
@@ -188,48 +277,26 @@ pub async fn up(
     }
 
     // 4. New containers: records, addresses, namespaces and links, before any starts.
+    // Keyed by container name; every container that stays, old or new.
     let mut all: BTreeMap<String, ContainerRecord> = BTreeMap::new();
+    let mut fresh: BTreeSet<String> = BTreeSet::new();
     for a in &actions {
         match a {
-            Action::Keep { service, container } | Action::Start { service, container } => {
+            Action::Remove { .. } => {}
+            Action::Keep { container, .. } | Action::Start { container, .. } => {
                 if let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container) {
-                    all.insert(service.clone(), c.clone());
+                    all.insert(c.name.clone(), c.clone());
                 }
             }
-            Action::Create { service } | Action::Recreate { service, .. } => {
+            Action::Create { service, number }
+            | Action::Recreate {
+                service, number, ..
+            } => {
                 let svc = &project.services[service];
-                let mut rec = record(project, svc, 1, &images[service], &volume_dirs)?;
-                for (key, sn) in &svc.networks {
-                    let n = &networks[key];
-                    let ip = network::allocator(paths, n)
-                        .allocate(&rec.id)
-                        .with_context(|| format!("network {}", n.name))?;
-                    let mut aliases = vec![service.clone()];
-                    aliases.extend(sn.aliases.iter().cloned());
-                    rec.networks.push(NetworkAttachment {
-                        network: n.name.clone(),
-                        ip,
-                        host_ifname: format!(
-                            "vb{}",
-                            short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
-                        ),
-                        ifname: format!("eth{}", rec.networks.len()),
-                        aliases,
-                    });
-                }
-                // Record first: from here on `down` can find and undo it.
-                rec.save(paths)?;
-                let netns = paths.netns(&rec.id);
-                crate::net::create_netns(&netns)?;
-                for att in &rec.networks {
-                    let n = networks
-                        .values()
-                        .find(|n| n.name == att.network)
-                        .ok_or_else(|| anyhow!("network {} vanished", att.network))?;
-                    host.attach(&netns, n, att.ip, &att.host_ifname, &att.ifname)
-                        .await?;
-                }
-                all.insert(service.clone(), rec);
+                let mut rec = record(project, svc, *number, &images[service], &volume_dirs)?;
+                materialize(paths, &host, &mut rec, svc, &networks).await?;
+                fresh.insert(rec.name.clone());
+                all.insert(rec.name.clone(), rec);
             }
         }
     }
@@ -243,9 +310,8 @@ pub async fn up(
             .map(|n| n.gateway)
     };
     let resolv = resolv_conf();
-    for (service, rec) in &all {
-        let fresh = creating.contains(service.as_str());
-        if fresh {
+    for (name, rec) in &all {
+        if fresh.contains(name) {
             runtime::prepare(paths, rec, &with_own(&hosts, rec, gateway(rec)), &resolv)?;
             progress.event("Container", &rec.name, "Created");
         } else {
@@ -260,11 +326,18 @@ pub async fn up(
     // 5. Start each service once its dependencies' conditions hold.
     let to_start: BTreeSet<String> = actions
         .iter()
+        .filter(|a| a.starts())
         .filter_map(|a| match a {
-            Action::Keep { .. } => None,
-            Action::Start { service, .. }
-            | Action::Create { service }
-            | Action::Recreate { service, .. } => Some(service.clone()),
+            Action::Start { container, .. } => Some(container.clone()),
+            Action::Create { service, number }
+            | Action::Recreate {
+                service, number, ..
+            } => Some(container_name(
+                &project.name,
+                &project.services[service],
+                *number,
+            )),
+            _ => None,
         })
         .collect();
     let start_one = |rec: &ContainerRecord| -> Result<()> {
@@ -283,6 +356,102 @@ pub async fn up(
                 if healthy { "Healthy" } else { "Ready" },
             );
         }
+    }
+    Ok(())
+}
+
+/// Makes the project's named volumes and networks exist; returns the volume directories and
+/// the networks, both keyed as in the compose file.
+pub async fn ensure_resources(
+    paths: &Paths,
+    host: &crate::net::NetHost,
+    project: &Project,
+    progress: &dyn Progress,
+) -> Result<(
+    BTreeMap<String, PathBuf>,
+    BTreeMap<String, crate::net::BridgeNetwork>,
+)> {
+    let mut volume_dirs = BTreeMap::new();
+    for (key, vol) in &project.volumes {
+        let host_name = vol
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}_{key}", project.name));
+        let mut l = vol.labels.clone();
+        if !vol.external {
+            l.insert(labels::PROJECT.into(), project.name.clone());
+            l.insert(labels::VOLUME.into(), key.clone());
+        }
+        let (dir, created) = volume::ensure(paths, &host_name, &l)?;
+        if created {
+            progress.event("Volume", &host_name, "Created");
+        }
+        volume_dirs.insert(key.clone(), dir);
+    }
+    let mut networks = BTreeMap::new();
+    for (key, net) in &project.networks {
+        if let Some(d) = net.driver.as_deref()
+            && d != "bridge"
+        {
+            bail!("network {key}: driver {d:?} is not supported (only \"bridge\")");
+        }
+        let host_name = net
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}_{key}", project.name));
+        let mut l = net.labels.clone();
+        l.insert(labels::PROJECT.into(), project.name.clone());
+        l.insert(labels::NETWORK.into(), key.clone());
+        let (n, created) = network::ensure(paths, host, &host_name, net.internal, &l).await?;
+        if created {
+            progress.event("Network", &host_name, "Created");
+        }
+        networks.insert(key.clone(), n);
+    }
+
+    Ok((volume_dirs, networks))
+}
+
+/// Gives a new container record its addresses, saves it (from then on `down` can find and undo
+/// it), and creates its network namespace attached to the service's networks.
+pub async fn materialize(
+    paths: &Paths,
+    host: &crate::net::NetHost,
+    rec: &mut ContainerRecord,
+    svc: &crate::compose::Service,
+    networks: &BTreeMap<String, crate::net::BridgeNetwork>,
+) -> Result<()> {
+    let service = &svc.name;
+    for (key, sn) in &svc.networks {
+        let n = networks
+            .get(key)
+            .ok_or_else(|| anyhow!("service {service:?}: network {key:?} was not created"))?;
+        let ip = network::allocator(paths, n)
+            .allocate(&rec.id)
+            .with_context(|| format!("network {}", n.name))?;
+        let mut aliases = vec![service.clone()];
+        aliases.extend(sn.aliases.iter().cloned());
+        rec.networks.push(NetworkAttachment {
+            network: n.name.clone(),
+            ip,
+            host_ifname: format!(
+                "vb{}",
+                short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
+            ),
+            ifname: format!("eth{}", rec.networks.len()),
+            aliases,
+        });
+    }
+    rec.save(paths)?;
+    let netns = paths.netns(&rec.id);
+    crate::net::create_netns(&netns)?;
+    for att in &rec.networks {
+        let n = networks
+            .values()
+            .find(|n| n.name == att.network)
+            .ok_or_else(|| anyhow!("network {} vanished", att.network))?;
+        host.attach(&netns, n, att.ip, &att.host_ifname, &att.ifname)
+            .await?;
     }
     Ok(())
 }
@@ -309,7 +478,7 @@ pub fn port_mappings(rec: &ContainerRecord, bound: &[u16]) -> Vec<PortMapping> {
         .collect()
 }
 
-fn publish(host: &crate::net::NetHost, rec: &ContainerRecord, bound: &[u16]) -> Result<()> {
+pub fn publish(host: &crate::net::NetHost, rec: &ContainerRecord, bound: &[u16]) -> Result<()> {
     let maps = port_mappings(rec, bound);
     if !maps.is_empty() {
         host.publish(&maps)
@@ -357,7 +526,7 @@ fn check_ports(
 }
 
 /// `/etc/hosts` entries for every container of the project: its name, service and aliases.
-fn hosts_file<'a>(recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
+pub fn hosts_file<'a>(recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
     let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for r in recs {
         for n in &r.networks {
@@ -370,7 +539,7 @@ fn hosts_file<'a>(recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
 }
 
 /// The shared hosts file plus the container's own hostname line.
-fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Addr>) -> String {
+pub fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Addr>) -> String {
     let own = match rec.networks.first() {
         Some(n) => format!("{}\t{}\n", n.ip, rec.hostname),
         None => String::new(),
@@ -379,7 +548,7 @@ fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Ad
 }
 
 /// The host's resolvers, minus loopback ones (unreachable from a container).
-fn resolv_conf() -> String {
+pub fn resolv_conf() -> String {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     host.lines()
         .filter(|l| {
