@@ -264,3 +264,89 @@ pub async fn remove(paths: &Paths, host: &NetHost, n: &BridgeNetwork) -> Result<
     }
     Ok(())
 }
+
+/// Joins a (running or stopped) container to a network: an address, a veth into its
+/// namespace, and its record updated, which its resolver and its peers' read at their next
+/// query. `berth network connect`.
+pub async fn connect(
+    paths: &Paths,
+    host: &NetHost,
+    rec: &mut crate::engine::container::ContainerRecord,
+    n: &BridgeNetwork,
+    ip: Option<std::net::Ipv4Addr>,
+    aliases: &[String],
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if rec.networks.iter().any(|a| a.network == n.name) {
+        anyhow::bail!(
+            "container {} is already connected to network {}",
+            rec.name,
+            n.name
+        );
+    }
+    let alloc = allocator(paths, n);
+    let ip = match ip {
+        Some(ip) => {
+            alloc.allocate_static(&rec.id, ip)?;
+            ip
+        }
+        None => alloc.allocate(&rec.id)?,
+    };
+    let mut names: Vec<String> = rec.service().map(String::from).into_iter().collect();
+    names.extend(aliases.iter().cloned());
+    let used: Vec<&str> = rec.networks.iter().map(|a| a.ifname.as_str()).collect();
+    let ifname = (0..)
+        .map(|i| format!("eth{i}"))
+        .find(|n| !used.contains(&n.as_str()))
+        .expect("an unused ethN exists");
+    let att = crate::engine::container::NetworkAttachment {
+        network: n.name.clone(),
+        ip,
+        host_ifname: format!(
+            "vb{}",
+            short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
+        ),
+        ifname,
+        aliases: names,
+    };
+    rec.networks.push(att.clone());
+    rec.save(paths)?;
+    touch_containers(paths);
+    host.ensure_network(n).await?;
+    host.attach(&paths.netns(&rec.id), n, ip, &att.host_ifname, &att.ifname)
+        .await
+        .with_context(|| format!("connecting {} to {}", rec.name, n.name))?;
+    Ok(())
+}
+
+/// Takes a container off a network: the veth goes, the address is released, the record no
+/// longer names the network. `berth network disconnect`.
+pub async fn disconnect(
+    paths: &Paths,
+    host: &NetHost,
+    rec: &mut crate::engine::container::ContainerRecord,
+    network: &str,
+) -> anyhow::Result<()> {
+    let Some(i) = rec.networks.iter().position(|a| a.network == network) else {
+        anyhow::bail!(
+            "container {} is not connected to network {network}",
+            rec.name
+        );
+    };
+    let att = rec.networks.remove(i);
+    host.detach(&att.host_ifname).await?;
+    if let Some(r) = load(paths, network)? {
+        allocator(paths, &r.network).release(&rec.id)?;
+    }
+    rec.save(paths)?;
+    touch_containers(paths);
+    Ok(())
+}
+
+/// The resolvers re-read the container records when their directory's mtime changes: a new
+/// attachment is answered at the next query, not after the resolvers' cache expires.
+fn touch_containers(paths: &Paths) {
+    if let Ok(d) = std::fs::File::open(paths.containers()) {
+        let _ = d.set_modified(std::time::SystemTime::now());
+    }
+}
