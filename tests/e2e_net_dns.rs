@@ -208,6 +208,27 @@ fn networks_isolate_and_names_resolve_per_network() {
     let gw = net.exec("a", &["ip", "route"]).1;
     assert!(gw.contains("default"), "{gw}");
 
+    // connect and disconnect a running container: names and reachability follow at once.
+    let ok = |args: &[&str]| {
+        let out = net.berth(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    };
+    ok(&[
+        "network",
+        "connect",
+        "--alias",
+        "late",
+        "netdns_back",
+        "netdns-a-1",
+    ]);
+    let a_back = net.ip("a", "back");
+    assert_eq!(net.lookup("b", "late"), [a_back]);
+    assert_eq!(net.lookup("a", "b"), [net.ip("b", "back")]);
+    assert_eq!(net.get("b", "late").as_deref(), Some("a"));
+    ok(&["network", "disconnect", "netdns_back", "netdns-a-1"]);
+    assert!(net.lookup("b", "late").is_empty());
+    assert_eq!(net.get("b", &a_back.to_string()), None);
+
     let down = net.berth(&["down", "-t", "0"]);
     assert!(down.status.success(), "{}", text(&down.stderr));
 }

@@ -77,6 +77,12 @@ services:
     );
     assert!(std::net::UdpSocket::bind(("0.0.0.0", udp)).is_err(), "held");
 
+    // IPv6 loopback, through the shim's proxy: ports on every address, not 127.0.0.1-only ones.
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        assert_eq!(get(&format!("[::1]:{range}")).as_deref(), Some("web"));
+        assert_eq!(get(&format!("[::1]:{lo}")), None);
+    }
+
     // A random host port.
     let rnd = env.ok(&["port", "rnd", "8080"]);
     let rnd_port: u16 = rnd

@@ -87,6 +87,25 @@ pub enum NetworkCommand {
     Rm { names: Vec<String> },
     /// Display detailed information on one or more networks (JSON).
     Inspect { names: Vec<String> },
+    /// Connect a container to a network.
+    Connect {
+        /// Add a network-scoped alias for the container.
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// IPv4 address.
+        #[arg(long)]
+        ip: Option<std::net::Ipv4Addr>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network.
+    Disconnect {
+        /// Accepted for compatibility.
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
     /// Remove all networks no container uses.
     Prune {
         /// Do not prompt for confirmation (berth never prompts).
@@ -113,6 +132,14 @@ fn users(paths: &Paths) -> Result<BTreeMap<String, Vec<String>>> {
         }
     }
     Ok(out)
+}
+
+/// A container by name or id prefix.
+fn find_container(paths: &Paths, name: &str) -> Result<crate::engine::container::ContainerRecord> {
+    crate::engine::container::list(paths)?
+        .into_iter()
+        .find(|c| c.name == name || (name.len() >= 4 && c.id.starts_with(name)))
+        .with_context(|| format!("no such container: {name}"))
 }
 
 pub fn network(paths: &Paths, cmd: NetworkCommand) -> Result<i32> {
@@ -218,6 +245,28 @@ pub fn network(paths: &Paths, cmd: NetworkCommand) -> Result<i32> {
                 }));
             }
             output::data(&serde_json::to_string_pretty(&all)?);
+        }
+        NetworkCommand::Connect {
+            aliases,
+            ip,
+            network: name,
+            container,
+        } => {
+            let Some(r) = network::load(paths, &name)? else {
+                bail!("network {name} not found");
+            };
+            let mut rec = find_container(paths, &container)?;
+            runtime()?.block_on(network::connect(
+                paths, &host, &mut rec, &r.network, ip, &aliases,
+            ))?;
+        }
+        NetworkCommand::Disconnect {
+            force: _,
+            network: name,
+            container,
+        } => {
+            let mut rec = find_container(paths, &container)?;
+            runtime()?.block_on(network::disconnect(paths, &host, &mut rec, &name))?;
         }
         NetworkCommand::Prune { force: _ } => {
             let used = users(paths)?;

@@ -59,6 +59,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
     state.ports = ports.clone();
     // The resolver at 127.0.0.11, bound before the container starts so its first query works.
     let mut dns = resolver(paths, &rec);
+    proxy_loopback6(&rec, &ports);
     let log_path = paths.container(id).join(logs::LOG_FILE);
     let policy = rec.supervision.restart;
     let mut backoff = Duration::from_millis(100);
@@ -347,6 +348,22 @@ fn reserve(rec: &ContainerRecord) -> Result<(Vec<OwnedFd>, Vec<u16>)> {
         ports.push(port);
     }
     Ok((held, ports))
+}
+
+/// Ports published on every address are also served on `[::1]` by a userland proxy (kernel
+/// DNAT cannot take IPv6 to an IPv4 container). A host without IPv6 loopback simply has none.
+fn proxy_loopback6(rec: &ContainerRecord, bound: &[u16]) {
+    let Some(ip) = rec.networks.first().map(|n| n.ip) else {
+        return;
+    };
+    for (p, port) in rec.ports.iter().zip(bound) {
+        if p.host_ip.is_none() && p.protocol == "tcp" {
+            let target = std::net::SocketAddr::from((ip, p.container_port));
+            if let Err(e) = crate::net::proxy::serve_loopback6(*port, target) {
+                tracing::debug!("no [::1]:{port} for {}: {e}", rec.name);
+            }
+        }
+    }
 }
 
 /// Starts the container's resolver, when it has a network. A failure is logged to the state's

@@ -88,12 +88,43 @@ pub struct Peer {
     pub networks: Vec<(String, Ipv4Addr, Vec<String>)>,
 }
 
-/// Lowercase names without the trailing dot, to every address they have.
-pub type Names = HashMap<String, Vec<Ipv4Addr>>;
+/// What one container may resolve.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    /// Lowercase names without the trailing dot, to every address they have.
+    pub a: HashMap<String, Vec<Ipv4Addr>>,
+    /// `d.c.b.a.in-addr.arpa` to `<container name>.<network>`, as Docker answers reverse
+    /// lookups.
+    pub ptr: HashMap<String, String>,
+}
+
+impl Names {
+    pub fn get(&self, name: &str) -> Option<&Vec<Ipv4Addr>> {
+        self.a.get(name)
+    }
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.a.contains_key(name)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.a.is_empty()
+    }
+}
+
+impl std::ops::Index<&str> for Names {
+    type Output = Vec<Ipv4Addr>;
+    fn index(&self, name: &str) -> &Vec<Ipv4Addr> {
+        &self.a[name]
+    }
+}
+
+fn reverse_name(ip: Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+}
 
 /// The names `asker` may resolve: those of peers on a network it is on.
 pub fn names_for(asker: &str, peers: &[Peer]) -> Names {
-    let mut out = Names::new();
+    let mut out = Names::default();
     let Some(me) = peers.iter().find(|p| p.id == asker) else {
         return out;
     };
@@ -103,11 +134,13 @@ pub fn names_for(asker: &str, peers: &[Peer]) -> Names {
                 continue;
             }
             let short = &p.id[..p.id.len().min(12)];
+            out.ptr
+                .insert(reverse_name(*ip), format!("{}.{net}", p.name));
             for name in [p.name.as_str(), short]
                 .into_iter()
                 .chain(aliases.iter().map(String::as_str))
             {
-                let ips = out.entry(name.to_ascii_lowercase()).or_default();
+                let ips = out.a.entry(name.to_ascii_lowercase()).or_default();
                 if !ips.contains(ip) {
                     ips.push(*ip);
                 }
@@ -153,6 +186,20 @@ pub fn resolve(query: &[u8], names: &Names, forward: bool) -> Reply {
         .to_ascii()
         .trim_end_matches('.')
         .to_ascii_lowercase();
+    if let Some(target) = names.ptr.get(&key)
+        && q.query_class() == DNSClass::IN
+        && let Ok(target) = Name::from_ascii(format!("{target}."))
+    {
+        resp.metadata.authoritative = true;
+        if q.query_type() == RecordType::PTR {
+            resp.add_answer(Record::from_rdata(
+                q.name().clone(),
+                TTL,
+                RData::PTR(hickory_proto::rr::rdata::PTR(target)),
+            ));
+        }
+        return encode(&resp);
+    }
     match names.get(&key) {
         Some(ips) if q.query_class() == DNSClass::IN => {
             resp.metadata.authoritative = true;
@@ -450,6 +497,32 @@ mod tests {
         let names = names_for("aaaa", &peers());
         let (code, ips) = answers(resolve(&query("front", RecordType::AAAA), &names, true));
         assert_eq!((code, ips.len()), (ResponseCode::NoError, 0));
+    }
+
+    #[test]
+    fn reverse_lookups_name_the_container_on_its_network() {
+        let names = names_for("aaaa", &peers());
+        let Reply::Answer(bytes) = resolve(
+            &query("3.1.0.10.in-addr.arpa.", RecordType::PTR),
+            &names,
+            true,
+        ) else {
+            panic!("no answer")
+        };
+        let m = Message::from_vec(&bytes).unwrap();
+        match &m.answers[0].data {
+            RData::PTR(p) => assert_eq!(p.0.to_ascii(), "p-app-1.p_front."),
+            other => panic!("{other:?}"),
+        }
+        // An address on a network the asker is not on is not ours to answer.
+        assert_eq!(
+            resolve(
+                &query("3.2.0.10.in-addr.arpa.", RecordType::PTR),
+                &names,
+                true
+            ),
+            Reply::Forward
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod ipam;
 mod link;
 pub mod netns;
 pub mod ports;
+pub mod proxy;
 
 pub use error::NetError;
 pub use ipam::{AddressAllocator, SubnetStore, default_pool, host_routes, pick_subnet};

@@ -264,3 +264,169 @@ pub async fn remove(paths: &Paths, host: &NetHost, n: &BridgeNetwork) -> Result<
     }
     Ok(())
 }
+
+/// Joins a (running or stopped) container to a network: an address, a veth into its
+/// namespace, and its record updated, which its resolver and its peers' read at their next
+/// query. `berth network connect`.
+pub async fn connect(
+    paths: &Paths,
+    host: &NetHost,
+    rec: &mut crate::engine::container::ContainerRecord,
+    n: &BridgeNetwork,
+    ip: Option<std::net::Ipv4Addr>,
+    aliases: &[String],
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if rec.networks.iter().any(|a| a.network == n.name) {
+        anyhow::bail!(
+            "container {} is already connected to network {}",
+            rec.name,
+            n.name
+        );
+    }
+    let alloc = allocator(paths, n);
+    let ip = match ip {
+        Some(ip) => {
+            alloc.allocate_static(&rec.id, ip)?;
+            ip
+        }
+        None => alloc.allocate(&rec.id)?,
+    };
+    let mut names: Vec<String> = rec.service().map(String::from).into_iter().collect();
+    names.extend(aliases.iter().cloned());
+    let used: Vec<&str> = rec.networks.iter().map(|a| a.ifname.as_str()).collect();
+    let ifname = (0..)
+        .map(|i| format!("eth{i}"))
+        .find(|n| !used.contains(&n.as_str()))
+        .expect("an unused ethN exists");
+    let att = crate::engine::container::NetworkAttachment {
+        network: n.name.clone(),
+        ip,
+        host_ifname: format!(
+            "vb{}",
+            short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
+        ),
+        ifname,
+        aliases: names,
+    };
+    rec.networks.push(att.clone());
+    rec.save(paths)?;
+    touch_containers(paths);
+    host.ensure_network(n).await?;
+    host.attach(&paths.netns(&rec.id), n, ip, &att.host_ifname, &att.ifname)
+        .await
+        .with_context(|| format!("connecting {} to {}", rec.name, n.name))?;
+    Ok(())
+}
+
+/// Takes a container off a network: the veth goes, the address is released, the record no
+/// longer names the network. `berth network disconnect`.
+pub async fn disconnect(
+    paths: &Paths,
+    host: &NetHost,
+    rec: &mut crate::engine::container::ContainerRecord,
+    network: &str,
+) -> anyhow::Result<()> {
+    let Some(i) = rec.networks.iter().position(|a| a.network == network) else {
+        anyhow::bail!(
+            "container {} is not connected to network {network}",
+            rec.name
+        );
+    };
+    let att = rec.networks.remove(i);
+    host.detach(&att.host_ifname).await?;
+    if let Some(r) = load(paths, network)? {
+        allocator(paths, &r.network).release(&rec.id)?;
+    }
+    rec.save(paths)?;
+    touch_containers(paths);
+    Ok(())
+}
+
+/// The resolvers re-read the container records when their directory's mtime changes: a new
+/// attachment is answered at the next query, not after the resolvers' cache expires.
+fn touch_containers(paths: &Paths) {
+    if let Ok(d) = std::fs::File::open(paths.containers()) {
+        let _ = d.set_modified(std::time::SystemTime::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::{Ipam, IpamPool, Network};
+
+    fn with_pool(subnet: &str, gateway: Option<&str>, range: Option<&str>) -> Network {
+        Network {
+            ipam: Some(Ipam {
+                config: vec![IpamPool {
+                    subnet: Some(subnet.into()),
+                    gateway: gateway.map(Into::into),
+                    ip_range: range.map(Into::into),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn compose_network_options() {
+        let n = with_pool("10.9.0.0/24", Some("10.9.0.254"), Some("10.9.0.128/25"));
+        let s = NetworkSpec::from_compose("p_n", &n).unwrap();
+        assert_eq!(s.subnet, Some("10.9.0.0/24".parse().unwrap()));
+        assert_eq!(s.gateway, Some("10.9.0.254".parse().unwrap()));
+        assert_eq!(s.ip_range, Some("10.9.0.128/25".parse().unwrap()));
+        let mut n = Network::default();
+        n.driver_opts
+            .insert("com.docker.network.driver.mtu".into(), "1400".into());
+        n.driver_opts
+            .insert("com.docker.network.bridge.name".into(), "br-mine".into());
+        let s = NetworkSpec::from_compose("p_n", &n).unwrap();
+        assert_eq!((s.mtu, s.bridge.as_deref()), (Some(1400), Some("br-mine")));
+    }
+
+    #[test]
+    fn bad_network_options_say_what_is_wrong() {
+        let err = |n: Network| {
+            NetworkSpec::from_compose("p_n", &n)
+                .unwrap_err()
+                .to_string()
+        };
+        let overlay = Network {
+            driver: Some("overlay".into()),
+            ..Default::default()
+        };
+        assert!(err(overlay).contains("driver \"overlay\" is not supported"));
+        assert!(err(with_pool("10.9.0.0/24", Some("10.8.0.1"), None)).contains("not inside"));
+        assert!(err(with_pool("10.9.0.0/24", None, Some("10.8.0.0/25"))).contains("not inside"));
+        assert!(err(with_pool("nope", None, None)).contains("not an IPv4 subnet"));
+        let mut n = Network::default();
+        n.driver_opts
+            .insert("com.docker.network.driver.mtu".into(), "9".into());
+        assert!(err(n).contains("MTU"));
+        let mut n = Network::default();
+        n.driver_opts.insert("foo".into(), "1".into());
+        assert!(err(n).contains("driver option \"foo\" is not supported"));
+    }
+
+    #[test]
+    fn dynamic_addresses_come_from_the_ip_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = AddressAllocator::new(
+            dir.path().join("a.json"),
+            "10.9.0.0/24".parse().unwrap(),
+            "10.9.0.1".parse().unwrap(),
+        )
+        .with_range(Some("10.9.0.200/29".parse().unwrap()));
+        let ip = a.allocate("x").unwrap();
+        assert_eq!(ip, "10.9.0.201".parse::<std::net::Ipv4Addr>().unwrap());
+        // Static addresses may be anywhere in the subnet.
+        a.allocate_static("y", "10.9.0.5".parse().unwrap()).unwrap();
+        for i in 0..5 {
+            a.allocate(&format!("z{i}")).unwrap();
+        }
+        assert!(a.allocate("full").is_err(), "a /29 has 6 host addresses");
+    }
+}

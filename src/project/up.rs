@@ -244,6 +244,15 @@ pub async fn up(
     let host = net_host(paths);
     let (volume_dirs, networks) = ensure_resources(paths, &host, project, progress).await?;
 
+    // The running containers' published ports, again: their elements are gone if the ruleset
+    // was flushed behind our back (adding an element that exists is a no-op).
+    for (c, status) in &existing {
+        if *status == Status::Running && !c.ports.is_empty() {
+            let bound = c.state(paths).map(|s| s.ports).unwrap_or_default();
+            publish(&host, c, &bound)?;
+        }
+    }
+
     // 3. Old containers out.
     for a in &actions {
         if let Action::Recreate { container, .. } | Action::Remove { container, .. } = a
