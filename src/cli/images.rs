@@ -206,17 +206,7 @@ pub fn images(paths: &Paths, a: &ImagesArgs) -> Result<i32> {
             human_size(i.size),
         ]);
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        output::data(line.join("   ").trim_end());
-    }
+    output::table(&rows);
     Ok(0)
 }
 

@@ -14,6 +14,21 @@ pub fn note(line: &str) {
     eprintln!("{line}");
 }
 
+/// Prints rows as left-aligned columns three spaces apart, as docker's tables (stdout).
+pub fn table<const N: usize>(rows: &[[String; N]]) {
+    let widths: Vec<usize> = (0..N)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        data(line.join("   ").trim_end());
+    }
+}
+
 /// `error: …`, then each cause as `Caused by:`, then a hint where we have one.
 pub fn error(e: &anyhow::Error) {
     let style = console::Style::new().red().bold().for_stderr();

@@ -408,23 +408,7 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
                     ports_text(rec, &st.ports),
                 ]);
             }
-            let widths: Vec<usize> = (0..7)
-                .map(|i| {
-                    table
-                        .iter()
-                        .map(|r| r[i].chars().count())
-                        .max()
-                        .unwrap_or(0)
-                })
-                .collect();
-            for r in &table {
-                let line: Vec<String> = r
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                output::data(line.join("   ").trim_end());
-            }
+            output::table(&table);
         }
         f => bail!("unknown format {f:?}: use table or json"),
     }
