@@ -1,8 +1,11 @@
 //! Image commands: `images`, `image ls`, `image load`, `load`, `pull`, `push`, `tag`, `login`,
 //! `logout`.
-use super::output;
 use super::transfer::Reporter;
-use crate::engine::image::{ImageStore, Reference};
+use super::{Global, output};
+use crate::compose::Project;
+use crate::engine::build::commit::{self, NewImage};
+use crate::engine::image::dir_size;
+use crate::engine::image::{Filter, ImageStore, Reference, SaveFormat};
 use crate::engine::registry::login as login_check;
 use crate::engine::registry::{Credentials, Platform, RegistryConfig, RegistryError};
 use crate::state::Paths;
@@ -17,6 +20,71 @@ pub struct ImagesArgs {
     /// Format: table or json.
     #[arg(long, default_value = "table")]
     pub format: String,
+    /// Filter: dangling=true|false, label=KEY[=VALUE], reference=PATTERN; repeatable.
+    #[arg(long = "filter")]
+    pub filters: Vec<String>,
+    /// Show all images (the default; accepted for compatibility).
+    #[arg(short, long)]
+    pub all: bool,
+    /// The repository (and tag) to list, as a reference filter.
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SaveArgs {
+    /// Images: names, ids or id prefixes.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Write to a file, instead of STDOUT.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// docker-archive (Docker's manifest.json plus an OCI layout) or oci-archive.
+    #[arg(long, default_value = "docker-archive")]
+    pub format: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// A rootfs tarball (plain, gzip or zstd), or `-` for STDIN.
+    pub file: String,
+    /// The name of the new image.
+    pub reference: Option<String>,
+    /// A Dockerfile instruction applied to the image (CMD, ENV, …); repeatable.
+    #[arg(short, long = "change")]
+    pub changes: Vec<String>,
+    /// The commit message of the image's history.
+    #[arg(short, long)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CommitArgs {
+    /// The container: name, id or id prefix.
+    pub container: String,
+    /// The name of the new image.
+    pub reference: Option<String>,
+    /// Author (`Name <email>`).
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// A Dockerfile instruction applied to the image (CMD, ENV, …); repeatable.
+    #[arg(short, long = "change")]
+    pub changes: Vec<String>,
+    /// Commit message.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Accepted for compatibility: berth does not pause the container while committing.
+    #[arg(short, long)]
+    pub pause: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SystemCommand {
+    /// Show disk usage: images, containers, volumes, build cache.
+    Df {
+        /// Format: table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,19 +119,25 @@ pub enum ImageCommand {
     Rm(RmArgs),
     /// Remove unused images.
     Prune(PruneArgs),
+    /// Save images to a tar archive (STDOUT by default).
+    Save(SaveArgs),
+    /// Create an image from a rootfs tarball.
+    Import(ImportArgs),
 }
 
-pub fn image(paths: &Paths, c: ImageCommand) -> Result<i32> {
+pub fn image(paths: &Paths, g: &Global, c: ImageCommand) -> Result<i32> {
     match c {
         ImageCommand::Load(a) => load(paths, &a),
         ImageCommand::Ls(a) => images(paths, &a),
-        ImageCommand::Pull(a) => pull(paths, &a),
-        ImageCommand::Push(a) => push(paths, &a),
+        ImageCommand::Pull(a) => pull(paths, g, &a),
+        ImageCommand::Push(a) => push(paths, g, &a),
         ImageCommand::Tag(a) => tag(paths, &a),
         ImageCommand::Inspect(a) => inspect(paths, &a),
         ImageCommand::History(a) => history(paths, &a),
         ImageCommand::Rm(a) => rm(paths, &a),
         ImageCommand::Prune(a) => prune(paths, &a),
+        ImageCommand::Save(a) => save(paths, &a),
+        ImageCommand::Import(a) => import(paths, &a),
     }
 }
 
@@ -87,7 +161,16 @@ pub fn load(paths: &Paths, a: &LoadArgs) -> Result<i32> {
 
 pub fn images(paths: &Paths, a: &ImagesArgs) -> Result<i32> {
     let store = ImageStore::open(&paths.images())?;
-    let list = store.list()?;
+    let mut filters = a
+        .filters
+        .iter()
+        .map(|f| Filter::parse(f))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    if let Some(r) = &a.reference {
+        filters.push(Filter::Reference(r.clone()));
+    }
+    let list = store.list_filtered(&filters)?;
     if a.quiet {
         for i in &list {
             output::data(short_id(&i.id));
@@ -100,6 +183,7 @@ pub fn images(paths: &Paths, a: &ImagesArgs) -> Result<i32> {
                 &serde_json::json!({
                     "Repository": i.repository, "Tag": i.tag, "ID": short_id(&i.id),
                     "CreatedAt": i.created, "Size": human_size(i.size),
+                    "Containers": "N/A", "Digest": "<none>", "VirtualSize": human_size(i.size),
                 })
                 .to_string(),
             );
@@ -156,9 +240,15 @@ fn human_size(n: u64) -> String {
 
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {
-    /// Image references to pull (`busybox`, `localhost:5000/app:1`, `repo@sha256:…`).
-    #[arg(required = true)]
+    /// Image references to pull (`busybox`, `localhost:5000/app:1`, `repo@sha256:…`), or
+    /// services of the compose project (all of them when none is given).
     pub references: Vec<String>,
+    /// Project form: pull what can be pulled, report the failures, exit 0.
+    #[arg(long)]
+    pub ignore_pull_failures: bool,
+    /// Project form: also pull the services the named ones depend on.
+    #[arg(long)]
+    pub include_deps: bool,
     /// Platform of the image to pull from a multi-platform index (`linux/arm64`).
     #[arg(long)]
     pub platform: Option<String>,
@@ -172,8 +262,11 @@ pub struct PullArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
-    /// Image reference to push.
-    pub reference: String,
+    /// Image reference to push, or services of the compose project (all when none is given).
+    pub references: Vec<String>,
+    /// Project form: push what can be pushed, report the failures.
+    #[arg(long)]
+    pub ignore_push_failures: bool,
     /// Suppress progress output.
     #[arg(short, long)]
     pub quiet: bool,
@@ -219,8 +312,45 @@ fn multi_thread() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// The compose project when `args` are all its services (or empty and a compose file is
+/// found); `None` when they are image references.
+fn project_form(g: &Global, args: &[String]) -> Result<Option<Project>> {
+    let loaded = crate::compose::load(&super::project::load_options(g)?);
+    match loaded {
+        Ok(p) if args.iter().all(|a| p.services.contains_key(a)) => Ok(Some(p)),
+        Err(e) if args.is_empty() => Err(anyhow::Error::new(e)
+            .context("without image references, berth pull/push work on the compose project")),
+        _ => Ok(None),
+    }
+}
+
 /// `berth pull REF…` (also `image pull`): each reference in turn; the first failure stops.
-pub fn pull(paths: &Paths, a: &PullArgs) -> Result<i32> {
+/// Without references, or with service names: the project's service images.
+pub fn pull(paths: &Paths, g: &Global, a: &PullArgs) -> Result<i32> {
+    if let Some(p) = project_form(g, &a.references)? {
+        let store = ImageStore::open(&paths.images())?;
+        let opts = crate::project::pull::PullOptions {
+            services: a.references.clone(),
+            ignore_failures: a.ignore_pull_failures,
+            include_deps: a.include_deps,
+        };
+        let progress: &dyn crate::project::Progress = if a.quiet {
+            &crate::project::Quiet
+        } else {
+            &super::output::Plain
+        };
+        let failures = multi_thread()?.block_on(crate::project::pull::pull_project(
+            &p,
+            &store,
+            &RegistryConfig::from_env(),
+            &opts,
+            progress,
+        ))?;
+        for f in &failures {
+            output::note(&format!("warning: {f}"));
+        }
+        return Ok(0);
+    }
     let store = ImageStore::open(&paths.images())?;
     let platform = a
         .platform
@@ -263,19 +393,42 @@ pub fn pull(paths: &Paths, a: &PullArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// `berth push REF`.
-pub fn push(paths: &Paths, a: &PushArgs) -> Result<i32> {
+/// `berth push REF`; without a reference, or with service names, the images of the project's
+/// services that name one.
+pub fn push(paths: &Paths, g: &Global, a: &PushArgs) -> Result<i32> {
     let store = ImageStore::open(&paths.images())?;
     let config = RegistryConfig::from_env();
+    if let Some(p) = project_form(g, &a.references)? {
+        let progress: &dyn crate::project::Progress = if a.quiet {
+            &crate::project::Quiet
+        } else {
+            &super::output::Plain
+        };
+        let pushed = multi_thread()?.block_on(crate::project::pull::push_project(
+            &p,
+            &store,
+            &config,
+            &a.references,
+            a.ignore_push_failures,
+            progress,
+        ))?;
+        for r in pushed {
+            output::data(&r);
+        }
+        return Ok(0);
+    }
+    let [reference] = a.references.as_slice() else {
+        anyhow::bail!("berth push takes one image reference (or service names of the project)");
+    };
     let reporter = Reporter::new(a.quiet, a.progress == "plain");
-    let r = Reference::parse(&a.reference)
-        .with_context(|| format!("invalid reference {:?}", a.reference))?;
+    let r =
+        Reference::parse(reference).with_context(|| format!("invalid reference {reference:?}"))?;
     reporter.note(&format!(
         "The push refers to repository [{}]",
         r.repository()
     ));
     multi_thread()?
-        .block_on(store.push_with(&config, &a.reference, &reporter))
+        .block_on(store.push_with(&config, reference, &reporter))
         .map_err(with_hint)?;
     Ok(0)
 }
@@ -485,4 +638,183 @@ fn print_removed(r: &crate::engine::image::Removed) {
     for d in &r.deleted {
         output::data(&format!("Deleted: {d}"));
     }
+}
+
+/// `save` / `image save`: to `-o FILE` (written to a temp name, renamed when complete) or
+/// STDOUT, never to a terminal.
+pub fn save(paths: &Paths, a: &SaveArgs) -> Result<i32> {
+    let store = ImageStore::open(&paths.images())?;
+    let format = SaveFormat::parse(&a.format).with_context(|| {
+        format!(
+            "invalid --format {:?}: docker-archive or oci-archive",
+            a.format
+        )
+    })?;
+    match &a.output {
+        Some(path) => {
+            let tmp = path.with_extension(format!("partial-{}", std::process::id()));
+            let f = std::fs::File::create(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            let res = store.save(&a.images, format, std::io::BufWriter::new(f));
+            if let Err(e) = res {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+            std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => {
+            if console::Term::stdout().is_term() {
+                anyhow::bail!(
+                    "refusing to write an archive to a terminal: use -o FILE or redirect stdout"
+                );
+            }
+            // The archive is data for a pipe or file (a terminal was refused above).
+            store.save(&a.images, format, std::io::stdout().lock())?;
+        }
+    }
+    Ok(0)
+}
+
+/// `import FILE|- [REF]`.
+pub fn import(paths: &Paths, a: &ImportArgs) -> Result<i32> {
+    let opts = NewImage {
+        tags: a.reference.iter().cloned().collect(),
+        changes: a.changes.clone(),
+        message: a.message.clone(),
+        author: None,
+    };
+    let id = if a.file == "-" {
+        commit::import(paths, std::io::stdin().lock(), "stdin", &opts)?
+    } else {
+        let f = std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file))?;
+        commit::import(paths, f, &a.file, &opts)?
+    };
+    output::data(&id);
+    Ok(0)
+}
+
+/// `commit CONTAINER [REF]`: the container's changes as a layer on its image.
+pub fn commit(paths: &Paths, a: &CommitArgs) -> Result<i32> {
+    let all = crate::engine::container::list(paths)?;
+    let matches: Vec<_> = all
+        .iter()
+        .filter(|c| c.name == a.container || c.id.starts_with(&a.container))
+        .collect();
+    let rec = match matches.as_slice() {
+        [c] => *c,
+        [] => anyhow::bail!("no such container: {}", a.container),
+        _ => anyhow::bail!("container name or id prefix {:?} is ambiguous", a.container),
+    };
+    let opts = NewImage {
+        tags: a.reference.iter().cloned().collect(),
+        changes: a.changes.clone(),
+        message: a.message.clone(),
+        author: a.author.clone(),
+    };
+    let upper = rec.dir(paths).join("upper");
+    let id = commit::commit(paths, &upper, &rec.image_id, &opts)
+        .with_context(|| format!("committing container {}", rec.name))?;
+    output::data(&id);
+    Ok(0)
+}
+
+/// `system df`.
+pub fn system(paths: &Paths, c: &SystemCommand) -> Result<i32> {
+    let SystemCommand::Df { format } = c;
+    let store = ImageStore::open(&paths.images())?;
+    let containers = crate::engine::container::list(paths)?;
+    let used_images: std::collections::BTreeSet<&str> =
+        containers.iter().map(|c| c.image_id.as_str()).collect();
+    let records = store.records()?;
+    let mut ids = std::collections::BTreeMap::new();
+    for r in records.values() {
+        ids.insert(r.config.to_string(), r.size);
+    }
+    let images_size: u64 = ids.values().sum();
+    let images_active = ids
+        .keys()
+        .filter(|i| used_images.contains(i.as_str()))
+        .count();
+    let images_reclaim: u64 = ids
+        .iter()
+        .filter(|(i, _)| !used_images.contains(i.as_str()))
+        .map(|(_, s)| s)
+        .sum();
+    let mut c_size = 0;
+    let mut c_active = 0;
+    let mut c_reclaim = 0;
+    let mut used_volumes = std::collections::BTreeSet::new();
+    for c in &containers {
+        let size = dir_size(&c.dir(paths).join("upper"));
+        c_size += size;
+        if c.state(paths)
+            .is_ok_and(|s| s.status == crate::engine::container::Status::Running)
+        {
+            c_active += 1;
+            used_volumes.extend(c.mounts.iter().filter_map(|m| m.volume.clone()));
+        } else {
+            c_reclaim += size;
+        }
+    }
+    let volumes = crate::engine::volume::list(paths)?;
+    let mut v_size = 0;
+    let mut v_reclaim = 0;
+    for v in &volumes {
+        let size = dir_size(&paths.volumes().join(&v.name));
+        v_size += size;
+        if !used_volumes.contains(&v.name) {
+            v_reclaim += size;
+        }
+    }
+    let cache = paths.data.join("build-cache");
+    let cache_count = std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
+    let cache_size = dir_size(&cache);
+    let pct = |r: u64, t: u64| (r * 100).checked_div(t).unwrap_or(0);
+    let rows = [
+        (
+            "Images",
+            ids.len(),
+            images_active,
+            images_size,
+            images_reclaim,
+        ),
+        ("Containers", containers.len(), c_active, c_size, c_reclaim),
+        (
+            "Local Volumes",
+            volumes.len(),
+            used_volumes.len(),
+            v_size,
+            v_reclaim,
+        ),
+        ("Build Cache", cache_count, 0, cache_size, cache_size),
+    ];
+    if format == "json" {
+        for (t, n, active, size, reclaim) in rows {
+            output::data(
+                &serde_json::json!({
+                    "Type": t, "TotalCount": n, "Active": active, "Size": human_size(size),
+                    "Reclaimable": format!("{} ({}%)", human_size(reclaim), pct(reclaim, size)),
+                    "SizeBytes": size, "ReclaimableBytes": reclaim,
+                })
+                .to_string(),
+            );
+        }
+        return Ok(0);
+    }
+    output::data(&format!(
+        "{:<15}{:<12}{:<10}{:<12}{}",
+        "TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"
+    ));
+    for (t, n, active, size, reclaim) in rows {
+        output::data(&format!(
+            "{:<15}{:<12}{:<10}{:<12}{} ({}%)",
+            t,
+            n,
+            active,
+            human_size(size),
+            human_size(reclaim),
+            pct(reclaim, size)
+        ));
+    }
+    Ok(0)
 }

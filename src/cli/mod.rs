@@ -3,9 +3,13 @@
 //! Parsing is two-staged as in ripgrep: clap turns argv into `Cli`, then each command builds
 //! the settings it needs (paths, compose load options). stdout carries data only; progress,
 //! logs of berth itself and errors go to stderr through `output`.
+mod attach;
 mod build;
 pub mod config;
 mod images;
+mod inspect;
+mod lifecycle;
+mod logs;
 mod network;
 mod output;
 mod project;
@@ -43,6 +47,18 @@ pub struct Global {
     /// Alternate working directory (default: the folder of the first compose file).
     #[arg(long, value_name = "DIR")]
     pub project_directory: Option<PathBuf>,
+    /// Alternate environment files (replace the project's `.env`).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Profiles to enable.
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
+    /// Set type of progress output (auto, tty, plain, json, quiet).
+    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "tty", "plain", "json", "quiet"])]
+    pub progress: String,
+    /// Control when to print ANSI control characters ("never"|"always"|"auto").
+    #[arg(long, global = true, default_value = "auto", value_parser = ["never", "always", "auto"])]
+    pub ansi: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,11 +70,37 @@ pub enum Command {
     /// List containers.
     Ps(project::PsArgs),
     /// View output from containers.
-    Logs(project::LogsArgs),
+    Logs(logs::LogsArgs),
     /// Parse, resolve and render the compose file in canonical format.
     Config(config::ConfigArgs),
+    /// List running compose projects.
+    Ls(project::LsArgs),
+    /// Block until the first service container stops.
+    Wait(project::WaitArgs),
+    /// Run a one-off command on a service (or, outside a project, an image).
+    Run(project::RunArgs),
     /// Execute a command in a running container.
     Exec(project::ExecArgs),
+    /// Stop services.
+    Stop(lifecycle::StopArgs),
+    /// Start services.
+    Start(lifecycle::ServicesArgs),
+    /// Restart service containers.
+    Restart(lifecycle::StopArgs),
+    /// Force stop service containers.
+    Kill(lifecycle::KillArgs),
+    /// Removes stopped service containers.
+    Rm(lifecycle::RmArgs),
+    /// Pause services.
+    Pause(lifecycle::ServicesArgs),
+    /// Unpause services.
+    Unpause(lifecycle::ServicesArgs),
+    /// Display the running processes.
+    Top(lifecycle::ServicesArgs),
+    /// Copy files/folders between a service container and the local filesystem.
+    Cp(lifecycle::CpArgs),
+    /// Display detailed information on the project's containers (JSON).
+    Inspect(lifecycle::ServicesArgs),
     /// Print the public address of a port of a service.
     Port(network::PortArgs),
     /// Manage networks.
@@ -88,6 +130,15 @@ pub enum Command {
     Logout(images::LogoutArgs),
     /// Remove one or more images.
     Rmi(images::RmArgs),
+    /// Save images to a tar archive (STDOUT by default).
+    Save(images::SaveArgs),
+    /// Create an image from a rootfs tarball.
+    Import(images::ImportArgs),
+    /// Create a new image from a container's changes.
+    Commit(images::CommitArgs),
+    /// Manage berth: disk usage.
+    #[command(subcommand)]
+    System(images::SystemCommand),
     /// Show the berth version information.
     Version,
     /// Runs a container's shim (internal).
@@ -102,13 +153,17 @@ pub enum Command {
 }
 
 /// Options that take a value, so `compose` is found as the first positional word.
-const VALUE_OPTIONS: [&str; 6] = [
+const VALUE_OPTIONS: [&str; 10] = [
     "--root",
     "-f",
     "--file",
     "-p",
     "--project-name",
     "--project-directory",
+    "--env-file",
+    "--profile",
+    "--progress",
+    "--ansi",
 ];
 
 /// `berth compose <cmd>` is `berth <cmd>`: drop the first positional `compose`.
@@ -146,6 +201,18 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let paths = crate::state::Paths::new(cli.global.root.as_deref());
+    match cli.global.ansi.as_str() {
+        "never" => console::set_colors_enabled(false),
+        "always" => console::set_colors_enabled(true),
+        _ if std::env::var_os("NO_COLOR").is_some() => console::set_colors_enabled(false),
+        _ => {}
+    }
+    // Processes that enter containers run from a read-only mount of berth (CVE-2019-5736).
+    if matches!(cli.command, Command::Shim { .. } | Command::Exec(_))
+        && let Err(e) = crate::sys::exeseal::ensure_sealed()
+    {
+        tracing::warn!("cannot protect /proc/self/exe with a read-only mount: {e}");
+    }
     match cli.command {
         Command::Shim { data, run, id } => Ok(crate::engine::shim::main(
             &crate::state::Paths { data, run },
@@ -156,21 +223,38 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Images(a) => images::images(&paths, &a),
-        Command::Image(c) => images::image(&paths, c),
+        Command::Image(c) => images::image(&paths, &cli.global, c),
         Command::Load(a) => images::load(&paths, &a),
-        Command::Build(a) => build::build(&paths, &a),
+        Command::Build(a) => build::build(&paths, &cli.global, &a),
         Command::Builder(c) => build::builder(&paths, &c),
-        Command::Pull(a) => images::pull(&paths, &a),
-        Command::Push(a) => images::push(&paths, &a),
+        Command::Pull(a) => images::pull(&paths, &cli.global, &a),
+        Command::Push(a) => images::push(&paths, &cli.global, &a),
         Command::Tag(a) => images::tag(&paths, &a),
         Command::Login(a) => images::login(&a),
         Command::Logout(a) => images::logout(&a),
         Command::Rmi(a) => images::rm(&paths, &a),
+        Command::Save(a) => images::save(&paths, &a),
+        Command::Import(a) => images::import(&paths, &a),
+        Command::Commit(a) => images::commit(&paths, &a),
+        Command::System(c) => images::system(&paths, &c),
         Command::Up(a) => project::up(&paths, &cli.global, &a),
         Command::Down(a) => project::down(&paths, &cli.global, &a),
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),
         Command::Logs(a) => project::logs(&paths, &cli.global, &a),
         Command::Exec(a) => project::exec(&paths, &cli.global, &a),
+        Command::Run(a) => project::run(&paths, &cli.global, &a),
+        Command::Ls(a) => project::ls(&paths, &a),
+        Command::Wait(a) => project::wait(&paths, &cli.global, &a),
+        Command::Stop(a) => lifecycle::stop(&paths, &cli.global, &a),
+        Command::Start(a) => lifecycle::start(&paths, &cli.global, &a),
+        Command::Restart(a) => lifecycle::restart(&paths, &cli.global, &a),
+        Command::Kill(a) => lifecycle::kill(&paths, &cli.global, &a),
+        Command::Rm(a) => lifecycle::rm(&paths, &cli.global, &a),
+        Command::Pause(a) => lifecycle::pause(&paths, &cli.global, &a, true),
+        Command::Unpause(a) => lifecycle::pause(&paths, &cli.global, &a, false),
+        Command::Top(a) => lifecycle::top(&paths, &cli.global, &a),
+        Command::Cp(a) => lifecycle::cp(&paths, &cli.global, &a),
+        Command::Inspect(a) => lifecycle::inspect(&paths, &cli.global, &a),
         Command::Port(a) => network::port(&paths, &cli.global, &a),
         Command::Network(c) => network::network(&paths, c),
         Command::Config(a) => config::run(&a, project::load_options(&cli.global)?),

@@ -64,6 +64,26 @@ fn hint(e: &anyhow::Error) -> Option<String> {
 /// Plain progress lines, as `docker compose --progress plain` prints them.
 pub struct Plain;
 
+/// `--progress json`: one JSON object per event on stderr.
+pub struct Json;
+
+impl crate::project::Progress for Json {
+    fn event(&self, kind: &str, name: &str, status: &str) {
+        let v = serde_json::json!({"id": name, "type": kind, "status": status});
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{v}");
+    }
+}
+
+/// The reporter for `--progress MODE` (`auto`, `tty` and `plain` print plain lines for now).
+pub fn progress(mode: &str) -> &'static dyn crate::project::Progress {
+    match mode {
+        "json" => &Json,
+        "quiet" => &crate::project::Quiet,
+        _ => &Plain,
+    }
+}
+
 impl crate::project::Progress for Plain {
     fn event(&self, kind: &str, name: &str, status: &str) {
         let mut err = std::io::stderr().lock();

@@ -1,10 +1,10 @@
 //! Project commands: `up`, `down`, `ps`, `logs`.
 use super::Global;
-use super::output::{self, Plain};
+use super::output;
 use crate::compose::{LoadOptions, Project};
 use crate::engine::container::{ContainerRecord, Status};
 use crate::engine::logs;
-use crate::project::Progress;
+use crate::project::pull::{BuildMode, PullPolicy};
 use crate::project::{self, down::DownOptions, up::UpOptions};
 use crate::state::Paths;
 use anyhow::{Context, Result, bail};
@@ -26,6 +26,54 @@ pub struct UpArgs {
     /// Maximum duration in seconds to wait for the project to be running|healthy.
     #[arg(long)]
     pub wait_timeout: Option<u64>,
+    /// Pull images before running: always, missing, never (default: each service's pull_policy).
+    #[arg(long, value_parser = ["always", "missing", "never", "build"])]
+    pub pull: Option<String>,
+    /// Build images before starting containers.
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Don't build an image, even if it's missing.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Scale SERVICE to NUM instances (overrides `scale` and `deploy.replicas`).
+    #[arg(long, value_name = "SERVICE=NUM")]
+    pub scale: Vec<String>,
+    /// Remove containers for services not defined in the Compose file.
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Execute command in dry run mode: print the plan, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Don't start linked services.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Stops all containers if any container was stopped. Incompatible with -d.
+    #[arg(long)]
+    pub abort_on_container_exit: bool,
+    /// Stops all containers if any container exited with failure. Incompatible with -d.
+    #[arg(long)]
+    pub abort_on_container_failure: bool,
+    /// Return the exit code of the selected service container. Implies --abort-on-container-exit.
+    #[arg(long, value_name = "SERVICE")]
+    pub exit_code_from: Option<String>,
+    /// Services to start (and their dependencies); all by default.
+    pub services: Vec<String>,
+}
+
+/// `--scale web=3` → {"web": 3}.
+fn parse_scale(items: &[String]) -> Result<std::collections::BTreeMap<String, u32>> {
+    items
+        .iter()
+        .map(|i| {
+            let (s, n) = i
+                .split_once('=')
+                .with_context(|| format!("invalid --scale {i:?}: use SERVICE=NUM"))?;
+            let n: u32 = n
+                .parse()
+                .with_context(|| format!("invalid --scale {i:?}: NUM must be a number"))?;
+            Ok((s.to_string(), n))
+        })
+        .collect()
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,21 +100,15 @@ pub struct PsArgs {
     /// Display services.
     #[arg(long)]
     pub services: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct LogsArgs {
-    /// Follow log output.
-    #[arg(short, long)]
-    pub follow: bool,
-    /// Show timestamps.
-    #[arg(short, long)]
-    pub timestamps: bool,
-    /// Produce monochrome output... and no prefix.
+    /// Filter by status: created, restarting, running, removing, paused, exited, dead.
     #[arg(long)]
-    pub no_log_prefix: bool,
-    /// Services to show (all by default).
-    pub services: Vec<String>,
+    pub status: Vec<String>,
+    /// Filter by a property (`status=running`, `service=web`).
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// Services to list (all by default).
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
 }
 
 pub fn load_options(g: &Global) -> Result<LoadOptions> {
@@ -76,6 +118,8 @@ pub fn load_options(g: &Global) -> Result<LoadOptions> {
         project_directory: g.project_directory.clone(),
         working_dir: std::env::current_dir().context("reading the current directory")?,
         env: std::env::vars().collect(),
+        env_files: g.env_files.clone(),
+        profiles: g.profiles.clone(),
         ..Default::default()
     })
 }
@@ -97,7 +141,7 @@ pub(super) fn project_name(g: &Global) -> Result<String> {
     Ok(load(g)?.name)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -106,47 +150,95 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     let project = load(g)?;
+    check_up_flags(a, &project)?;
     let opts = UpOptions {
         timeout: a.timeout.map(Duration::from_secs),
         wait: a.wait,
         wait_timeout: a.wait_timeout.map(Duration::from_secs),
+        pull: a
+            .pull
+            .as_deref()
+            .map(PullPolicy::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        build: if a.build {
+            BuildMode::Always
+        } else if a.no_build {
+            BuildMode::Never
+        } else {
+            BuildMode::Missing
+        },
+        scale: parse_scale(&a.scale)?,
+        remove_orphans: a.remove_orphans
+            || std::env::var("COMPOSE_REMOVE_ORPHANS").is_ok_and(|v| v == "1" || v == "true"),
+        dry_run: a.dry_run,
+        services: project::up::with_dependencies(&project, &a.services, a.no_deps)?,
     };
-    runtime()?.block_on(project::up::up(paths, &project, &opts, &Plain))?;
+    runtime()?.block_on(project::up::up(
+        paths,
+        &project,
+        &opts,
+        output::progress(&g.progress),
+    ))?;
     if a.detach || a.wait {
         return Ok(0);
     }
-    // Attached mode: follow the logs until every container has exited; Ctrl-C stops them.
+    // Attached mode: follow the output until every container has exited; Ctrl-C stops them
+    // (a second Ctrl-C kills berth itself, the default action once the handler is gone).
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     let rt = runtime()?;
     std::thread::spawn(move || {
         if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
             flag.store(true, Ordering::SeqCst);
+            drop(rt);
         }
     });
-    follow(paths, &project.name, &[], false, true, Some(&interrupted))?;
-    if !interrupted.load(Ordering::SeqCst) {
-        return Ok(0);
+    let color = match g.ansi.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => console::Term::stdout().is_term() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let attach = super::attach::AttachOptions {
+        abort_on_exit: a.abort_on_container_exit,
+        abort_on_failure: a.abort_on_container_failure,
+        exit_code_from: a.exit_code_from.clone(),
+        timeout: opts.timeout,
+        color,
+        prefix: true,
+    };
+    super::attach::attach(
+        paths,
+        &project.name,
+        &attach,
+        &interrupted,
+        output::progress(&g.progress),
+    )
+}
+
+/// docker compose's flag rules for `up`.
+fn check_up_flags(a: &UpArgs, project: &Project) -> Result<()> {
+    let abort =
+        a.abort_on_container_exit || a.abort_on_container_failure || a.exit_code_from.is_some();
+    if a.abort_on_container_exit && a.abort_on_container_failure {
+        bail!("--abort-on-container-exit and --abort-on-container-failure cannot be combined");
     }
-    output::note("Gracefully stopping... (press Ctrl+C again to force)");
-    let recs = project::containers(paths, &project.name)?;
-    std::thread::scope(|s| {
-        for rec in &recs {
-            s.spawn(|| {
-                let r = crate::engine::runtime::stop(
-                    paths,
-                    rec,
-                    crate::engine::runtime::grace(rec, opts.timeout),
-                );
-                Plain.event(
-                    "Container",
-                    &rec.name,
-                    if r.is_ok() { "Stopped" } else { "Error" },
-                );
-            });
-        }
-    });
-    Ok(130)
+    if a.detach && abort {
+        bail!(
+            "-d cannot be combined with --abort-on-container-exit, --abort-on-container-failure or --exit-code-from"
+        );
+    }
+    if a.wait && abort {
+        bail!(
+            "--wait cannot be combined with --abort-on-container-exit, --abort-on-container-failure or --exit-code-from"
+        );
+    }
+    if let Some(s) = &a.exit_code_from
+        && !project.services.contains_key(s)
+    {
+        bail!("no such service: {s} (from --exit-code-from)");
+    }
+    Ok(())
 }
 
 pub fn down(paths: &Paths, g: &Global, a: &DownArgs) -> Result<i32> {
@@ -155,7 +247,12 @@ pub fn down(paths: &Paths, g: &Global, a: &DownArgs) -> Result<i32> {
         volumes: a.volumes,
         timeout: a.timeout.map(Duration::from_secs),
     };
-    runtime()?.block_on(project::down::down(paths, &name, &opts, &Plain))?;
+    runtime()?.block_on(project::down::down(
+        paths,
+        &name,
+        &opts,
+        output::progress(&g.progress),
+    ))?;
     Ok(0)
 }
 
@@ -210,9 +307,26 @@ fn human_duration(d: chrono::TimeDelta) -> String {
 pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
     let name = project_name(g)?;
     let mut rows = Vec::new();
+    let mut statuses: Vec<String> = a.status.clone();
+    let mut services: Vec<String> = a.service_names.clone();
+    for f in &a.filter {
+        match f.split_once('=') {
+            Some(("status", v)) => statuses.push(v.to_string()),
+            Some(("service", v)) => services.push(v.to_string()),
+            _ => bail!("invalid filter {f:?}: use status=STATUS or service=NAME"),
+        }
+    }
     for rec in project::containers(paths, &name)? {
         let st = rec.state(paths)?;
-        if !a.all && st.status != Status::Running {
+        let status = st.status.as_str();
+        let shown = if statuses.is_empty() {
+            a.all || st.status == Status::Running
+        } else {
+            statuses.iter().any(|s| s == status)
+        };
+        let service_ok =
+            services.is_empty() || services.iter().any(|s| Some(s.as_str()) == rec.service());
+        if !shown || !service_ok {
             continue;
         }
         rows.push((rec, st));
@@ -317,61 +431,8 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn logs(paths: &Paths, g: &Global, a: &LogsArgs) -> Result<i32> {
-    let name = project_name(g)?;
-    follow(paths, &name, &a.services, a.timestamps, a.follow, None)?;
-    Ok(0)
-}
-
-/// Prints the logs of the project's containers (of `services`, or all), prefixed with the
-/// container name; with `follow`, keeps going until every container has exited.
-fn follow(
-    paths: &Paths,
-    project: &str,
-    services: &[String],
-    timestamps: bool,
-    follow: bool,
-    interrupted: Option<&AtomicBool>,
-) -> Result<()> {
-    let recs: Vec<ContainerRecord> = project::containers(paths, project)?
-        .into_iter()
-        .filter(|r| {
-            services.is_empty() || r.service().is_some_and(|s| services.iter().any(|x| x == s))
-        })
-        .collect();
-    if let Some(s) = services
-        .iter()
-        .find(|s| !recs.iter().any(|r| r.service() == Some(s.as_str())))
-    {
-        bail!("no such service: {s}");
-    }
-    let width = recs.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    let mut offsets = vec![0u64; recs.len()];
-    loop {
-        let mut all_done = true;
-        for (i, rec) in recs.iter().enumerate() {
-            let running = rec.state(paths)?.status == Status::Running;
-            let (records, off) = logs::read_from(&rec.dir(paths).join(logs::LOG_FILE), offsets[i])
-                .with_context(|| format!("reading the logs of {}", rec.name))?;
-            offsets[i] = off;
-            for r in records {
-                let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
-                let ts = if timestamps {
-                    format!("{} ", r.time)
-                } else {
-                    String::new()
-                };
-                output::data(&format!("{:<width$}  | {ts}{text}", rec.name));
-            }
-            if running {
-                all_done = false;
-            }
-        }
-        if !follow || all_done || interrupted.is_some_and(|i| i.load(Ordering::SeqCst)) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+pub fn logs(paths: &Paths, g: &Global, a: &super::logs::LogsArgs) -> Result<i32> {
+    super::logs::logs(paths, &project_name(g)?, a)
 }
 
 #[derive(Debug, clap::Args)]
@@ -477,4 +538,274 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
         return Ok(0);
     }
     Ok(exec::wait(pid))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Run container in background and print container ID.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Automatically remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Set environment variables.
+    #[arg(short, long = "env", value_name = "KEY[=VAL]")]
+    pub env: Vec<String>,
+    /// Override the entrypoint of the image.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Don't start linked services.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Publish a container's port(s) to the host.
+    #[arg(short, long = "publish")]
+    pub publish: Vec<String>,
+    /// Run command with the service's ports enabled and mapped to the host.
+    #[arg(short = 'P', long)]
+    pub service_ports: bool,
+    /// Use the service's network aliases (berth always does).
+    #[arg(long)]
+    pub use_aliases: bool,
+    /// Run as specified username or uid.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Bind mount a volume.
+    #[arg(short, long)]
+    pub volume: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Add or override a label.
+    #[arg(short, long)]
+    pub label: Vec<String>,
+    /// Disable pseudo-TTY allocation (berth does not allocate one yet).
+    #[arg(short = 'T', long = "no-TTY")]
+    pub no_tty: bool,
+    /// Keep STDIN open (not supported yet: stdin is not attached).
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// The service (in a project), or an image when there is no compose file.
+    pub service: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
+    use crate::project::run::RunOptions;
+    let command = (!a.command.is_empty()).then(|| a.command.clone());
+    // In a project folder SERVICE is a service; with no compose file it is an image (docker run).
+    let (project, service) = match load(g) {
+        Ok(p) => (p, a.service.clone()),
+        Err(e)
+            if e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref(),
+                    Some(crate::compose::ComposeError::NotFound { .. })
+                )
+            }) && g.files.is_empty() =>
+        {
+            (
+                crate::project::run::standalone(&a.service, command.clone()),
+                "run".to_string(),
+            )
+        }
+        Err(e) => return Err(e),
+    };
+    if a.publish.iter().any(|_| a.service_ports) {
+        bail!("--service-ports and --publish are incompatible");
+    }
+    let opts = RunOptions {
+        service,
+        command,
+        entrypoint: a.entrypoint.as_deref().map(shell_words_split).transpose()?,
+        env: a
+            .env
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (e.clone(), None),
+            })
+            .collect(),
+        name: a.name.clone(),
+        no_deps: a.no_deps,
+        service_ports: a.service_ports,
+        publish: a.publish.clone(),
+        user: a.user.clone(),
+        workdir: a.workdir.clone(),
+        volumes: a.volume.clone(),
+        labels: a
+            .label
+            .iter()
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect(),
+    };
+    let rt = runtime()?;
+    let quiet = crate::project::Quiet;
+    let progress: &dyn crate::project::Progress = if a.detach {
+        output::progress(&g.progress)
+    } else {
+        &quiet
+    };
+    let rec = rt.block_on(crate::project::run::run(paths, &project, &opts, progress))?;
+    if a.detach {
+        output::data(&rec.name);
+        return Ok(0);
+    }
+    // Stream its output as it is, stdout to stdout and stderr to stderr, until it exits.
+    let log = rec.dir(paths).join(logs::LOG_FILE);
+    let mut offset = 0;
+    let code = loop {
+        let st = rec.state(paths)?;
+        let (records, off) = logs::read_from(&log, offset)?;
+        offset = off;
+        for r in records {
+            let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
+            if r.stream == "stderr" {
+                output::note(text);
+            } else {
+                output::data(text);
+            }
+        }
+        if st.status == Status::Exited && !crate::sys::proc::alive(st.shim_pid, st.shim_start) {
+            let (records, _) = logs::read_from(&log, offset)?;
+            for r in records {
+                let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
+                if r.stream == "stderr" {
+                    output::note(text);
+                } else {
+                    output::data(text);
+                }
+            }
+            break st.exit_code.unwrap_or(0);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if a.rm {
+        let host = project::net_host(paths);
+        rt.block_on(project::down::remove_container(
+            paths,
+            &host,
+            &rec,
+            Some(Duration::ZERO),
+        ))?;
+    }
+    Ok(code)
+}
+
+fn shell_words_split(s: &str) -> Result<Vec<String>> {
+    shell_words::split(s).with_context(|| format!("invalid --entrypoint {s:?}"))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// Show all stopped Compose projects.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display project names.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Format: table or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+/// `ls`: the projects under this root, from their containers' labels.
+pub fn ls(paths: &Paths, a: &LsArgs) -> Result<i32> {
+    use std::collections::BTreeMap;
+    let mut projects: BTreeMap<String, (BTreeMap<&'static str, usize>, String)> = BTreeMap::new();
+    for rec in crate::engine::container::list(paths)? {
+        let Some(p) = rec.project() else { continue };
+        let st = rec.state(paths)?;
+        let entry = projects.entry(p.to_string()).or_default();
+        *entry.0.entry(st.status.as_str()).or_default() += 1;
+        entry.1 = rec
+            .label(crate::engine::container::labels::CONFIG_FILES)
+            .unwrap_or_default()
+            .to_string();
+    }
+    let rows: Vec<(String, String, String)> = projects
+        .into_iter()
+        .filter(|(_, (counts, _))| a.all || counts.contains_key("running"))
+        .map(|(name, (counts, files))| {
+            let status = counts
+                .iter()
+                .map(|(s, n)| format!("{s}({n})"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            (name, status, files)
+        })
+        .collect();
+    if a.quiet {
+        rows.iter().for_each(|(n, _, _)| output::data(n));
+    } else if a.format == "json" {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(n, s, f)| serde_json::json!({"Name": n, "Status": s, "ConfigFiles": f}))
+            .collect();
+        output::data(&serde_json::Value::Array(v).to_string());
+    } else {
+        let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
+        let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(6);
+        output::data(&format!(
+            "{:<w0$}   {:<w1$}   CONFIG FILES",
+            "NAME", "STATUS"
+        ));
+        for (n, s, f) in &rows {
+            output::data(&format!("{n:<w0$}   {s:<w1$}   {f}"));
+        }
+    }
+    Ok(0)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    /// Drops the project when the first container stops.
+    #[arg(long)]
+    pub down_project: bool,
+    #[arg(required = true)]
+    pub services: Vec<String>,
+}
+
+/// `wait`: blocks until the services' containers stop; returns the first one's exit code.
+pub fn wait(paths: &Paths, g: &Global, a: &WaitArgs) -> Result<i32> {
+    let name = project_name(g)?;
+    let recs: Vec<ContainerRecord> = project::containers(paths, &name)?
+        .into_iter()
+        .filter(|r| {
+            r.service()
+                .is_some_and(|s| a.services.iter().any(|x| x == s))
+        })
+        .collect();
+    if recs.is_empty() {
+        bail!("no containers for the services {:?}", a.services);
+    }
+    let code = loop {
+        if let Some(code) = recs.iter().find_map(|r| {
+            let st = r.state(paths).ok()?;
+            (st.status == Status::Exited && !crate::sys::proc::alive(st.shim_pid, st.shim_start))
+                .then(|| st.exit_code.unwrap_or(0))
+        }) {
+            break code;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if a.down_project {
+        let opts = DownOptions {
+            volumes: false,
+            timeout: None,
+        };
+        runtime()?.block_on(project::down::down(
+            paths,
+            &name,
+            &opts,
+            output::progress(&g.progress),
+        ))?;
+    }
+    Ok(code)
 }

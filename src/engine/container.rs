@@ -41,6 +41,9 @@ pub struct Supervision {
     pub restart: RestartPolicy,
     #[serde(default)]
     pub healthcheck: Option<HealthSpec>,
+    /// How much of its output the shim keeps (`logging.options`).
+    #[serde(default)]
+    pub logs: super::logs::LogLimits,
 }
 
 /// Docker's restart policies.
@@ -260,6 +263,10 @@ impl State {
             self.exit_code.get_or_insert(137);
         }
         self
+    }
+    /// Whether the shim that supervises this container still runs.
+    pub fn shim_alive(&self) -> bool {
+        crate::sys::proc::alive(self.shim_pid, self.shim_start)
     }
     pub fn save(&self, paths: &Paths, id: &str) -> Result<(), StateError> {
         write_json(&paths.container(id).join("state.json"), self)

@@ -80,7 +80,10 @@ impl Checker {
         readable: bool,
     ) -> Option<HealthResult> {
         let Some(r) = self.running.as_mut() else {
-            if now >= self.next_at {
+            if now >= self.next_at && super::control::paused(paths, &rec.id) {
+                // Docker does not probe a paused container: its check would freeze too.
+                self.next_at = now + self.interval(now);
+            } else if now >= self.next_at {
                 self.start(paths, rec, now);
             }
             return None;

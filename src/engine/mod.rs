@@ -6,6 +6,8 @@
 //! the files under the state root and by signalling pids it has verified.
 pub mod build;
 pub mod container;
+pub mod control;
+pub mod copy;
 pub mod exec;
 pub mod health;
 pub mod hostconfig;

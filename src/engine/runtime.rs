@@ -60,9 +60,19 @@ pub fn stop_requested(paths: &Paths, id: &str) -> bool {
     paths.container(id).join(STOP_MARKER).exists()
 }
 
+/// Records that the user stopped this container, so its restart policy leaves it stopped.
+pub fn mark_stop_requested(paths: &Paths, rec: &ContainerRecord) -> Result<(), StateError> {
+    let dir = rec.dir(paths);
+    if dir.is_dir() {
+        write_file(&dir.join(STOP_MARKER), "")?;
+    }
+    Ok(())
+}
+
 /// Starts the container's shim and waits until the container runs or fails.
 pub fn start(paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError> {
     let _ = std::fs::remove_file(rec.dir(paths).join(STOP_MARKER));
+    let _ = std::fs::remove_file(rec.dir(paths).join(super::control::PAUSED_MARKER));
     let exe = std::env::current_exe().map_err(|source| RuntimeError::Spawn {
         name: rec.name.clone(),
         source,
@@ -125,11 +135,14 @@ pub fn grace(rec: &ContainerRecord, flag: Option<Duration>) -> Duration {
 /// returns once its shim has recorded the exit.
 pub fn stop(paths: &Paths, rec: &ContainerRecord, timeout: Duration) -> Result<(), RuntimeError> {
     // First the marker, so the shim does not restart what we are about to stop.
-    let dir = rec.dir(paths);
-    if dir.is_dir() {
-        write_file(&dir.join(STOP_MARKER), "")?;
-    }
-    let st = load_state(paths, &rec.id)?;
+    mark_stop_requested(paths, rec)?;
+    // A shim that is still starting its container (a `down` right after a killed `up`) sees
+    // the marker once the container runs and kills it; wait for it to get there or go away.
+    let mut st = load_state(paths, &rec.id)?;
+    wait_until(Duration::from_secs(10), || {
+        st = load_state(paths, &rec.id).unwrap_or_default();
+        st.status != Status::Created || !crate::sys::proc::alive(st.shim_pid, st.shim_start)
+    });
     if st.status == Status::Running {
         let sig = rec
             .host
@@ -138,6 +151,8 @@ pub fn stop(paths: &Paths, rec: &ContainerRecord, timeout: Duration) -> Result<(
             .and_then(super::hostconfig::parse_signal)
             .unwrap_or(Signal::SIGTERM);
         crate::sys::proc::signal(st.pid, st.pid_start, sig);
+        // A frozen container acts on the signal only once thawed.
+        super::control::thaw_for_signal(paths, rec);
         if !wait_until(timeout, || !crate::sys::proc::alive(st.pid, st.pid_start)) {
             crate::sys::proc::signal(st.pid, st.pid_start, Signal::SIGKILL);
             if !wait_until(Duration::from_secs(10), || {
@@ -153,6 +168,8 @@ pub fn stop(paths: &Paths, rec: &ContainerRecord, timeout: Duration) -> Result<(
     wait_until(Duration::from_secs(10), || {
         !crate::sys::proc::alive(st.shim_pid, st.shim_start)
     });
+    // A shim killed before its container leaves that work to us.
+    super::control::reap_orphan(paths, rec);
     Ok(())
 }
 

@@ -42,6 +42,10 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
         shim_start: crate::sys::proc::start_time(std::process::id() as i32),
         ..Default::default()
     };
+    // First of all say who we are, so a `stop` racing with this start can find us.
+    if let Err(e) = state.save(paths, id) {
+        return report(&mut out, Err(e.into()));
+    }
     // The sockets hold the published host ports for as long as the container lives.
     let (_held, ports) = match reserve(&rec) {
         Ok(r) => r,
@@ -92,6 +96,15 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
             && first
         {
             return report(&mut out, Err(e.into()));
+        }
+        // A stop asked for while we were starting (its caller saw no running container yet).
+        if super::runtime::stop_requested(paths, id)
+            && let Some(p) = pid
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         if first {
             report(
@@ -229,7 +242,7 @@ fn supervise(
     mut health: Option<&mut super::health::Checker>,
     mut dns: Option<&mut (crate::net::dns::Server, Peers)>,
 ) {
-    let mut log = match File::options().create(true).append(true).open(log_path) {
+    let mut log = match logs::LogFile::open(log_path, rec.supervision.logs) {
         Ok(f) => f,
         Err(_) => return,
     };

@@ -197,7 +197,11 @@ pub fn record(
         supervision,
         id,
         name,
-        image: svc.image.clone().unwrap_or_default(),
+        // A built service without `image:` runs `<project>-<service>`.
+        image: svc
+            .image
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", project.name, svc.name)),
         image_id: image.id.clone(),
         created: crate::engine::logs::now(),
         labels: all_labels,

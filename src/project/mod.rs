@@ -4,11 +4,14 @@
 //! networks and volumes under the state root carry its `com.docker.compose.project` label, as
 //! with docker compose; `down -p NAME` therefore works without the compose file, and a crashed
 //! `up` leaves records that the next `up` or `down` finds.
+pub mod build;
 pub mod container;
 pub mod down;
 pub mod graph;
 pub mod hostconfig;
 pub mod network;
+pub mod pull;
+pub mod run;
 pub mod start;
 pub mod supervision;
 pub mod up;

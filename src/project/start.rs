@@ -47,7 +47,8 @@ impl Board {
     }
 }
 
-/// Starts `to_start` (service → container); `running` services count as started already.
+/// Starts the containers named in `to_start` (`containers` is keyed by container name);
+/// the others count as started already.
 /// `start_one` starts one container (spawn the shim, publish its ports).
 pub fn start_all(
     paths: &Paths,
@@ -58,18 +59,19 @@ pub fn start_all(
     start_one: &(dyn Fn(&ContainerRecord) -> Result<()> + Sync),
 ) -> Result<()> {
     let board = Board::default();
-    for (service, rec) in containers {
-        if !to_start.contains(service) {
+    for (name, rec) in containers {
+        if !to_start.contains(name) {
             progress.event("Container", &rec.name, "Running");
-            board.set(service, Outcome::Started);
+            board.set(name, Outcome::Started);
         }
     }
     let results: Vec<(String, Result<()>)> = std::thread::scope(|s| {
         let handles: Vec<_> = to_start
             .iter()
-            .filter_map(|service| containers.get(service).map(|rec| (service, rec)))
-            .map(|(service, rec)| {
+            .filter_map(|name| containers.get(name).map(|rec| (name, rec)))
+            .map(|(name, rec)| {
                 let board = &board;
+                let service = rec.service().unwrap_or_default();
                 let h = s.spawn(move || -> Result<()> {
                     let r =
                         wait_for_dependencies(paths, project, containers, board, service, progress)
@@ -80,16 +82,16 @@ pub fn start_all(
                     match &r {
                         Ok(()) => {
                             progress.event("Container", &rec.name, "Started");
-                            board.set(service, Outcome::Started);
+                            board.set(name, Outcome::Started);
                         }
                         Err(e) => {
                             progress.event("Container", &rec.name, "Error");
-                            board.set(service, Outcome::Failed(format!("{e:#}")));
+                            board.set(name, Outcome::Failed(format!("{e:#}")));
                         }
                     }
                     r
                 });
-                (service.clone(), h)
+                (name.clone(), h)
             })
             .collect();
         handles
@@ -127,16 +129,33 @@ fn wait_for_dependencies(
         return Ok(());
     };
     for (dep, cond) in &svc.depends_on {
-        let Some(dep_rec) = containers.get(dep) else {
-            if cond.required {
-                bail!("service {service:?} depends on {dep:?}, which is not part of this up");
-            }
-            continue;
-        };
-        if let Outcome::Failed(why) = board.wait(dep) {
+        let replicas: Vec<&ContainerRecord> = containers
+            .values()
+            .filter(|c| c.service() == Some(dep.as_str()))
+            .collect();
+        if replicas.is_empty() && cond.required {
+            bail!("service {service:?} depends on {dep:?}, which is not part of this up");
+        }
+        for dep_rec in replicas {
+            wait_for(paths, board, dep, dep_rec, &cond.condition, progress)?;
+        }
+    }
+    Ok(())
+}
+
+fn wait_for(
+    paths: &Paths,
+    board: &Board,
+    dep: &str,
+    dep_rec: &ContainerRecord,
+    condition: &str,
+    progress: &dyn Progress,
+) -> Result<()> {
+    {
+        if let Outcome::Failed(why) = board.wait(&dep_rec.name) {
             bail!("dependency failed to start: service {dep:?}: {why}");
         }
-        match cond.condition.as_str() {
+        match condition {
             "service_healthy" => {
                 progress.event("Container", &dep_rec.name, "Waiting");
                 wait_healthy(paths, dep_rec)?;

@@ -3,6 +3,7 @@ use crate::compose::Service;
 use crate::compose::normalize::parse_duration;
 use crate::engine::container::{HealthSpec, RestartPolicy, Supervision};
 use crate::engine::image::Image;
+use crate::engine::logs::LogLimits;
 
 /// Docker's healthcheck defaults.
 const INTERVAL_MS: u64 = 30_000;
@@ -66,8 +67,25 @@ pub fn from_service(svc: &Service, _image: &Image) -> Result<Supervision, String
             }
         }
     };
+    let logs = match &svc.logging {
+        Some(l)
+            if l.driver
+                .as_deref()
+                .is_none_or(|d| d == "json-file" || d == "local") =>
+        {
+            LogLimits::from_options(&l.options)?
+        }
+        Some(l) => {
+            return Err(format!(
+                "logging driver {:?} is not supported (only json-file)",
+                l.driver.as_deref().unwrap_or_default()
+            ));
+        }
+        None => LogLimits::default(),
+    };
     Ok(Supervision {
         restart,
         healthcheck,
+        logs,
     })
 }

@@ -3,7 +3,7 @@
 //! The planner compares what exists (containers carrying the project label) with what the
 //! compose file asks for and returns a `Plan`; the executor applies it. Everything that could
 //! fail because of bad input (images, ports, names) is checked before anything is created.
-use super::container::{config_hash, record};
+use super::container::{config_hash, container_name, record};
 use super::{Progress, containers, graph, net_host, network};
 use crate::compose::{Project, VolumeType};
 use crate::engine::container::{ContainerRecord, NetworkAttachment, Status, labels};
@@ -15,56 +15,137 @@ use anyhow::{Context, Result, anyhow, bail};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-/// What `up` will do for one service.
+/// What `up` will do for one container of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Up to date and running: nothing to do.
-    Keep {
-        service: String,
-        container: String,
-    },
+    Keep { service: String, container: String },
     /// Exists with the same configuration but is stopped: start it again.
-    Start {
-        service: String,
-        container: String,
-    },
-    /// Configuration changed: remove the old container, create a new one.
+    Start { service: String, container: String },
+    /// Configuration changed: remove the old container, create a new one with its number.
     Recreate {
         service: String,
         container: String,
+        number: u32,
     },
-    Create {
-        service: String,
-    },
+    /// A new replica.
+    Create { service: String, number: u32 },
+    /// A replica above the wanted scale, or a container of a service that no longer exists
+    /// (with `--remove-orphans`).
+    Remove { service: String, container: String },
 }
 
-/// Compares the existing containers with the project.
+impl Action {
+    pub fn service(&self) -> &str {
+        match self {
+            Action::Keep { service, .. }
+            | Action::Start { service, .. }
+            | Action::Recreate { service, .. }
+            | Action::Create { service, .. }
+            | Action::Remove { service, .. } => service,
+        }
+    }
+    /// Whether this action leaves a container to be (re)started.
+    pub fn starts(&self) -> bool {
+        matches!(
+            self,
+            Action::Start { .. } | Action::Recreate { .. } | Action::Create { .. }
+        )
+    }
+}
+
+/// How many replicas of a service are wanted: `--scale`, else `scale`, else
+/// `deploy.replicas`, else 1.
+pub fn replicas(project: &Project, service: &str, overrides: &BTreeMap<String, u32>) -> u32 {
+    if let Some(n) = overrides.get(service) {
+        return *n;
+    }
+    let svc = &project.services[service];
+    svc.scale
+        .or_else(|| svc.deploy.as_ref().and_then(|d| d.replicas))
+        .map_or(1, |n| n.max(0) as u32)
+}
+
+/// Compares the existing containers with the project. Replica numbers are reused: a missing
+/// number is filled before a new one is added, and scaling down removes the highest numbers.
 pub fn plan(
     project: &Project,
     images: &BTreeMap<String, Image>,
     existing: &[(ContainerRecord, Status)],
+    opts: &UpOptions,
 ) -> Vec<Action> {
+    let (scale, remove_orphans) = (&opts.scale, opts.remove_orphans);
     let mut actions = Vec::new();
     for (name, svc) in &project.services {
-        let image = &images[name];
-        let hash = config_hash(svc, &image.id);
-        match existing.iter().find(|(c, _)| c.service() == Some(name)) {
-            None => actions.push(Action::Create {
-                service: name.clone(),
-            }),
-            Some((c, status)) => {
-                let same = c.label(labels::CONFIG_HASH) == Some(hash.as_str());
-                let service = name.clone();
-                let container = c.name.clone();
-                actions.push(match (same, status) {
-                    (true, Status::Running) => Action::Keep { service, container },
-                    (true, _) => Action::Start { service, container },
-                    (false, _) => Action::Recreate { service, container },
+        if !opts.services.is_empty() && !opts.services.contains(name) {
+            continue;
+        }
+        let hash = config_hash(svc, &images[name].id);
+        let want = replicas(project, name, scale);
+        let mine: Vec<&(ContainerRecord, Status)> = existing
+            .iter()
+            .filter(|(c, _)| c.service() == Some(name) && !is_oneoff(c))
+            .collect();
+        for number in 1..=want {
+            let found = mine.iter().find(|(c, _)| replica_number(c) == Some(number));
+            let service = name.clone();
+            actions.push(match found {
+                None => Action::Create { service, number },
+                Some((c, status)) => {
+                    let container = c.name.clone();
+                    match (c.label(labels::CONFIG_HASH) == Some(hash.as_str()), status) {
+                        (true, Status::Running) => Action::Keep { service, container },
+                        (true, _) => Action::Start { service, container },
+                        (false, _) => Action::Recreate {
+                            service,
+                            container,
+                            number,
+                        },
+                    }
+                }
+            });
+        }
+        for (c, _) in &mine {
+            if replica_number(c).is_none_or(|n| n > want) {
+                actions.push(Action::Remove {
+                    service: name.clone(),
+                    container: c.name.clone(),
                 });
             }
         }
     }
+    if remove_orphans {
+        for (c, _) in orphans(project, existing) {
+            actions.push(Action::Remove {
+                service: c.service().unwrap_or_default().to_string(),
+                container: c.name.clone(),
+            });
+        }
+    }
     actions
+}
+
+/// Containers of the project whose service is no longer in the compose file.
+pub fn orphans<'a>(
+    project: &Project,
+    existing: &'a [(ContainerRecord, Status)],
+) -> Vec<&'a (ContainerRecord, Status)> {
+    existing
+        .iter()
+        .filter(|(c, _)| {
+            !is_oneoff(c)
+                && c.service()
+                    .is_some_and(|s| !project.services.contains_key(s))
+        })
+        .collect()
+}
+
+fn replica_number(c: &ContainerRecord) -> Option<u32> {
+    c.label(labels::NUMBER)?.parse().ok()
+}
+
+pub fn is_oneoff(c: &ContainerRecord) -> bool {
+    c.label(labels::ONEOFF) == Some("True")
 }
 
 pub struct UpOptions {
@@ -73,6 +154,37 @@ pub struct UpOptions {
     /// `--wait`: return once everything is running and healthy (or exited 0).
     pub wait: bool,
     pub wait_timeout: Option<std::time::Duration>,
+    /// `--pull`: replaces every service's `pull_policy`.
+    pub pull: Option<super::pull::PullPolicy>,
+    /// `--build` / `--no-build`.
+    pub build: super::pull::BuildMode,
+    /// `--scale SERVICE=N`.
+    pub scale: BTreeMap<String, u32>,
+    /// `--remove-orphans` (or `COMPOSE_REMOVE_ORPHANS`).
+    pub remove_orphans: bool,
+    /// `--dry-run`: print the plan, change nothing.
+    pub dry_run: bool,
+    /// `up SERVICE...` with their dependencies (see [`with_dependencies`]); empty means all.
+    pub services: BTreeSet<String>,
+}
+
+/// The named services and, unless `no_deps`, everything they depend on.
+pub fn with_dependencies(
+    project: &Project,
+    names: &[String],
+    no_deps: bool,
+) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    let mut todo: Vec<String> = names.to_vec();
+    while let Some(n) = todo.pop() {
+        let Some(svc) = project.services.get(&n) else {
+            bail!("no such service: {n}");
+        };
+        if out.insert(n.clone()) && !no_deps {
+            todo.extend(svc.depends_on.keys().cloned());
+        }
+    }
+    Ok(out)
 }
 
 /// Runs `up -d`. On error, what was created stays recorded so `up` or `down` can finish.
@@ -88,37 +200,11 @@ pub async fn up(
 
     // 1. Everything that bad input can break, before anything is created.
     let store = ImageStore::open(&paths.images())?;
-    let mut images = BTreeMap::new();
-    for (name, svc) in &project.services {
-        let reference = svc.image.as_deref().unwrap_or_default();
-        let context = || format!("service {name:?} refers to image {reference:?}");
-        let policy = svc.pull_policy.as_deref().unwrap_or("missing");
-        let image = match store.resolve(reference) {
-            Ok(image) if policy != "always" => image,
-            Err(crate::engine::image::ImageError::NotFound { .. }) | Ok(_) if policy != "never" => {
-                let platform = svc
-                    .platform
-                    .as_deref()
-                    .map(crate::engine::registry::Platform::parse)
-                    .transpose()
-                    .map_err(|e| anyhow!(e).context(context()))?;
-                progress.event("Image", reference, "Pulling");
-                let pulled = store
-                    .pull(
-                        reference,
-                        platform.as_ref(),
-                        &crate::engine::registry::Quiet,
-                    )
-                    .await
-                    .map_err(|e| anyhow!(e).context(context()))?;
-                progress.event("Image", reference, "Pulled");
-                pulled.image
-            }
-            Ok(image) => image,
-            Err(e) => return Err(anyhow!(e).context(context())),
-        };
-        images.insert(name.clone(), image);
-    }
+    let image_opts = super::pull::ImageOptions {
+        pull: opts.pull,
+        build: opts.build,
+    };
+    let images = super::pull::ensure_images(paths, project, &store, &image_opts, progress).await?;
     let existing: Vec<(ContainerRecord, Status)> = containers(paths, &project.name)?
         .into_iter()
         .map(|c| {
@@ -126,11 +212,28 @@ pub async fn up(
             (c, s)
         })
         .collect();
-    let actions = plan(project, &images, &existing);
+    let actions = plan(project, &images, &existing, opts);
+    let left = orphans(project, &existing);
+    if !opts.remove_orphans && !left.is_empty() && std::env::var("COMPOSE_IGNORE_ORPHANS").is_err()
+    {
+        let names: Vec<&str> = left.iter().map(|(c, _)| c.name.as_str()).collect();
+        tracing::warn!(
+            "found orphan containers ({}) for this project; if you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up",
+            names.join(", ")
+        );
+    }
+    if opts.dry_run {
+        for a in &actions {
+            progress.event("Plan", a.service(), &format!("{a:?}"));
+        }
+        return Ok(());
+    }
     let creating: BTreeSet<&str> = actions
         .iter()
         .filter_map(|a| match a {
-            Action::Create { service } | Action::Recreate { service, .. } => Some(service.as_str()),
+            Action::Create { service, .. } | Action::Recreate { service, .. } => {
+                Some(service.as_str())
+            }
             _ => None,
         })
         .collect();
@@ -138,6 +241,143 @@ pub async fn up(
     create_bind_sources(project)?;
 
     // 2. Volumes and networks.
+    let host = net_host(paths);
+    let (volume_dirs, networks) = ensure_resources(paths, &host, project, progress).await?;
+    // The running containers' published ports, again: their elements are gone if the ruleset
+    // was flushed behind our back (adding an element that exists is a no-op).
+    for (c, status) in &existing {
+        if *status == Status::Running && !c.ports.is_empty() {
+            let bound = c.state(paths).map(|s| s.ports).unwrap_or_default();
+            publish(&host, c, &bound)?;
+        }
+    }
+
+    // 3. Old containers out.
+    for a in &actions {
+        if let Action::Recreate { container, .. } | Action::Remove { container, .. } = a
+            && let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container)
+        {
+            super::down::remove_container(paths, &host, c, opts.timeout).await?;
+            progress.event("Container", &c.name, "Removed");
+        }
+    }
+
+    // 4. New containers: records, addresses, namespaces and links, before any starts.
+    // Keyed by container name; every container that stays, old or new.
+    let mut all: BTreeMap<String, ContainerRecord> = BTreeMap::new();
+    let mut fresh: BTreeSet<String> = BTreeSet::new();
+    // Namespaces shared with a container created later in this loop (`network_mode: service:`).
+    let mut share_later = Vec::new();
+    for a in &actions {
+        match a {
+            Action::Remove { .. } => {}
+            Action::Keep { container, .. } | Action::Start { container, .. } => {
+                if let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container) {
+                    all.insert(c.name.clone(), c.clone());
+                }
+            }
+            Action::Create { service, number }
+            | Action::Recreate {
+                service, number, ..
+            } => {
+                let svc = &project.services[service];
+                let mut rec = record(project, svc, *number, &images[service], &volume_dirs)?;
+                materialize(
+                    paths,
+                    &host,
+                    project,
+                    &mut rec,
+                    svc,
+                    &networks,
+                    &all,
+                    &mut share_later,
+                )
+                .await?;
+                fresh.insert(rec.name.clone());
+                all.insert(rec.name.clone(), rec);
+            }
+        }
+    }
+    for (netns, service, first_error) in share_later {
+        match shared_netns(paths, project, &project.services[&service], &all) {
+            Ok(Some(source)) => crate::net::netns::share_netns(&netns, &source)?,
+            _ => return Err(first_error),
+        }
+    }
+    let hosts = hosts_file(all.values());
+    // What `host-gateway` in extra_hosts means: the gateway of the container's first network.
+    let gateway = |rec: &ContainerRecord| {
+        let first = rec.networks.first()?;
+        networks
+            .values()
+            .find(|n| n.name == first.network)
+            .map(|n| n.gateway)
+    };
+    let host_resolv = host_resolv_conf();
+    for (name, rec) in &all {
+        if fresh.contains(name) {
+            let svc = &project.services[rec.service().unwrap_or_default()];
+            let (resolv, dns) = resolv_conf(svc, &networks, &host_resolv)?;
+            crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
+            runtime::prepare(paths, rec, &with_own(&hosts, rec, gateway(rec)), &resolv)?;
+            progress.event("Container", &rec.name, "Created");
+        } else {
+            // Running containers see the new peers at once: the file is bind-mounted.
+            let _ = runtime::write_file(
+                &rec.dir(paths).join("hosts"),
+                &with_own(&hosts, rec, gateway(rec)),
+            );
+        }
+    }
+
+    // 5. Start each service once its dependencies' conditions hold.
+    let to_start: BTreeSet<String> = actions
+        .iter()
+        .filter(|a| a.starts())
+        .filter_map(|a| match a {
+            Action::Start { container, .. } => Some(container.clone()),
+            Action::Create { service, number }
+            | Action::Recreate {
+                service, number, ..
+            } => Some(container_name(
+                &project.name,
+                &project.services[service],
+                *number,
+            )),
+            _ => None,
+        })
+        .collect();
+    let start_one = |rec: &ContainerRecord| -> Result<()> {
+        let ready = runtime::start(paths, rec)?;
+        publish(&host, rec, &ready.ports)
+    };
+    super::start::start_all(paths, project, &all, &to_start, progress, &start_one)?;
+    if opts.wait {
+        let recs: Vec<&ContainerRecord> = all.values().collect();
+        super::start::wait_ready(paths, &recs, opts.wait_timeout)?;
+        for rec in recs {
+            let healthy = rec.supervision.healthcheck.is_some();
+            progress.event(
+                "Container",
+                &rec.name,
+                if healthy { "Healthy" } else { "Ready" },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Makes the project's named volumes and networks exist; returns the volume directories and
+/// the networks, both keyed as in the compose file.
+pub async fn ensure_resources(
+    paths: &Paths,
+    host: &crate::net::NetHost,
+    project: &Project,
+    progress: &dyn Progress,
+) -> Result<(
+    BTreeMap<String, PathBuf>,
+    BTreeMap<String, crate::net::BridgeNetwork>,
+)> {
     let mut volume_dirs = BTreeMap::new();
     for (key, vol) in &project.volumes {
         let host_name = vol
@@ -155,7 +395,6 @@ pub async fn up(
         }
         volume_dirs.insert(key.clone(), dir);
     }
-    let host = net_host(paths);
     let mut networks = BTreeMap::new();
     for (key, net) in &project.networks {
         let host_name = net
@@ -181,170 +420,91 @@ pub async fn up(
         let mut l = net.labels.clone();
         l.insert(labels::PROJECT.into(), project.name.clone());
         l.insert(labels::NETWORK.into(), key.clone());
-        let (n, created) = network::ensure(paths, &host, &host_name, &spec, &l).await?;
+        let (n, created) = network::ensure(paths, host, &host_name, &spec, &l).await?;
         if created {
             progress.event("Network", &host_name, "Created");
         }
         networks.insert(key.clone(), n);
     }
+    Ok((volume_dirs, networks))
+}
 
-    // The running containers' published ports, again: their elements are gone if the ruleset
-    // was flushed behind our back (adding an element that exists is a no-op).
-    for (c, status) in &existing {
-        if *status == Status::Running && !c.ports.is_empty() {
-            let bound = c.state(paths).map(|s| s.ports).unwrap_or_default();
-            publish(&host, c, &bound)?;
-        }
-    }
-
-    // 3. Old containers out.
-    for a in &actions {
-        if let Action::Recreate { container, .. } = a
-            && let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container)
-        {
-            super::down::remove_container(paths, &host, c, opts.timeout).await?;
-            progress.event("Container", &c.name, "Removed");
-        }
-    }
-
-    // 4. New containers: records, addresses, namespaces and links, before any starts.
-    let mut all: BTreeMap<String, ContainerRecord> = BTreeMap::new();
-    // Namespaces shared with a container created later in this loop (`network_mode: service:`).
-    let mut share_later = Vec::new();
-    for a in &actions {
-        match a {
-            Action::Keep { service, container } | Action::Start { service, container } => {
-                if let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container) {
-                    all.insert(service.clone(), c.clone());
-                }
+/// Gives a new container record its addresses, saves it (from then on `down` can find and undo
+/// it), and creates its network namespace attached to the service's networks, or shares the
+/// namespace its `network_mode` names. A namespace to share with a container not created yet
+/// is queued in `share_later`.
+#[allow(clippy::too_many_arguments)]
+pub async fn materialize(
+    paths: &Paths,
+    host: &crate::net::NetHost,
+    project: &Project,
+    rec: &mut ContainerRecord,
+    svc: &crate::compose::Service,
+    networks: &BTreeMap<String, crate::net::BridgeNetwork>,
+    created: &BTreeMap<String, ContainerRecord>,
+    share_later: &mut Vec<(PathBuf, String, anyhow::Error)>,
+) -> Result<()> {
+    let service = &svc.name;
+    for (key, sn) in &svc.networks {
+        let n = networks
+            .get(key)
+            .ok_or_else(|| anyhow!("service {service:?}: network {key:?} was not created"))?;
+        let alloc = network::allocator(paths, n);
+        let ip = match sn.ipv4_address.as_deref() {
+            Some(want) => {
+                let ip = want.parse().with_context(|| {
+                    format!("service {service:?}: ipv4_address {want:?} is not an IPv4 address")
+                })?;
+                alloc
+                    .allocate_static(&rec.id, ip)
+                    .with_context(|| format!("service {service:?} on network {}", n.name))?;
+                ip
             }
-            Action::Create { service } | Action::Recreate { service, .. } => {
-                let svc = &project.services[service];
-                let mut rec = record(project, svc, 1, &images[service], &volume_dirs)?;
-                for (key, sn) in &svc.networks {
-                    let n = &networks[key];
-                    let alloc = network::allocator(paths, n);
-                    let ip = match sn.ipv4_address.as_deref() {
-                        Some(want) => {
-                            let ip = want.parse().with_context(|| {
-                                format!("service {service:?}: ipv4_address {want:?} is not an IPv4 address")
-                            })?;
-                            alloc.allocate_static(&rec.id, ip).with_context(|| {
-                                format!("service {service:?} on network {}", n.name)
-                            })?;
-                            ip
-                        }
-                        None => alloc
-                            .allocate(&rec.id)
-                            .with_context(|| format!("network {}", n.name))?,
-                    };
-                    let mut aliases = vec![service.clone()];
-                    aliases.extend(sn.aliases.iter().cloned());
-                    rec.networks.push(NetworkAttachment {
-                        network: n.name.clone(),
-                        ip,
-                        host_ifname: format!(
-                            "vb{}",
-                            short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
-                        ),
-                        ifname: format!("eth{}", rec.networks.len()),
-                        aliases,
-                    });
-                }
-                // Record first: from here on `down` can find and undo it.
-                rec.save(paths)?;
-                let netns = paths.netns(&rec.id);
-                match shared_netns(paths, project, svc, &all) {
-                    Ok(Some(source)) => crate::net::netns::share_netns(&netns, &source)?,
-                    Ok(None) => crate::net::create_netns(&netns)?,
-                    Err(e) => share_later.push((netns.clone(), service.clone(), e)),
-                }
-                for (i, att) in rec.networks.iter().enumerate() {
-                    let n = networks
-                        .values()
-                        .find(|n| n.name == att.network)
-                        .ok_or_else(|| anyhow!("network {} vanished", att.network))?;
-                    let sn = svc.networks.values().nth(i);
-                    let mac = sn
-                        .and_then(|sn| sn.mac_address.as_deref())
-                        .or(if i == 0 {
-                            svc.mac_address.as_deref()
-                        } else {
-                            None
-                        })
-                        .map(|m| {
-                            parse_mac(m).with_context(|| {
-                                format!(
-                                    "service {service:?}: mac_address {m:?} is not a MAC address"
-                                )
-                            })
-                        })
-                        .transpose()?;
-                    host.attach_with_mac(&netns, n, att.ip, &att.host_ifname, &att.ifname, mac)
-                        .await?;
-                }
-                all.insert(service.clone(), rec);
-            }
-        }
+            None => alloc
+                .allocate(&rec.id)
+                .with_context(|| format!("network {}", n.name))?,
+        };
+        let mut aliases = vec![service.clone()];
+        aliases.extend(sn.aliases.iter().cloned());
+        rec.networks.push(NetworkAttachment {
+            network: n.name.clone(),
+            ip,
+            host_ifname: format!(
+                "vb{}",
+                short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
+            ),
+            ifname: format!("eth{}", rec.networks.len()),
+            aliases,
+        });
     }
-    for (netns, service, first_error) in share_later {
-        match shared_netns(paths, project, &project.services[&service], &all) {
-            Ok(Some(source)) => crate::net::netns::share_netns(&netns, &source)?,
-            _ => return Err(first_error),
-        }
+    rec.save(paths)?;
+    let netns = paths.netns(&rec.id);
+    match shared_netns(paths, project, svc, created) {
+        Ok(Some(source)) => crate::net::netns::share_netns(&netns, &source)?,
+        Ok(None) => crate::net::create_netns(&netns)?,
+        Err(e) => share_later.push((netns.clone(), service.clone(), e)),
     }
-    let hosts = hosts_file(all.values());
-    // What `host-gateway` in extra_hosts means: the gateway of the container's first network.
-    let gateway = |rec: &ContainerRecord| {
-        let first = rec.networks.first()?;
-        networks
+    for (i, att) in rec.networks.iter().enumerate() {
+        let n = networks
             .values()
-            .find(|n| n.name == first.network)
-            .map(|n| n.gateway)
-    };
-    let host_resolv = host_resolv_conf();
-    for (service, rec) in &all {
-        let fresh = creating.contains(service.as_str());
-        if fresh {
-            let (resolv, dns) = resolv_conf(&project.services[service], &networks, &host_resolv)?;
-            crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
-            runtime::prepare(paths, rec, &with_own(&hosts, rec, gateway(rec)), &resolv)?;
-            progress.event("Container", &rec.name, "Created");
-        } else {
-            // Running containers see the new peers at once: the file is bind-mounted.
-            let _ = runtime::write_file(
-                &rec.dir(paths).join("hosts"),
-                &with_own(&hosts, rec, gateway(rec)),
-            );
-        }
-    }
-
-    // 5. Start each service once its dependencies' conditions hold.
-    let to_start: BTreeSet<String> = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Keep { .. } => None,
-            Action::Start { service, .. }
-            | Action::Create { service }
-            | Action::Recreate { service, .. } => Some(service.clone()),
-        })
-        .collect();
-    let start_one = |rec: &ContainerRecord| -> Result<()> {
-        let ready = runtime::start(paths, rec)?;
-        publish(&host, rec, &ready.ports)
-    };
-    super::start::start_all(paths, project, &all, &to_start, progress, &start_one)?;
-    if opts.wait {
-        let recs: Vec<&ContainerRecord> = all.values().collect();
-        super::start::wait_ready(paths, &recs, opts.wait_timeout)?;
-        for rec in recs {
-            let healthy = rec.supervision.healthcheck.is_some();
-            progress.event(
-                "Container",
-                &rec.name,
-                if healthy { "Healthy" } else { "Ready" },
-            );
-        }
+            .find(|n| n.name == att.network)
+            .ok_or_else(|| anyhow!("network {} vanished", att.network))?;
+        let sn = svc.networks.values().nth(i);
+        let mac = sn
+            .and_then(|sn| sn.mac_address.as_deref())
+            .or(if i == 0 {
+                svc.mac_address.as_deref()
+            } else {
+                None
+            })
+            .map(|m| {
+                parse_mac(m).with_context(|| {
+                    format!("service {service:?}: mac_address {m:?} is not a MAC address")
+                })
+            })
+            .transpose()?;
+        host.attach_with_mac(&netns, n, att.ip, &att.host_ifname, &att.ifname, mac)
+            .await?;
     }
     Ok(())
 }
@@ -384,7 +544,8 @@ fn shared_netns(
             bail!("service {name:?}: network_mode refers to undefined service {other:?}");
         }
         let rec = created
-            .get(other)
+            .values()
+            .find(|c| c.service() == Some(other))
             .cloned()
             .or_else(|| {
                 super::containers(paths, &project.name)
@@ -434,7 +595,7 @@ pub fn port_mappings(rec: &ContainerRecord, bound: &[u16]) -> Vec<PortMapping> {
         .collect()
 }
 
-fn publish(host: &crate::net::NetHost, rec: &ContainerRecord, bound: &[u16]) -> Result<()> {
+pub fn publish(host: &crate::net::NetHost, rec: &ContainerRecord, bound: &[u16]) -> Result<()> {
     let maps = port_mappings(rec, bound);
     if !maps.is_empty() {
         host.publish(&maps)
@@ -486,12 +647,12 @@ fn check_ports(
 /// The start of every container's `/etc/hosts`: localhost only. Other containers' names are
 /// answered by the resolver at 127.0.0.11, scoped to the networks the asker shares (a hosts
 /// file cannot be: it would give a peer's address on a network the reader is not on).
-fn hosts_file<'a>(_recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
+pub fn hosts_file<'a>(_recs: impl Iterator<Item = &'a ContainerRecord>) -> String {
     String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 }
 
 /// The shared hosts file plus the container's own hostname line.
-fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Addr>) -> String {
+pub fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Addr>) -> String {
     let own = match rec.networks.first() {
         Some(n) => format!("{}\t{}\n", n.ip, rec.hostname),
         None => String::new(),
@@ -501,7 +662,7 @@ fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Ad
 
 /// The host's resolv.conf: `BERTH_RESOLV_CONF` names another file (tests point it at a fake
 /// upstream).
-fn host_resolv_conf() -> String {
+pub fn host_resolv_conf() -> String {
     let path = std::env::var_os("BERTH_RESOLV_CONF").unwrap_or_else(|| "/etc/resolv.conf".into());
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -509,7 +670,7 @@ fn host_resolv_conf() -> String {
 /// A container's `/etc/resolv.conf` (our resolver at 127.0.0.11) and what its resolver
 /// forwards to: compose `dns:` or the host's resolvers (asked from the host's namespace, so
 /// loopback ones work too), nothing when every network of the container is internal.
-fn resolv_conf(
+pub fn resolv_conf(
     svc: &crate::compose::Service,
     networks: &BTreeMap<String, crate::net::BridgeNetwork>,
     host: &str,

@@ -78,3 +78,10 @@ pub fn lgetxattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
         Err(err)
     }
 }
+
+/// `open(path, flags | O_CLOEXEC)` returning an owned descriptor.
+pub fn open(path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    let fd = nix::fcntl::open(path, flags | OFlag::O_CLOEXEC, Mode::empty())?;
+    // SAFETY: open just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -77,8 +77,9 @@ impl Env {
         let proj = tempfile::tempdir().unwrap();
         let dir = proj.path().join(project);
         std::fs::create_dir_all(&dir).unwrap();
-        // A /24 of 10.213.0.0/16 picked at random per test: tests never share a subnet.
-        let pool = format!("10.213.{}.0/24", rand::random::<u8>());
+        // A random /20 of 10.213.0.0/16 per test; within it berth skips every /24 another test
+        // already routes, so concurrent tests do not share a subnet.
+        let pool = format!("10.213.{}.0/20", (rand::random::<u8>() % 16) * 16);
         let env = Env {
             root,
             dir,

@@ -16,8 +16,8 @@ use super::ignore::Ignore;
 use super::parser::{Args, Dockerfile, Instruction};
 use super::shell::{expand_word, expand_words, split_raw};
 use super::{BuildError, BuildOptions, Reporter};
-use crate::engine::image::ImageStore;
 use crate::engine::image::write::StoredLayer;
+use crate::engine::image::{ImageError, ImageStore};
 use crate::engine::rootfs::Overlay;
 use crate::state::Paths;
 
@@ -60,6 +60,8 @@ pub struct Builder<'a> {
     names: BTreeMap<String, usize>,
     tmp: PathBuf,
     empty: PathBuf,
+    /// Base images pulled by this build (`--pull` pulls each once).
+    pulled: std::cell::RefCell<BTreeSet<String>>,
     pub steps: usize,
     pub cached: usize,
 }
@@ -96,6 +98,7 @@ impl<'a> Builder<'a> {
             names: BTreeMap::new(),
             tmp,
             empty,
+            pulled: Default::default(),
             steps: 0,
             cached: 0,
         })
@@ -295,8 +298,20 @@ impl<'a> Builder<'a> {
         Ok((cur.state, cur.key))
     }
 
+    /// A base image: from the store, pulled first when missing (or always with `--pull`).
     fn image_state(&self, name: &str) -> Result<(StepState, String), String> {
-        let image = self.store.resolve(name).map_err(|e| e.to_string())?;
+        let fresh = self.pulled.borrow().contains(name);
+        let image = match self.store.resolve(name) {
+            Ok(image) if !self.opts.pull || fresh => image,
+            Err(ImageError::NotFound { .. }) | Ok(_) if !fresh => {
+                self.rep.step(&format!("pulling {name}"));
+                super::pull_image(&self.store, name)?;
+                self.pulled.borrow_mut().insert(name.to_owned());
+                self.store.resolve(name).map_err(|e| e.to_string())?
+            }
+            Ok(image) => image,
+            Err(e) => return Err(e.to_string()),
+        };
         let bytes = self
             .store
             .blob_bytes(&image.id)
@@ -697,6 +712,9 @@ impl<'a> Builder<'a> {
                 .unwrap_or_else(|| "/".into()),
             user: cfg.user.clone().unwrap_or_default(),
             network_none,
+            extra_hosts: self.opts.extra_hosts.clone(),
+            shm_size: self.opts.shm_size,
+            mounts: Vec::new(),
         };
         let lowers = self.layer_dirs(&cur.state)?;
         let tar = self.new_tmp("run");

@@ -6,6 +6,7 @@
 //! therefore only hashes its inputs and reads small JSON files; nothing runs. Steps that change
 //! files (RUN, COPY, ADD, WORKDIR) work on a throwaway overlay whose upper directory becomes
 //! the new layer.
+pub mod commit;
 pub mod config;
 pub mod context;
 pub mod executor;
@@ -60,6 +61,14 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// Default network of RUN: `default` (the host's) or `none`.
     pub network: Option<String>,
+    /// `--pull`: pull base images even when they are present.
+    pub pull: bool,
+    /// Extra `/etc/hosts` lines of RUN containers: (name, IP).
+    pub extra_hosts: Vec<(String, String)>,
+    /// Size of RUN containers' `/dev/shm` in bytes (default 64 MiB).
+    pub shm_size: Option<u64>,
+    /// Secrets RUN may mount with `--mount=type=secret,id=ID`: id → content.
+    pub secrets: BTreeMap<String, Vec<u8>>,
 }
 
 /// Where progress goes: one line per step, and the output of RUN.
@@ -137,26 +146,24 @@ fn read_ignore(context: &Path, dockerfile: &Path) -> ignore::Ignore {
     ignore::Ignore::default()
 }
 
-/// For compose `build:`: builds `dockerfile` (relative to `context`, default `Dockerfile`) with
-/// `args` and `target`, tags the result with every name in `tags`, and returns the image id.
-pub fn build_service(
-    paths: &Paths,
-    context: &Path,
-    dockerfile: Option<&Path>,
-    args: &BTreeMap<String, String>,
-    target: Option<&str>,
-    tags: &[String],
-    rep: &dyn Reporter,
-) -> Result<String, BuildError> {
-    let opts = BuildOptions {
-        context: context.to_owned(),
-        dockerfile: dockerfile.map(|d| context.join(d)),
-        build_args: args.clone(),
-        target: target.map(str::to_owned),
-        tags: tags.to_vec(),
-        ..Default::default()
-    };
-    build(paths, &opts, rep).map(|b| b.image_id)
+/// Pulls `name` into `store` on a thread of its own, so that a build running inside an async
+/// runtime (compose `up`) can pull base images without nesting runtimes.
+fn pull_image(store: &crate::engine::image::ImageStore, name: &str) -> Result<(), String> {
+    let store = store.clone();
+    let name = name.to_owned();
+    let what = name.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting the async runtime: {e}"))?;
+        rt.block_on(store.pull(&name, None, &crate::engine::registry::Quiet))
+            .map(|_| ())
+            .map_err(|e| format!("pulling {name}: {e}"))
+    })
+    .join()
+    .map_err(|_| format!("pulling {what}: the pull thread panicked"))?
 }
 
 /// `builder prune`: forgets every cached step. Returns how many entries were removed.

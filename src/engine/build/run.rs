@@ -20,6 +20,12 @@ pub struct RunSpec {
     pub user: String,
     /// `--network=none`: a namespace with only `lo`; otherwise the host's network.
     pub network_none: bool,
+    /// Extra `/etc/hosts` lines: (name, IP).
+    pub extra_hosts: Vec<(String, String)>,
+    /// `/dev/shm` size in bytes.
+    pub shm_size: Option<u64>,
+    /// RUN `--mount`s: bind (read-only or not), cache directories, tmpfs, secrets.
+    pub mounts: Vec<crate::engine::container::Mount>,
 }
 
 /// Runs `spec` on `layers` (lowest first) and writes the changes as a layer tar to `tar_out`.
@@ -40,7 +46,11 @@ pub fn run_step(
     };
     let mut rec = ContainerRecord {
         supervision: Default::default(),
-        host: Default::default(),
+        host: crate::engine::hostconfig::HostConfig {
+            shm_size: spec.shm_size,
+            extra_hosts: spec.extra_hosts.clone(),
+            ..Default::default()
+        },
         id: id.clone(),
         name: format!("berth-build-{}", &id[..12]),
         image: String::new(),
@@ -57,7 +67,7 @@ pub fn run_step(
         },
         hostname: id[..12].to_string(),
         layers,
-        mounts: Vec::new(),
+        mounts: spec.mounts.clone(),
         networks: Vec::new(),
         ports: Vec::new(),
     };
@@ -77,8 +87,9 @@ pub fn run_step(
         std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
     };
     let hosts = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{}\n",
-        rec.hostname
+        "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{}\n{}",
+        rec.hostname,
+        rec.host.extra_hosts_lines(None)
     );
     runtime::prepare(paths, &rec, &hosts, &resolv).map_err(|e| e.to_string())?;
     let merged = Overlay::new(&rec.dir(paths)).merged;

@@ -37,7 +37,7 @@ pub struct HistoryRow {
 }
 
 impl ImageStore {
-    fn config_json(&self, manifest: &Digest) -> Result<(Value, Value), ImageError> {
+    pub(super) fn config_json(&self, manifest: &Digest) -> Result<(Value, Value), ImageError> {
         let at = manifest.to_string();
         let m: Value = serde_json::from_slice(&self.blobs.read_json(manifest)?)
             .map_err(|e| ImageError::invalid(&at, "manifest", e))?;
@@ -302,7 +302,8 @@ fn container_layers(containers: &Path) -> BTreeSet<PathBuf> {
     out
 }
 
-fn dir_size(path: &Path) -> u64 {
+/// Bytes of the regular files under `path` (symlinks not followed).
+pub fn dir_size(path: &Path) -> u64 {
     let Ok(meta) = fs::symlink_metadata(path) else {
         return 0;
     };

@@ -17,11 +17,13 @@ mod blobs;
 pub mod digest;
 mod download;
 mod error;
+mod filter;
 mod layers;
 mod load;
 mod manage;
 pub mod reference;
 mod refs;
+mod save;
 pub mod unpack;
 pub mod write;
 
@@ -36,13 +38,15 @@ use blobs::{Blobs, Staging};
 pub use digest::Digest;
 pub use download::Download;
 pub use error::ImageError;
+pub use filter::Filter;
 use layers::Layers;
 use load::Source;
 pub use load::host_arch;
-pub use manage::{HistoryRow, Removed};
+pub use manage::{HistoryRow, Removed, dir_size};
 pub use reference::{Reference, ReferenceError};
 pub(crate) use refs::ImageRecord;
 use refs::{RefsDb, RefsFile};
+pub use save::SaveFormat;
 
 /// An image store rooted at one directory. Cheap to open; safe to use from several processes.
 #[derive(Debug, Clone)]
@@ -208,6 +212,31 @@ impl ImageStore {
             for n in names {
                 db.refs.insert(n.to_string(), manifest.clone());
             }
+        })
+    }
+
+    /// When `reference` was last pulled, if berth pulled it.
+    pub fn last_pulled(
+        &self,
+        reference: &str,
+    ) -> Result<Option<std::time::SystemTime>, ImageError> {
+        let name = parse_reference(reference)?.to_string();
+        Ok(self
+            .refs
+            .read()?
+            .pulled
+            .get(&name)
+            .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(*s)))
+    }
+
+    /// Records that `reference` was pulled now.
+    pub(crate) fn mark_pulled(&self, reference: &Reference) -> Result<(), ImageError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        self.refs.update(|db| {
+            db.pulled.insert(reference.to_string(), now);
         })
     }
 

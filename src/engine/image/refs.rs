@@ -19,6 +19,10 @@ pub(crate) struct RefsDb {
     /// Manifest digest → what `images` and id lookups need without reading blobs.
     #[serde(default)]
     pub images: BTreeMap<Digest, ImageRecord>,
+    /// Normalised reference → when it was last pulled (seconds since the epoch), for compose
+    /// `pull_policy: daily|weekly|every_<duration>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pulled: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

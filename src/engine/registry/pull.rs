@@ -238,6 +238,7 @@ impl ImageStore {
         };
         self.record(std::slice::from_ref(&name), &manifest_digest, record)
             .map_err(RegistryError::store(&r))?;
+        self.mark_pulled(&name).map_err(RegistryError::store(&r))?;
         progress.message(&format!("Digest: {top_digest}"));
         let image = self
             .resolve(&name.to_string())

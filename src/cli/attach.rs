@@ -1,0 +1,167 @@
+//! Attached `up`: every container's output prefixed `name  | ` in a stable colour, `exited with
+//! code N` lines, Ctrl-C stops gracefully, and the CI flags `--abort-on-container-exit`,
+//! `--abort-on-container-failure` and `--exit-code-from` with docker compose's exit codes.
+use super::output;
+use crate::engine::container::{ContainerRecord, Status};
+use crate::engine::logs;
+use crate::project::Progress;
+use crate::state::Paths;
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default)]
+pub struct AttachOptions {
+    pub abort_on_exit: bool,
+    pub abort_on_failure: bool,
+    /// `--exit-code-from SERVICE`.
+    pub exit_code_from: Option<String>,
+    pub timeout: Option<Duration>,
+    pub color: bool,
+    pub prefix: bool,
+}
+
+/// A colour per service, stable across runs (docker compose cycles through a palette too).
+fn style_for(service: &str, color: bool) -> console::Style {
+    if !color {
+        return console::Style::new();
+    }
+    let palette = [
+        console::Color::Cyan,
+        console::Color::Yellow,
+        console::Color::Green,
+        console::Color::Magenta,
+        console::Color::Blue,
+        console::Color::Red,
+    ];
+    let i = service
+        .bytes()
+        .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
+    console::Style::new()
+        .fg(palette[i % palette.len()])
+        .force_styling(true)
+}
+
+/// Follows the project's containers until they have all exited, an abort condition holds, or
+/// `interrupted` is set. Returns the exit code `up` should end with.
+pub fn attach(
+    paths: &Paths,
+    project: &str,
+    opts: &AttachOptions,
+    interrupted: &AtomicBool,
+    progress: &dyn Progress,
+) -> Result<i32> {
+    let recs: Vec<ContainerRecord> = crate::project::containers(paths, project)?
+        .into_iter()
+        .filter(|r| !crate::project::up::is_oneoff(r))
+        .collect();
+    let width = recs.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let mut offsets = vec![0u64; recs.len()];
+    let mut exited: BTreeMap<String, i32> = BTreeMap::new();
+    let mut first_exit: Option<i32> = None;
+    let abort_on_exit = opts.abort_on_exit || opts.exit_code_from.is_some();
+    let mut abort: Option<i32> = None;
+    loop {
+        for (i, rec) in recs.iter().enumerate() {
+            let st = rec.state(paths)?;
+            let path = rec.dir(paths).join(logs::LOG_FILE);
+            let (records, off) = logs::read_from(&path, offsets[i])
+                .with_context(|| format!("reading the logs of {}", rec.name))?;
+            offsets[i] = off;
+            let style = style_for(rec.service().unwrap_or_default(), opts.color);
+            for r in records {
+                let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
+                if opts.prefix {
+                    let prefix = format!("{:<width$}  | ", rec.name);
+                    output::data(&format!("{}{text}", style.apply_to(prefix)));
+                } else {
+                    output::data(text);
+                }
+            }
+            // An exit the shim will not restart from is final.
+            let final_exit =
+                st.status == Status::Exited && !crate::sys::proc::alive(st.shim_pid, st.shim_start);
+            if final_exit && !exited.contains_key(&rec.name) {
+                let code = st.exit_code.unwrap_or(0);
+                exited.insert(rec.name.clone(), code);
+                output::data(&format!(
+                    "{}",
+                    style.apply_to(format!("{} exited with code {code}", rec.name))
+                ));
+                first_exit.get_or_insert(code);
+                if abort.is_none() && (abort_on_exit || (opts.abort_on_failure && code != 0)) {
+                    abort = Some(code);
+                }
+            }
+        }
+        let stop_reason = if interrupted.load(Ordering::SeqCst) {
+            Some("Gracefully stopping... (press Ctrl+C again to force)")
+        } else if abort.is_some() {
+            Some("Aborting on container exit...")
+        } else {
+            None
+        };
+        if let Some(reason) = stop_reason {
+            output::note(reason);
+            stop_all(paths, &recs, opts.timeout, progress);
+            // Collect the output and exit codes of what the stop ended.
+            for (i, rec) in recs.iter().enumerate() {
+                let path = rec.dir(paths).join(logs::LOG_FILE);
+                if let Ok((records, _)) = logs::read_from(&path, offsets[i]) {
+                    let style = style_for(rec.service().unwrap_or_default(), opts.color);
+                    for r in records {
+                        let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
+                        let prefix = format!("{:<width$}  | ", rec.name);
+                        output::data(&format!("{}{text}", style.apply_to(prefix)));
+                    }
+                }
+            }
+            if interrupted.load(Ordering::SeqCst) && abort.is_none() {
+                return Ok(0);
+            }
+            return Ok(exit_code(paths, &recs, opts, abort.unwrap_or(0)));
+        }
+        if exited.len() == recs.len() {
+            return Ok(match &opts.exit_code_from {
+                Some(_) => exit_code(paths, &recs, opts, 0),
+                None => 0,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// With `--exit-code-from S`, S's code (143 when the abort stopped it); otherwise `default`.
+fn exit_code(paths: &Paths, recs: &[ContainerRecord], opts: &AttachOptions, default: i32) -> i32 {
+    let Some(service) = &opts.exit_code_from else {
+        return default;
+    };
+    recs.iter()
+        .find(|r| r.service() == Some(service.as_str()))
+        .and_then(|r| r.state(paths).ok())
+        .and_then(|s| s.exit_code)
+        .unwrap_or(default)
+}
+
+fn stop_all(
+    paths: &Paths,
+    recs: &[ContainerRecord],
+    timeout: Option<Duration>,
+    progress: &dyn Progress,
+) {
+    std::thread::scope(|s| {
+        for rec in recs {
+            s.spawn(move || {
+                progress.event("Container", &rec.name, "Stopping");
+                let grace = crate::engine::runtime::grace(rec, timeout);
+                let r = crate::engine::runtime::stop(paths, rec, grace);
+                progress.event(
+                    "Container",
+                    &rec.name,
+                    if r.is_ok() { "Stopped" } else { "Error" },
+                );
+            });
+        }
+    });
+}

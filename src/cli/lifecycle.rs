@@ -1,0 +1,401 @@
+//! Container lifecycle commands on a project's services, as docker compose has them: `stop`,
+//! `start`, `restart`, `kill`, `rm`, `pause`, `unpause`, `top`, `cp`, `inspect`.
+//!
+//! Each command takes the project lock when it changes something, selects the project's
+//! containers (of the named services, or all), and acts on each through the engine.
+use super::Global;
+use super::output::{self, Plain};
+use super::project::{project_name, runtime};
+use crate::engine::container::{ContainerRecord, Status, labels};
+use crate::engine::{control, copy, runtime as rt};
+use crate::project::{self, Progress};
+use crate::state::Paths;
+use anyhow::{Context, Result, anyhow, bail};
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// Specify a shutdown timeout in seconds.
+    #[arg(short, long)]
+    pub timeout: Option<u64>,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServicesArgs {
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KillArgs {
+    /// SIGNAL to send to the container.
+    #[arg(short, long, default_value = "SIGKILL")]
+    pub signal: String,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    /// Don't ask to confirm removal.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Stop the containers, if required, before removing.
+    #[arg(short, long)]
+    pub stop: bool,
+    /// Remove any anonymous volumes attached to containers.
+    #[arg(short, long)]
+    pub volumes: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CpArgs {
+    /// Index of the container if the service has multiple replicas.
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    /// Archive mode (copy all uid/gid information).
+    #[arg(short, long)]
+    pub archive: bool,
+    /// SERVICE:SRC_PATH or a host path.
+    pub src: String,
+    /// SERVICE:DEST_PATH or a host path.
+    pub dest: String,
+}
+
+/// The project's containers of `services` (all when empty); an unknown service is an error.
+fn select(paths: &Paths, project: &str, services: &[String]) -> Result<Vec<ContainerRecord>> {
+    let recs = project::containers(paths, project)?;
+    if let Some(s) = services
+        .iter()
+        .find(|s| !recs.iter().any(|r| r.service() == Some(s.as_str())))
+    {
+        bail!("no such service: {s}");
+    }
+    Ok(recs
+        .into_iter()
+        .filter(|r| {
+            services.is_empty() || r.service().is_some_and(|s| services.iter().any(|x| x == s))
+        })
+        .collect())
+}
+
+/// Runs `f` on every container at once; the first error after all have finished.
+fn each(recs: &[ContainerRecord], f: impl Fn(&ContainerRecord) -> Result<()> + Sync) -> Result<()> {
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let hs: Vec<_> = recs.iter().map(|r| s.spawn(|| f(r))).collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a worker thread panicked")))
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+fn running(paths: &Paths, rec: &ContainerRecord) -> bool {
+    rec.state(paths).is_ok_and(|s| s.status == Status::Running)
+}
+
+pub fn stop(paths: &Paths, g: &Global, a: &StopArgs) -> Result<i32> {
+    let name = project_name(g)?;
+    let _lock = project::lock(paths, &name)?;
+    let recs = select(paths, &name, &a.services)?;
+    stop_all(paths, &recs, a.timeout.map(Duration::from_secs))?;
+    Ok(0)
+}
+
+fn stop_all(paths: &Paths, recs: &[ContainerRecord], timeout: Option<Duration>) -> Result<()> {
+    each(recs, |rec| {
+        Plain.event("Container", &rec.name, "Stopping");
+        rt::stop(paths, rec, rt::grace(rec, timeout))?;
+        Plain.event("Container", &rec.name, "Stopped");
+        Ok(())
+    })
+}
+
+pub fn start(paths: &Paths, g: &Global, a: &ServicesArgs) -> Result<i32> {
+    let name = project_name(g)?;
+    let _lock = project::lock(paths, &name)?;
+    start_all(paths, &select(paths, &name, &a.services)?)?;
+    Ok(0)
+}
+
+/// Starts the stopped containers again, dependencies first (their netns and rootfs are still
+/// there); their published ports move to whatever the new shim bound.
+fn start_all(paths: &Paths, recs: &[ContainerRecord]) -> Result<()> {
+    let host = project::net_host(paths);
+    for rec in order(recs) {
+        let st = rec.state(paths)?;
+        if st.status == Status::Running {
+            continue;
+        }
+        Plain.event("Container", &rec.name, "Starting");
+        let old = project::up::port_mappings(rec, &st.ports);
+        if !old.is_empty() {
+            host.unpublish(&old)?;
+        }
+        let ready = rt::start(paths, rec)?;
+        let new = project::up::port_mappings(rec, &ready.ports);
+        if !new.is_empty() {
+            host.publish(&new)
+                .with_context(|| format!("publishing the ports of {}", rec.name))?;
+        }
+        Plain.event("Container", &rec.name, "Started");
+    }
+    Ok(())
+}
+
+/// Dependencies (the `depends_on` label, `service:condition:required,…`) before dependents.
+fn order(recs: &[ContainerRecord]) -> Vec<&ContainerRecord> {
+    let deps = |r: &ContainerRecord| -> Vec<String> {
+        r.label(labels::DEPENDS_ON)
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|d| d.split(':').next())
+            .filter(|d| !d.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let mut out: Vec<&ContainerRecord> = Vec::new();
+    let mut left: Vec<&ContainerRecord> = recs.iter().collect();
+    while !left.is_empty() {
+        let (ready, wait): (Vec<_>, Vec<_>) = left.iter().partition(|r| {
+            deps(r).iter().all(|d| {
+                out.iter().any(|o| o.service() == Some(d))
+                    || !left.iter().any(|l| l.service() == Some(d))
+            })
+        });
+        if ready.is_empty() {
+            // A cycle cannot come from a valid compose file; keep the rest in name order.
+            out.extend(wait);
+            break;
+        }
+        out.extend(ready);
+        left = wait;
+    }
+    out
+}
+
+pub fn restart(paths: &Paths, g: &Global, a: &StopArgs) -> Result<i32> {
+    let name = project_name(g)?;
+    let _lock = project::lock(paths, &name)?;
+    let recs = select(paths, &name, &a.services)?;
+    stop_all(paths, &recs, a.timeout.map(Duration::from_secs))?;
+    start_all(paths, &recs)?;
+    Ok(0)
+}
+
+pub fn kill(paths: &Paths, g: &Global, a: &KillArgs) -> Result<i32> {
+    let name = project_name(g)?;
+    let sig = crate::engine::hostconfig::parse_signal(&a.signal)
+        .ok_or_else(|| anyhow!("invalid signal {:?}", a.signal))?;
+    let _lock = project::lock(paths, &name)?;
+    let recs: Vec<ContainerRecord> = select(paths, &name, &a.services)?
+        .into_iter()
+        .filter(|r| running(paths, r))
+        .collect();
+    each(&recs, |rec| {
+        Plain.event("Container", &rec.name, "Killing");
+        control::kill(paths, rec, sig)?;
+        Plain.event("Container", &rec.name, "Killed");
+        Ok(())
+    })?;
+    Ok(0)
+}
+
+pub fn rm(paths: &Paths, g: &Global, a: &RmArgs) -> Result<i32> {
+    let name = project_name(g)?;
+    let _lock = project::lock(paths, &name)?;
+    let recs = select(paths, &name, &a.services)?;
+    if a.stop {
+        stop_all(paths, &recs, None)?;
+    }
+    let stopped: Vec<ContainerRecord> = recs.into_iter().filter(|r| !running(paths, r)).collect();
+    if stopped.is_empty() {
+        output::note("No stopped containers");
+        return Ok(0);
+    }
+    if !a.force {
+        let names: Vec<&str> = stopped.iter().map(|r| r.name.as_str()).collect();
+        output::note(&format!("Going to remove {}", names.join(", ")));
+        if !confirm("Are you sure? [yN] ")? {
+            return Ok(0);
+        }
+    }
+    // berth has no anonymous volumes (a service must name its volumes), so `-v` has nothing
+    // more to remove.
+    let _ = a.volumes;
+    let host = project::net_host(paths);
+    let rt = runtime()?;
+    for rec in &stopped {
+        Plain.event("Container", &rec.name, "Removing");
+        rt.block_on(project::down::remove_container(
+            paths,
+            &host,
+            rec,
+            Some(Duration::ZERO),
+        ))?;
+        Plain.event("Container", &rec.name, "Removed");
+    }
+    Ok(0)
+}
+
+fn confirm(prompt: &str) -> Result<bool> {
+    use std::io::Write;
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{prompt}");
+    let _ = err.flush();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+pub fn pause(paths: &Paths, g: &Global, a: &ServicesArgs, freeze: bool) -> Result<i32> {
+    let name = project_name(g)?;
+    let _lock = project::lock(paths, &name)?;
+    let recs = select(paths, &name, &a.services)?;
+    let (doing, done) = if freeze {
+        ("Pausing", "Paused")
+    } else {
+        ("Unpausing", "Unpaused")
+    };
+    each(&recs, |rec| {
+        if freeze && !running(paths, rec) {
+            return Ok(());
+        }
+        if !freeze && !control::paused(paths, &rec.id) {
+            return Ok(());
+        }
+        Plain.event("Container", &rec.name, doing);
+        if freeze {
+            control::pause(paths, rec)?;
+        } else {
+            control::unpause(paths, rec)?;
+        }
+        Plain.event("Container", &rec.name, done);
+        Ok(())
+    })?;
+    Ok(0)
+}
+
+/// `top`: each running container's processes, as `ps -ef` shows them on the host.
+pub fn top(paths: &Paths, g: &Global, a: &ServicesArgs) -> Result<i32> {
+    let name = project_name(g)?;
+    let recs = select(paths, &name, &a.services)?;
+    let ps = std::process::Command::new("ps")
+        .arg("-ef")
+        .output()
+        .context("running ps -ef")?;
+    let ps = String::from_utf8_lossy(&ps.stdout).into_owned();
+    let mut lines = ps.lines();
+    let header = lines.next().unwrap_or_default();
+    let rows: Vec<(&str, i32)> = lines
+        .filter_map(|l| Some((l, l.split_whitespace().nth(1)?.parse().ok()?)))
+        .collect();
+    let mut first = true;
+    for rec in recs.iter().filter(|r| running(paths, r)) {
+        let pids = control::pids(paths, rec)?;
+        if !first {
+            output::data("");
+        }
+        first = false;
+        output::data(&rec.name);
+        output::data(header);
+        for pid in pids {
+            if let Some((l, _)) = rows.iter().find(|(_, p)| *p == pid) {
+                output::data(l);
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `cp SERVICE:SRC DEST` or `cp SRC SERVICE:DEST`.
+pub fn cp(paths: &Paths, g: &Global, a: &CpArgs) -> Result<i32> {
+    let name = project_name(g)?;
+    let side = |s: &str| -> Option<(String, String)> {
+        let (svc, path) = s.split_once(':')?;
+        (!svc.is_empty() && !svc.contains('/')).then(|| (svc.to_string(), path.to_string()))
+    };
+    let container = |svc: &str| -> Result<ContainerRecord> {
+        select(paths, &name, &[svc.to_string()])?
+            .into_iter()
+            .find(|r| r.label(labels::NUMBER) == Some(&a.index.to_string()))
+            .ok_or_else(|| anyhow!("service {svc:?} has no container with index {}", a.index))
+    };
+    let host = copy::host_root()?;
+    match (side(&a.src), side(&a.dest)) {
+        (Some((svc, src)), None) => {
+            let rec = container(&svc)?;
+            let root = copy::container_root(paths, &rec)?;
+            // Out of a container: the caller's ids unless -a.
+            let owner = if a.archive {
+                copy::Owner::Keep
+            } else {
+                copy::Owner::Set(
+                    nix::unistd::getuid().as_raw(),
+                    nix::unistd::getgid().as_raw(),
+                )
+            };
+            copy::copy(
+                std::os::fd::AsFd::as_fd(&root),
+                &abs(&src),
+                std::os::fd::AsFd::as_fd(&host),
+                &copy::host_path(&a.dest),
+                owner,
+            )?;
+            Plain.event(
+                "Container",
+                &rec.name,
+                &format!("Copied {src} to {}", a.dest),
+            );
+        }
+        (None, Some((svc, dst))) => {
+            let rec = container(&svc)?;
+            let root = copy::container_root(paths, &rec)?;
+            // Into a container: root's unless -a, as docker cp.
+            let owner = if a.archive {
+                copy::Owner::Keep
+            } else {
+                copy::Owner::Set(0, 0)
+            };
+            copy::copy(
+                std::os::fd::AsFd::as_fd(&host),
+                &copy::host_path(&a.src),
+                std::os::fd::AsFd::as_fd(&root),
+                &abs(&dst),
+                owner,
+            )?;
+            Plain.event(
+                "Container",
+                &rec.name,
+                &format!("Copied {} to {dst}", a.src),
+            );
+        }
+        (Some(_), Some(_)) => bail!("copying between containers is not supported"),
+        (None, None) => bail!("must specify at least one container source: SERVICE:PATH"),
+    }
+    Ok(0)
+}
+
+/// Container paths are relative to `/` (its working directory is not known here).
+fn abs(p: &str) -> String {
+    if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/{p}")
+    }
+}
+
+/// `inspect`: a JSON array in the shape of `docker inspect`.
+pub fn inspect(paths: &Paths, g: &Global, a: &ServicesArgs) -> Result<i32> {
+    let name = project_name(g)?;
+    let recs = select(paths, &name, &a.services)?;
+    let mut out = Vec::new();
+    for rec in &recs {
+        out.push(super::inspect::container(paths, rec)?);
+    }
+    output::data(&serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}

@@ -1,0 +1,206 @@
+//! `run`: a one-off container for a service (docker compose's rules: dependencies started and
+//! waited for, ports dropped unless `--service-ports`, restart policy cleared, `oneoff=True`).
+use super::container::record;
+use super::up::{self, UpOptions};
+use super::{Progress, net_host};
+use crate::compose::{Project, ServicePort};
+use crate::engine::container::{ContainerRecord, RestartPolicy, labels};
+use crate::engine::image::ImageStore;
+use crate::engine::runtime;
+use anyhow::{Context, Result, anyhow};
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub service: String,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<(String, Option<String>)>,
+    pub name: Option<String>,
+    pub no_deps: bool,
+    pub service_ports: bool,
+    /// `-p` short port specs.
+    pub publish: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    /// `-v` short volume specs.
+    pub volumes: Vec<String>,
+    pub labels: Vec<(String, String)>,
+}
+
+/// Creates and starts the one-off container; returns its record.
+pub async fn run(
+    paths: &crate::state::Paths,
+    project: &Project,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<ContainerRecord> {
+    let base = project
+        .services
+        .get(&opts.service)
+        .ok_or_else(|| anyhow!("no such service: {}", opts.service))?;
+
+    // Dependencies first, through `up` (which waits for their own conditions).
+    if !opts.no_deps {
+        let mut deps = up::with_dependencies(project, std::slice::from_ref(&opts.service), false)?;
+        deps.remove(&opts.service);
+        if !deps.is_empty() {
+            let up_opts = UpOptions {
+                timeout: None,
+                wait: false,
+                wait_timeout: None,
+                scale: Default::default(),
+                remove_orphans: false,
+                dry_run: false,
+                services: deps,
+                pull: None,
+                build: super::pull::BuildMode::Missing,
+            };
+            up::up(paths, project, &up_opts, progress).await?;
+        }
+    }
+    let _lock = super::lock(paths, &project.name)?;
+    // The one-off's own dependency conditions.
+    if !opts.no_deps {
+        let recs = super::containers(paths, &project.name)?;
+        for (dep, cond) in &base.depends_on {
+            for r in recs
+                .iter()
+                .filter(|r| r.service() == Some(dep.as_str()) && !up::is_oneoff(r))
+            {
+                match cond.condition.as_str() {
+                    "service_healthy" => super::start::wait_healthy(paths, r)?,
+                    "service_completed_successfully" => super::start::wait_completed(paths, r)?,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    let mut svc = base.clone();
+    if let Some(e) = &opts.entrypoint {
+        svc.entrypoint = Some(e.clone());
+        // docker compose: --entrypoint without a command also clears the service's command.
+        svc.command = opts.command.clone();
+    } else if let Some(c) = &opts.command {
+        svc.command = Some(c.clone());
+    }
+    for (k, v) in &opts.env {
+        let v = v.clone().or_else(|| std::env::var(k).ok());
+        if v.is_some() {
+            svc.environment.insert(k.clone(), v);
+        }
+    }
+    if opts.user.is_some() {
+        svc.user = opts.user.clone();
+    }
+    if opts.workdir.is_some() {
+        svc.working_dir = opts.workdir.clone();
+    }
+    if !opts.service_ports {
+        svc.ports.clear();
+    }
+    for p in &opts.publish {
+        let ports: Vec<ServicePort> =
+            crate::compose::model::parse_port(p).map_err(|e| anyhow!("-p {p}: {e}"))?;
+        svc.ports.extend(ports);
+    }
+    for v in &opts.volumes {
+        let mut vol = crate::compose::model::parse_volume(v).map_err(|e| anyhow!("-v {v}: {e}"))?;
+        if vol.kind == crate::compose::VolumeType::Bind
+            && let Some(src) = &vol.source
+        {
+            vol.source = Some(project.working_dir.join(src).to_string_lossy().into_owned());
+        }
+        svc.volumes.push(vol);
+    }
+    svc.restart = None;
+    svc.container_name = None;
+
+    let store = ImageStore::open(&paths.images())?;
+    let reference = svc.image.clone().unwrap_or_default();
+    let image = store
+        .resolve(&reference)
+        .with_context(|| format!("service {:?} refers to image {reference:?}", svc.name))?;
+    let host = net_host(paths);
+    let (volume_dirs, networks) = up::ensure_resources(paths, &host, project, progress).await?;
+    let mut rec = record(project, &svc, 1, &image, &volume_dirs)?;
+    rec.name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}-run-{}", project.name, svc.name, &rec.id[..12]));
+    rec.labels.insert(labels::ONEOFF.into(), "True".into());
+    rec.labels
+        .insert("com.docker.compose.slug".into(), rec.id.clone());
+    for (k, v) in &opts.labels {
+        rec.labels.insert(k.clone(), v.clone());
+    }
+    rec.supervision.restart = RestartPolicy::No;
+    let mut later = Vec::new();
+    up::materialize(
+        paths,
+        &host,
+        project,
+        &mut rec,
+        &svc,
+        &networks,
+        &Default::default(),
+        &mut later,
+    )
+    .await?;
+    if let Some((_, _, e)) = later.pop() {
+        return Err(e);
+    }
+
+    let mut peers: Vec<ContainerRecord> = super::containers(paths, &project.name)?
+        .into_iter()
+        .filter(|r| r.id != rec.id)
+        .collect();
+    peers.push(rec.clone());
+    let hosts = up::hosts_file(peers.iter());
+    let gateway = rec
+        .networks
+        .first()
+        .and_then(|a| networks.values().find(|n| n.name == a.network))
+        .map(|n| n.gateway);
+    let (resolv, dns) = up::resolv_conf(&svc, &networks, &up::host_resolv_conf())?;
+    crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
+    runtime::prepare(paths, &rec, &up::with_own(&hosts, &rec, gateway), &resolv)?;
+    progress.event("Container", &rec.name, "Created");
+    let ready = runtime::start(paths, &rec)?;
+    up::publish(&host, &rec, &ready.ports)?;
+    Ok(rec)
+}
+
+/// A project for `berth run IMAGE`, outside any compose file: one service `run` on the
+/// shared `berth_default` network (as Docker's default bridge).
+pub fn standalone(image: &str, command: Option<Vec<String>>) -> Project {
+    let mut svc = crate::compose::Service {
+        name: "run".into(),
+        image: Some(image.into()),
+        command,
+        ..Default::default()
+    };
+    svc.networks.insert("default".into(), Default::default());
+    let mut p = Project {
+        name: "berth".into(),
+        working_dir: std::env::current_dir().unwrap_or_default(),
+        ..Default::default()
+    };
+    p.services.insert("run".into(), svc);
+    p.networks.insert(
+        "default".into(),
+        crate::compose::Network {
+            name: Some("berth_default".into()),
+            ..Default::default()
+        },
+    );
+    p
+}
+
+/// Names of the services a run depends on (for messages).
+pub fn dependencies(project: &Project, service: &str) -> BTreeSet<String> {
+    let mut d = up::with_dependencies(project, &[service.to_string()], false).unwrap_or_default();
+    d.remove(service);
+    d
+}
