@@ -232,3 +232,43 @@ fn networks_isolate_and_names_resolve_per_network() {
     let down = net.berth(&["down", "-t", "0"]);
     assert!(down.status.success(), "{}", text(&down.stderr));
 }
+
+#[test]
+fn scaled_service_resolves_to_all_replicas_and_follows_scale() {
+    require_root!();
+    let env = Env::new("netscale");
+    let resolv = env.dir.join("host-resolv.conf");
+    std::fs::write(&resolv, "").unwrap();
+    let net = Net {
+        env: &env,
+        resolv,
+        pool: env.pool.clone(),
+    };
+    env.write(
+        "compose.yaml",
+        r#"services:
+  web:
+    image: busybox
+    command: [sh, -c, "trap 'exit 0' TERM; mkdir -p /w; hostname > /w/index.html; httpd -f -p 8080 -h /w & wait"]
+  client:
+    image: busybox
+    command: [sh, -c, "trap 'exit 0' TERM; sleep 1000 & wait"]
+"#,
+    );
+    let up = net.berth(&["up", "-d", "--scale", "web=3"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    let ips = net.lookup("client", "web");
+    assert_eq!(ips.len(), 3, "{ips:?}");
+    // Round robin: the first address is not always the same one.
+    let firsts: std::collections::BTreeSet<Ipv4Addr> = (0..8)
+        .filter_map(|_| net.lookup("client", "web").first().copied())
+        .collect();
+    assert!(firsts.len() > 1, "{firsts:?}");
+    let up = net.berth(&["up", "-d", "--scale", "web=1"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    assert_eq!(net.lookup("client", "web").len(), 1);
+    // A stopped container's name is gone at once.
+    let stop = net.berth(&["stop", "-t", "0", "web"]);
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    assert!(net.lookup("client", "web").is_empty());
+}

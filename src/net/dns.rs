@@ -251,7 +251,9 @@ pub struct Server {
 impl Server {
     /// Binds `127.0.0.11:53` (UDP and TCP) inside the network namespace at `netns`, and a UDP
     /// socket for forwarding in the caller's namespace. The namespace's `lo` must be up.
-    pub fn bind(netns: &Path, config: DnsConfig) -> std::io::Result<Server> {
+    pub fn bind(netns: &Path, mut config: DnsConfig) -> std::io::Result<Server> {
+        // Nowhere to forward to: fail unknown names at once rather than let clients time out.
+        config.forward &= !config.upstreams.is_empty();
         let netns = netns.to_path_buf();
         // setns changes only the calling thread; this one ends right after binding, and the
         // sockets stay in the namespace they were created in.

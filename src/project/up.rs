@@ -243,7 +243,6 @@ pub async fn up(
     // 2. Volumes and networks.
     let host = net_host(paths);
     let (volume_dirs, networks) = ensure_resources(paths, &host, project, progress).await?;
-
     // The running containers' published ports, again: their elements are gone if the ruleset
     // was flushed behind our back (adding an element that exists is a no-op).
     for (c, status) in &existing {
