@@ -95,6 +95,13 @@ pub fn plan(
                     let container = c.name.clone();
                     match (c.label(labels::CONFIG_HASH) == Some(hash.as_str()), status) {
                         (true, Status::Running) => Action::Keep { service, container },
+                        // Never started: an `up` may have been killed halfway through preparing
+                        // it (record written, files or mounts missing), so make it anew.
+                        (true, Status::Created) => Action::Recreate {
+                            service,
+                            container,
+                            number,
+                        },
                         (true, _) => Action::Start { service, container },
                         (false, _) => Action::Recreate {
                             service,
@@ -611,9 +618,10 @@ fn check_ports(
     creating: &BTreeSet<&str>,
     existing: &[(ContainerRecord, Status)],
 ) -> Result<()> {
+    // Ports our own containers hold (running, or still starting after a killed `up`) are freed
+    // by their removal or kept by them; only someone else's are a conflict.
     let ours: BTreeSet<(u16, String)> = existing
         .iter()
-        .filter(|(_, s)| *s == Status::Running)
         .flat_map(|(c, _)| c.ports.iter().map(|p| (p.host_port, p.protocol.clone())))
         .collect();
     for service in creating {
