@@ -270,5 +270,13 @@ fn scaled_service_resolves_to_all_replicas_and_follows_scale() {
     // A stopped container's name is gone at once.
     let stop = net.berth(&["stop", "-t", "0", "web"]);
     assert!(stop.status.success(), "{}", text(&stop.stderr));
-    assert!(net.lookup("client", "web").is_empty());
+    // The resolver re-reads the records when they change, and at least every 200 ms.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !net.lookup("client", "web").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "web still resolves after stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
