@@ -4,25 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 mod util;
 
-use util::Env;
-
-/// Brings the project up, waits for `service` to exit and returns its output, without the
-/// `name | ` prefixes.
-fn output_of(env: &Env, service: &str) -> String {
-    env.ok(&["up", "-d"]);
-    let logs = env.ok(&["logs", "-f", service]);
-    logs.lines()
-        .map(|l| l.split_once(" | ").map_or(l, |(_, rest)| rest))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn field<'a>(out: &'a str, key: &str) -> &'a str {
-    out.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no {key} in:\n{out}"))
-}
+use util::{Env, field, output_of};
 
 /// A compose file with one busybox service `c` running the shell `script`, plus extra keys.
 pub fn compose(script: &str, extra: &str) -> String {

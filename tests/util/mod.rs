@@ -294,3 +294,22 @@ pub fn bridges(root: &Path) -> Vec<String> {
     }
     out
 }
+
+/// Brings the project up, waits for `service` to exit and returns its output, without the
+/// `name | ` prefixes.
+pub fn output_of(env: &Env, service: &str) -> String {
+    env.ok(&["up", "-d"]);
+    let logs = env.ok(&["logs", "-f", service]);
+    logs.lines()
+        .map(|l| l.split_once(" | ").map_or(l, |(_, rest)| rest))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The value after `key` on the first line of `out` that starts with it.
+pub fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {key} in:\n{out}"))
+}
