@@ -21,6 +21,7 @@ fn every_port_form_is_reachable_where_it_should_be() {
     require_root!();
     let env = Env::new("netports");
     let (lo, range, udp, shared) = (free_port(), free_port(), free_port(), free_port());
+    let v6 = free_port();
     let compose = format!(
         r#"{SRV}
 services:
@@ -31,6 +32,7 @@ services:
       - "127.0.0.1:{lo}:8080"
       - "{range}-{range_end}:8080-8081"
       - "{udp}:9999/udp"
+      - "[::1]:{v6}:8081"
   rnd: {{<<: *srv, environment: {{N: rnd}}, ports: ["8080"]}}
   r1: {{<<: *srv, environment: {{N: r1}}, ports: ["{shared}-{shared_end}:8080"]}}
   r2: {{<<: *srv, environment: {{N: r2}}, ports: ["{shared}-{shared_end}:8080"]}}
@@ -81,6 +83,14 @@ services:
     if std::net::TcpListener::bind("[::1]:0").is_ok() {
         assert_eq!(get(&format!("[::1]:{range}")).as_deref(), Some("web"));
         assert_eq!(get(&format!("[::1]:{lo}")), None);
+        // `[::1]:PORT:8081`: IPv6 loopback only, no IPv4 at all.
+        assert_eq!(get(&format!("[::1]:{v6}")).as_deref(), Some("web"));
+        assert_eq!(get(&format!("127.0.0.1:{v6}")), None);
+        assert_eq!(
+            env.ok(&["port", "web", "8081"]).trim(),
+            format!("0.0.0.0:{}", range + 1),
+            "the first mapping of 8081"
+        );
     }
 
     // A random host port.

@@ -43,8 +43,13 @@ pub fn port(paths: &Paths, g: &Global, a: &PortArgs) -> Result<i32> {
     };
     let p = &rec.ports[i];
     let bound = st.ports.get(i).copied().unwrap_or(p.host_port);
-    let ip = p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
-    output::data(&format!("{ip}:{bound}"));
+    match (p.host_ip6, p.host_ip) {
+        (Some(v6), _) => output::data(&format!("[{v6}]:{bound}")),
+        (None, ip) => output::data(&format!(
+            "{}:{bound}",
+            ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
+        )),
+    }
     Ok(0)
 }
 

@@ -138,6 +138,10 @@ pub struct NetworkAttachment {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PublishedPort {
     pub host_ip: Option<Ipv4Addr>,
+    /// An IPv6 host address (`[::1]:8080:80`): served by the shim's userland proxy only, with
+    /// no IPv4 reservation or DNAT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip6: Option<std::net::Ipv6Addr>,
     /// 0 asks for a free port; the shim reports which one it got in `State::ports`.
     pub host_port: u16,
     /// A host range `host_port..=host_port_end`: the first free port of it (so replicas of a

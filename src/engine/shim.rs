@@ -334,6 +334,24 @@ fn reserve(rec: &ContainerRecord) -> Result<(Vec<OwnedFd>, Vec<u16>)> {
             "udp" => crate::net::Protocol::Udp,
             _ => crate::net::Protocol::Tcp,
         };
+        if let Some(v6) = p.host_ip6 {
+            let l = std::net::TcpListener::bind((v6, p.host_port)).map_err(|e| {
+                anyhow!(
+                    "service {:?} cannot publish port {}/tcp on [{v6}]:{}: {e}",
+                    rec.service().unwrap_or(&rec.name),
+                    p.container_port,
+                    p.host_port
+                )
+            })?;
+            ports.push(l.local_addr()?.port());
+            // The listener is the reservation; the proxy's thread keeps it for our lifetime.
+            if let Some(ip) = rec.networks.first().map(|n| n.ip) {
+                crate::net::proxy::serve(l, std::net::SocketAddr::from((ip, p.container_port)))?;
+            } else {
+                held.push(OwnedFd::from(l));
+            }
+            continue;
+        }
         let last = p.host_port_end.unwrap_or(p.host_port);
         let (fd, port) = crate::net::reserve_range(p.host_ip, p.host_port, last, proto)
             .with_context(|| {
@@ -357,7 +375,7 @@ fn proxy_loopback6(rec: &ContainerRecord, bound: &[u16]) {
         return;
     };
     for (p, port) in rec.ports.iter().zip(bound) {
-        if p.host_ip.is_none() && p.protocol == "tcp" {
+        if p.host_ip.is_none() && p.host_ip6.is_none() && p.protocol == "tcp" {
             let target = std::net::SocketAddr::from((ip, p.container_port));
             if let Err(e) = crate::net::proxy::serve_loopback6(*port, target) {
                 tracing::debug!("no [::1]:{port} for {}: {e}", rec.name);

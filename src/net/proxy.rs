@@ -14,8 +14,13 @@ use std::time::Duration;
 /// Listens on `[::1]:port` and forwards every connection to `target`. Returns the listening
 /// address; the listener lives as long as the process.
 pub fn serve_loopback6(port: u16, target: SocketAddr) -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind((Ipv6Addr::LOCALHOST, port))?;
+    serve(TcpListener::bind((Ipv6Addr::LOCALHOST, port))?, target)
+}
+
+/// Forwards every connection `listener` accepts to `target`, on threads of its own.
+pub fn serve(listener: TcpListener, target: SocketAddr) -> io::Result<SocketAddr> {
     let local = listener.local_addr()?;
+    let port = local.port();
     std::thread::Builder::new()
         .name(format!("proxy-{port}"))
         .spawn(move || {

@@ -129,14 +129,26 @@ pub fn record(
 
     let mut ports = Vec::new();
     for p in &svc.ports {
-        let host_ip = match p.host_ip.as_deref() {
-            None | Some("") | Some("0.0.0.0") => None,
-            Some(ip) => Some(ip.parse().map_err(|_| {
-                invalid(format!(
-                    "host IP {ip:?} of port {} is not an IPv4 address (IPv6 publishing is not supported yet)",
-                    p.target
-                ))
-            })?),
+        // `::` is every address (IPv4 through DNAT, `[::1]` through the proxy); another IPv6
+        // address is served by the shim's proxy only.
+        let (host_ip, host_ip6) = match p.host_ip.as_deref() {
+            None | Some("") | Some("0.0.0.0") | Some("::") => (None, None),
+            Some(ip) => match ip.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(v4)) => (Some(v4), None),
+                Ok(std::net::IpAddr::V6(v6)) if p.protocol == "tcp" => (None, Some(v6)),
+                Ok(std::net::IpAddr::V6(_)) => {
+                    return Err(invalid(format!(
+                        "port {}: publishing {} on an IPv6 address is not supported (tcp is)",
+                        p.target, p.protocol
+                    )));
+                }
+                Err(_) => {
+                    return Err(invalid(format!(
+                        "host IP {ip:?} of port {} is not an IP address",
+                        p.target
+                    )));
+                }
+            },
         };
         let (host_port, host_port_end) = match p.published.as_deref() {
             None | Some("") => (0, None),
@@ -155,6 +167,7 @@ pub fn record(
         }
         ports.push(PublishedPort {
             host_ip,
+            host_ip6,
             host_port,
             host_port_end,
             container_port: p.target,

@@ -588,6 +588,7 @@ pub fn port_mappings(rec: &ContainerRecord, bound: &[u16]) -> Vec<PortMapping> {
     rec.ports
         .iter()
         .enumerate()
+        .filter(|(_, p)| p.host_ip6.is_none())
         .map(|(i, p)| PortMapping {
             host_ip: p.host_ip,
             host_port: bound.get(i).copied().unwrap_or(p.host_port),
@@ -632,6 +633,13 @@ fn check_ports(
                 continue;
             };
             let last = end.unwrap_or(first);
+            // An IPv6 host address is bound by the shim's proxy, which reports a clash itself.
+            if p.host_ip
+                .as_deref()
+                .is_some_and(|h| h.contains(':') && h != "::")
+            {
+                continue;
+            }
             if first == 0 || (first..=last).any(|port| ours.contains(&(port, p.protocol.clone()))) {
                 continue;
             }
