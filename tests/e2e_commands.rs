@@ -181,13 +181,18 @@ fn cp_both_ways_keeps_owners_and_stays_in_the_container() {
     env.ok(&["down"]);
 }
 
-fn shim_pid(env: &Env) -> i32 {
+/// The shim pid of the container named `name` (its record in the state root says which).
+fn shim_pid(env: &Env, name: &str) -> i32 {
     let dir = std::fs::read_dir(env.root().join("containers"))
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .map(|e| e.unwrap().path())
+        .find(|d| {
+            std::fs::read_to_string(d.join("container.json"))
+                .ok()
+                .and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok())
+                .is_some_and(|r| r["name"] == name)
+        })
+        .unwrap_or_else(|| panic!("no container {name} in the state root"));
     let st: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
     st["shim_pid"].as_i64().unwrap() as i32
@@ -204,7 +209,7 @@ fn a_killed_shim_leaves_a_container_that_stop_and_down_still_handle() {
     // The CLI has exited: the containers run on under their shims.
     env.ok(&["up", "-d"]);
     wait_for(&env, "running", |v| status(v) == "running");
-    let shim = shim_pid(&env);
+    let shim = shim_pid(&env, "dur-app-1");
     let start = std::fs::read_to_string(format!("/proc/{shim}/cmdline")).unwrap();
     assert!(start.contains("__shim") && start.contains(env.root().to_str().unwrap()));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(shim), nix::sys::signal::SIGKILL).unwrap();
@@ -261,7 +266,7 @@ fn shim_and_exec_binaries_cannot_be_opened_for_writing() {
             .unwrap_err()
             .raw_os_error()
     };
-    let shim = kept(shim_pid(&env));
+    let shim = kept(shim_pid(&env, "seal-app-1"));
     assert!(read_only(&shim), "the shim runs from a writable mount");
     // `berth exec` waits for its process: look at its own exe while it does.
     let mut exec = std::process::Command::new(util::BERTH)
