@@ -19,6 +19,7 @@ pub mod merge;
 pub mod model;
 pub mod normalize;
 pub mod schema;
+pub mod units;
 pub mod yaml;
 
 pub use error::ComposeError;
