@@ -120,6 +120,12 @@ pub fn load_options(g: &Global) -> Result<LoadOptions> {
         env: std::env::vars().collect(),
         env_files: g.env_files.clone(),
         profiles: g.profiles.clone(),
+        // git `include`s are checked out under the state root, not in the user's home.
+        remote_cache: Some(
+            crate::state::Paths::new(g.root.as_deref())
+                .data
+                .join("cache/git"),
+        ),
         ..Default::default()
     })
 }

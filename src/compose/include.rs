@@ -4,8 +4,9 @@
 use super::error::ComposeError;
 use super::loader::{Ctx, fill_from_env_file, load_other, resolve_paths};
 use super::merge::{self, Tags};
+use super::remote;
 use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     match v {
@@ -40,10 +41,26 @@ pub(super) fn apply_includes(doc: &mut Value, include: Value, base_dir: &Path, c
             ctx.errors.push(e);
             continue;
         }
-        let paths: Vec<PathBuf> = paths
-            .iter()
-            .map(|p| super::loader::clean_path(&base_dir.join(p)))
-            .collect();
+        let mut local = Vec::new();
+        for p in &paths {
+            if !remote::is_remote(p) {
+                local.push(super::loader::clean_path(&base_dir.join(p)));
+                continue;
+            }
+            match remote::resolve(p, ctx.opts.remote_cache.as_deref(), &ctx.opts.env) {
+                Ok(file) => local.push(file),
+                Err(e) => {
+                    let hint =
+                        Some("check the URL, the ref and your access to the repository".into());
+                    let e = ctx.sources.error(&key, e, hint);
+                    ctx.errors.push(e);
+                }
+            }
+        }
+        if local.len() != paths.len() {
+            continue;
+        }
+        let paths = local;
         let project_dir = match &project_directory {
             Some(d) => super::loader::clean_path(&base_dir.join(d)),
             None => paths[0].parent().map(Path::to_path_buf).unwrap_or_default(),

@@ -18,7 +18,9 @@ pub mod loader;
 pub mod merge;
 pub mod model;
 pub mod normalize;
+pub mod remote;
 pub mod schema;
+pub mod units;
 pub mod yaml;
 
 pub use error::ComposeError;

@@ -7,6 +7,7 @@ use super::error::ComposeError;
 use super::interpolate::Env;
 use super::loader::{LoadOptions, Sources};
 use super::model::{ComposeFile, DependsOn, FileObject, Network, Project, Service, VolumeType};
+use super::units;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -340,6 +341,7 @@ fn normalize(p: &mut Project, sources: &Sources, errors: &mut Vec<ComposeError>)
         {
             svc.scale = Some(r);
         }
+        canonical_units(svc, sources, errors);
         for v in svc.volumes.iter_mut() {
             v.target = super::loader::clean_path(Path::new(&v.target))
                 .to_string_lossy()
@@ -380,59 +382,150 @@ fn set_resource_name(name: &mut Option<String>, external: bool, project: &str, k
     }
 }
 
-/// Parses a byte size like `512m`, `1g`, `1.5GB` or `1024`.
+/// Parses a byte size like `512m`, `1g`, `1.5GB` or `1024` (see `units`); negative sizes are
+/// `None`.
 pub fn parse_bytes(s: &str) -> Option<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    let digits_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(digits_end);
-    let n: f64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim().trim_end_matches('b').trim_end_matches('i') {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        "p" => 1 << 50,
-        _ => return None,
-    };
-    Some((n * mult as f64) as u64)
+    units::parse_bytes(s.trim())
+        .ok()
+        .and_then(|n| u64::try_from(n).ok())
 }
 
-/// Parses a Go duration like `1m30s`, `500ms`, `1h`.
+/// Parses a duration like `1m30s`, `500ms`, `1h` or `2d` (see `units`); negative durations are
+/// `None`.
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
+    units::parse_duration(s.trim())
+        .ok()
+        .and_then(|n| u64::try_from(n).ok())
+        .map(std::time::Duration::from_nanos)
+}
+
+/// Rewrites a duration or byte size in place in its canonical form (`1m30s`, `536870912`), as
+/// compose-go's typed model prints them; a value that does not parse is an error at `path`.
+fn canonical(
+    slot: &mut Option<String>,
+    path: &str,
+    form: fn(&str) -> Result<String, String>,
+    sources: &Sources,
+    errors: &mut Vec<ComposeError>,
+) {
+    if let Some(v) = slot.as_mut() {
+        match form(v) {
+            Ok(c) => *v = c,
+            Err(e) => errors.push(sources.error(path, e, None)),
+        }
     }
-    if s == "0" {
-        return Some(std::time::Duration::ZERO);
+}
+
+/// The same for a value inside an untyped part of the model (`deploy.update_config`, …).
+fn canonical_value(
+    v: Option<&mut Value>,
+    path: &str,
+    form: fn(&str) -> Result<String, String>,
+    sources: &Sources,
+    errors: &mut Vec<ComposeError>,
+) {
+    let mut s = match v.as_deref() {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    canonical(&mut s, path, form, sources, errors);
+    if let (Some(v), Some(s)) = (v, s) {
+        *v = Value::String(s);
     }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let n: f64 = rest[..end].parse().ok()?;
-        rest = &rest[end..];
-        let uend = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = &rest[..uend];
-        rest = &rest[uend..];
-        total += n * match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
+}
+
+/// Durations and byte sizes of a service in canonical form.
+fn canonical_units(svc: &mut Service, sources: &Sources, errors: &mut Vec<ComposeError>) {
+    let dur = units::canonical_duration;
+    let bytes = units::canonical_bytes;
+    let name = svc.name.clone();
+    let at = |k: &str| format!("services.{name}.{k}");
+    let (sv, e) = (sources, &mut *errors);
+    canonical(
+        &mut svc.stop_grace_period,
+        &at("stop_grace_period"),
+        dur,
+        sv,
+        e,
+    );
+    for (slot, key) in [
+        (&mut svc.mem_limit, "mem_limit"),
+        (&mut svc.mem_reservation, "mem_reservation"),
+        (&mut svc.memswap_limit, "memswap_limit"),
+        (&mut svc.shm_size, "shm_size"),
+    ] {
+        canonical(slot, &at(key), bytes, sv, e);
     }
-    Some(std::time::Duration::from_secs_f64(total))
+    if let Some(b) = svc.build.as_mut() {
+        canonical(&mut b.shm_size, &at("build.shm_size"), bytes, sv, e);
+    }
+    if let Some(h) = svc.healthcheck.as_mut() {
+        for (slot, key) in [
+            (&mut h.interval, "interval"),
+            (&mut h.timeout, "timeout"),
+            (&mut h.start_period, "start_period"),
+            (&mut h.start_interval, "start_interval"),
+        ] {
+            canonical(slot, &at(&format!("healthcheck.{key}")), dur, sv, e);
+        }
+    }
+    for (i, v) in svc.volumes.iter_mut().enumerate() {
+        if let Some(t) = v.tmpfs.as_mut() {
+            canonical(
+                &mut t.size,
+                &at(&format!("volumes[{i}].tmpfs.size")),
+                bytes,
+                sv,
+                e,
+            );
+        }
+    }
+    if let Some(Value::Object(blkio)) = svc.blkio_config.as_mut() {
+        for key in ["device_read_bps", "device_write_bps"] {
+            if let Some(Value::Array(devices)) = blkio.get_mut(key) {
+                for (i, d) in devices.iter_mut().enumerate() {
+                    let path = at(&format!("blkio_config.{key}[{i}].rate"));
+                    canonical_value(d.get_mut("rate"), &path, bytes, sv, e);
+                }
+            }
+        }
+    }
+    let Some(d) = svc.deploy.as_mut() else {
+        return;
+    };
+    if let Some(r) = d.restart_policy.as_mut() {
+        canonical(&mut r.delay, &at("deploy.restart_policy.delay"), dur, sv, e);
+        canonical(
+            &mut r.window,
+            &at("deploy.restart_policy.window"),
+            dur,
+            sv,
+            e,
+        );
+    }
+    for (cfg, key) in [
+        (&mut d.update_config, "update_config"),
+        (&mut d.rollback_config, "rollback_config"),
+    ] {
+        if let Some(c) = cfg.as_mut() {
+            for k in ["delay", "monitor"] {
+                let path = at(&format!("deploy.{key}.{k}"));
+                canonical_value(c.get_mut(k), &path, dur, sv, e);
+            }
+        }
+    }
+    if let Some(r) = d.resources.as_mut() {
+        for (l, key) in [
+            (&mut r.limits, "limits"),
+            (&mut r.reservations, "reservations"),
+        ] {
+            if let Some(l) = l.as_mut() {
+                let path = at(&format!("deploy.resources.{key}.memory"));
+                canonical(&mut l.memory, &path, bytes, sv, e);
+            }
+        }
+    }
 }
 
 fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {

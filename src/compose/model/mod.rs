@@ -312,7 +312,8 @@ pub struct Service {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_i64"
+        deserialize_with = "opt_i64",
+        serialize_with = "decimal_string"
     )]
     pub mem_swappiness: Option<i64>,
     #[serde(

@@ -65,6 +65,17 @@ pub(super) fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D:
     }
 }
 
+/// An integer printed as a decimal string, as compose-go prints its `UnitBytes` fields.
+pub(super) fn decimal_string<S: serde::Serializer>(
+    v: &Option<i64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(n) => s.serialize_str(&n.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
 pub(super) fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     match Option::<Scalar>::deserialize(d)? {
         None => Ok(None),
