@@ -280,3 +280,51 @@ fn scaled_service_resolves_to_all_replicas_and_follows_scale() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// A container that keeps opening TCP connections to its resolver and sending nothing (or half
+/// a query) does not stall its own shim: UDP lookups still answer at once and its log keeps
+/// growing.
+#[test]
+fn silent_tcp_dns_clients_stall_nothing() {
+    require_root!();
+    let env = Env::new("netdnstcp");
+    env.write(
+        "compose.yaml",
+        r#"services:
+  app:
+    image: busybox
+    command:
+      - sh
+      - -c
+      - |
+        trap 'exit 0' TERM
+        while true; do (sleep 5 | nc 127.0.0.11 53 &); (printf '\000\036\001'; sleep 5) | nc 127.0.0.11 53 & usleep 100000; done &
+        i=0; while true; do i=$$((i+1)); echo tick $$i; usleep 100000; done
+"#,
+    );
+    env.ok(&["up", "-d"]);
+    let ticks = || {
+        env.ok(&["logs", "app"])
+            .lines()
+            .filter(|l| l.contains("tick"))
+            .count()
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    for round in 0..5 {
+        let before = ticks();
+        let started = std::time::Instant::now();
+        let out = env.ok(&["exec", "-T", "app", "nslookup", "app", "127.0.0.11"]);
+        let took = started.elapsed();
+        assert!(out.contains("Address"), "{out}");
+        assert!(
+            took < std::time::Duration::from_secs(2),
+            "round {round}: a UDP lookup took {took:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let after = ticks();
+        assert!(
+            after >= before + 5,
+            "round {round}: the log grew from {before} to {after} lines in a second"
+        );
+    }
+}

@@ -251,12 +251,17 @@ fn supervise(
     let mut open = [true, true];
     let mut buf = vec![0u8; 64 * 1024];
     while open.iter().any(|o| *o) {
-        let timeout = health
-            .as_ref()
-            .map(|h| h.next_wakeup(Instant::now()))
-            .map_or(PollTimeout::NONE, |d| {
-                PollTimeout::try_from(d.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE)
-            });
+        let now = Instant::now();
+        let timeout = [
+            health.as_ref().map(|h| h.next_wakeup(now)),
+            dns.as_deref().and_then(|(s, _)| s.next_wakeup(now)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or(PollTimeout::NONE, |d| {
+            PollTimeout::try_from(d.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE)
+        });
         let (ready, health_ready, dns_ready) = {
             let mut fds: Vec<PollFd> = files
                 .iter()
@@ -272,9 +277,9 @@ fn supervise(
             if let Some((server, _)) = dns.as_deref() {
                 fds.extend(
                     server
-                        .fds()
+                        .poll_fds()
                         .into_iter()
-                        .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+                        .map(|(fd, events)| PollFd::new(fd, events)),
                 );
             }
             if poll(&mut fds, timeout).is_err() {
@@ -294,9 +299,8 @@ fn supervise(
             let health_ready = health_fd.is_some() && revents.next().unwrap_or(false);
             (ready, health_ready, dns_ready)
         };
-        if let Some((server, peers)) = dns.as_deref_mut()
-            && dns_ready.iter().any(|r| *r)
-        {
+        // Also with nothing ready: the resolver expires its overdue TCP clients.
+        if let Some((server, peers)) = dns.as_deref_mut() {
             server.service(&dns_ready, peers);
         }
         for i in 0..2 {

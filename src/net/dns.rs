@@ -13,14 +13,15 @@
 //! name is one), for the networks the asking container shares with it; all addresses of a name,
 //! shuffled for each answer (round robin as Docker does it).
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, rdata::A};
+use nix::poll::PollFlags;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,11 @@ pub const RESOLVER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 const TTL: u32 = 600;
 /// A forwarded query with no answer by then is forgotten.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// A TCP client must complete a query this long after connecting or after its last answer,
+/// and a forwarded TCP query be answered: then the connection is closed.
+const TCP_IDLE: Duration = Duration::from_secs(5);
+/// At most this many TCP clients at once; a new one pushes out the one idle longest.
+const TCP_MAX: usize = 32;
 
 /// What the CLI decides for a container's resolver (`data/containers/<id>/dns.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -239,6 +245,28 @@ struct Pending {
     sent: Instant,
 }
 
+/// A TCP query forwarded upstream over TCP (the client asked over TCP, typically because the
+/// UDP answer was truncated), on a non-blocking connection.
+struct TcpForward {
+    conn: TcpStream,
+    /// The length-prefixed query, and how much of it is written.
+    query: Vec<u8>,
+    written: usize,
+    answer: Vec<u8>,
+    /// Index of the upstream being asked; the next one is tried when it fails.
+    upstream: usize,
+}
+
+/// One DNS-over-TCP client, served without ever blocking the shim's loop.
+struct TcpClient {
+    conn: TcpStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    forward: Option<TcpForward>,
+    deadline: Instant,
+    closed: bool,
+}
+
 /// One container's resolver: its sockets and the queries it forwarded.
 pub struct Server {
     udp: UdpSocket,
@@ -246,6 +274,92 @@ pub struct Server {
     upstream: Option<UdpSocket>,
     config: DnsConfig,
     pending: HashMap<u16, Pending>,
+    clients: Vec<TcpClient>,
+}
+
+/// A non-blocking TCP connection to `addr` under way (from the caller's namespace).
+fn connect_nonblocking(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrStorage, connect, socket};
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    match connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
+        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => Ok(TcpStream::from(fd)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// SERVFAIL for a query (an upstream that could not be reached over TCP).
+fn servfail(query: &[u8]) -> Option<Vec<u8>> {
+    let msg = Message::from_vec(query).ok()?;
+    let mut resp = Message::response(msg.metadata.id, msg.metadata.op_code);
+    resp.metadata.recursion_desired = msg.metadata.recursion_desired;
+    resp.metadata.recursion_available = true;
+    resp.metadata.response_code = ResponseCode::ServFail;
+    resp.queries = msg.queries;
+    resp.to_vec().ok()
+}
+
+fn framed(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + 2);
+    out.extend_from_slice(&(msg.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    out.extend_from_slice(msg);
+    out
+}
+
+/// A complete length-prefixed message at the start of `buf`, taken out of it.
+fn take_framed(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let len = usize::from(u16::from_be_bytes([*buf.first()?, *buf.get(1)?]));
+    if buf.len() < len + 2 {
+        return None;
+    }
+    let msg = buf[2..len + 2].to_vec();
+    buf.drain(..len + 2);
+    Some(msg)
+}
+
+/// Reads what is there without blocking; false when the peer closed or failed.
+fn read_available(conn: &mut TcpStream, into: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                into.extend_from_slice(&buf[..n]);
+                // A DNS message is at most 64 KiB; anything larger is not a DNS client.
+                if into.len() > 2 * 65538 {
+                    return false;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Writes what the socket takes without blocking; false when the peer failed.
+fn write_available(conn: &mut TcpStream, data: &[u8], written: &mut usize) -> bool {
+    while *written < data.len() {
+        match conn.write(&data[*written..]) {
+            Ok(0) => return false,
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+            // Still connecting.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 impl Server {
@@ -266,9 +380,19 @@ impl Server {
         })
         .join()
         .map_err(|_| std::io::Error::other("the namespace thread panicked"))??;
+        Self::from_sockets(udp, tcp, config)
+    }
+
+    /// A resolver on sockets bound by the caller (tests bind them on loopback).
+    pub fn from_sockets(
+        udp: UdpSocket,
+        tcp: TcpListener,
+        mut config: DnsConfig,
+    ) -> std::io::Result<Server> {
+        config.forward &= !config.upstreams.is_empty();
         udp.set_nonblocking(true)?;
         tcp.set_nonblocking(true)?;
-        let upstream = if config.forward && !config.upstreams.is_empty() {
+        let upstream = if config.forward {
             let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
             s.set_nonblocking(true)?;
             Some(s)
@@ -281,22 +405,53 @@ impl Server {
             upstream,
             config,
             pending: HashMap::new(),
+            clients: Vec::new(),
         })
     }
 
-    /// The descriptors to poll for reading.
-    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        let mut v = vec![self.udp.as_fd(), self.tcp.as_fd()];
+    /// The descriptors to poll and for what; `service`'s `ready[i]` matches entry `i`.
+    pub fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
+        let mut v = vec![
+            (self.udp.as_fd(), PollFlags::POLLIN),
+            (self.tcp.as_fd(), PollFlags::POLLIN),
+        ];
         if let Some(u) = &self.upstream {
-            v.push(u.as_fd());
+            v.push((u.as_fd(), PollFlags::POLLIN));
+        }
+        for c in &self.clients {
+            let mut ev = PollFlags::POLLIN;
+            if !c.output.is_empty() {
+                ev |= PollFlags::POLLOUT;
+            }
+            v.push((c.conn.as_fd(), ev));
+            if let Some(f) = &c.forward {
+                let ev = if f.written < f.query.len() {
+                    PollFlags::POLLOUT
+                } else {
+                    PollFlags::POLLIN
+                };
+                v.push((f.conn.as_fd(), ev));
+            }
         }
         v
     }
 
-    /// Handles whatever is readable; `ready[i]` matches `fds()[i]`. Never blocks long: UDP is
-    /// non-blocking, a TCP client gets a short deadline.
+    /// When the caller must call [`Server::service`] again even if nothing is ready: the
+    /// earliest TCP deadline or forwarded query expiry.
+    pub fn next_wakeup(&self, now: Instant) -> Option<Duration> {
+        let tcp = self.clients.iter().map(|c| c.deadline);
+        let udp = self.pending.values().map(|p| p.sent + FORWARD_TIMEOUT);
+        tcp.chain(udp)
+            .min()
+            .map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Handles whatever is ready (`ready[i]` matches `poll_fds()[i]`) and expires what is
+    /// overdue. Never blocks: every socket is non-blocking, and TCP clients are state
+    /// machines with a deadline, so a slow or silent client cannot stall the caller's loop.
     pub fn service(&mut self, ready: &[bool], source: &mut dyn NameSource) {
-        if ready.first() == Some(&true) {
+        let is = |i: usize| ready.get(i) == Some(&true);
+        if is(0) {
             let mut buf = [0u8; 4096];
             while let Ok((n, from)) = self.udp.recv_from(&mut buf) {
                 match resolve(&buf[..n], source.names(), self.config.forward) {
@@ -308,28 +463,132 @@ impl Server {
                 }
             }
         }
-        if ready.get(1) == Some(&true) {
-            while let Ok((conn, _)) = self.tcp.accept() {
-                let _ = self.tcp_query(conn, source);
+        let mut at = 2;
+        if let Some(up) = &self.upstream {
+            if is(at) {
+                let mut buf = [0u8; 4096];
+                while let Ok((n, _)) = up.recv_from(&mut buf) {
+                    if n < 2 {
+                        continue;
+                    }
+                    let ours = u16::from_be_bytes([buf[0], buf[1]]);
+                    if let Some(p) = self.pending.remove(&ours) {
+                        buf[..2].copy_from_slice(&p.id.to_be_bytes());
+                        let _ = self.udp.send_to(&buf[..n], p.client);
+                    }
+                }
+            }
+            at += 1;
+        }
+        let now = Instant::now();
+        for i in 0..self.clients.len() {
+            let mut any = is(at);
+            at += 1;
+            if self.clients[i].forward.is_some() {
+                any |= is(at);
+                at += 1;
+            }
+            if any || self.clients[i].deadline <= now {
+                self.progress(i, source, now);
             }
         }
-        if ready.get(2) == Some(&true)
-            && let Some(up) = &self.upstream
-        {
-            let mut buf = [0u8; 4096];
-            while let Ok((n, _)) = up.recv_from(&mut buf) {
-                if n < 2 {
+        self.clients.retain(|c| !c.closed);
+        if is(1) {
+            while let Ok((conn, _)) = self.tcp.accept() {
+                if conn.set_nonblocking(true).is_err() {
                     continue;
                 }
-                let ours = u16::from_be_bytes([buf[0], buf[1]]);
-                if let Some(p) = self.pending.remove(&ours) {
-                    buf[..2].copy_from_slice(&p.id.to_be_bytes());
-                    let _ = self.udp.send_to(&buf[..n], p.client);
+                if self.clients.len() >= TCP_MAX
+                    && let Some(oldest) =
+                        (0..self.clients.len()).min_by_key(|i| self.clients[*i].deadline)
+                {
+                    self.clients.swap_remove(oldest);
                 }
+                self.clients.push(TcpClient {
+                    conn,
+                    input: Vec::new(),
+                    output: Vec::new(),
+                    forward: None,
+                    deadline: now + TCP_IDLE,
+                    closed: false,
+                });
+                // The query often arrives with the connection.
+                let last = self.clients.len() - 1;
+                self.progress(last, source, now);
             }
+            self.clients.retain(|c| !c.closed);
         }
         self.pending
             .retain(|_, p| p.sent.elapsed() < FORWARD_TIMEOUT);
+    }
+
+    /// Moves TCP client `i` as far as it goes without blocking.
+    fn progress(&mut self, i: usize, source: &mut dyn NameSource, now: Instant) {
+        let forward_ok = self.config.forward;
+        let upstreams = self.config.upstreams.clone();
+        let c = &mut self.clients[i];
+        if c.deadline <= now {
+            c.closed = true;
+            return;
+        }
+        if !read_available(&mut c.conn, &mut c.input) {
+            c.closed = true;
+            return;
+        }
+        loop {
+            if let Some(f) = c.forward.as_mut() {
+                let ok = write_available(&mut f.conn, &f.query, &mut f.written)
+                    && (f.written < f.query.len() || read_available(&mut f.conn, &mut f.answer));
+                if let Some(answer) = take_framed(&mut f.answer) {
+                    c.output.extend_from_slice(&framed(&answer));
+                    c.forward = None;
+                    c.deadline = now + TCP_IDLE;
+                    continue;
+                }
+                if ok {
+                    break; // waiting for the upstream
+                }
+                // This upstream failed: the next one, or SERVFAIL.
+                let query = f.query.clone();
+                let next = f.upstream + 1;
+                c.forward = None;
+                if let Some(fwd) = start_tcp_forward(&upstreams, next, query.clone()) {
+                    c.forward = Some(fwd);
+                    continue;
+                }
+                if let Some(fail) = servfail(&query[2..]) {
+                    c.output.extend_from_slice(&framed(&fail));
+                }
+                continue;
+            }
+            let Some(query) = take_framed(&mut c.input) else {
+                break;
+            };
+            match resolve(&query, source.names(), forward_ok) {
+                Reply::Answer(a) => {
+                    c.output.extend_from_slice(&framed(&a));
+                    c.deadline = now + TCP_IDLE;
+                }
+                Reply::Drop => {
+                    c.closed = true;
+                    return;
+                }
+                Reply::Forward => match start_tcp_forward(&upstreams, 0, framed(&query)) {
+                    Some(f) => c.forward = Some(f),
+                    None => {
+                        if let Some(fail) = servfail(&query) {
+                            c.output.extend_from_slice(&framed(&fail));
+                        }
+                    }
+                },
+            }
+        }
+        let mut written = 0;
+        if !write_available(&mut c.conn, &c.output, &mut written) {
+            c.closed = true;
+            return;
+        }
+        c.output.drain(..written);
     }
 
     /// Sends the query to every upstream under a fresh id; the first answer wins.
@@ -357,38 +616,21 @@ impl Server {
             },
         );
     }
+}
 
-    /// One length-prefixed query over TCP, answered or forwarded (over UDP) within a second.
-    fn tcp_query(
-        &self,
-        mut conn: std::net::TcpStream,
-        source: &mut dyn NameSource,
-    ) -> std::io::Result<()> {
-        conn.set_nonblocking(false)?;
-        conn.set_read_timeout(Some(Duration::from_millis(500)))?;
-        conn.set_write_timeout(Some(Duration::from_millis(500)))?;
-        let mut len = [0u8; 2];
-        conn.read_exact(&mut len)?;
-        let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
-        conn.read_exact(&mut q)?;
-        let answer = match resolve(&q, source.names(), self.config.forward) {
-            Reply::Answer(a) => a,
-            Reply::Drop => return Ok(()),
-            Reply::Forward => {
-                let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-                s.set_read_timeout(Some(Duration::from_secs(1)))?;
-                for u in &self.config.upstreams {
-                    let _ = s.send_to(&q, u);
-                }
-                let mut buf = vec![0u8; 65535];
-                let n = s.recv(&mut buf)?;
-                buf.truncate(n);
-                buf
-            }
-        };
-        conn.write_all(&(answer.len() as u16).to_be_bytes())?;
-        conn.write_all(&answer)
-    }
+/// A TCP connection to the first upstream from `from` on that accepts one.
+fn start_tcp_forward(upstreams: &[SocketAddr], from: usize, query: Vec<u8>) -> Option<TcpForward> {
+    (from..upstreams.len()).find_map(|i| {
+        connect_nonblocking(upstreams[i])
+            .ok()
+            .map(|conn| TcpForward {
+                conn,
+                query: query.clone(),
+                written: 0,
+                answer: Vec::new(),
+                upstream: i,
+            })
+    })
 }
 
 #[cfg(test)]
@@ -565,5 +807,152 @@ mod tests {
             container_resolv_conf(&[], &[]),
             "nameserver 127.0.0.11\noptions ndots:0\n"
         );
+    }
+
+    struct Fixed(Names);
+    impl NameSource for Fixed {
+        fn names(&mut self) -> &Names {
+            &self.0
+        }
+    }
+
+    /// A resolver on 127.0.0.1 served by a poll loop like the shim's, on a thread of its own
+    /// until `stop` is set; returns its UDP and TCP addresses.
+    fn serve(
+        config: DnsConfig,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> (SocketAddr, SocketAddr) {
+        use nix::poll::{PollFd, PollTimeout, poll};
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addrs = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let mut server = Server::from_sockets(udp, tcp, config).unwrap();
+            let mut names = Fixed(names_for("aaaa", &peers()));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let wake = server
+                    .next_wakeup(Instant::now())
+                    .unwrap_or(Duration::from_millis(50))
+                    .min(Duration::from_millis(50));
+                let ready: Vec<bool> = {
+                    let mut fds: Vec<PollFd> = server
+                        .poll_fds()
+                        .into_iter()
+                        .map(|(fd, ev)| PollFd::new(fd, ev))
+                        .collect();
+                    let t = PollTimeout::try_from(wake.as_millis() as i32).unwrap();
+                    poll(&mut fds, t).unwrap();
+                    fds.iter()
+                        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                        .collect()
+                };
+                server.service(&ready, &mut names);
+            }
+        });
+        addrs
+    }
+
+    fn tcp_ask(addr: SocketAddr, q: &[u8]) -> Vec<u8> {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        // In two pieces: a query may arrive in parts.
+        let framed = framed(q);
+        c.write_all(&framed[..3]).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        c.write_all(&framed[3..]).unwrap();
+        let mut len = [0u8; 2];
+        c.read_exact(&mut len).unwrap();
+        let mut a = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        c.read_exact(&mut a).unwrap();
+        a
+    }
+
+    #[test]
+    fn silent_tcp_clients_do_not_stall_the_resolver() {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // A TCP upstream answering every query with SERVFAIL-free NXDOMAIN, slowly.
+        let up = TcpListener::bind("127.0.0.1:0").unwrap();
+        let up_addr = up.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in up.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut conn = conn;
+                    let mut len = [0u8; 2];
+                    conn.read_exact(&mut len).unwrap();
+                    let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                    conn.read_exact(&mut q).unwrap();
+                    let q = Message::from_vec(&q).unwrap();
+                    let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+                    r.queries = q.queries.clone();
+                    r.metadata.response_code = ResponseCode::NXDomain;
+                    std::thread::sleep(Duration::from_millis(300));
+                    conn.write_all(&framed(&r.to_vec().unwrap())).unwrap();
+                });
+            }
+        });
+        let config = DnsConfig {
+            upstreams: vec![up_addr],
+            forward: true,
+        };
+        let (udp_addr, tcp_addr) = serve(config, stop.clone());
+        // Forty clients that connect and send nothing or half a query.
+        let mut silent: Vec<TcpStream> = (0..40)
+            .map(|_| TcpStream::connect(tcp_addr).unwrap())
+            .collect();
+        silent[0].write_all(&[0, 30, 1]).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let started = Instant::now();
+        for _ in 0..10 {
+            client
+                .send_to(&query("front.", RecordType::A), udp_addr)
+                .unwrap();
+            let mut buf = [0u8; 512];
+            let n = client.recv(&mut buf).unwrap();
+            let (code, ips) = answers(Reply::Answer(buf[..n].to_vec()));
+            assert_eq!(
+                (code, ips),
+                (ResponseCode::NoError, vec![Ipv4Addr::new(10, 0, 1, 2)])
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "UDP answers took {:?}",
+            started.elapsed()
+        );
+        // TCP still answers, our names at once and forwarded ones through the TCP upstream
+        // (a slow one does not hold up others either).
+        let slow = std::thread::spawn(move || tcp_ask(tcp_addr, &query("x.test.", RecordType::A)));
+        let started = Instant::now();
+        let (code, ips) = answers(Reply::Answer(tcp_ask(
+            tcp_addr,
+            &query("app.", RecordType::A),
+        )));
+        assert_eq!((code, ips.len()), (ResponseCode::NoError, 2));
+        assert!(started.elapsed() < Duration::from_millis(250));
+        let fwd = Message::from_vec(&slow.join().unwrap()).unwrap();
+        assert_eq!(fwd.metadata.response_code, ResponseCode::NXDomain);
+        // A dead upstream: SERVFAIL, not a hang.
+        drop(silent);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let dead = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (_, tcp_addr) = serve(
+            DnsConfig {
+                upstreams: vec![dead],
+                forward: true,
+            },
+            stop.clone(),
+        );
+        let a = Message::from_vec(&tcp_ask(tcp_addr, &query("x.test.", RecordType::A))).unwrap();
+        assert_eq!(a.metadata.response_code, ResponseCode::ServFail);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }

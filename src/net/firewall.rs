@@ -243,50 +243,232 @@ fn nft_list(args: &[&str]) -> Option<String> {
     nft("list", &full, None).ok()
 }
 
-/// Where berth must add accepts so that an iptables `FORWARD` drop policy (Docker) does not drop
-/// our bridges' traffic (`research/networking.md` §6.2). `forward` is `nft list chain ip filter
-/// FORWARD`'s output (None: no such chain); `has_docker_user` whether `DOCKER-USER` exists.
-pub fn coexistence_chain(forward: Option<&str>, has_docker_user: bool) -> Option<&'static str> {
-    let drops = forward?
-        .lines()
-        .any(|l| l.contains("hook forward") && l.contains("policy drop"));
-    match (drops, has_docker_user) {
-        (false, _) => None,
-        (true, true) => Some("DOCKER-USER"),
-        (true, false) => Some("FORWARD"),
-    }
+/// A chain of someone else's where berth must accept its bridges' traffic: a base chain on
+/// the forward hook whose policy is drop (Docker's `ip filter FORWARD`, a firewall's, an
+/// admin's), or the `DOCKER-USER` chain that Docker's `FORWARD` jumps to first.
+///
+/// Every base chain on a hook sees every packet and an accept in one does not stop a drop in
+/// another (`research/networking.md` §6.2): our own table cannot overrule them, so berth puts
+/// a pair of accepts for each of its bridges at the top of each such chain. Isolation between
+/// our networks stays in our table, whose forward chain runs as well.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ForeignChain {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+}
+
+fn ruleset_objects<'a>(
+    ruleset: &'a serde_json::Value,
+    kind: &'a str,
+) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+    ruleset["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(move |o| o.get(kind))
+}
+
+fn str_of<'a>(o: &'a serde_json::Value, key: &str) -> &'a str {
+    o[key].as_str().unwrap_or_default()
+}
+
+/// The chains, in an `nft -j -a list ruleset` document, that would drop our bridges' forwarded
+/// traffic. Tables named `berth…` are berth's own (this or another state root): never touched.
+pub fn forward_drop_chains(ruleset: &serde_json::Value) -> Vec<ForeignChain> {
+    let chains: Vec<&serde_json::Value> = ruleset_objects(ruleset, "chain").collect();
+    let mut out: Vec<ForeignChain> = chains
+        .iter()
+        .filter(|c| {
+            matches!(str_of(c, "family"), "ip" | "ip6" | "inet")
+                && str_of(c, "hook") == "forward"
+                && str_of(c, "policy") == "drop"
+                && !str_of(c, "table").starts_with("berth")
+        })
+        .map(|c| {
+            let (family, table) = (str_of(c, "family"), str_of(c, "table"));
+            // Docker rewrites FORWARD when it restarts but leaves DOCKER-USER to the user.
+            let docker_user = chains.iter().any(|d| {
+                str_of(d, "family") == family
+                    && str_of(d, "table") == table
+                    && str_of(d, "name") == "DOCKER-USER"
+            });
+            ForeignChain {
+                family: family.into(),
+                table: table.into(),
+                chain: if docker_user {
+                    "DOCKER-USER".into()
+                } else {
+                    str_of(c, "name").into()
+                },
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn berth_comment(bridge: &str) -> String {
-    format!("comment \"berth:{bridge}\"")
+    format!("berth:{bridge}")
 }
 
-/// Accepts for our bridge, inserted at the top of `ip filter <chain>`. Our own table still does
-/// the isolation; these only keep the iptables policy from overriding it.
-pub fn coexistence_script(chain: &str, bridge: &str) -> String {
-    let c = berth_comment(bridge);
-    format!(
-        "insert rule ip filter {chain} oifname \"{bridge}\" counter accept {c}\n\
-         insert rule ip filter {chain} iifname \"{bridge}\" counter accept {c}\n"
-    )
-}
-
-/// Handles of our rules for `bridge` in an `nft -a list chain` listing.
-pub fn berth_rule_handles(listing: &str, bridge: &str) -> Vec<u64> {
-    let c = berth_comment(bridge);
-    listing
-        .lines()
-        .filter(|l| l.contains(&c))
-        .filter_map(|l| l.rsplit_once("# handle ")?.1.trim().parse().ok())
+/// Our accept rules for `bridge` in other tables, with their handles.
+pub fn foreign_rules(ruleset: &serde_json::Value, bridge: &str) -> Vec<(ForeignChain, u64)> {
+    let comment = berth_comment(bridge);
+    ruleset_objects(ruleset, "rule")
+        .filter(|r| str_of(r, "comment") == comment && !str_of(r, "table").starts_with("berth"))
+        .filter_map(|r| {
+            Some((
+                ForeignChain {
+                    family: str_of(r, "family").into(),
+                    table: str_of(r, "table").into(),
+                    chain: str_of(r, "chain").into(),
+                },
+                r["handle"].as_u64()?,
+            ))
+        })
         .collect()
 }
 
-/// Deletes rules by handle from `ip filter <chain>`.
-pub fn delete_handles_script(chain: &str, handles: &[u64]) -> String {
-    handles
+/// `nft -j` commands inserting `iifname BR accept` and `oifname BR accept` at the top of `c`.
+/// JSON rather than nft's language: chain names such as `fwd` are keywords there and nft
+/// 1.0.6 cannot quote them.
+pub fn foreign_accepts(c: &ForeignChain, bridge: &str) -> Vec<serde_json::Value> {
+    ["oifname", "iifname"]
         .iter()
-        .map(|h| format!("delete rule ip filter {chain} handle {h}\n"))
+        .map(|key| {
+            serde_json::json!({"insert": {"rule": {
+                "family": c.family, "table": c.table, "chain": c.chain,
+                "expr": [
+                    {"match": {"op": "==", "left": {"meta": {"key": key}}, "right": bridge}},
+                    {"counter": null},
+                    {"accept": null}
+                ],
+                "comment": berth_comment(bridge)
+            }}})
+        })
         .collect()
+}
+
+/// `nft -j` commands deleting rules by handle.
+pub fn foreign_deletes(rules: &[(ForeignChain, u64)]) -> Vec<serde_json::Value> {
+    rules
+        .iter()
+        .map(|(c, handle)| {
+            serde_json::json!({"delete": {"rule": {
+                "family": c.family, "table": c.table, "chain": c.chain, "handle": handle
+            }}})
+        })
+        .collect()
+}
+
+/// The commands that make every drop chain of `ruleset` accept `bridge` exactly once: chains
+/// with both accepts are left alone, others get a fresh pair.
+pub fn coexistence_commands(ruleset: &serde_json::Value, bridge: &str) -> Vec<serde_json::Value> {
+    let ours = foreign_rules(ruleset, bridge);
+    let mut cmds = Vec::new();
+    for c in forward_drop_chains(ruleset) {
+        let here: Vec<(ForeignChain, u64)> =
+            ours.iter().filter(|(o, _)| *o == c).cloned().collect();
+        if here.len() != 2 {
+            cmds.extend(foreign_deletes(&here));
+            cmds.extend(foreign_accepts(&c, bridge));
+        }
+    }
+    cmds
+}
+
+fn run_nft_json(op: &str, cmds: Vec<serde_json::Value>) -> Result<(), NetError> {
+    let doc = serde_json::json!({ "nftables": cmds });
+    nft(op, &["-j", "-f", "-"], Some(&doc.to_string())).map(drop)
+}
+
+fn nft_ruleset() -> Option<serde_json::Value> {
+    let text = nft("list ruleset", &["-j", "-a", "list", "ruleset"], None).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The legacy (x_tables) side of coexistence: `iptables-legacy`'s `FORWARD` with a drop
+/// policy lives outside nftables. Only looked at when the kernel already has that table:
+/// asking `iptables-legacy` would create it otherwise.
+mod legacy {
+    use std::process::Command;
+
+    const TOOLS: [(&str, &str); 2] = [
+        ("iptables-legacy", "/proc/net/ip_tables_names"),
+        ("ip6tables-legacy", "/proc/net/ip6_tables_names"),
+    ];
+
+    fn loaded(names: &str) -> bool {
+        std::fs::read_to_string(names).is_ok_and(|t| t.lines().any(|l| l.trim() == "filter"))
+    }
+
+    fn run(tool: &str, args: &[&str]) -> Option<String> {
+        let out = Command::new(tool).arg("-w").args(args).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The arguments of our two rules for `bridge` (after `-I/-C/-D CHAIN`).
+    pub fn rule_args(bridge: &str) -> [Vec<String>; 2] {
+        ["-o", "-i"].map(|dir| {
+            [dir, bridge, "-m", "comment", "--comment"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([super::berth_comment(bridge), "-j".into(), "ACCEPT".into()])
+                .collect()
+        })
+    }
+
+    /// Whether `iptables -S FORWARD` output shows a drop policy.
+    pub fn drops(listing: &str) -> bool {
+        listing.lines().any(|l| l.trim() == "-P FORWARD DROP")
+    }
+
+    pub fn accept(bridge: &str) {
+        for (tool, names) in TOOLS {
+            if !loaded(names) || !run(tool, &["-S", "FORWARD"]).is_some_and(|l| drops(&l)) {
+                continue;
+            }
+            let chain = if run(tool, &["-S", "DOCKER-USER"]).is_some() {
+                "DOCKER-USER"
+            } else {
+                "FORWARD"
+            };
+            for args in rule_args(bridge) {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let check = [&["-C", chain][..], &args].concat();
+                if run(tool, &check).is_none() {
+                    let insert = [&["-I", chain][..], &args].concat();
+                    if run(tool, &insert).is_none() {
+                        tracing::warn!("{tool}: could not accept {bridge} in {chain}");
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn remove(bridge: &str) {
+        for (tool, names) in TOOLS {
+            if !loaded(names) {
+                continue;
+            }
+            for chain in ["DOCKER-USER", "FORWARD"] {
+                for args in rule_args(bridge) {
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    let delete = [&["-D", chain][..], &args].concat();
+                    // Bounded: a rule inserted twice by racing runs goes too.
+                    for _ in 0..4 {
+                        if run(tool, &delete).is_none() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn is_file_exists(e: &NetError) -> bool {
@@ -305,36 +487,41 @@ impl NetHost {
             &format!("add network {}", n.name),
             &ensure_network_script(&self.table, n),
         )?;
-        let forward = nft_list(&["chain", "ip", "filter", "FORWARD"]);
-        let docker_user = nft_list(&["-a", "chain", "ip", "filter", "DOCKER-USER"]);
-        if let Some(chain) = coexistence_chain(forward.as_deref(), docker_user.is_some()) {
-            let listing = if chain == "DOCKER-USER" {
-                docker_user
-            } else {
-                nft_list(&["-a", "chain", "ip", "filter", chain])
-            };
-            if berth_rule_handles(listing.as_deref().unwrap_or(""), &n.bridge).len() < 2 {
-                run_nft(
-                    &format!("accept {} in ip filter {chain}", n.bridge),
-                    &coexistence_script(chain, &n.bridge),
-                )?;
+        self.coexist(&n.bridge)
+    }
+
+    /// Makes every foreign forward chain with a drop policy accept our bridge's traffic (see
+    /// [`ForeignChain`]). Re-run by every `ensure_network`, so a firewall (re)started after
+    /// berth is caught up with at the next operation.
+    fn coexist(&self, bridge: &str) -> Result<(), NetError> {
+        if let Some(ruleset) = nft_ruleset() {
+            let cmds = coexistence_commands(&ruleset, bridge);
+            if !cmds.is_empty() {
+                run_nft_json(&format!("accept {bridge} in forward drop chains"), cmds)?;
             }
         }
+        legacy::accept(bridge);
         Ok(())
     }
 
     /// Coexistence accepts first, then the network's elements. Caller holds the lock.
     pub(crate) fn remove_network_firewall(&self, n: &BridgeNetwork) -> Result<(), NetError> {
         check_table(&self.table)?;
-        for chain in ["DOCKER-USER", "FORWARD"] {
-            if let Some(listing) = nft_list(&["-a", "chain", "ip", "filter", chain]) {
-                let handles = berth_rule_handles(&listing, &n.bridge);
-                if !handles.is_empty() {
-                    run_nft(
-                        &format!("remove accepts of {} from ip filter {chain}", n.bridge),
-                        &delete_handles_script(chain, &handles),
-                    )?;
-                }
+        legacy::remove(&n.bridge);
+        for attempt in 0..2 {
+            let Some(ruleset) = nft_ruleset() else { break };
+            let ours = foreign_rules(&ruleset, &n.bridge);
+            if ours.is_empty() {
+                break;
+            }
+            // A foreign table changing under us can make a handle vanish: list again once.
+            match run_nft_json(
+                &format!("remove accepts of {}", n.bridge),
+                foreign_deletes(&ours),
+            ) {
+                Ok(()) => break,
+                Err(e) if attempt == 1 => return Err(e),
+                Err(_) => {}
             }
         }
         if !self.table_exists() {
@@ -509,41 +696,99 @@ mod tests {
         );
     }
 
-    const FORWARD_DROP: &str = "table ip filter {\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy drop;\n\t\tcounter packets 0 bytes 0 jump DOCKER-USER\n\t}\n}\n";
+    fn ruleset(extra: &str) -> serde_json::Value {
+        let doc = format!(
+            r#"{{"nftables": [{{"metainfo": {{"version": "1.0.6"}}}},
+            {{"table": {{"family": "ip", "name": "filter", "handle": 1}}}},
+            {{"chain": {{"family": "ip", "table": "filter", "name": "FORWARD", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}}},
+            {{"chain": {{"family": "ip", "table": "filter", "name": "DOCKER-USER", "handle": 2}}}},
+            {{"chain": {{"family": "inet", "table": "fw", "name": "fwd", "handle": 1, "type": "filter", "hook": "forward", "prio": 10, "policy": "drop"}}}},
+            {{"chain": {{"family": "inet", "table": "fw", "name": "in", "handle": 2, "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}}}},
+            {{"chain": {{"family": "inet", "table": "open", "name": "fwd", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}}},
+            {{"chain": {{"family": "inet", "table": "berth_x", "name": "forward", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}}}
+            {extra}]}}"#
+        );
+        serde_json::from_str(&doc).unwrap()
+    }
+
+    fn chain(family: &str, table: &str, chain: &str) -> ForeignChain {
+        ForeignChain {
+            family: family.into(),
+            table: table.into(),
+            chain: chain.into(),
+        }
+    }
 
     #[test]
-    fn coexistence_only_with_a_drop_policy() {
-        assert_eq!(coexistence_chain(None, true), None);
-        let accept = FORWARD_DROP.replace("policy drop", "policy accept");
-        assert_eq!(coexistence_chain(Some(&accept), true), None);
+    fn drop_chains_are_found_in_every_family_but_ours() {
         assert_eq!(
-            coexistence_chain(Some(FORWARD_DROP), true),
-            Some("DOCKER-USER")
+            forward_drop_chains(&ruleset("")),
+            [
+                chain("inet", "fw", "fwd"),
+                chain("ip", "filter", "DOCKER-USER")
+            ]
+        );
+        let none: serde_json::Value = serde_json::from_str(r#"{"nftables": []}"#).unwrap();
+        assert!(forward_drop_chains(&none).is_empty());
+        assert!(coexistence_commands(&none, "br-x").is_empty());
+    }
+
+    #[test]
+    fn accepts_are_inserted_once_per_chain() {
+        let cmds = coexistence_commands(&ruleset(""), "br-0123456789ab");
+        assert_eq!(cmds.len(), 4);
+        let first = &cmds[0]["insert"]["rule"];
+        assert_eq!(first["table"], "fw");
+        assert_eq!(first["chain"], "fwd");
+        assert_eq!(first["comment"], "berth:br-0123456789ab");
+        assert_eq!(first["expr"][0]["match"]["right"], "br-0123456789ab");
+        assert_eq!(first["expr"][0]["match"]["left"]["meta"]["key"], "oifname");
+        assert_eq!(
+            cmds[1]["insert"]["rule"]["expr"][0]["match"]["left"]["meta"]["key"],
+            "iifname"
+        );
+        assert_eq!(cmds[3]["insert"]["rule"]["chain"], "DOCKER-USER");
+
+        // Both rules there: nothing to do. One of two (someone deleted one): a fresh pair.
+        let rule = |chain: &str, h: u64, br: &str| {
+            format!(
+                r#",{{"rule": {{"family": "inet", "table": "fw", "chain": "{chain}", "handle": {h}, "comment": "berth:{br}", "expr": []}}}}"#
+            )
+        };
+        let both = rule("fwd", 7, "br-a") + &rule("fwd", 8, "br-a");
+        let both_docker = both.replace(
+            "\"inet\", \"table\": \"fw\", \"chain\": \"fwd\"",
+            "\"ip\", \"table\": \"filter\", \"chain\": \"DOCKER-USER\"",
+        );
+        assert!(coexistence_commands(&ruleset(&(both.clone() + &both_docker)), "br-a").is_empty());
+        let cmds = coexistence_commands(&ruleset(&(rule("fwd", 7, "br-a") + &both_docker)), "br-a");
+        assert_eq!(cmds.len(), 3);
+        assert_eq!(cmds[0]["delete"]["rule"]["handle"], 7);
+        // Another bridge's rules do not count.
+        assert_eq!(
+            foreign_rules(&ruleset(&both), "br-b"),
+            Vec::<(ForeignChain, u64)>::new()
         );
         assert_eq!(
-            coexistence_chain(Some(FORWARD_DROP), false),
-            Some("FORWARD")
+            foreign_rules(&ruleset(&both), "br-a"),
+            [
+                (chain("inet", "fw", "fwd"), 7),
+                (chain("inet", "fw", "fwd"), 8)
+            ]
         );
     }
 
     #[test]
-    fn coexistence_rules_are_found_again_by_comment() {
-        let s = coexistence_script("DOCKER-USER", "br-0123456789ab");
+    fn legacy_rules() {
+        assert!(legacy::drops(
+            "-P FORWARD DROP\n-A FORWARD -j DOCKER-USER\n"
+        ));
+        assert!(!legacy::drops("-P FORWARD ACCEPT\n"));
+        let [out, inn] = legacy::rule_args("br-a");
         assert_eq!(
-            s,
-            "insert rule ip filter DOCKER-USER oifname \"br-0123456789ab\" counter accept comment \"berth:br-0123456789ab\"\n\
-             insert rule ip filter DOCKER-USER iifname \"br-0123456789ab\" counter accept comment \"berth:br-0123456789ab\"\n"
+            inn.join(" "),
+            "-i br-a -m comment --comment berth:br-a -j ACCEPT"
         );
-        let listing = "table ip filter {\n\tchain DOCKER-USER {\n\
-            \t\tiifname \"br-0123456789ab\" counter packets 3 bytes 180 accept comment \"berth:br-0123456789ab\" # handle 17\n\
-            \t\toifname \"br-0123456789ab\" counter packets 0 bytes 0 accept comment \"berth:br-0123456789ab\" # handle 16\n\
-            \t\tiifname \"br-0123456789abc\" counter packets 0 bytes 0 accept comment \"berth:br-0123456789abc\" # handle 15\n\
-            \t\tcounter packets 9 bytes 900 return # handle 3\n\t}\n}\n";
-        let handles = berth_rule_handles(listing, "br-0123456789ab");
-        assert_eq!(handles, [17, 16]);
-        assert_eq!(
-            delete_handles_script("DOCKER-USER", &handles),
-            "delete rule ip filter DOCKER-USER handle 17\ndelete rule ip filter DOCKER-USER handle 16\n"
-        );
+        assert!(out.join(" ").starts_with("-o br-a "));
     }
 }
