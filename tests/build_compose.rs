@@ -172,3 +172,47 @@ fn pull_failure_of_a_buildable_service_keeps_its_built_image() {
     );
     assert!(!err.contains("Removed"), "{err}");
 }
+
+#[test]
+fn run_builds_and_uses_the_default_image_name() {
+    require_root!();
+    let env = Env::new("crb");
+    env.write(
+        "compose.yaml",
+        "services:\n  tool:\n    build:\n      context: .\n      dockerfile_inline: |\n        FROM busybox\n        RUN echo built-for-run > /msg\n    command: [cat, /msg]\n",
+    );
+    // Nothing built yet: `run` builds `crb-tool` and runs it.
+    let out = env.berth(&["run", "--rm", "tool"]);
+    let (stdout, err) = (util::text(&out.stdout), util::text(&out.stderr));
+    assert!(out.status.success(), "{err}");
+    assert!(stdout.contains("built-for-run"), "{stdout}\n{err}");
+    let id = image_id(&env, "crb-tool");
+    // Built: the second run reuses the image.
+    let out = env.ok(&["run", "--rm", "tool", "cat", "/msg"]);
+    assert!(out.contains("built-for-run"), "{out}");
+    assert_eq!(image_id(&env, "crb-tool"), id);
+}
+
+#[test]
+fn up_and_run_of_some_services_fetch_only_their_images() {
+    require_root!();
+    let env = Env::new("csel");
+    // `broken`'s image cannot be pulled (nothing listens on port 1), `lib` is built and
+    // needed by `app`; `unbuilt` would be built if anything touched it.
+    env.write(
+        "compose.yaml",
+        "services:\n  broken:\n    image: 127.0.0.1:1/nowhere/broken:1\n  unbuilt:\n    build:\n      context: .\n      dockerfile_inline: |\n        FROM busybox\n        RUN echo never > /msg\n  lib:\n    build:\n      context: .\n      dockerfile_inline: |\n        FROM busybox\n        RUN echo lib > /msg\n    command: [sleep, '1000']\n  app:\n    image: busybox\n    depends_on: [lib]\n    command: [sleep, '1000']\n",
+    );
+    let out = env.berth(&["up", "-d", "app"]);
+    let err = util::text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("csel-lib  Built"), "{err}");
+    assert!(!err.contains("broken") && !err.contains("unbuilt"), "{err}");
+    let out = env.ok(&["run", "--rm", "--no-deps", "app", "echo", "one-off"]);
+    assert!(out.contains("one-off"), "{out}");
+    let images = env.ok(&["images", "--format", "json"]);
+    assert!(!images.contains("csel-unbuilt"), "{images}");
+    // Everything: `broken` now fails the command, naming the service.
+    let err = env.fails(&["up", "-d"]);
+    assert!(err.contains("\"broken\""), "{err}");
+}

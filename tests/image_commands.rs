@@ -61,6 +61,63 @@ fn save_and_load_round_trip() {
     assert!(!env.dir.join("x.tar").exists());
 }
 
+#[test]
+fn save_to_an_oci_layout_directory_and_load_it() {
+    require_root!();
+    let env = Env::new("sld");
+    let id = inspect(&env, "busybox")["Id"].clone();
+    env.ok(&["tag", "busybox", "example.com/team/bb:v2"]);
+    // `-o DIR/` and `--format oci-dir -o DIR` write a layout directory.
+    let a = env.dir.join("a");
+    let b = env.dir.join("b");
+    env.ok(&["save", "-o", &format!("{}/", a.display()), "busybox"]);
+    env.ok(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        b.to_str().unwrap(),
+        "example.com/team/bb:v2",
+    ]);
+    for dir in [&a, &b] {
+        assert!(dir.join("oci-layout").is_file(), "{}", dir.display());
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+        let manifest = index["manifests"][0]["digest"].as_str().unwrap();
+        let hex = manifest.strip_prefix("sha256:").unwrap();
+        assert!(dir.join("blobs/sha256").join(hex).is_file());
+    }
+    // The default format keeps Docker's manifest.json, oci-dir is the OCI layout alone.
+    assert!(a.join("manifest.json").is_file());
+    assert!(!b.join("manifest.json").exists());
+    // Another OCI tool reads it, when installed.
+    if std::path::Path::new("/usr/bin/skopeo").exists() {
+        let out = std::process::Command::new("/usr/bin/skopeo")
+            .args(["inspect", "--config", &format!("oci:{}", b.display())])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", util::text(&out.stderr));
+    }
+    // Round trip.
+    env.ok(&["rmi", "-f", "busybox", "example.com/team/bb:v2"]);
+    env.ok(&["load", "-i", a.to_str().unwrap()]);
+    env.ok(&["load", "-i", b.to_str().unwrap()]);
+    assert_eq!(inspect(&env, "busybox")["Id"], id);
+    assert_eq!(inspect(&env, "example.com/team/bb:v2")["Id"], id);
+    // A directory with something in it is refused and left as it was; oci-dir needs -o.
+    let err = env.fails(&["save", "-o", a.to_str().unwrap(), "busybox"]);
+    assert!(err.contains("not empty"), "{err}");
+    assert!(a.join("manifest.json").is_file());
+    let err = env.fails(&["save", "--format", "oci-dir", "busybox"]);
+    assert!(err.contains("-o"), "{err}");
+    let leftovers: Vec<_> = std::fs::read_dir(&env.dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 /// A small rootfs tarball: `etc/greeting` and an empty `tmp/`.
 fn rootfs_tar(path: &std::path::Path, gzip: bool) {
     let mut data = Vec::new();

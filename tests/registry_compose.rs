@@ -114,3 +114,104 @@ fn project_push_pull_and_pull_policies() {
     let err = env.fails(&["up", "-d", "--pull", "never"]);
     assert!(err.contains("never"), "{err}");
 }
+
+/// `berth` in the project folder of `env`, with registry settings confined to `dir`
+/// (`DOCKER_CONFIG` for credentials, `BERTH_CERTS_D` for CAs) and `stdin` piped in.
+fn berth_tls(env: &Env, dir: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", env.root())
+        .env("BERTH_SUBNET_POOL", &env.pool)
+        .env("DOCKER_CONFIG", dir.join("docker"))
+        .env("BERTH_CERTS_D", dir.join("certs.d"))
+        .env_remove("COMPOSE_PROJECT_NAME")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn project_push_and_pull_over_tls_with_basic_auth() {
+    require_root!();
+    require_registry!();
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: openssl is missing (apt-get install openssl)");
+        return;
+    }
+    let (reg, tls) = Registry::start_with(true);
+    let tls = tls.unwrap();
+    let env = Env::new("rtls");
+    let t = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: &str| berth_tls(&env, t.path(), args, stdin);
+    let ok = |args: &[&str]| {
+        let out = run(args, "");
+        assert!(
+            out.status.success(),
+            "berth {args:?}: {}",
+            util::text(&out.stderr)
+        );
+        util::text(&out.stdout)
+    };
+    let app = format!("{}/rtls/app:1", reg.host);
+    let base = format!("{}/rtls/base:1", reg.host);
+    env.write(
+        "compose.yaml",
+        &format!(
+            "services:\n  app:\n    image: {app}\n    build:\n      context: .\n      dockerfile_inline: |\n        FROM busybox\n        RUN echo tls-app > /v\n    command: [cat, /v]\n  base:\n    image: {base}\n    command: [sleep, '1000']\n"
+        ),
+    );
+    ok(&["build"]);
+    ok(&["tag", "busybox", &base]);
+
+    // The registry's certificate is not trusted yet: a certificate error, nothing pushed.
+    let out = run(&["push"], "");
+    let err = util::text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("certificate") || err.contains("Unknown"),
+        "{err}"
+    );
+    let certs = t.path().join("certs.d").join(&reg.host);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(&tls.ca, certs.join("ca.crt")).unwrap();
+
+    // Trusted, but anonymous: refused.
+    let out = run(&["push"], "");
+    assert!(!out.status.success(), "an anonymous push was accepted");
+
+    // Logged in: the project's images go up and come back down.
+    let out = run(
+        &["login", "-u", &tls.user, "--password-stdin", &reg.host],
+        &format!("{}\n", tls.password),
+    );
+    assert!(out.status.success(), "{}", util::text(&out.stderr));
+    let pushed = ok(&["push"]);
+    assert!(pushed.contains(&app) && pushed.contains(&base), "{pushed}");
+    ok(&["rmi", "-f", &app, &base]);
+    ok(&["pull", "-q"]);
+    ok(&["image", "inspect", &app, &base]);
+    let out = ok(&["run", "--rm", "app"]);
+    assert!(out.contains("tls-app"), "{out}");
+
+    // Logged out: a pull is refused again.
+    ok(&["logout", &reg.host]);
+    ok(&["rmi", "-f", &base]);
+    let out = run(&["pull", "base"], "");
+    assert!(!out.status.success(), "an anonymous pull was accepted");
+}

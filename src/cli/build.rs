@@ -29,7 +29,7 @@ pub struct BuildArgs {
     /// Do not use the cache when building the image.
     #[arg(long)]
     pub no_cache: bool,
-    /// Network of RUN instructions: default or none.
+    /// Network of RUN instructions: default (private), host or none.
     #[arg(long)]
     pub network: Option<String>,
     /// Suppress the build output and print the image ID on success.

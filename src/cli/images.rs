@@ -35,10 +35,12 @@ pub struct SaveArgs {
     /// Images: names, ids or id prefixes.
     #[arg(required = true)]
     pub images: Vec<String>,
-    /// Write to a file, instead of STDOUT.
+    /// Write to a file, instead of STDOUT; a path ending in `/` or an existing directory gets
+    /// the layout's files instead of a tar.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// docker-archive (Docker's manifest.json plus an OCI layout) or oci-archive.
+    /// docker-archive (Docker's manifest.json plus an OCI layout), oci-archive, or oci-dir
+    /// (an OCI image layout directory, at -o).
     #[arg(long, default_value = "docker-archive")]
     pub format: String,
 }
@@ -634,13 +636,25 @@ fn print_removed(r: &crate::engine::image::Removed) {
 /// STDOUT, never to a terminal.
 pub fn save(paths: &Paths, a: &SaveArgs) -> Result<i32> {
     let store = ImageStore::open(&paths.images())?;
-    let format = SaveFormat::parse(&a.format).with_context(|| {
-        format!(
-            "invalid --format {:?}: docker-archive or oci-archive",
-            a.format
-        )
-    })?;
+    let dir_format = a.format == "oci-dir";
+    let format = if dir_format {
+        SaveFormat::OciArchive
+    } else {
+        SaveFormat::parse(&a.format).with_context(|| {
+            format!(
+                "invalid --format {:?}: docker-archive, oci-archive or oci-dir",
+                a.format
+            )
+        })?
+    };
+    let to_dir = a.output.as_ref().is_some_and(|p| {
+        dir_format || p.as_os_str().as_encoded_bytes().ends_with(b"/") || p.is_dir()
+    });
+    if dir_format && a.output.is_none() {
+        anyhow::bail!("--format oci-dir writes a directory: name it with -o DIR");
+    }
     match &a.output {
+        Some(path) if to_dir => store.save_dir(&a.images, format, path)?,
         Some(path) => {
             let tmp = path.with_extension(format!("partial-{}", std::process::id()));
             let f = std::fs::File::create(&tmp)

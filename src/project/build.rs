@@ -103,8 +103,8 @@ pub fn options(
         );
     }
     let network = match b.network.as_deref() {
-        None | Some("default") | Some("host") => None,
-        Some("none") => Some("none".to_string()),
+        None | Some("default") => None,
+        Some(n @ ("host" | "none")) => Some(n.to_string()),
         Some(other) => {
             return Err(invalid(format!(
                 "network {other:?} is not supported (default, host or none)"

@@ -161,6 +161,9 @@ pub struct ImageOptions {
     /// `up --pull`.
     pub pull: Option<PullPolicy>,
     pub build: BuildMode,
+    /// The services whose images are wanted (`up SERVICE...` with their dependencies);
+    /// empty means every service. The others are neither resolved, pulled nor built.
+    pub services: BTreeSet<String>,
 }
 
 fn platform(svc: &Service) -> Result<Option<Platform>> {
@@ -171,8 +174,8 @@ fn platform(svc: &Service) -> Result<Option<Platform>> {
         .map_err(|e| anyhow!("service {:?}: {e}", svc.name))
 }
 
-/// Resolves, pulls or builds every service's image, as their policies say; returns the
-/// images by service.
+/// Resolves, pulls or builds the images of the selected services (all when none are
+/// selected), as their policies say; returns the images by service.
 pub async fn ensure_images(
     paths: &Paths,
     project: &Project,
@@ -182,6 +185,9 @@ pub async fn ensure_images(
 ) -> Result<BTreeMap<String, Image>> {
     let mut images = BTreeMap::new();
     for (name, svc) in &project.services {
+        if !opts.services.is_empty() && !opts.services.contains(name) {
+            continue;
+        }
         let reference = image_name(project, svc);
         let context = || format!("service {name:?} refers to image {reference:?}");
         let policy = service_policy(svc, opts.pull)?;

@@ -1,13 +1,14 @@
 //! `run`: a one-off container for a service (docker compose's rules: dependencies started and
 //! waited for, ports dropped unless `--service-ports`, restart policy cleared, `oneoff=True`).
 use super::container::record;
+use super::pull::{ImageOptions, ensure_images};
 use super::up::{self, UpOptions};
 use super::{Progress, net_host};
 use crate::compose::{Project, ServicePort};
 use crate::engine::container::{ContainerRecord, RestartPolicy, labels};
 use crate::engine::image::ImageStore;
 use crate::engine::runtime;
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Default)]
@@ -59,6 +60,14 @@ pub async fn run(
             up::up(paths, project, &up_opts, progress).await?;
         }
     }
+    // The service's own image: `image:` or, for a built service, `<project>-<service>`,
+    // pulled or built when missing, as `up` does.
+    let store = ImageStore::open(&paths.images())?;
+    let image_opts = ImageOptions {
+        services: BTreeSet::from([opts.service.clone()]),
+        ..Default::default()
+    };
+    let mut images = ensure_images(paths, project, &store, &image_opts, progress).await?;
     let _lock = super::lock(paths, &project.name)?;
     // The one-off's own dependency conditions.
     if !opts.no_deps {
@@ -117,11 +126,9 @@ pub async fn run(
     svc.restart = None;
     svc.container_name = None;
 
-    let store = ImageStore::open(&paths.images())?;
-    let reference = svc.image.clone().unwrap_or_default();
-    let image = store
-        .resolve(&reference)
-        .with_context(|| format!("service {:?} refers to image {reference:?}", svc.name))?;
+    let image = images
+        .remove(&opts.service)
+        .ok_or_else(|| anyhow!("no image for service {}", opts.service))?;
     let host = net_host(paths);
     let (volume_dirs, networks) = up::ensure_resources(paths, &host, project, progress).await?;
     let mut rec = record(project, &svc, 1, &image, &volume_dirs)?;

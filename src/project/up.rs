@@ -210,6 +210,7 @@ pub async fn up(
     let image_opts = super::pull::ImageOptions {
         pull: opts.pull,
         build: opts.build,
+        services: opts.services.clone(),
     };
     let images = super::pull::ensure_images(paths, project, &store, &image_opts, progress).await?;
     let existing: Vec<(ContainerRecord, Status)> = containers(paths, &project.name)?

@@ -577,6 +577,11 @@ impl<'a> Builder<'a> {
                     inputs.push_str(&self.copy_inputs(cur, i, &word, &words)?);
                 } else {
                     inputs.push_str(&self.mount_inputs(i)?);
+                    // The build's default network is part of what the step ran in (a
+                    // `--network` flag of the instruction is in its text already).
+                    if let Some(n) = &self.opts.network {
+                        inputs.push_str(&format!("network={n}\n"));
+                    }
                 }
             }
             _ => return Err(self.err(i, format!("{kw} is not supported"))),
@@ -810,11 +815,12 @@ impl<'a> Builder<'a> {
             .flag("network")
             .or(self.opts.network.as_deref())
             .unwrap_or("default");
-        let network_none = match network {
-            "none" => true,
-            "default" | "host" => false,
-            other => return Err(self.err(i, format!("unsupported --network={other}"))),
-        };
+        let network = super::run::RunNetwork::parse(network).ok_or_else(|| {
+            self.err(
+                i,
+                format!("unsupported --network={network} (default, host or none)"),
+            )
+        })?;
         let spec = super::run::RunSpec {
             args,
             env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
@@ -824,7 +830,7 @@ impl<'a> Builder<'a> {
                 .filter(|w| !w.is_empty())
                 .unwrap_or_else(|| "/".into()),
             user: cfg.user.clone().unwrap_or_default(),
-            network_none,
+            network,
             extra_hosts: self.opts.extra_hosts.clone(),
             shm_size: self.opts.shm_size,
             mounts: Vec::new(),

@@ -61,7 +61,8 @@ pub struct BuildOptions {
     pub tags: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub no_cache: bool,
-    /// Default network of RUN: `default` (the host's) or `none`.
+    /// Default network of RUN: `default` (a private namespace, see [`run::RunNetwork`]),
+    /// `host` or `none`.
     pub network: Option<String>,
     /// `--pull`: pull base images even when they are present.
     pub pull: bool,

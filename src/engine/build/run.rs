@@ -12,14 +12,37 @@ use crate::engine::rootfs::Overlay;
 use crate::engine::runtime;
 use crate::state::Paths;
 
+/// The network namespace of a RUN step (`RUN --network=…`, `build --network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunNetwork {
+    /// `default`: a private namespace. Docker gives it outbound NAT; berth's has only `lo`
+    /// for now, so a step reaches neither the host's services nor the outside world (use
+    /// `host` for steps that download).
+    Private,
+    /// `host`: the host's namespace (its loopback and its routes).
+    Host,
+    /// `none`: a private namespace with only `lo`.
+    None,
+}
+
+impl RunNetwork {
+    pub fn parse(s: &str) -> Option<RunNetwork> {
+        match s {
+            "default" => Some(RunNetwork::Private),
+            "host" => Some(RunNetwork::Host),
+            "none" => Some(RunNetwork::None),
+            _ => None,
+        }
+    }
+}
+
 /// What to run.
 pub struct RunSpec {
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
     pub user: String,
-    /// `--network=none`: a namespace with only `lo`; otherwise the host's network.
-    pub network_none: bool,
+    pub network: RunNetwork,
     /// Extra `/etc/hosts` lines: (name, IP).
     pub extra_hosts: Vec<(String, String)>,
     /// `/dev/shm` size in bytes.
@@ -83,15 +106,15 @@ pub fn run_step(
         rec: rec.clone(),
     };
     let netns = paths.netns(&id);
-    if spec.network_none {
-        crate::net::create_netns(&netns).map_err(|e| e.to_string())?;
-    } else {
-        host_netns(&netns)?;
-    }
-    let resolv = if spec.network_none {
-        String::new()
-    } else {
-        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+    let resolv = match spec.network {
+        RunNetwork::Host => {
+            host_netns(&netns)?;
+            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+        }
+        RunNetwork::Private | RunNetwork::None => {
+            crate::net::create_netns(&netns).map_err(|e| e.to_string())?;
+            String::new()
+        }
     };
     let hosts = format!(
         "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{}\n{}",
@@ -179,7 +202,7 @@ fn forward(log: &Path, pos: u64, out: &mut dyn FnMut(&str)) -> u64 {
     pos
 }
 
-/// Keeps the host's network namespace at `path` (RUN's default network).
+/// Keeps the host's network namespace at `path` (`RUN --network=host`).
 fn host_netns(path: &Path) -> Result<(), String> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;

@@ -5,7 +5,7 @@
 //! leftover temp directory from an interrupted unpack is removed and the unpack redone.
 
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +30,16 @@ impl Layers {
 
     /// The unpacked directory of the layer `diff_id`, unpacking `blob` first if needed.
     pub(crate) fn ensure(&self, blob: &Path, diff_id: &Digest) -> Result<PathBuf, ImageError> {
+        self.ensure_from(diff_id, || File::open(blob).map_err(ImageError::io(blob)))
+    }
+
+    /// The unpacked directory of the layer `diff_id`, unpacking the blob `open` returns
+    /// (compressed or not) if needed. The blob is opened only when the layer is missing.
+    pub(crate) fn ensure_from<R: Read>(
+        &self,
+        diff_id: &Digest,
+        open: impl FnOnce() -> Result<R, ImageError>,
+    ) -> Result<PathBuf, ImageError> {
         let dest = self.path(diff_id);
         if dest.is_dir() {
             return Ok(dest);
@@ -43,7 +53,7 @@ impl Layers {
         let tmp = self.dir.join(format!(".tmp-{}", diff_id.hex()));
         remove_if_exists(&tmp)?;
         fs::create_dir(&tmp).map_err(ImageError::io(&tmp))?;
-        let result = self.unpack_into(blob, diff_id, &tmp);
+        let result = open().and_then(|blob| self.unpack_into(blob, diff_id, &tmp));
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
@@ -52,10 +62,9 @@ impl Layers {
         Ok(dest)
     }
 
-    fn unpack_into(&self, blob: &Path, diff_id: &Digest, tmp: &Path) -> Result<(), ImageError> {
+    fn unpack_into(&self, blob: impl Read, diff_id: &Digest, tmp: &Path) -> Result<(), ImageError> {
         fs::set_permissions(tmp, fs::Permissions::from_mode(0o755)).map_err(ImageError::io(tmp))?;
-        let f = File::open(blob).map_err(ImageError::io(blob))?;
-        let actual = unpack_layer(f, tmp).map_err(|source| ImageError::Unpack {
+        let actual = unpack_layer(blob, tmp).map_err(|source| ImageError::Unpack {
             diff_id: diff_id.to_string(),
             source,
         })?;

@@ -166,6 +166,17 @@ impl ImageStore {
         self.layers.ensure(&self.blobs.path(blob), diff_id)
     }
 
+    /// Unpacks the layer `diff_id` from `blob` (its bytes as they arrive, compressed or not)
+    /// unless it is unpacked already. The layer becomes visible only when the uncompressed
+    /// content's digest is `diff_id`; `blob` is read only when the layer is missing.
+    pub fn unpack_from(
+        &self,
+        blob: impl std::io::Read,
+        diff_id: &Digest,
+    ) -> Result<PathBuf, ImageError> {
+        self.layers.ensure_from(diff_id, || Ok(blob))
+    }
+
     /// Deletes partial downloads no pull is working on; returns the bytes freed.
     pub fn clean_downloads(&self) -> Result<u64, ImageError> {
         download::clean_partials(&self.downloads, &self.root.join("locks"))

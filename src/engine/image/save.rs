@@ -7,9 +7,14 @@
 //!
 //! Blobs are written as stored (layers keep their compression); each blob is written once even
 //! when several images share it.
+//!
+//! The same files can also be written to a directory ([`ImageStore::save_dir`], `save -o DIR/`
+//! or `--format oci-dir`): an OCI image layout directory, as `skopeo copy … oci:DIR` and
+//! `podman save --format oci-dir` write it, which `load -i DIR` reads back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -49,6 +54,56 @@ impl ImageStore {
         format: SaveFormat,
         out: impl Write,
     ) -> Result<(), ImageError> {
+        let mut tar = TarSink(tar::Builder::new(out));
+        self.save_to(names, format, &mut tar)?;
+        tar.0
+            .into_inner()
+            .and_then(|mut w| w.flush())
+            .map_err(ImageError::io("archive"))
+    }
+
+    /// Writes the images `names` as an image layout directory `dir` (with Docker's
+    /// `manifest.json` too for `docker-archive`). `dir` must not exist or be empty; the files
+    /// are written next to it first and renamed into place when complete, so a failed save
+    /// leaves nothing half-written.
+    pub fn save_dir(
+        &self,
+        names: &[String],
+        format: SaveFormat,
+        dir: &Path,
+    ) -> Result<(), ImageError> {
+        let occupied = match std::fs::read_dir(dir) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(ImageError::io(dir)(e)),
+        };
+        if occupied {
+            return Err(ImageError::io(dir)(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the output directory exists and is not empty",
+            )));
+        }
+        let name = dir.file_name().unwrap_or_else(|| "layout".as_ref());
+        let mut tmp_name = name.to_owned();
+        tmp_name.push(format!(".partial-{}", std::process::id()));
+        let tmp = dir.with_file_name(tmp_name);
+        std::fs::create_dir_all(tmp.join("blobs/sha256")).map_err(ImageError::io(&tmp))?;
+        let mut sink = DirSink(tmp.clone());
+        let res = self
+            .save_to(names, format, &mut sink)
+            .and_then(|()| std::fs::rename(&tmp, dir).map_err(ImageError::io(dir)));
+        if res.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        res
+    }
+
+    fn save_to(
+        &self,
+        names: &[String],
+        format: SaveFormat,
+        tar: &mut dyn Sink,
+    ) -> Result<(), ImageError> {
         let db = self.refs.read()?;
         let mut entries: Vec<Entry> = Vec::new();
         for n in names {
@@ -62,7 +117,6 @@ impl ImageStore {
                 }),
             }
         }
-        let mut tar = tar::Builder::new(out);
         let mut written = BTreeSet::new();
         let mut index = Vec::new();
         let mut docker = Vec::new();
@@ -83,7 +137,7 @@ impl ImageStore {
                 .collect();
             for d in [&e.manifest, &config].into_iter().chain(&layers) {
                 if written.insert(d.clone()) {
-                    self.append_blob(&mut tar, d)?;
+                    tar.blob(&blob_path(d), &self.blobs.path(d))?;
                 }
             }
             let media = m["mediaType"]
@@ -123,31 +177,56 @@ impl ImageStore {
             "mediaType": "application/vnd.oci.image.index.v1+json",
             "manifests": index,
         });
-        append_json(
-            &mut tar,
-            "oci-layout",
-            &json!({"imageLayoutVersion": "1.0.0"}),
-        )?;
-        append_json(&mut tar, "index.json", &index)?;
+        json_file(tar, "oci-layout", &json!({"imageLayoutVersion": "1.0.0"}))?;
+        json_file(tar, "index.json", &index)?;
         if format == SaveFormat::DockerArchive {
-            append_json(&mut tar, "manifest.json", &json!(docker))?;
+            json_file(tar, "manifest.json", &json!(docker))?;
         }
-        tar.into_inner()
-            .and_then(|mut w| w.flush())
-            .map_err(ImageError::io("archive"))
+        Ok(())
+    }
+}
+
+/// Where `save` writes its files: a tar archive or a directory.
+trait Sink {
+    /// Copies the stored blob at `src` to `name`.
+    fn blob(&mut self, name: &str, src: &Path) -> Result<(), ImageError>;
+    fn file(&mut self, name: &str, bytes: &[u8]) -> Result<(), ImageError>;
+}
+
+struct TarSink<W: Write>(tar::Builder<W>);
+
+impl<W: Write> Sink for TarSink<W> {
+    fn blob(&mut self, name: &str, src: &Path) -> Result<(), ImageError> {
+        let mut f = std::fs::File::open(src).map_err(ImageError::io(src))?;
+        let len = f.metadata().map_err(ImageError::io(src))?.len();
+        let mut h = header(len);
+        self.0
+            .append_data(&mut h, name, &mut f)
+            .map_err(ImageError::io(src))
     }
 
-    fn append_blob<W: Write>(
-        &self,
-        tar: &mut tar::Builder<W>,
-        digest: &Digest,
-    ) -> Result<(), ImageError> {
-        let path = self.blobs.path(digest);
-        let mut f = std::fs::File::open(&path).map_err(ImageError::io(&path))?;
-        let len = f.metadata().map_err(ImageError::io(&path))?.len();
-        let mut h = header(len);
-        tar.append_data(&mut h, blob_path(digest), &mut f)
-            .map_err(ImageError::io(&path))
+    fn file(&mut self, name: &str, bytes: &[u8]) -> Result<(), ImageError> {
+        let mut h = header(bytes.len() as u64);
+        self.0
+            .append_data(&mut h, name, bytes)
+            .map_err(ImageError::io(name))
+    }
+}
+
+/// A directory being filled; names are the fixed layout paths above, never user input.
+struct DirSink(PathBuf);
+
+impl Sink for DirSink {
+    fn blob(&mut self, name: &str, src: &Path) -> Result<(), ImageError> {
+        // A copy, not a hard link: the saved layout must not share inodes with the store.
+        let dest = self.0.join(name);
+        std::fs::copy(src, &dest).map_err(ImageError::io(&dest))?;
+        Ok(())
+    }
+
+    fn file(&mut self, name: &str, bytes: &[u8]) -> Result<(), ImageError> {
+        let dest = self.0.join(name);
+        std::fs::write(&dest, bytes).map_err(ImageError::io(&dest))
     }
 }
 
@@ -164,13 +243,7 @@ fn header(size: u64) -> tar::Header {
     h
 }
 
-fn append_json<W: Write>(
-    tar: &mut tar::Builder<W>,
-    name: &str,
-    v: &Value,
-) -> Result<(), ImageError> {
+fn json_file(sink: &mut dyn Sink, name: &str, v: &Value) -> Result<(), ImageError> {
     let bytes = serde_json::to_vec(v).map_err(|e| ImageError::invalid(name, "document", e))?;
-    let mut h = header(bytes.len() as u64);
-    tar.append_data(&mut h, name, io::Cursor::new(bytes))
-        .map_err(ImageError::io(name))
+    sink.file(name, &bytes)
 }

@@ -2,7 +2,11 @@
 //! registry into the image store, each verified against its digest before it is visible.
 //!
 //! Layers are fetched and unpacked in parallel (`RegistryConfig::parallel` at a time). A
-//! layer blob the store has is not fetched again; a partial one is resumed with a range
+//! layer is unpacked **while it downloads** ([`Tee`]): the bytes go to the blob file (its digest
+//! checked at the end) and to an unpacking thread at once, into a temp directory that becomes
+//! the layer only when the uncompressed content matches the config's diff id. Whatever goes
+//! wrong with that stream (a resumed download, an error), the layer is unpacked afterwards
+//! from the verified blob, as before. A layer blob the store has is not fetched again; a partial one is resumed with a range
 //! request; a document that is both manifest and index, or whose `mediaType` is not the kind
 //! it claims, is refused (CVE-2021-41190).
 
@@ -140,7 +144,8 @@ impl ImageStore {
         }
 
         let oref = oci_ref(&r);
-        let mut downloaded = fetch_blob(self, &conn, &oref, &config_desc, progress, false).await?;
+        let mut downloaded =
+            fetch_blob(self, &conn, &oref, &config_desc, progress, false, None).await?;
         let config_digest = digest_of(&config_desc, &r)?;
         let config_bytes = self
             .read_blob(&config_digest)
@@ -189,16 +194,39 @@ impl ImageStore {
                 let conn = &conn;
                 let r = &r;
                 async move {
-                    let n = fetch_blob(self, conn, oref, &desc, progress, true).await?;
                     let blob = digest_of(&desc, r)?;
                     let unpacked = self.layer_dir_exists(&diff_id);
-                    if !unpacked {
+                    // Unpack as the bytes arrive when both the layer and its blob are missing.
+                    let (tee, streamed) = if !unpacked && !self.has_blob(&blob) {
+                        let (tx, rx) = tokio::sync::mpsc::channel(TEE_CHUNKS);
+                        let store = self.clone();
+                        let d = diff_id.clone();
+                        let job = tokio::task::spawn_blocking(move || {
+                            store.unpack_from(ChannelReader::new(rx), &d)
+                        });
+                        (Some(Tee { tx }), Some(job))
+                    } else {
+                        (None, None)
+                    };
+                    let n = fetch_blob(self, conn, oref, &desc, progress, true, tee).await;
+                    // The streamed unpack's own result does not matter: the directory exists
+                    // only if it completed with the right diff id, and the fallback below
+                    // reports any real problem.
+                    if !unpacked && n.is_ok() {
                         progress.blob(&short(&desc.digest), BlobEvent::Extracting);
+                    }
+                    if let Some(job) = streamed {
+                        let _ = job.await;
+                    }
+                    let n = n?;
+                    if !self.layer_dir_exists(&diff_id) {
                         let store = self.clone();
                         tokio::task::spawn_blocking(move || store.unpack(&blob, &diff_id))
                             .await
                             .map_err(|e| RegistryError::invalid(r, "layer", e))?
                             .map_err(RegistryError::store(r))?;
+                    }
+                    if !unpacked {
                         progress.blob(&short(&desc.digest), BlobEvent::Extracted);
                     }
                     Ok((n, !unpacked))
@@ -394,6 +422,73 @@ fn digest_of(d: &OciDescriptor, r: &Reference) -> Result<Digest, RegistryError> 
 
 /// Fetches one blob into the store unless it is there, resuming a partial download. Returns
 /// the bytes received.
+/// Chunks in flight between a download and its unpacking thread.
+const TEE_CHUNKS: usize = 64;
+
+/// A message to the unpacking thread: the next bytes, or the end of a verified blob.
+enum Chunk {
+    Data(bytes::Bytes),
+    End,
+}
+
+/// The sending side of a streamed unpack. Dropped without [`Tee::end`] (a resumed download,
+/// an error) the reader fails, and the unpack with it.
+struct Tee {
+    tx: tokio::sync::mpsc::Sender<Chunk>,
+}
+
+impl Tee {
+    /// Passes bytes on; false once the unpacking thread stopped reading (then stop sending).
+    async fn send(&self, bytes: bytes::Bytes) -> bool {
+        self.tx.send(Chunk::Data(bytes)).await.is_ok()
+    }
+
+    async fn end(self) {
+        let _ = self.tx.send(Chunk::End).await;
+    }
+}
+
+/// A blocking reader over a [`Tee`]'s chunks, for the unpacking thread.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Chunk>,
+    cur: bytes::Bytes,
+    ended: bool,
+}
+
+impl ChannelReader {
+    fn new(rx: tokio::sync::mpsc::Receiver<Chunk>) -> ChannelReader {
+        ChannelReader {
+            rx,
+            cur: bytes::Bytes::new(),
+            ended: false,
+        }
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Chunk::Data(b)) => self.cur = b,
+                Some(Chunk::End) => self.ended = true,
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the download stopped",
+                    ));
+                }
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
 async fn fetch_blob(
     store: &ImageStore,
     conn: &Connection,
@@ -401,6 +496,7 @@ async fn fetch_blob(
     desc: &OciDescriptor,
     progress: &dyn Progress,
     report: bool,
+    mut tee: Option<Tee>,
 ) -> Result<u64, RegistryError> {
     let id = short(&desc.digest);
     let at = format!("{}/{}", oref.registry(), oref.repository());
@@ -420,6 +516,9 @@ async fn fetch_blob(
         return Ok(0);
     }
     let offset = dl.offset();
+    if offset != 0 {
+        tee = None; // resumed: the unpack needs the whole blob, from the file afterwards
+    }
     let response = conn
         .client
         .pull_blob_stream_partial(oref, desc, offset, None)
@@ -432,6 +531,7 @@ async fn fetch_blob(
             s
         }
     };
+    // From here on `dl` holds the blob from its first byte, as the tee does.
     let mut received = 0u64;
     let mut last_report = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -452,6 +552,11 @@ async fn fetch_blob(
         };
         dl.write(&chunk).map_err(RegistryError::store(&at))?;
         received += chunk.len() as u64;
+        if let Some(t) = &tee
+            && !t.send(chunk).await
+        {
+            tee = None;
+        }
         if report && (dl.offset() - last_report >= 512 * 1024 || dl.offset() == size) {
             last_report = dl.offset();
             progress.blob(
@@ -464,6 +569,9 @@ async fn fetch_blob(
         }
     }
     dl.finish().map_err(RegistryError::store(&at))?;
+    if let Some(t) = tee {
+        t.end().await;
+    }
     if report {
         progress.blob(&id, BlobEvent::Complete);
     }
@@ -474,6 +582,29 @@ async fn fetch_blob(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_streamed_blob_ends_only_when_the_download_says_so() {
+        use std::io::Read;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.try_send(Chunk::Data(bytes::Bytes::from_static(b"hello ")))
+            .unwrap();
+        tx.try_send(Chunk::Data(bytes::Bytes::from_static(b"world")))
+            .unwrap();
+        tx.try_send(Chunk::End).unwrap();
+        let mut out = String::new();
+        ChannelReader::new(rx).read_to_string(&mut out).unwrap();
+        assert_eq!(out, "hello world");
+        // A download that stops without its end (an error, a resume): the reader fails, so
+        // the unpack of a truncated layer can never succeed.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.try_send(Chunk::Data(bytes::Bytes::from_static(b"hel")))
+            .unwrap();
+        drop(tx);
+        let mut out = Vec::new();
+        let err = ChannelReader::new(rx).read_to_end(&mut out).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
 
     fn r() -> Reference {
         Reference::parse("localhost:5000/x:1").unwrap()
