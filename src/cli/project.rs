@@ -571,6 +571,9 @@ pub struct RunArgs {
     /// Keep STDIN open (not supported yet: stdin is not attached).
     #[arg(short, long)]
     pub interactive: bool,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long)]
+    pub init: bool,
     /// The service (in a project), or an image when there is no compose file.
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -619,6 +622,7 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
         publish: a.publish.clone(),
         user: a.user.clone(),
         workdir: a.workdir.clone(),
+        init: a.init,
         volumes: a.volume.clone(),
         labels: a
             .label

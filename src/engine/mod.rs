@@ -12,6 +12,7 @@ pub mod exec;
 pub mod health;
 pub mod hostconfig;
 pub mod image;
+pub mod init;
 pub mod logs;
 pub mod registry;
 pub mod resources;

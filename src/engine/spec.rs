@@ -161,8 +161,13 @@ pub fn build(
         .gid(p.gid)
         .additional_gids(p.additional_gids.clone())
         .build()?;
+    let args = if host.init {
+        super::init::wrap(&p.args)
+    } else {
+        p.args.clone()
+    };
     let mut process = ProcessBuilder::default()
-        .args(p.args.clone())
+        .args(args)
         .env(p.env.clone())
         .cwd(p.cwd.clone())
         .user(user)
@@ -203,6 +208,14 @@ pub fn build(
     }
     for t in &host.tmpfs {
         user_mounts.push(tmpfs(t)?);
+    }
+    if host.init {
+        // Installed by the shim before the spec is built.
+        mounts.push(bind(
+            &super::init::path(paths),
+            super::init::CONTAINER_PATH,
+            true,
+        )?);
     }
     // Parents before children, whatever order the user wrote them in.
     user_mounts.sort_by_key(|m| m.destination().components().count());

@@ -1,0 +1,97 @@
+//! The container runtime's process features, end to end (root only): `init` as process 1,
+//! pid and ipc namespaces shared between containers, `exec` and `run` with a terminal and
+//! stdin, and `cp` ownership.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+mod util;
+
+use std::time::{Duration, Instant};
+use util::Env;
+
+/// Polls `berth ps -a --format json` until `pred` holds for the service's container.
+fn wait_ps(
+    env: &Env,
+    service: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = env.ok(&["ps", "-a", "--format", "json"]);
+        if let Some(v) = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["Service"] == service)
+            && pred(&v)
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{service} never got there:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Zombie processes in the service's container, as `pid:name` lines.
+fn zombies(env: &Env, service: &str) -> String {
+    env.ok(&[
+        "exec",
+        "-T",
+        service,
+        "sh",
+        "-c",
+        "for s in /proc/[0-9]*/status; do grep -q '^State:.*Z' $s && grep '^Name' $s; done; true",
+    ])
+}
+
+#[test]
+fn init_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
+    require_root!();
+    let env = Env::new("rtinit");
+    // An orphan (the inner sleep) is reparented to process 1 and exits after 0.2 s; then the
+    // main process becomes a sleep, which never waits for anything.
+    let script = "sh -c 'sleep 0.2 &'; exec sleep 1000";
+    env.write(
+        "compose.yaml",
+        &format!(
+            "services:\n  with:\n    image: busybox\n    init: true\n    command: [sh, -c, \"{script}\"]\n  without:\n    image: busybox\n    command: [sh, -c, \"{script}\"]\n"
+        ),
+    );
+    env.ok(&["up", "-d"]);
+    std::thread::sleep(Duration::from_millis(800));
+    let pid1 = env.ok(&["exec", "-T", "with", "cat", "/proc/1/cmdline"]);
+    assert!(
+        pid1.starts_with("/sbin/docker-init\0--\0sh\0"),
+        "process 1 is {pid1:?}"
+    );
+    assert_eq!(zombies(&env, "with"), "", "init left a zombie");
+    // The control: without an init the orphan stays a zombie.
+    assert!(zombies(&env, "without").contains("sleep"));
+
+    // SIGTERM reaches the sleep (which as process 1 would ignore it), and its death by the
+    // signal is the container's exit code.
+    let t = Instant::now();
+    env.ok(&["stop", "-t", "20", "with"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "stop waited for the kill"
+    );
+    let v = wait_ps(&env, "with", |v| v["State"] == "exited");
+    assert_eq!(v["ExitCode"], 143, "{v}");
+
+    // `run --init` and the command's own exit code.
+    let out = env.berth(&[
+        "run",
+        "--rm",
+        "--init",
+        "without",
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", util::text(&out.stderr));
+    assert!(util::text(&out.stdout).starts_with("/sbin/docker-init"));
+    // A command that does not exist: 127, with the reason.
+    let out = env.berth(&["run", "--rm", "--init", "without", "/no/such"]);
+    assert_eq!(out.status.code(), Some(127));
+}
