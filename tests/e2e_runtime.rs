@@ -95,3 +95,67 @@ fn init_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
     let out = env.berth(&["run", "--rm", "--init", "without", "/no/such"]);
     assert_eq!(out.status.code(), Some(127));
 }
+
+#[test]
+fn pid_and_ipc_namespaces_are_shared_with_another_service() {
+    require_root!();
+    let env = Env::new("rtns");
+    // `a` keeps a syslog ring buffer in a SysV shared memory segment (`syslogd -C`).
+    env.write(
+        "compose.yaml",
+        r#"services:
+  a:
+    image: busybox
+    command: [sh, -c, "syslogd -n -C16 & sleep 0.3; logger hello-from-a; exec sleep 1000"]
+  b:
+    image: busybox
+    pid: service:a
+    ipc: service:a
+    command: [sleep, "1001"]
+  alone:
+    image: busybox
+    ipc: shareable
+    command: [sleep, "1002"]
+"#,
+    );
+    env.ok(&["up", "-d"]);
+    std::thread::sleep(Duration::from_millis(600));
+    let ps = env.ok(&["exec", "-T", "b", "ps", "-o", "args"]);
+    assert!(
+        ps.contains("sleep 1000") && ps.contains("sleep 1001"),
+        "{ps}"
+    );
+    let ps = env.ok(&["exec", "-T", "a", "ps", "-o", "args"]);
+    assert!(ps.contains("sleep 1001"), "a does not see b: {ps}");
+    let ps = env.ok(&["exec", "-T", "alone", "ps", "-o", "args"]);
+    assert!(!ps.contains("sleep 1000"), "{ps}");
+
+    let segments = |svc: &str| {
+        env.ok(&["exec", "-T", svc, "cat", "/proc/sysvipc/shm"])
+            .lines()
+            .count()
+            - 1
+    };
+    assert_eq!(segments("a"), 1);
+    assert_eq!(segments("b"), 1, "b does not see a's segment");
+    assert_eq!(segments("alone"), 0);
+    let log = env.ok(&["exec", "-T", "b", "logread"]);
+    assert!(log.contains("hello-from-a"), "{log}");
+
+    let inspect = env.ok(&["inspect", "b"]);
+    assert!(inspect.contains("\"PidMode\": \"service:a\""), "{inspect}");
+}
+
+#[test]
+fn joining_a_namespace_of_an_undefined_service_fails_before_anything_is_created() {
+    require_root!();
+    let env = Env::new("rtnsbad");
+    env.write(
+        "compose.yaml",
+        "services:\n  b:\n    image: busybox\n    pid: service:nope\n    command: [sleep, \"1\"]\n",
+    );
+    let err = env.fails(&["up", "-d"]);
+    assert!(err.contains("undefined service \"nope\""), "{err}");
+    let containers = env.root().join("containers");
+    assert!(std::fs::read_dir(containers).map_or(true, |mut d| d.next().is_none()));
+}
