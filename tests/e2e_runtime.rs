@@ -159,3 +159,97 @@ fn joining_a_namespace_of_an_undefined_service_fails_before_anything_is_created(
     let containers = env.root().join("containers");
     assert!(std::fs::read_dir(containers).map_or(true, |mut d| d.next().is_none()));
 }
+
+/// Runs `berth ARGS` on a new terminal (`script`), with `stty` applied to that terminal first;
+/// returns the exit code and what the terminal showed.
+fn on_terminal(env: &Env, stty: &str, args: &str) -> (Option<i32>, String) {
+    let out = std::process::Command::new("script")
+        .args([
+            "-eqc",
+            &format!("stty {stty}; {} {args}", util::BERTH),
+            "/dev/null",
+        ])
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", env.root())
+        .env("BERTH_SUBNET_POOL", &env.pool)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.code(), util::text(&out.stdout))
+}
+
+#[test]
+fn exec_allocates_a_terminal_on_a_terminal_and_passes_stdin() {
+    require_root!();
+    if std::process::Command::new("script")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: no script(1) (apt-get install bsdutils)");
+        return;
+    }
+    let env = Env::new("rttty");
+    env.write(
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n    command: [sleep, \"1000\"]\n",
+    );
+    env.ok(&["up", "-d"]);
+    let (code, out) = on_terminal(
+        &env,
+        "cols 77 rows 11",
+        "exec web sh -c 'tty; stty size; exit 5'",
+    );
+    assert_eq!(code, Some(5), "{out}");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(
+        out.contains("11 77"),
+        "the terminal size did not follow: {out}"
+    );
+    // -T: no terminal even on one.
+    let (_, out) = on_terminal(&env, "sane", "exec -T web tty");
+    assert!(out.contains("not a tty"), "{out}");
+
+    // Without a terminal stdin is passed through.
+    let mut child = std::process::Command::new(util::BERTH)
+        .args(["exec", "-T", "web", "cat"])
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", env.root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(util::text(&out.stdout), "through stdin\n");
+}
+
+#[test]
+fn exec_processes_get_the_containers_seccomp_filter() {
+    require_root!();
+    let env = Env::new("rtexecsec");
+    env.write(
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n    command: [sleep, \"1000\"]\n  free:\n    image: busybox\n    security_opt: [seccomp=unconfined]\n    command: [sleep, \"1000\"]\n",
+    );
+    env.ok(&["up", "-d"]);
+    let mode = |svc: &str| {
+        let s = env.ok(&["exec", "-T", svc, "grep", "^Seccomp:", "/proc/self/status"]);
+        s.split_whitespace().last().unwrap_or_default().to_string()
+    };
+    assert_eq!(
+        mode("web"),
+        "2",
+        "an exec'd process runs without the filter"
+    );
+    assert_eq!(mode("free"), "0");
+    // A syscall the default profile denies (unshare needs CAP_SYS_ADMIN there) fails.
+    let out = env.berth(&["exec", "-T", "web", "unshare", "-m", "true"]);
+    assert!(!out.status.success());
+}

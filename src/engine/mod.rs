@@ -21,4 +21,5 @@ pub mod runtime;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
+pub mod tty;
 pub mod volume;
