@@ -117,8 +117,8 @@ pub fn container(paths: &Paths, rec: &ContainerRecord) -> Result<Value> {
             "CapAdd": rec.host.cap_add,
             "CapDrop": rec.host.cap_drop,
             "ReadonlyRootfs": rec.host.read_only,
-            "PidMode": if rec.host.pid_host { "host" } else { "" },
-            "IpcMode": if rec.host.ipc_host { "host" } else { "private" },
+            "PidMode": rec.host.pid_join.as_deref().unwrap_or(if rec.host.pid_host { "host" } else { "" }),
+            "IpcMode": rec.host.ipc_join.as_deref().unwrap_or(if rec.host.ipc_host { "host" } else { "private" }),
         },
         "Mounts": mounts,
         "Config": {

@@ -442,9 +442,12 @@ pub struct ExecArgs {
     /// Index of the container if the service has multiple replicas.
     #[arg(long, default_value_t = 1)]
     pub index: u32,
-    /// Disable pseudo-TTY allocation (berth does not allocate one yet, so this is the default).
-    #[arg(short = 'T', long = "no-tty")]
+    /// Disable pseudo-TTY allocation. By default a TTY is allocated when stdin is a terminal.
+    #[arg(short = 'T', long = "no-tty", alias = "no-TTY")]
     pub no_tty: bool,
+    /// Keep STDIN open (always the case, as in docker compose).
+    #[arg(short, long, hide = true)]
+    pub interactive: bool,
     /// Give extended privileges to the process.
     #[arg(long)]
     pub privileged: bool,
@@ -498,6 +501,15 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
         uid,
         gid,
     };
+    use std::io::IsTerminal;
+    if !a.detach && !a.no_tty && std::io::stdin().is_terminal() {
+        let (pid, master) = match exec::spawn_tty(paths, &rec, &spec) {
+            Ok(x) => x,
+            Err(e) => return exec_failed(e),
+        };
+        crate::engine::tty::relay(master);
+        return Ok(exec::wait(pid));
+    }
     let stdio = if a.detach {
         let null = || -> Result<std::os::fd::OwnedFd> {
             Ok(std::fs::File::options()
@@ -512,22 +524,26 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
     };
     let pid = match exec::spawn(paths, &rec, &spec, stdio) {
         Ok(pid) => pid,
-        // As docker: 127 when the command is not found, 126 when it cannot be run.
-        Err(e @ exec::ExecError::Failed { .. }) => {
-            let code = if e.to_string().contains("not found") {
-                127
-            } else {
-                126
-            };
-            output::error(&anyhow::Error::from(e));
-            return Ok(code);
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => return exec_failed(e),
     };
     if a.detach {
         return Ok(0);
     }
     Ok(exec::wait(pid))
+}
+
+/// As docker: 127 when the command is not found, 126 when it cannot be run.
+fn exec_failed(e: crate::engine::exec::ExecError) -> Result<i32> {
+    if !matches!(e, crate::engine::exec::ExecError::Failed { .. }) {
+        return Err(e.into());
+    }
+    let code = if e.to_string().contains("not found") {
+        127
+    } else {
+        126
+    };
+    output::error(&anyhow::Error::from(e));
+    Ok(code)
 }
 
 #[derive(Debug, clap::Args)]
@@ -577,6 +593,9 @@ pub struct RunArgs {
     /// Keep STDIN open (not supported yet: stdin is not attached).
     #[arg(short, long)]
     pub interactive: bool,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long)]
+    pub init: bool,
     /// The service (in a project), or an image when there is no compose file.
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -625,6 +644,7 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
         publish: a.publish.clone(),
         user: a.user.clone(),
         workdir: a.workdir.clone(),
+        init: a.init,
         volumes: a.volume.clone(),
         labels: a
             .label

@@ -7,6 +7,46 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+/// The running container whose namespaces `mode` (`service:NAME`, `container:NAME`) names,
+/// for `rec`, with its init's verified host pid. `service:` looks in `rec`'s project.
+pub fn namespace_donor(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    mode: &str,
+) -> Result<(ContainerRecord, i32), String> {
+    let all = list(paths).map_err(|e| e.to_string())?;
+    let candidates: Vec<ContainerRecord> = if let Some(service) = mode.strip_prefix("service:") {
+        all.into_iter()
+            .filter(|c| {
+                c.id != rec.id
+                    && c.project().is_some()
+                    && c.project() == rec.project()
+                    && c.service() == Some(service)
+                    && c.label(labels::ONEOFF) != Some("True")
+            })
+            .collect()
+    } else if let Some(name) = mode.strip_prefix("container:") {
+        all.into_iter()
+            .filter(|c| c.id != rec.id && (c.name == name || c.id.starts_with(name)))
+            .collect()
+    } else {
+        return Err(format!("{mode:?} names no container"));
+    };
+    if candidates.is_empty() {
+        return Err(format!("{mode:?}: no such container"));
+    }
+    candidates
+        .into_iter()
+        .find_map(|c| {
+            let st = load_state(paths, &c.id).ok()?;
+            let pid = st
+                .pid
+                .filter(|_| crate::sys::proc::alive(st.pid, st.pid_start))?;
+            Some((c, pid))
+        })
+        .ok_or_else(|| format!("{mode:?}: its container is not running"))
+}
+
 /// The definition of a container, fixed at creation.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ContainerRecord {

@@ -3,10 +3,17 @@
 //! libcontainer's tenant builder joins the container's namespaces and cgroup; the new process
 //! becomes a child of the caller, so the caller reaps it and gets its exit code. The caller must
 //! be single-threaded (the CLI before any runtime starts, or the shim): libcontainer clones it.
+//!
+//! Two things libcontainer 0.7's tenant path does not do are done here: the container's
+//! seccomp filter is loaded by our executor right before the exec (the tenant spec has no
+//! seccomp, so an exec'd process would run unfiltered), and a terminal is a pty made inside the
+//! container's devpts whose master comes back over a console socket ([`spawn_tty`]).
 use super::container::ContainerRecord;
 use crate::state::Paths;
 use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::oci_spec::runtime::{LinuxSeccomp, Spec};
 use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::collections::HashMap;
@@ -38,10 +45,34 @@ pub fn spawn(
     spec: &ExecSpec,
     stdio: [OwnedFd; 3],
 ) -> Result<Pid, ExecError> {
-    let st = rec.state(paths).map_err(|e| ExecError::Failed {
+    start(paths, rec, spec, Some(stdio)).map(|(pid, _)| pid)
+}
+
+/// Starts `spec` on a new terminal of the container; returns the pid and the pty's master.
+pub fn spawn_tty(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    spec: &ExecSpec,
+) -> Result<(Pid, OwnedFd), ExecError> {
+    let (pid, master) = start(paths, rec, spec, None)?;
+    master.map(|m| (pid, m)).ok_or_else(|| ExecError::Failed {
         name: rec.name.clone(),
-        message: e.to_string(),
-    })?;
+        message: "no terminal came back from the container".into(),
+    })
+}
+
+/// `stdio: None` asks for a terminal.
+fn start(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    spec: &ExecSpec,
+    stdio: Option<[OwnedFd; 3]>,
+) -> Result<(Pid, Option<OwnedFd>), ExecError> {
+    let failed = |message: String| ExecError::Failed {
+        name: rec.name.clone(),
+        message,
+    };
+    let st = rec.state(paths).map_err(|e| failed(e.to_string()))?;
     if st.status != super::container::Status::Running {
         return Err(ExecError::NotRunning {
             name: rec.name.clone(),
@@ -55,28 +86,138 @@ pub fn spawn(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     env.extend(spec.env.iter().cloned());
-    let [stdin, stdout, stderr] = stdio;
-    let fail = |e: libcontainer::error::LibcontainerError| ExecError::Failed {
-        name: rec.name.clone(),
-        message: e.to_string(),
+    let cwd = spec.cwd.clone().unwrap_or_else(|| rec.process.cwd.clone());
+    let (uid, gid) = (
+        spec.uid.unwrap_or(rec.process.uid),
+        spec.gid.unwrap_or(rec.process.gid),
+    );
+    // The spec the container was started with: its seccomp filter, and the process a
+    // terminal session is based on.
+    let bundle = paths.container(&rec.id).join("bundle").join("config.json");
+    let init_spec =
+        Spec::load(&bundle).map_err(|e| failed(format!("{}: {e}", bundle.display())))?;
+    let executor = SeccompExecutor {
+        filter: init_spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
     };
-    ContainerBuilder::new(rec.id.clone(), SyscallType::default())
+    let fail = |e: libcontainer::error::LibcontainerError| failed(e.to_string());
+    let builder = ContainerBuilder::new(rec.id.clone(), SyscallType::default())
         .with_root_path(paths.runtime())
         .map_err(fail)?
+        .with_executor(executor);
+    let Some([stdin, stdout, stderr]) = stdio else {
+        return start_tty(paths, rec, builder, &init_spec, spec, env, (cwd, uid, gid));
+    };
+    builder
         .with_stdin(stdin)
         .with_stdout(stdout)
         .with_stderr(stderr)
         .as_tenant()
         .with_container_args(spec.args.clone())
         .with_env(env)
-        .with_cwd(Some(
-            spec.cwd.clone().unwrap_or_else(|| rec.process.cwd.clone()),
-        ))
-        .with_user(Some(spec.uid.unwrap_or(rec.process.uid)))
-        .with_group(Some(spec.gid.unwrap_or(rec.process.gid)))
+        .with_cwd(Some(cwd))
+        .with_user(Some(uid))
+        .with_group(Some(gid))
         .with_detach(true)
         .build()
+        .map(|pid| (pid, None))
         .map_err(fail)
+}
+
+/// The terminal case: the process is given as a `process.json` (the container's own process
+/// with our args, env, cwd and user, and `terminal: true`), and libcontainer sends the pty
+/// master to a console socket we listen on.
+fn start_tty(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    builder: ContainerBuilder,
+    init_spec: &Spec,
+    spec: &ExecSpec,
+    env: HashMap<String, String>,
+    (cwd, uid, gid): (String, u32, u32),
+) -> Result<(Pid, Option<OwnedFd>), ExecError> {
+    let failed = |message: String| ExecError::Failed {
+        name: rec.name.clone(),
+        message,
+    };
+    let mut process = init_spec
+        .process()
+        .clone()
+        .ok_or_else(|| failed("the container's spec has no process".into()))?;
+    process.set_args(Some(spec.args.clone()));
+    process.set_env(Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
+    process.set_cwd(cwd.into());
+    let mut user = process.user().clone();
+    user.set_uid(uid);
+    user.set_gid(gid);
+    process.set_user(user);
+    process.set_terminal(Some(true));
+    // As on the stdio path: the seccomp load in our executor needs it without CAP_SYS_ADMIN.
+    process.set_no_new_privileges(Some(true));
+    let dir = paths.container(&rec.id);
+    let token: u64 = rand::random();
+    let json = dir.join(format!("exec-{token:016x}.json"));
+    let sock = dir.join(format!("exec-{token:016x}.sock"));
+    let _cleanup = RemoveOnDrop(vec![json.clone(), sock.clone()]);
+    std::fs::write(
+        &json,
+        serde_json::to_vec(&process).map_err(|e| failed(e.to_string()))?,
+    )
+    .map_err(|e| failed(format!("{}: {e}", json.display())))?;
+    // A socket path must fit in 108 bytes: name it through a descriptor of its directory.
+    let dir_fd =
+        std::fs::File::open(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+    let short = std::path::PathBuf::from(format!(
+        "/proc/self/fd/{}/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&dir_fd),
+        sock.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+    ));
+    let listener = std::os::unix::net::UnixListener::bind(&short)
+        .map_err(|e| failed(format!("{}: {e}", sock.display())))?;
+    let pid = builder
+        .with_console_socket(Some(&short))
+        .as_tenant()
+        .with_process(Some(&json))
+        .with_detach(true)
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    // libcontainer connected before starting the process, so this does not block.
+    let (conn, _) = listener.accept().map_err(|e| failed(e.to_string()))?;
+    let master =
+        crate::sys::pty::receive_fd(&conn).map_err(|e| failed(format!("console socket: {e}")))?;
+    Ok((pid, Some(master)))
+}
+
+struct RemoveOnDrop(Vec<std::path::PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// libcontainer's default executor, after loading the container's seccomp filter (the process
+/// has `no_new_privs` by then, so an unprivileged load works).
+#[derive(Clone)]
+struct SeccompExecutor {
+    filter: Option<LinuxSeccomp>,
+}
+
+impl Executor for SeccompExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        if let Some(filter) = &self.filter {
+            libcontainer::seccomp::initialize_seccomp(filter)
+                .map_err(|e| ExecutorError::Other(format!("loading the seccomp filter: {e}")))?;
+        }
+        libcontainer::workload::default::get_executor().exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        libcontainer::workload::default::get_executor().validate(spec)
+    }
 }
 
 /// Waits for a process started by [`spawn`] and returns its exit code (128+signal if killed).

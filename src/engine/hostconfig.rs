@@ -37,6 +37,11 @@ pub struct HostConfig {
     pub pid_host: bool,
     /// Share the host's ipc namespace (`ipc: host`).
     pub ipc_host: bool,
+    /// Join another container's pid namespace when starting: `service:NAME` (of the same
+    /// project) or `container:NAME`, as the user wrote it.
+    pub pid_join: Option<String>,
+    /// Join another container's ipc namespace when starting (`service:` or `container:`).
+    pub ipc_join: Option<String>,
     pub oom_score_adj: Option<i32>,
     /// Run a reaper as pid 1 (`init: true`); recorded for the shim.
     pub init: bool,

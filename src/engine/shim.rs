@@ -197,6 +197,9 @@ fn start(
     let dir = paths.container(&rec.id);
     let bundle = dir.join("bundle");
     std::fs::create_dir_all(&bundle).with_context(|| format!("creating {}", bundle.display()))?;
+    if rec.host.init {
+        super::init::install(paths)?;
+    }
     let spec = super::spec::build(rec, paths, &dir.join("rootfs"), &dir)
         .context("building the OCI spec")?;
     spec.save(bundle.join("config.json"))

@@ -35,6 +35,8 @@ pub enum SpecError {
     SeccompProfile(serde_json::Error),
     #[error("unknown capability {0}")]
     Capability(String),
+    #[error("cannot join the {kind} namespace of {reason}")]
+    Join { kind: &'static str, reason: String },
     #[error("cannot add {0}: berth itself runs without it (see CapBnd in /proc/self/status)")]
     NotHeld(String),
 }
@@ -161,8 +163,13 @@ pub fn build(
         .gid(p.gid)
         .additional_gids(p.additional_gids.clone())
         .build()?;
+    let args = if host.init {
+        super::init::wrap(&p.args)
+    } else {
+        p.args.clone()
+    };
     let mut process = ProcessBuilder::default()
-        .args(p.args.clone())
+        .args(args)
         .env(p.env.clone())
         .cwd(p.cwd.clone())
         .user(user)
@@ -204,22 +211,35 @@ pub fn build(
     for t in &host.tmpfs {
         user_mounts.push(tmpfs(t)?);
     }
+    if host.init {
+        // Installed by the shim before the spec is built.
+        mounts.push(bind(
+            &super::init::path(paths),
+            super::init::CONTAINER_PATH,
+            true,
+        )?);
+    }
     // Parents before children, whatever order the user wrote them in.
     user_mounts.sort_by_key(|m| m.destination().components().count());
     mounts.extend(user_mounts);
     spec.set_mounts(Some(mounts));
 
     let mut namespaces = Vec::new();
-    for (typ, shared_with_host) in [
-        (LinuxNamespaceType::Pid, host.pid_host),
-        (LinuxNamespaceType::Ipc, host.ipc_host),
-        (LinuxNamespaceType::Uts, false),
-        (LinuxNamespaceType::Mount, false),
-        (LinuxNamespaceType::Cgroup, false),
+    for (typ, shared_with_host, join) in [
+        (LinuxNamespaceType::Pid, host.pid_host, &host.pid_join),
+        (LinuxNamespaceType::Ipc, host.ipc_host, &host.ipc_join),
+        (LinuxNamespaceType::Uts, false, &None),
+        (LinuxNamespaceType::Mount, false, &None),
+        (LinuxNamespaceType::Cgroup, false, &None),
     ] {
-        if !shared_with_host {
-            namespaces.push(LinuxNamespaceBuilder::default().typ(typ).build()?);
+        if shared_with_host {
+            continue;
         }
+        let mut ns = LinuxNamespaceBuilder::default().typ(typ).build()?;
+        if let Some(mode) = join {
+            ns.set_path(Some(donor_namespace(rec, paths, mode, typ)?));
+        }
+        namespaces.push(ns);
     }
     namespaces.push(
         LinuxNamespaceBuilder::default()
@@ -279,6 +299,23 @@ pub fn build(
     linux.set_seccomp(seccomp(host, &caps)?);
     spec.set_linux(Some(linux));
     Ok(spec)
+}
+
+/// `/proc/PID/ns/KIND` of the running container that `mode` names (`pid: service:db`).
+fn donor_namespace(
+    rec: &ContainerRecord,
+    paths: &Paths,
+    mode: &str,
+    typ: LinuxNamespaceType,
+) -> Result<PathBuf, SpecError> {
+    let kind = if typ == LinuxNamespaceType::Pid {
+        "pid"
+    } else {
+        "ipc"
+    };
+    let (_, pid) = super::container::namespace_donor(paths, rec, mode)
+        .map_err(|reason| SpecError::Join { kind, reason })?;
+    Ok(PathBuf::from(format!("/proc/{pid}/ns/{kind}")))
 }
 
 /// The container's capability set: Docker's defaults, `cap_add`, `cap_drop` (either may say

@@ -22,6 +22,16 @@ const IPC_SYSCTLS: [&str; 8] = [
     "kernel.shm_rmid_forced",
 ];
 
+/// What is wrong with a `service:NAME` / `container:NAME` namespace mode, if anything.
+fn join_error(project: &Project, mode: &str) -> Option<String> {
+    let (kind, name) = mode.split_once(':')?;
+    if name.is_empty() {
+        return Some(format!("{mode:?} names no {kind}"));
+    }
+    (kind == "service" && !project.services.contains_key(name))
+        .then(|| format!("{mode:?} refers to undefined service {name:?}"))
+}
+
 /// The service's host configuration, or every problem found in it.
 pub fn host_config(project: &Project, svc: &Service) -> Result<HostConfig, Vec<String>> {
     let mut errors = Vec::new();
@@ -126,7 +136,11 @@ pub fn host_config(project: &Project, svc: &Service) -> Result<HostConfig, Vec<S
         });
     }
 
-    let ipc_host = svc.ipc.as_deref() == Some("host");
+    // An ipc namespace that is not the container's own: its sysctls are someone else's.
+    let ipc_shared = svc
+        .ipc
+        .as_deref()
+        .is_some_and(|m| m == "host" || m.starts_with("service:") || m.starts_with("container:"));
     let net_host = svc.network_mode.as_deref() == Some("host");
     for (k, v) in &svc.sysctls {
         // The key becomes a path under /proc/sys and the value is written there: no `/`,
@@ -148,8 +162,11 @@ pub fn host_config(project: &Project, svc: &Service) -> Result<HostConfig, Vec<S
         }
         let ipc = IPC_SYSCTLS.contains(&k.as_str()) || k.starts_with("fs.mqueue.");
         let net = k.starts_with("net.");
-        if ipc && ipc_host {
-            errors.push(format!("sysctl {k}: not allowed with ipc: host"));
+        if ipc && ipc_shared {
+            errors.push(format!(
+                "sysctl {k}: not allowed with ipc: {}",
+                svc.ipc.as_deref().unwrap_or_default()
+            ));
         } else if net && net_host {
             errors.push(format!("sysctl {k}: not allowed with network_mode: host"));
         } else if !ipc && !net {
@@ -193,13 +210,28 @@ pub fn host_config(project: &Project, svc: &Service) -> Result<HostConfig, Vec<S
     match svc.pid.as_deref() {
         None | Some("") => {}
         Some("host") => h.pid_host = true,
-        Some(other) => errors.push(format!("pid: {other:?} is not supported yet (use host)")),
+        Some(m) if m.starts_with("service:") || m.starts_with("container:") => {
+            match join_error(project, m) {
+                Some(e) => errors.push(format!("pid: {e}")),
+                None => h.pid_join = Some(m.to_string()),
+            }
+        }
+        Some(other) => errors.push(format!(
+            "pid: {other:?} is not supported (host, service:NAME or container:NAME)"
+        )),
     }
+    // Every private ipc namespace can be joined, so `shareable` is `private`.
     match svc.ipc.as_deref() {
         None | Some("" | "private" | "shareable") => {}
         Some("host") => h.ipc_host = true,
+        Some(m) if m.starts_with("service:") || m.starts_with("container:") => {
+            match join_error(project, m) {
+                Some(e) => errors.push(format!("ipc: {e}")),
+                None => h.ipc_join = Some(m.to_string()),
+            }
+        }
         Some(other) => errors.push(format!(
-            "ipc: {other:?} is not supported yet (use host, private or shareable)"
+            "ipc: {other:?} is not supported (host, private, shareable, service:NAME or container:NAME)"
         )),
     }
 
@@ -456,7 +488,8 @@ services:
       kernel.shm_rmid_forced: "1+kernel.core_pattern=|/x"
     ulimits: {nofile: {soft: 300, hard: 200}, bogus: 1}
     extra_hosts: ["x:not-an-ip"]
-    pid: "container:other"
+    pid: "vm:other"
+    ipc: "container:"
     stop_signal: SIGNOPE
     devices: ["/dev/does-not-exist:/dev/x"]
     cpus: 1
@@ -474,7 +507,8 @@ services:
             "soft limit 300",
             "unknown ulimit",
             "invalid IP address",
-            "pid:",
+            "pid: \"vm:other\" is not supported",
+            "ipc: \"container:\" names no container",
             "invalid stop_signal",
             "no such file on the host",
             "cpus cannot be combined",

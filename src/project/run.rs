@@ -24,6 +24,8 @@ pub struct RunOptions {
     pub publish: Vec<String>,
     pub user: Option<String>,
     pub workdir: Option<String>,
+    /// `--init`: a reaper as process 1.
+    pub init: bool,
     /// `-v` short volume specs.
     pub volumes: Vec<String>,
     pub labels: Vec<(String, String)>,
@@ -105,6 +107,9 @@ pub async fn run(
     }
     if opts.workdir.is_some() {
         svc.working_dir = opts.workdir.clone();
+    }
+    if opts.init {
+        svc.init = Some(true);
     }
     if !opts.service_ports {
         svc.ports.clear();

@@ -4,3 +4,4 @@
 pub mod exeseal;
 pub mod fsat;
 pub mod proc;
+pub mod pty;

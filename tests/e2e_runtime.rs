@@ -1,0 +1,255 @@
+//! The container runtime's process features, end to end (root only): `init` as process 1,
+//! pid and ipc namespaces shared between containers, `exec` and `run` with a terminal and
+//! stdin, and `cp` ownership.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+mod util;
+
+use std::time::{Duration, Instant};
+use util::Env;
+
+/// Polls `berth ps -a --format json` until `pred` holds for the service's container.
+fn wait_ps(
+    env: &Env,
+    service: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = env.ok(&["ps", "-a", "--format", "json"]);
+        if let Some(v) = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["Service"] == service)
+            && pred(&v)
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{service} never got there:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Zombie processes in the service's container, as `pid:name` lines.
+fn zombies(env: &Env, service: &str) -> String {
+    env.ok(&[
+        "exec",
+        "-T",
+        service,
+        "sh",
+        "-c",
+        "for s in /proc/[0-9]*/status; do grep -q '^State:.*Z' $s && grep '^Name' $s; done; true",
+    ])
+}
+
+#[test]
+fn init_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
+    require_root!();
+    let env = Env::new("rtinit");
+    // An orphan (the inner sleep) is reparented to process 1 and exits after 0.2 s; then the
+    // main process becomes a sleep, which never waits for anything.
+    let script = "sh -c 'sleep 0.2 &'; exec sleep 1000";
+    env.write(
+        "compose.yaml",
+        &format!(
+            "services:\n  with:\n    image: busybox\n    init: true\n    command: [sh, -c, \"{script}\"]\n  without:\n    image: busybox\n    command: [sh, -c, \"{script}\"]\n"
+        ),
+    );
+    env.ok(&["up", "-d"]);
+    std::thread::sleep(Duration::from_millis(800));
+    let pid1 = env.ok(&["exec", "-T", "with", "cat", "/proc/1/cmdline"]);
+    assert!(
+        pid1.starts_with("/sbin/docker-init\0--\0sh\0"),
+        "process 1 is {pid1:?}"
+    );
+    assert_eq!(zombies(&env, "with"), "", "init left a zombie");
+    // The control: without an init the orphan stays a zombie.
+    assert!(zombies(&env, "without").contains("sleep"));
+
+    // SIGTERM reaches the sleep (which as process 1 would ignore it), and its death by the
+    // signal is the container's exit code.
+    let t = Instant::now();
+    env.ok(&["stop", "-t", "20", "with"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "stop waited for the kill"
+    );
+    let v = wait_ps(&env, "with", |v| v["State"] == "exited");
+    assert_eq!(v["ExitCode"], 143, "{v}");
+
+    // `run --init` and the command's own exit code.
+    let out = env.berth(&[
+        "run",
+        "--rm",
+        "--init",
+        "without",
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", util::text(&out.stderr));
+    assert!(util::text(&out.stdout).starts_with("/sbin/docker-init"));
+    // A command that does not exist: 127, with the reason.
+    let out = env.berth(&["run", "--rm", "--init", "without", "/no/such"]);
+    assert_eq!(out.status.code(), Some(127));
+}
+
+#[test]
+fn pid_and_ipc_namespaces_are_shared_with_another_service() {
+    require_root!();
+    let env = Env::new("rtns");
+    // `a` keeps a syslog ring buffer in a SysV shared memory segment (`syslogd -C`).
+    env.write(
+        "compose.yaml",
+        r#"services:
+  a:
+    image: busybox
+    command: [sh, -c, "syslogd -n -C16 & sleep 0.3; logger hello-from-a; exec sleep 1000"]
+  b:
+    image: busybox
+    pid: service:a
+    ipc: service:a
+    command: [sleep, "1001"]
+  alone:
+    image: busybox
+    ipc: shareable
+    command: [sleep, "1002"]
+"#,
+    );
+    env.ok(&["up", "-d"]);
+    std::thread::sleep(Duration::from_millis(600));
+    let ps = env.ok(&["exec", "-T", "b", "ps", "-o", "args"]);
+    assert!(
+        ps.contains("sleep 1000") && ps.contains("sleep 1001"),
+        "{ps}"
+    );
+    let ps = env.ok(&["exec", "-T", "a", "ps", "-o", "args"]);
+    assert!(ps.contains("sleep 1001"), "a does not see b: {ps}");
+    let ps = env.ok(&["exec", "-T", "alone", "ps", "-o", "args"]);
+    assert!(!ps.contains("sleep 1000"), "{ps}");
+
+    let segments = |svc: &str| {
+        env.ok(&["exec", "-T", svc, "cat", "/proc/sysvipc/shm"])
+            .lines()
+            .count()
+            - 1
+    };
+    assert_eq!(segments("a"), 1);
+    assert_eq!(segments("b"), 1, "b does not see a's segment");
+    assert_eq!(segments("alone"), 0);
+    let log = env.ok(&["exec", "-T", "b", "logread"]);
+    assert!(log.contains("hello-from-a"), "{log}");
+
+    let inspect = env.ok(&["inspect", "b"]);
+    assert!(inspect.contains("\"PidMode\": \"service:a\""), "{inspect}");
+}
+
+#[test]
+fn joining_a_namespace_of_an_undefined_service_fails_before_anything_is_created() {
+    require_root!();
+    let env = Env::new("rtnsbad");
+    env.write(
+        "compose.yaml",
+        "services:\n  b:\n    image: busybox\n    pid: service:nope\n    command: [sleep, \"1\"]\n",
+    );
+    let err = env.fails(&["up", "-d"]);
+    assert!(err.contains("undefined service \"nope\""), "{err}");
+    let containers = env.root().join("containers");
+    assert!(std::fs::read_dir(containers).map_or(true, |mut d| d.next().is_none()));
+}
+
+/// Runs `berth ARGS` on a new terminal (`script`), with `stty` applied to that terminal first;
+/// returns the exit code and what the terminal showed.
+fn on_terminal(env: &Env, stty: &str, args: &str) -> (Option<i32>, String) {
+    let out = std::process::Command::new("script")
+        .args([
+            "-eqc",
+            &format!("stty {stty}; {} {args}", util::BERTH),
+            "/dev/null",
+        ])
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", env.root())
+        .env("BERTH_SUBNET_POOL", &env.pool)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.code(), util::text(&out.stdout))
+}
+
+#[test]
+fn exec_allocates_a_terminal_on_a_terminal_and_passes_stdin() {
+    require_root!();
+    if std::process::Command::new("script")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: no script(1) (apt-get install bsdutils)");
+        return;
+    }
+    let env = Env::new("rttty");
+    env.write(
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n    command: [sleep, \"1000\"]\n",
+    );
+    env.ok(&["up", "-d"]);
+    let (code, out) = on_terminal(
+        &env,
+        "cols 77 rows 11",
+        "exec web sh -c 'tty; stty size; exit 5'",
+    );
+    assert_eq!(code, Some(5), "{out}");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(
+        out.contains("11 77"),
+        "the terminal size did not follow: {out}"
+    );
+    // -T: no terminal even on one.
+    let (_, out) = on_terminal(&env, "sane", "exec -T web tty");
+    assert!(out.contains("not a tty"), "{out}");
+
+    // Without a terminal stdin is passed through.
+    let mut child = std::process::Command::new(util::BERTH)
+        .args(["exec", "-T", "web", "cat"])
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", env.root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(util::text(&out.stdout), "through stdin\n");
+}
+
+#[test]
+fn exec_processes_get_the_containers_seccomp_filter() {
+    require_root!();
+    let env = Env::new("rtexecsec");
+    env.write(
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n    command: [sleep, \"1000\"]\n  free:\n    image: busybox\n    security_opt: [seccomp=unconfined]\n    command: [sleep, \"1000\"]\n",
+    );
+    env.ok(&["up", "-d"]);
+    let mode = |svc: &str| {
+        let s = env.ok(&["exec", "-T", svc, "grep", "^Seccomp:", "/proc/self/status"]);
+        s.split_whitespace().last().unwrap_or_default().to_string()
+    };
+    assert_eq!(
+        mode("web"),
+        "2",
+        "an exec'd process runs without the filter"
+    );
+    assert_eq!(mode("free"), "0");
+    // A syscall the default profile denies (unshare needs CAP_SYS_ADMIN there) fails.
+    let out = env.berth(&["exec", "-T", "web", "unshare", "-m", "true"]);
+    assert!(!out.status.success());
+}
