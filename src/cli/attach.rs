@@ -57,7 +57,19 @@ pub fn attach(
         .filter(|r| !crate::project::up::is_oneoff(r))
         .collect();
     let width = recs.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    let mut offsets = vec![0u64; recs.len()];
+    // Each log is followed across rotations (by inode), so a chatty container with a small
+    // `max-size` loses no line.
+    let mut followers: Vec<Option<logs::Follower>> = recs.iter().map(|_| None).collect();
+    let mut read = |i: usize, path: &std::path::Path| -> std::io::Result<Vec<logs::Record>> {
+        match &mut followers[i] {
+            Some(f) => f.poll(path),
+            None => {
+                let (records, f) = logs::Follower::start(path)?;
+                followers[i] = Some(f);
+                Ok(records)
+            }
+        }
+    };
     let mut exited: BTreeMap<String, i32> = BTreeMap::new();
     let mut first_exit: Option<i32> = None;
     let abort_on_exit = opts.abort_on_exit || opts.exit_code_from.is_some();
@@ -66,9 +78,8 @@ pub fn attach(
         for (i, rec) in recs.iter().enumerate() {
             let st = rec.state(paths)?;
             let path = rec.dir(paths).join(logs::LOG_FILE);
-            let (records, off) = logs::read_from(&path, offsets[i])
-                .with_context(|| format!("reading the logs of {}", rec.name))?;
-            offsets[i] = off;
+            let records =
+                read(i, &path).with_context(|| format!("reading the logs of {}", rec.name))?;
             let style = style_for(rec.service().unwrap_or_default(), opts.color);
             for r in records {
                 let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
@@ -108,7 +119,7 @@ pub fn attach(
             // Collect the output and exit codes of what the stop ended.
             for (i, rec) in recs.iter().enumerate() {
                 let path = rec.dir(paths).join(logs::LOG_FILE);
-                if let Ok((records, _)) = logs::read_from(&path, offsets[i]) {
+                if let Ok(records) = read(i, &path) {
                     let style = style_for(rec.service().unwrap_or_default(), opts.color);
                     for r in records {
                         let text = r.log.strip_suffix('\n').unwrap_or(&r.log);

@@ -180,10 +180,48 @@ fn order(recs: &[ContainerRecord]) -> Vec<&ContainerRecord> {
 pub fn restart(paths: &Paths, g: &Global, a: &StopArgs) -> Result<i32> {
     let name = project_name(g)?;
     let _lock = project::lock(paths, &name)?;
-    let recs = select(paths, &name, &a.services)?;
+    let mut recs = select(paths, &name, &a.services)?;
+    if !a.services.is_empty() {
+        recs = with_restart_dependents(project::containers(paths, &name)?, recs);
+    }
     stop_all(paths, &recs, a.timeout.map(Duration::from_secs))?;
     start_all(paths, &recs)?;
+    for rec in &recs {
+        crate::engine::events::emit(paths, rec, "restart", &[]);
+    }
     Ok(0)
+}
+
+/// `depends_on: {X: {restart: true}}`: restarting X restarts the services that say so (and
+/// theirs in turn), as docker compose does; read from the `depends_on` label
+/// (`service:condition:restart,…`), so no compose file is needed.
+fn with_restart_dependents(
+    all: Vec<ContainerRecord>,
+    mut selected: Vec<ContainerRecord>,
+) -> Vec<ContainerRecord> {
+    let restarts_with = |r: &ContainerRecord, dep: &str| {
+        r.label(labels::DEPENDS_ON)
+            .unwrap_or_default()
+            .split(',')
+            .any(|d| d.split(':').next() == Some(dep) && d.ends_with(":true"))
+    };
+    loop {
+        let services: Vec<String> = selected
+            .iter()
+            .filter_map(|r| r.service().map(String::from))
+            .collect();
+        let more: Vec<ContainerRecord> = all
+            .iter()
+            .filter(|r| !selected.iter().any(|s| s.id == r.id))
+            .filter(|r| !project::up::is_oneoff(r))
+            .filter(|r| services.iter().any(|s| restarts_with(r, s)))
+            .cloned()
+            .collect();
+        if more.is_empty() {
+            return selected;
+        }
+        selected.extend(more);
+    }
 }
 
 pub fn kill(paths: &Paths, g: &Global, a: &KillArgs) -> Result<i32> {

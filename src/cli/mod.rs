@@ -6,6 +6,7 @@
 mod attach;
 mod build;
 pub mod config;
+mod events;
 mod images;
 mod inspect;
 mod lifecycle;
@@ -65,6 +66,10 @@ pub struct Global {
 pub enum Command {
     /// Create and start containers.
     Up(project::UpArgs),
+    /// Creates containers for a service.
+    Create(project::CreateArgs),
+    /// Receive real time events from containers.
+    Events(events::EventsArgs),
     /// Stop and remove containers and networks.
     Down(project::DownArgs),
     /// List containers.
@@ -238,6 +243,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Commit(a) => images::commit(&paths, &a),
         Command::System(c) => images::system(&paths, &c),
         Command::Up(a) => project::up(&paths, &cli.global, &a),
+        Command::Create(a) => project::create(&paths, &cli.global, &a),
+        Command::Events(a) => events::events(&paths, &cli.global, &a),
         Command::Down(a) => project::down(&paths, &cli.global, &a),
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),
         Command::Logs(a) => project::logs(&paths, &cli.global, &a),
