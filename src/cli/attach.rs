@@ -123,8 +123,12 @@ pub fn attach(
                     let style = style_for(rec.service().unwrap_or_default(), opts.color);
                     for r in records {
                         let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
-                        let prefix = format!("{:<width$}  | ", rec.name);
-                        output::data(&format!("{}{text}", style.apply_to(prefix)));
+                        if opts.prefix {
+                            let prefix = format!("{:<width$}  | ", rec.name);
+                            output::data(&format!("{}{text}", style.apply_to(prefix)));
+                        } else {
+                            output::data(text);
+                        }
                     }
                 }
             }

@@ -4,11 +4,11 @@
 //! Each command takes the project lock when it changes something, selects the project's
 //! containers (of the named services, or all), and acts on each through the engine.
 use super::Global;
-use super::output::{self, Plain};
+use super::output;
 use super::project::{project_name, runtime};
 use crate::engine::container::{ContainerRecord, Status, labels};
 use crate::engine::{control, copy, runtime as rt};
-use crate::project::{self, Progress};
+use crate::project;
 use crate::state::Paths;
 use anyhow::{Context, Result, anyhow, bail};
 use std::time::Duration;
@@ -107,9 +107,9 @@ pub fn stop(paths: &Paths, g: &Global, a: &StopArgs) -> Result<i32> {
 
 fn stop_all(paths: &Paths, recs: &[ContainerRecord], timeout: Option<Duration>) -> Result<()> {
     each(recs, |rec| {
-        Plain.event("Container", &rec.name, "Stopping");
+        output::reporter().event("Container", &rec.name, "Stopping");
         rt::stop(paths, rec, rt::grace(rec, timeout))?;
-        Plain.event("Container", &rec.name, "Stopped");
+        output::reporter().event("Container", &rec.name, "Stopped");
         Ok(())
     })
 }
@@ -130,7 +130,7 @@ fn start_all(paths: &Paths, recs: &[ContainerRecord]) -> Result<()> {
         if st.status == Status::Running {
             continue;
         }
-        Plain.event("Container", &rec.name, "Starting");
+        output::reporter().event("Container", &rec.name, "Starting");
         let old = project::up::port_mappings(rec, &st.ports);
         if !old.is_empty() {
             host.unpublish(&old)?;
@@ -141,7 +141,7 @@ fn start_all(paths: &Paths, recs: &[ContainerRecord]) -> Result<()> {
             host.publish(&new)
                 .with_context(|| format!("publishing the ports of {}", rec.name))?;
         }
-        Plain.event("Container", &rec.name, "Started");
+        output::reporter().event("Container", &rec.name, "Started");
     }
     Ok(())
 }
@@ -234,9 +234,9 @@ pub fn kill(paths: &Paths, g: &Global, a: &KillArgs) -> Result<i32> {
         .filter(|r| running(paths, r))
         .collect();
     each(&recs, |rec| {
-        Plain.event("Container", &rec.name, "Killing");
+        output::reporter().event("Container", &rec.name, "Killing");
         control::kill(paths, rec, sig)?;
-        Plain.event("Container", &rec.name, "Killed");
+        output::reporter().event("Container", &rec.name, "Killed");
         Ok(())
     })?;
     Ok(0)
@@ -267,14 +267,14 @@ pub fn rm(paths: &Paths, g: &Global, a: &RmArgs) -> Result<i32> {
     let host = project::net_host(paths);
     let rt = runtime()?;
     for rec in &stopped {
-        Plain.event("Container", &rec.name, "Removing");
+        output::reporter().event("Container", &rec.name, "Removing");
         rt.block_on(project::down::remove_container(
             paths,
             &host,
             rec,
             Some(Duration::ZERO),
         ))?;
-        Plain.event("Container", &rec.name, "Removed");
+        output::reporter().event("Container", &rec.name, "Removed");
     }
     Ok(0)
 }
@@ -305,13 +305,13 @@ pub fn pause(paths: &Paths, g: &Global, a: &ServicesArgs, freeze: bool) -> Resul
         if !freeze && !control::paused(paths, &rec.id) {
             return Ok(());
         }
-        Plain.event("Container", &rec.name, doing);
+        output::reporter().event("Container", &rec.name, doing);
         if freeze {
             control::pause(paths, rec)?;
         } else {
             control::unpause(paths, rec)?;
         }
-        Plain.event("Container", &rec.name, done);
+        output::reporter().event("Container", &rec.name, done);
         Ok(())
     })?;
     Ok(0)
@@ -383,7 +383,7 @@ pub fn cp(paths: &Paths, g: &Global, a: &CpArgs) -> Result<i32> {
                 &copy::host_path(&a.dest),
                 owner,
             )?;
-            Plain.event(
+            output::reporter().event(
                 "Container",
                 &rec.name,
                 &format!("Copied {src} to {}", a.dest),
@@ -405,7 +405,7 @@ pub fn cp(paths: &Paths, g: &Global, a: &CpArgs) -> Result<i32> {
                 &abs(&dst),
                 owner,
             )?;
-            Plain.event(
+            output::reporter().event(
                 "Container",
                 &rec.name,
                 &format!("Copied {} to {dst}", a.src),

@@ -55,10 +55,10 @@ pub struct Global {
     #[arg(long = "profile", value_name = "NAME")]
     pub profiles: Vec<String>,
     /// Set type of progress output (auto, tty, plain, json, quiet).
-    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "tty", "plain", "json", "quiet"])]
+    #[arg(long, global = true, env = "COMPOSE_PROGRESS", default_value = "auto", value_parser = ["auto", "tty", "plain", "json", "quiet"])]
     pub progress: String,
     /// Control when to print ANSI control characters ("never"|"always"|"auto").
-    #[arg(long, global = true, default_value = "auto", value_parser = ["never", "always", "auto"])]
+    #[arg(long, global = true, env = "COMPOSE_ANSI", default_value = "auto", value_parser = ["never", "always", "auto"])]
     pub ansi: String,
 }
 
@@ -194,7 +194,10 @@ pub fn main() -> ExitCode {
     let args = strip_compose(std::env::args().collect());
     let cli = Cli::parse_from(args);
     output::init_tracing();
-    let code = match run(cli) {
+    output::set_mode(&cli.global.progress, &cli.global.ansi);
+    let result = run(cli);
+    output::finish();
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             output::error(&e);

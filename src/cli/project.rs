@@ -62,6 +62,12 @@ pub struct UpArgs {
     /// If containers already exist, don't recreate them.
     #[arg(long)]
     pub no_recreate: bool,
+    /// Produce monochrome output.
+    #[arg(long)]
+    pub no_color: bool,
+    /// Don't prefix the container's output with its name.
+    #[arg(long)]
+    pub no_log_prefix: bool,
     /// Services to start (and their dependencies); all by default.
     pub services: Vec<String>,
 }
@@ -282,6 +288,7 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         }
     });
     let color = match g.ansi.as_str() {
+        _ if a.no_color => false,
         "always" => true,
         "never" => false,
         _ => console::Term::stdout().is_term() && std::env::var_os("NO_COLOR").is_none(),
@@ -292,7 +299,7 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         exit_code_from: a.exit_code_from.clone(),
         timeout: opts.timeout,
         color,
-        prefix: true,
+        prefix: !a.no_log_prefix,
     };
     super::attach::attach(
         paths,
