@@ -75,6 +75,10 @@ pub fn attach(
     let abort_on_exit = opts.abort_on_exit || opts.exit_code_from.is_some();
     let mut abort: Option<i32> = None;
     loop {
+        // What every container printed and which ones exited since the last look, merged in
+        // time order (the records' and the exits' timestamps), as one stream.
+        let mut batch: Vec<(String, String)> = Vec::new();
+        let mut exits: Vec<(String, &ContainerRecord, i32)> = Vec::new();
         for (i, rec) in recs.iter().enumerate() {
             let st = rec.state(paths)?;
             let path = rec.dir(paths).join(logs::LOG_FILE);
@@ -83,12 +87,13 @@ pub fn attach(
             let style = style_for(rec.service().unwrap_or_default(), opts.color);
             for r in records {
                 let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
-                if opts.prefix {
+                let line = if opts.prefix {
                     let prefix = format!("{:<width$}  | ", rec.name);
-                    output::data(&format!("{}{text}", style.apply_to(prefix)));
+                    format!("{}{text}", style.apply_to(prefix))
                 } else {
-                    output::data(text);
-                }
+                    text.to_string()
+                };
+                batch.push((r.time, line));
             }
             // An exit the shim will not restart from is final.
             let final_exit =
@@ -96,14 +101,23 @@ pub fn attach(
             if final_exit && !exited.contains_key(&rec.name) {
                 let code = st.exit_code.unwrap_or(0);
                 exited.insert(rec.name.clone(), code);
-                output::data(&format!(
-                    "{}",
-                    style.apply_to(format!("{} exited with code {code}", rec.name))
-                ));
-                first_exit.get_or_insert(code);
-                if abort.is_none() && (abort_on_exit || (opts.abort_on_failure && code != 0)) {
-                    abort = Some(code);
-                }
+                let time = st.finished_at.clone().unwrap_or_default();
+                let line = style
+                    .apply_to(format!("{} exited with code {code}", rec.name))
+                    .to_string();
+                batch.push((time.clone(), line));
+                exits.push((time, rec, code));
+            }
+        }
+        batch.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, line) in batch {
+            output::data(&line);
+        }
+        exits.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, _, code) in exits {
+            first_exit.get_or_insert(code);
+            if abort.is_none() && (abort_on_exit || (opts.abort_on_failure && code != 0)) {
+                abort = Some(code);
             }
         }
         let stop_reason = if interrupted.load(Ordering::SeqCst) {
