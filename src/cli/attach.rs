@@ -57,27 +57,43 @@ pub fn attach(
         .filter(|r| !crate::project::up::is_oneoff(r))
         .collect();
     let width = recs.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    let mut offsets = vec![0u64; recs.len()];
+    // Each log is followed across rotations (by inode), so a chatty container with a small
+    // `max-size` loses no line.
+    let mut followers: Vec<Option<logs::Follower>> = recs.iter().map(|_| None).collect();
+    let mut read = |i: usize, path: &std::path::Path| -> std::io::Result<Vec<logs::Record>> {
+        match &mut followers[i] {
+            Some(f) => f.poll(path),
+            None => {
+                let (records, f) = logs::Follower::start(path)?;
+                followers[i] = Some(f);
+                Ok(records)
+            }
+        }
+    };
     let mut exited: BTreeMap<String, i32> = BTreeMap::new();
     let mut first_exit: Option<i32> = None;
     let abort_on_exit = opts.abort_on_exit || opts.exit_code_from.is_some();
     let mut abort: Option<i32> = None;
     loop {
+        // What every container printed and which ones exited since the last look, merged in
+        // time order (the records' and the exits' timestamps), as one stream.
+        let mut batch: Vec<(String, String)> = Vec::new();
+        let mut exits: Vec<(String, &ContainerRecord, i32)> = Vec::new();
         for (i, rec) in recs.iter().enumerate() {
             let st = rec.state(paths)?;
             let path = rec.dir(paths).join(logs::LOG_FILE);
-            let (records, off) = logs::read_from(&path, offsets[i])
-                .with_context(|| format!("reading the logs of {}", rec.name))?;
-            offsets[i] = off;
+            let records =
+                read(i, &path).with_context(|| format!("reading the logs of {}", rec.name))?;
             let style = style_for(rec.service().unwrap_or_default(), opts.color);
             for r in records {
                 let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
-                if opts.prefix {
+                let line = if opts.prefix {
                     let prefix = format!("{:<width$}  | ", rec.name);
-                    output::data(&format!("{}{text}", style.apply_to(prefix)));
+                    format!("{}{text}", style.apply_to(prefix))
                 } else {
-                    output::data(text);
-                }
+                    text.to_string()
+                };
+                batch.push((r.time, line));
             }
             // An exit the shim will not restart from is final.
             let final_exit =
@@ -85,14 +101,23 @@ pub fn attach(
             if final_exit && !exited.contains_key(&rec.name) {
                 let code = st.exit_code.unwrap_or(0);
                 exited.insert(rec.name.clone(), code);
-                output::data(&format!(
-                    "{}",
-                    style.apply_to(format!("{} exited with code {code}", rec.name))
-                ));
-                first_exit.get_or_insert(code);
-                if abort.is_none() && (abort_on_exit || (opts.abort_on_failure && code != 0)) {
-                    abort = Some(code);
-                }
+                let time = st.finished_at.clone().unwrap_or_default();
+                let line = style
+                    .apply_to(format!("{} exited with code {code}", rec.name))
+                    .to_string();
+                batch.push((time.clone(), line));
+                exits.push((time, rec, code));
+            }
+        }
+        batch.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, line) in batch {
+            output::data(&line);
+        }
+        exits.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, _, code) in exits {
+            first_exit.get_or_insert(code);
+            if abort.is_none() && (abort_on_exit || (opts.abort_on_failure && code != 0)) {
+                abort = Some(code);
             }
         }
         let stop_reason = if interrupted.load(Ordering::SeqCst) {
@@ -108,12 +133,16 @@ pub fn attach(
             // Collect the output and exit codes of what the stop ended.
             for (i, rec) in recs.iter().enumerate() {
                 let path = rec.dir(paths).join(logs::LOG_FILE);
-                if let Ok((records, _)) = logs::read_from(&path, offsets[i]) {
+                if let Ok(records) = read(i, &path) {
                     let style = style_for(rec.service().unwrap_or_default(), opts.color);
                     for r in records {
                         let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
-                        let prefix = format!("{:<width$}  | ", rec.name);
-                        output::data(&format!("{}{text}", style.apply_to(prefix)));
+                        if opts.prefix {
+                            let prefix = format!("{:<width$}  | ", rec.name);
+                            output::data(&format!("{}{text}", style.apply_to(prefix)));
+                        } else {
+                            output::data(text);
+                        }
                     }
                 }
             }

@@ -4,11 +4,11 @@
 //! Each command takes the project lock when it changes something, selects the project's
 //! containers (of the named services, or all), and acts on each through the engine.
 use super::Global;
-use super::output::{self, Plain};
+use super::output;
 use super::project::{project_name, runtime};
 use crate::engine::container::{ContainerRecord, Status, labels};
 use crate::engine::{control, copy, runtime as rt};
-use crate::project::{self, Progress};
+use crate::project;
 use crate::state::Paths;
 use anyhow::{Context, Result, anyhow, bail};
 use std::time::Duration;
@@ -107,9 +107,9 @@ pub fn stop(paths: &Paths, g: &Global, a: &StopArgs) -> Result<i32> {
 
 fn stop_all(paths: &Paths, recs: &[ContainerRecord], timeout: Option<Duration>) -> Result<()> {
     each(recs, |rec| {
-        Plain.event("Container", &rec.name, "Stopping");
+        output::reporter().event("Container", &rec.name, "Stopping");
         rt::stop(paths, rec, rt::grace(rec, timeout))?;
-        Plain.event("Container", &rec.name, "Stopped");
+        output::reporter().event("Container", &rec.name, "Stopped");
         Ok(())
     })
 }
@@ -130,7 +130,7 @@ fn start_all(paths: &Paths, recs: &[ContainerRecord]) -> Result<()> {
         if st.status == Status::Running {
             continue;
         }
-        Plain.event("Container", &rec.name, "Starting");
+        output::reporter().event("Container", &rec.name, "Starting");
         let old = project::up::port_mappings(rec, &st.ports);
         if !old.is_empty() {
             host.unpublish(&old)?;
@@ -141,7 +141,7 @@ fn start_all(paths: &Paths, recs: &[ContainerRecord]) -> Result<()> {
             host.publish(&new)
                 .with_context(|| format!("publishing the ports of {}", rec.name))?;
         }
-        Plain.event("Container", &rec.name, "Started");
+        output::reporter().event("Container", &rec.name, "Started");
     }
     Ok(())
 }
@@ -180,10 +180,48 @@ fn order(recs: &[ContainerRecord]) -> Vec<&ContainerRecord> {
 pub fn restart(paths: &Paths, g: &Global, a: &StopArgs) -> Result<i32> {
     let name = project_name(g)?;
     let _lock = project::lock(paths, &name)?;
-    let recs = select(paths, &name, &a.services)?;
+    let mut recs = select(paths, &name, &a.services)?;
+    if !a.services.is_empty() {
+        recs = with_restart_dependents(project::containers(paths, &name)?, recs);
+    }
     stop_all(paths, &recs, a.timeout.map(Duration::from_secs))?;
     start_all(paths, &recs)?;
+    for rec in &recs {
+        crate::engine::events::emit(paths, rec, "restart", &[]);
+    }
     Ok(0)
+}
+
+/// `depends_on: {X: {restart: true}}`: restarting X restarts the services that say so (and
+/// theirs in turn), as docker compose does; read from the `depends_on` label
+/// (`service:condition:restart,…`), so no compose file is needed.
+fn with_restart_dependents(
+    all: Vec<ContainerRecord>,
+    mut selected: Vec<ContainerRecord>,
+) -> Vec<ContainerRecord> {
+    let restarts_with = |r: &ContainerRecord, dep: &str| {
+        r.label(labels::DEPENDS_ON)
+            .unwrap_or_default()
+            .split(',')
+            .any(|d| d.split(':').next() == Some(dep) && d.ends_with(":true"))
+    };
+    loop {
+        let services: Vec<String> = selected
+            .iter()
+            .filter_map(|r| r.service().map(String::from))
+            .collect();
+        let more: Vec<ContainerRecord> = all
+            .iter()
+            .filter(|r| !selected.iter().any(|s| s.id == r.id))
+            .filter(|r| !project::up::is_oneoff(r))
+            .filter(|r| services.iter().any(|s| restarts_with(r, s)))
+            .cloned()
+            .collect();
+        if more.is_empty() {
+            return selected;
+        }
+        selected.extend(more);
+    }
 }
 
 pub fn kill(paths: &Paths, g: &Global, a: &KillArgs) -> Result<i32> {
@@ -196,9 +234,9 @@ pub fn kill(paths: &Paths, g: &Global, a: &KillArgs) -> Result<i32> {
         .filter(|r| running(paths, r))
         .collect();
     each(&recs, |rec| {
-        Plain.event("Container", &rec.name, "Killing");
+        output::reporter().event("Container", &rec.name, "Killing");
         control::kill(paths, rec, sig)?;
-        Plain.event("Container", &rec.name, "Killed");
+        output::reporter().event("Container", &rec.name, "Killed");
         Ok(())
     })?;
     Ok(0)
@@ -229,14 +267,14 @@ pub fn rm(paths: &Paths, g: &Global, a: &RmArgs) -> Result<i32> {
     let host = project::net_host(paths);
     let rt = runtime()?;
     for rec in &stopped {
-        Plain.event("Container", &rec.name, "Removing");
+        output::reporter().event("Container", &rec.name, "Removing");
         rt.block_on(project::down::remove_container(
             paths,
             &host,
             rec,
             Some(Duration::ZERO),
         ))?;
-        Plain.event("Container", &rec.name, "Removed");
+        output::reporter().event("Container", &rec.name, "Removed");
     }
     Ok(0)
 }
@@ -267,13 +305,13 @@ pub fn pause(paths: &Paths, g: &Global, a: &ServicesArgs, freeze: bool) -> Resul
         if !freeze && !control::paused(paths, &rec.id) {
             return Ok(());
         }
-        Plain.event("Container", &rec.name, doing);
+        output::reporter().event("Container", &rec.name, doing);
         if freeze {
             control::pause(paths, rec)?;
         } else {
             control::unpause(paths, rec)?;
         }
-        Plain.event("Container", &rec.name, done);
+        output::reporter().event("Container", &rec.name, done);
         Ok(())
     })?;
     Ok(0)
@@ -345,7 +383,7 @@ pub fn cp(paths: &Paths, g: &Global, a: &CpArgs) -> Result<i32> {
                 &copy::host_path(&a.dest),
                 owner,
             )?;
-            Plain.event(
+            output::reporter().event(
                 "Container",
                 &rec.name,
                 &format!("Copied {src} to {}", a.dest),
@@ -367,7 +405,7 @@ pub fn cp(paths: &Paths, g: &Global, a: &CpArgs) -> Result<i32> {
                 &abs(&dst),
                 owner,
             )?;
-            Plain.event(
+            output::reporter().event(
                 "Container",
                 &rec.name,
                 &format!("Copied {} to {dst}", a.src),

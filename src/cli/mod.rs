@@ -6,6 +6,7 @@
 mod attach;
 mod build;
 pub mod config;
+mod events;
 mod images;
 mod inspect;
 mod lifecycle;
@@ -54,10 +55,10 @@ pub struct Global {
     #[arg(long = "profile", value_name = "NAME")]
     pub profiles: Vec<String>,
     /// Set type of progress output (auto, tty, plain, json, quiet).
-    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "tty", "plain", "json", "quiet"])]
+    #[arg(long, global = true, env = "COMPOSE_PROGRESS", default_value = "auto", value_parser = ["auto", "tty", "plain", "json", "quiet"])]
     pub progress: String,
     /// Control when to print ANSI control characters ("never"|"always"|"auto").
-    #[arg(long, global = true, default_value = "auto", value_parser = ["never", "always", "auto"])]
+    #[arg(long, global = true, env = "COMPOSE_ANSI", default_value = "auto", value_parser = ["never", "always", "auto"])]
     pub ansi: String,
 }
 
@@ -65,6 +66,10 @@ pub struct Global {
 pub enum Command {
     /// Create and start containers.
     Up(project::UpArgs),
+    /// Creates containers for a service.
+    Create(project::CreateArgs),
+    /// Receive real time events from containers.
+    Events(events::EventsArgs),
     /// Stop and remove containers and networks.
     Down(project::DownArgs),
     /// List containers.
@@ -189,7 +194,10 @@ pub fn main() -> ExitCode {
     let args = strip_compose(std::env::args().collect());
     let cli = Cli::parse_from(args);
     output::init_tracing();
-    let code = match run(cli) {
+    output::set_mode(&cli.global.progress, &cli.global.ansi);
+    let result = run(cli);
+    output::finish();
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             output::error(&e);
@@ -238,6 +246,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Commit(a) => images::commit(&paths, &a),
         Command::System(c) => images::system(&paths, &c),
         Command::Up(a) => project::up(&paths, &cli.global, &a),
+        Command::Create(a) => project::create(&paths, &cli.global, &a),
+        Command::Events(a) => events::events(&paths, &cli.global, &a),
         Command::Down(a) => project::down(&paths, &cli.global, &a),
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),
         Command::Logs(a) => project::logs(&paths, &cli.global, &a),

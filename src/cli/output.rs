@@ -1,6 +1,10 @@
 //! The one place that writes to the terminal: data to stdout, everything else to stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// A line of data (stdout).
 pub fn data(line: &str) {
@@ -90,12 +94,109 @@ impl crate::project::Progress for Json {
     }
 }
 
-/// The reporter for `--progress MODE` (`auto`, `tty` and `plain` print plain lines for now).
+/// The reporter for `--progress MODE`: `tty` draws one live line per resource, `auto` does so
+/// when stderr is a terminal (and `--ansi` is not `never`, and `TERM` is not `dumb`), else plain
+/// lines.
 pub fn progress(mode: &str) -> &'static dyn crate::project::Progress {
     match mode {
         "json" => &Json,
         "quiet" => &crate::project::Quiet,
+        "tty" => live(),
+        "auto" if auto_is_tty() => live(),
         _ => &Plain,
+    }
+}
+
+/// The reporter of this command's `--progress` (see [`set_mode`]), for commands without the
+/// global options at hand.
+pub fn reporter() -> &'static dyn crate::project::Progress {
+    progress(MODE.get().map_or("auto", String::as_str))
+}
+
+static MODE: OnceLock<String> = OnceLock::new();
+static ANSI_NEVER: AtomicBool = AtomicBool::new(false);
+
+/// Records the global `--progress` and `--ansi` once, at start.
+pub fn set_mode(progress: &str, ansi: &str) {
+    let _ = MODE.set(progress.to_string());
+    ANSI_NEVER.store(ansi == "never", Ordering::Relaxed);
+}
+
+fn auto_is_tty() -> bool {
+    !ANSI_NEVER.load(Ordering::Relaxed)
+        && console::Term::stderr().is_term()
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+}
+
+/// Live progress: one line per resource (`Container p-web-1  Started`), redrawn in place with
+/// a spinner while the status is ongoing (`…ing`) and a check mark once it is done.
+pub struct Live {
+    multi: MultiProgress,
+    bars: Mutex<BTreeMap<String, ProgressBar>>,
+}
+
+static LIVE: OnceLock<Live> = OnceLock::new();
+
+fn live() -> &'static Live {
+    LIVE.get_or_init(|| Live {
+        // Drawn through console's Term even when stderr is not a terminal (`--progress tty`).
+        multi: MultiProgress::with_draw_target(ProgressDrawTarget::term_like(Box::new(
+            console::Term::stderr(),
+        ))),
+        bars: Mutex::new(BTreeMap::new()),
+    })
+}
+
+fn ongoing(status: &str) -> bool {
+    status.ends_with("ing")
+}
+
+impl crate::project::Progress for Live {
+    fn event(&self, kind: &str, name: &str, status: &str) {
+        let Ok(mut bars) = self.bars.lock() else {
+            return;
+        };
+        let bar = bars
+            .entry(format!("{kind} {name}"))
+            .or_insert_with(|| {
+                let b = self.multi.add(ProgressBar::new_spinner());
+                b.set_prefix(format!("{kind} {name}"));
+                b
+            })
+            .clone();
+        drop(bars);
+        let (template, tick) = if ongoing(status) {
+            (" {spinner:.cyan} {prefix}  {msg}", true)
+        } else if status == "Error" {
+            (" {prefix:.red}  {msg:.red}", false)
+        } else {
+            (" \u{2714} {prefix}  {msg:.green}", false)
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        if tick {
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        } else {
+            bar.disable_steady_tick();
+        }
+        bar.set_message(status.to_string());
+    }
+}
+
+/// Draws the live lines one last time, left on screen; call before the command exits.
+pub fn finish() {
+    if let Some(live) = LIVE.get()
+        && let Ok(bars) = live.bars.lock()
+    {
+        for b in bars.values() {
+            b.disable_steady_tick();
+            b.finish();
+        }
+        if !bars.is_empty() {
+            // The cursor stays at the end of the last line: what follows starts on its own.
+            eprintln!();
+        }
     }
 }
 

@@ -56,8 +56,104 @@ pub struct UpArgs {
     /// Return the exit code of the selected service container. Implies --abort-on-container-exit.
     #[arg(long, value_name = "SERVICE")]
     pub exit_code_from: Option<String>,
+    /// Recreate containers even if their configuration and image haven't changed.
+    #[arg(long, conflicts_with = "no_recreate")]
+    pub force_recreate: bool,
+    /// If containers already exist, don't recreate them.
+    #[arg(long)]
+    pub no_recreate: bool,
+    /// Produce monochrome output.
+    #[arg(long)]
+    pub no_color: bool,
+    /// Don't prefix the container's output with its name.
+    #[arg(long)]
+    pub no_log_prefix: bool,
     /// Services to start (and their dependencies); all by default.
     pub services: Vec<String>,
+}
+
+fn recreate_policy(force: bool, never: bool) -> project::up::Recreate {
+    match (force, never) {
+        (true, _) => project::up::Recreate::Force,
+        (_, true) => project::up::Recreate::Never,
+        _ => project::up::Recreate::Diverged,
+    }
+}
+
+fn build_mode(build: bool, no_build: bool) -> BuildMode {
+    if build {
+        BuildMode::Always
+    } else if no_build {
+        BuildMode::Never
+    } else {
+        BuildMode::Missing
+    }
+}
+
+fn pull_policy(pull: Option<&str>) -> Result<Option<PullPolicy>> {
+    pull.map(PullPolicy::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)
+}
+
+fn remove_orphans(flag: bool) -> bool {
+    flag || std::env::var("COMPOSE_REMOVE_ORPHANS").is_ok_and(|v| v == "1" || v == "true")
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Build images before starting containers.
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Don't build an image, even if it's missing.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Pull image before running: always, missing, never.
+    #[arg(long, value_parser = ["always", "missing", "never"])]
+    pub pull: Option<String>,
+    /// Recreate containers even if their configuration and image haven't changed.
+    #[arg(long, conflicts_with = "no_recreate")]
+    pub force_recreate: bool,
+    /// If containers already exist, don't recreate them.
+    #[arg(long)]
+    pub no_recreate: bool,
+    /// Remove containers for services not defined in the Compose file.
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Scale SERVICE to NUM instances (overrides `scale` and `deploy.replicas`).
+    #[arg(long, value_name = "SERVICE=NUM")]
+    pub scale: Vec<String>,
+    /// Execute command in dry run mode: print the plan, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Services to create (and their dependencies); all by default.
+    pub services: Vec<String>,
+}
+
+/// `create`: what `up` makes (images, networks, volumes, containers), nothing started; the
+/// containers are `created` until a `start` or `up`.
+pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
+    let project = load(g)?;
+    let opts = UpOptions {
+        recreate: recreate_policy(a.force_recreate, a.no_recreate),
+        no_start: true,
+        timeout: None,
+        wait: false,
+        wait_timeout: None,
+        pull: pull_policy(a.pull.as_deref())?,
+        build: build_mode(a.build, a.no_build),
+        scale: parse_scale(&a.scale)?,
+        remove_orphans: remove_orphans(a.remove_orphans),
+        dry_run: a.dry_run,
+        services: project::up::with_dependencies(&project, &a.services, false)?,
+    };
+    runtime()?.block_on(project::up::up(
+        paths,
+        &project,
+        &opts,
+        output::progress(&g.progress),
+    ))?;
+    Ok(0)
 }
 
 /// `--scale web=3` → {"web": 3}.
@@ -84,6 +180,13 @@ pub struct DownArgs {
     /// Shutdown timeout in seconds (default: the service's stop_grace_period, else 10).
     #[arg(short, long)]
     pub timeout: Option<u64>,
+    /// Remove images used by services: "local" those without a custom tag, "all" every one.
+    #[arg(long, value_parser = ["local", "all"])]
+    pub rmi: Option<String>,
+    /// Remove containers for services not defined in the Compose file (berth's down always
+    /// removes every container of the project).
+    #[arg(long)]
+    pub remove_orphans: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -158,25 +261,15 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     let project = load(g)?;
     check_up_flags(a, &project)?;
     let opts = UpOptions {
+        recreate: recreate_policy(a.force_recreate, a.no_recreate),
+        no_start: false,
         timeout: a.timeout.map(Duration::from_secs),
         wait: a.wait,
         wait_timeout: a.wait_timeout.map(Duration::from_secs),
-        pull: a
-            .pull
-            .as_deref()
-            .map(PullPolicy::parse)
-            .transpose()
-            .map_err(anyhow::Error::msg)?,
-        build: if a.build {
-            BuildMode::Always
-        } else if a.no_build {
-            BuildMode::Never
-        } else {
-            BuildMode::Missing
-        },
+        pull: pull_policy(a.pull.as_deref())?,
+        build: build_mode(a.build, a.no_build),
         scale: parse_scale(&a.scale)?,
-        remove_orphans: a.remove_orphans
-            || std::env::var("COMPOSE_REMOVE_ORPHANS").is_ok_and(|v| v == "1" || v == "true"),
+        remove_orphans: remove_orphans(a.remove_orphans),
         dry_run: a.dry_run,
         services: project::up::with_dependencies(&project, &a.services, a.no_deps)?,
     };
@@ -201,6 +294,7 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         }
     });
     let color = match g.ansi.as_str() {
+        _ if a.no_color => false,
         "always" => true,
         "never" => false,
         _ => console::Term::stdout().is_term() && std::env::var_os("NO_COLOR").is_none(),
@@ -211,7 +305,7 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         exit_code_from: a.exit_code_from.clone(),
         timeout: opts.timeout,
         color,
-        prefix: true,
+        prefix: !a.no_log_prefix,
     };
     super::attach::attach(
         paths,
@@ -249,9 +343,22 @@ fn check_up_flags(a: &UpArgs, project: &Project) -> Result<()> {
 
 pub fn down(paths: &Paths, g: &Global, a: &DownArgs) -> Result<i32> {
     let name = project_name(g)?;
+    // `--rmi`: the images of the compose file's services when there is one, else those the
+    // project's containers were made from (`-p NAME` alone).
+    let images = match a.rmi.as_deref() {
+        None => Vec::new(),
+        Some(scope) => {
+            let local = scope == "local";
+            match load(g) {
+                Ok(p) if p.name == name => project::down::service_images(&p, local),
+                _ => project::down::container_images(paths, &name, local)?,
+            }
+        }
+    };
     let opts = DownOptions {
         volumes: a.volumes,
         timeout: a.timeout.map(Duration::from_secs),
+        images,
     };
     runtime()?.block_on(project::down::down(
         paths,
@@ -809,6 +916,7 @@ pub fn wait(paths: &Paths, g: &Global, a: &WaitArgs) -> Result<i32> {
         let opts = DownOptions {
             volumes: false,
             timeout: None,
+            images: Vec::new(),
         };
         runtime()?.block_on(project::down::down(
             paths,

@@ -68,6 +68,7 @@ pub fn pause(paths: &Paths, rec: &ContainerRecord) -> Result<(), ControlError> {
             message: e.to_string(),
         })?;
     super::runtime::write_file(&paths.container(&rec.id).join(PAUSED_MARKER), "")?;
+    super::events::emit(paths, rec, "pause", &[]);
     Ok(())
 }
 
@@ -88,6 +89,7 @@ pub fn unpause(paths: &Paths, rec: &ContainerRecord) -> Result<(), ControlError>
             })?;
     }
     let _ = std::fs::remove_file(paths.container(&rec.id).join(PAUSED_MARKER));
+    super::events::emit(paths, rec, "unpause", &[]);
     Ok(())
 }
 
@@ -126,6 +128,7 @@ pub fn kill(paths: &Paths, rec: &ContainerRecord, sig: Signal) -> Result<(), Con
     if sig == Signal::SIGKILL || sig == stop_signal {
         thaw_for_signal(paths, rec);
     }
+    super::events::emit(paths, rec, "kill", &[("signal", (sig as i32).to_string())]);
     Ok(())
 }
 

@@ -8,6 +8,7 @@ pub mod build;
 pub mod container;
 pub mod control;
 pub mod copy;
+pub mod events;
 pub mod exec;
 pub mod health;
 pub mod hostconfig;

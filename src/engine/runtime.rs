@@ -45,7 +45,17 @@ pub fn prepare(
     write_file(&dir.join("hosts"), hosts)?;
     write_file(&dir.join("resolv.conf"), resolv)?;
     Overlay::new(&dir).mount(&rec.layers)?;
+    write_file(&dir.join(PREPARED_MARKER), "")?;
+    super::events::emit(paths, rec, "create", &[]);
     Ok(())
+}
+
+const PREPARED_MARKER: &str = "prepared";
+
+/// Whether the container's preparation finished (a container `created` without it comes from an
+/// `up` killed halfway, and is made anew rather than started).
+pub fn prepared(paths: &Paths, rec: &ContainerRecord) -> bool {
+    paths.container(&rec.id).join(PREPARED_MARKER).exists()
 }
 
 /// Rewrites a file in place (it is bind-mounted into running containers, so no rename).
@@ -151,6 +161,7 @@ pub fn stop(paths: &Paths, rec: &ContainerRecord, timeout: Duration) -> Result<(
             .and_then(super::hostconfig::parse_signal)
             .unwrap_or(Signal::SIGTERM);
         crate::sys::proc::signal(st.pid, st.pid_start, sig);
+        super::events::emit(paths, rec, "kill", &[("signal", (sig as i32).to_string())]);
         // A frozen container acts on the signal only once thawed.
         super::control::thaw_for_signal(paths, rec);
         if !wait_until(timeout, || !crate::sys::proc::alive(st.pid, st.pid_start)) {
@@ -170,6 +181,9 @@ pub fn stop(paths: &Paths, rec: &ContainerRecord, timeout: Duration) -> Result<(
     });
     // A shim killed before its container leaves that work to us.
     super::control::reap_orphan(paths, rec);
+    if st.status == Status::Running {
+        super::events::emit(paths, rec, "stop", &[]);
+    }
     Ok(())
 }
 
@@ -202,7 +216,10 @@ pub fn remove(paths: &Paths, rec: &ContainerRecord) -> Result<(), RuntimeError> 
     }
     // std's remove_dir_all does not follow symlinks.
     match std::fs::remove_dir_all(&dir) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            super::events::emit(paths, rec, "destroy", &[]);
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StateError::Io {
             path: dir,

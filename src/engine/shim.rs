@@ -97,6 +97,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
         {
             return report(&mut out, Err(e.into()));
         }
+        super::events::emit(paths, &rec, "start", &[]);
         // A stop asked for while we were starting (its caller saw no running container yet).
         if super::runtime::stop_requested(paths, id)
             && let Some(p) = pid
@@ -150,6 +151,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
         state.finished_at = Some(logs::now());
         state.pid = None;
         let _ = state.save(paths, id);
+        super::events::emit(paths, &rec, "die", &[("exitCode", code.to_string())]);
 
         let stop = super::runtime::stop_requested(paths, id);
         if !policy.restarts(code, state.restart_count, stop) {
@@ -324,7 +326,12 @@ fn supervise(
             && let Some(result) = h.tick(paths, rec, Instant::now(), health_ready)
         {
             if let Some(st) = state.health.as_mut() {
+                let before = st.status;
                 h.record(st, result);
+                if st.status != before {
+                    let action = format!("health_status: {}", st.status.as_str());
+                    super::events::emit(paths, rec, &action, &[]);
+                }
             }
             let _ = state.save(paths, &rec.id);
         }

@@ -12,6 +12,39 @@ pub struct DownOptions {
     pub volumes: bool,
     /// `-t`; `None` uses each container's own grace period.
     pub timeout: Option<Duration>,
+    /// `--rmi`: image references to remove once the containers are gone.
+    pub images: Vec<String>,
+}
+
+/// The images `down --rmi` removes: every service's (`all`), or only those without a custom
+/// tag (`local`: built services without `image:`, named `<project>-<service>`).
+pub fn service_images(project: &crate::compose::Project, local: bool) -> Vec<String> {
+    let mut out: Vec<String> = project
+        .services
+        .values()
+        .filter(|s| !local || s.image.is_none())
+        .map(|s| super::build::image_name(project, s))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `down --rmi` without a compose file: the images the project's containers were made from;
+/// `local` keeps only the default names (`<project>-<service>`).
+pub fn container_images(paths: &Paths, project: &str, local: bool) -> Result<Vec<String>> {
+    let mut out: Vec<String> = containers(paths, project)?
+        .into_iter()
+        .filter(|c| {
+            !local
+                || c.service()
+                    .is_some_and(|s| c.image == format!("{project}-{s}"))
+        })
+        .map(|c| c.image)
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 pub async fn down(
@@ -72,6 +105,19 @@ pub async fn down(
                 progress.event("Volume", &v.name, "Removed");
             }
         }
+    }
+    if !opts.images.is_empty() {
+        let store = crate::engine::image::ImageStore::open(&paths.images())?;
+        for image in &opts.images {
+            // An image that is already gone, or that another project's container uses, stays
+            // a warning: the project itself is down.
+            match store.remove(image, false, &paths.containers()) {
+                Ok(_) => progress.event("Image", image, "Removed"),
+                Err(crate::engine::image::ImageError::NotFound { .. }) => {}
+                Err(e) => tracing::warn!("image {image}: {e}"),
+            }
+        }
+        store.gc(&paths.containers())?;
     }
     remove_cgroup_parents(paths);
     Ok(())

@@ -49,6 +49,8 @@ pub async fn run(
         deps.remove(&opts.service);
         if !deps.is_empty() {
             let up_opts = UpOptions {
+                recreate: Default::default(),
+                no_start: false,
                 timeout: None,
                 wait: false,
                 wait_timeout: None,

@@ -158,7 +158,8 @@ fn wait_for(
         match condition {
             "service_healthy" => {
                 progress.event("Container", &dep_rec.name, "Waiting");
-                wait_healthy(paths, dep_rec)?;
+                wait_healthy(paths, dep_rec)
+                    .map_err(|e| anyhow!("dependency failed to start: {e}"))?;
                 progress.event("Container", &dep_rec.name, "Healthy");
             }
             "service_completed_successfully" => {
@@ -197,6 +198,14 @@ fn watch_state<T>(
 /// Waits until the container is healthy; fails when it is unhealthy, exits, or has no check.
 pub fn wait_healthy(paths: &Paths, rec: &ContainerRecord) -> Result<()> {
     if rec.supervision.healthcheck.is_none() {
+        // As docker compose, whose first look comes after 500 ms: a container that exited by
+        // then is reported as such (the likelier root cause), else the missing healthcheck.
+        let exited = watch_state(paths, rec, Some(Duration::from_millis(500)), |st| {
+            (st.status == Status::Exited).then(|| Ok(st.exit_code.unwrap_or(0)))
+        });
+        if let Ok(code) = exited {
+            bail!("container {} exited ({code})", rec.name);
+        }
         bail!(
             "container {} has no healthcheck configured (needed by depends_on condition service_healthy)",
             rec.name

@@ -69,6 +69,7 @@ pub fn replicas(project: &Project, service: &str, overrides: &BTreeMap<String, u
 /// Compares the existing containers with the project. Replica numbers are reused: a missing
 /// number is filled before a new one is added, and scaling down removes the highest numbers.
 pub fn plan(
+    paths: &Paths,
     project: &Project,
     images: &BTreeMap<String, Image>,
     existing: &[(ContainerRecord, Status)],
@@ -93,8 +94,17 @@ pub fn plan(
                 None => Action::Create { service, number },
                 Some((c, status)) => {
                     let container = c.name.clone();
-                    match (c.label(labels::CONFIG_HASH) == Some(hash.as_str()), status) {
+                    let same = match opts.recreate {
+                        Recreate::Diverged => c.label(labels::CONFIG_HASH) == Some(hash.as_str()),
+                        Recreate::Force => false,
+                        Recreate::Never => true,
+                    };
+                    match (same, status) {
                         (true, Status::Running) => Action::Keep { service, container },
+                        // Made by `create` (its preparation finished): start it as it is.
+                        (true, Status::Created) if runtime::prepared(paths, c) => {
+                            Action::Start { service, container }
+                        }
                         // Never started: an `up` may have been killed halfway through preparing
                         // it (record written, files or mounts missing), so make it anew.
                         (true, Status::Created) => Action::Recreate {
@@ -132,6 +142,31 @@ pub fn plan(
     actions
 }
 
+/// `depends_on: {X: {restart: true}}`: a running, up-to-date container of a service whose
+/// dependency X is recreated is restarted with it, as docker compose does (never on an engine
+/// auto-restart of X, which berth's shim does without the CLI).
+pub fn restart_dependents(project: &Project, actions: &mut [Action]) {
+    let recreated: BTreeSet<String> = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Recreate { .. }))
+        .map(|a| a.service().to_string())
+        .collect();
+    for a in actions.iter_mut() {
+        if let Action::Keep { service, container } = a
+            && project.services.get(service.as_str()).is_some_and(|s| {
+                s.depends_on
+                    .iter()
+                    .any(|(dep, d)| d.restart && recreated.contains(dep))
+            })
+        {
+            *a = Action::Start {
+                service: std::mem::take(service),
+                container: std::mem::take(container),
+            };
+        }
+    }
+}
+
 /// Containers of the project whose service is no longer in the compose file.
 pub fn orphans<'a>(
     project: &Project,
@@ -155,7 +190,21 @@ pub fn is_oneoff(c: &ContainerRecord) -> bool {
     c.label(labels::ONEOFF) == Some("True")
 }
 
+/// When `up` recreates a container whose configuration is unchanged (`--force-recreate`,
+/// `--no-recreate`; docker compose's default is `Diverged`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Recreate {
+    #[default]
+    Diverged,
+    Force,
+    Never,
+}
+
 pub struct UpOptions {
+    /// `--force-recreate` / `--no-recreate`.
+    pub recreate: Recreate,
+    /// `create`: make the containers but leave them in state `created`.
+    pub no_start: bool,
     /// `-t` for containers that are recreated; `None` uses their grace period.
     pub timeout: Option<std::time::Duration>,
     /// `--wait`: return once everything is running and healthy (or exited 0).
@@ -220,7 +269,10 @@ pub async fn up(
             (c, s)
         })
         .collect();
-    let actions = plan(project, &images, &existing, opts);
+    let mut actions = plan(paths, project, &images, &existing, opts);
+    if !opts.no_start {
+        restart_dependents(project, &mut actions);
+    }
     let left = orphans(project, &existing);
     if !opts.remove_orphans && !left.is_empty() && std::env::var("COMPOSE_IGNORE_ORPHANS").is_err()
     {
@@ -257,6 +309,23 @@ pub async fn up(
         if *status == Status::Running && !c.ports.is_empty() {
             let bound = c.state(paths).map(|s| s.ports).unwrap_or_default();
             publish(&host, c, &bound)?;
+        }
+    }
+
+    // Dependents restarted with a recreated dependency (`depends_on.restart`) stop first, and
+    // start again in step 5 once the dependency is back.
+    for a in &actions {
+        if let Action::Start { container, .. } = a
+            && let Some((c, Status::Running)) = existing.iter().find(|(c, _)| &c.name == container)
+        {
+            progress.event("Container", &c.name, "Stopping");
+            runtime::stop(paths, c, runtime::grace(c, opts.timeout))?;
+            let bound = c.state(paths).map(|s| s.ports).unwrap_or_default();
+            let maps = port_mappings(c, &bound);
+            if !maps.is_empty() {
+                host.unpublish(&maps)?;
+            }
+            progress.event("Container", &c.name, "Stopped");
         }
     }
 
@@ -336,6 +405,11 @@ pub async fn up(
                 &with_own(&hosts, rec, gateway(rec)),
             );
         }
+    }
+
+    // `create` stops here: the containers exist, in state `created`.
+    if opts.no_start {
+        return Ok(());
     }
 
     // 5. Start each service once its dependencies' conditions hold.

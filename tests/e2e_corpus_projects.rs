@@ -1,0 +1,225 @@
+//! docker compose's own e2e projects (../shared/corpus/docker-compose/e2e), run unchanged with
+//! the assertions of the docker compose test that owns them (root only). Their `alpine` and
+//! `bash` images are busybox tagged under those names. The projects left out, with the reason
+//! for each, are listed in tests/compose_e2e_projects.md.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+mod common;
+mod util;
+
+use util::Env;
+
+/// A test root with the corpus project `dir` (relative to the e2e folder) copied in as the
+/// project folder; `None` (the test skips) when the corpus is absent.
+fn project(dir: &str, name: &str) -> Option<Env> {
+    let src = common::corpus()?.join("docker-compose/e2e").join(dir);
+    let env = Env::new(name);
+    for e in std::fs::read_dir(&src).unwrap().flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), env.dir.join(e.file_name())).unwrap();
+        }
+    }
+    for alias in ["alpine", "bash"] {
+        env.ok(&["tag", "busybox", alias]);
+    }
+    Some(env)
+}
+
+fn code(out: &std::process::Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn states(env: &Env) -> Vec<(String, String, i64)> {
+    env.ok(&["ps", "-a", "--format", "json"])
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["Name"].as_str().unwrap().to_string(),
+                v["State"].as_str().unwrap().to_string(),
+                v["ExitCode"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn cascade_stop() {
+    require_root!();
+    let Some(env) = project("testdata/TestCascadeStop", "e2e-cascade-stop") else {
+        return;
+    };
+    let out = env.berth(&["up", "--abort-on-container-exit"]);
+    let (stdout, stderr) = (util::text(&out.stdout), util::text(&out.stderr));
+    assert!(
+        stdout.contains("e2e-cascade-stop-exit-1 exited with code 0"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("Aborting on container exit..."), "{stderr}");
+    assert_eq!(code(&out), 0, "{stdout}\n{stderr}");
+}
+
+#[test]
+fn cascade_fail() {
+    require_root!();
+    let Some(env) = project("testdata/TestCascadeFail", "e2e-cascade-fail") else {
+        return;
+    };
+    let out = env.berth(&["up", "--abort-on-container-failure"]);
+    let stdout = util::text(&out.stdout);
+    assert!(
+        stdout.contains("e2e-cascade-fail-exit-1 exited with code 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("e2e-cascade-fail-fail-1 exited with code 111"),
+        "{stdout}"
+    );
+    assert_eq!(code(&out), 111, "{stdout}");
+}
+
+#[test]
+fn up_exit_code_from() {
+    require_root!();
+    let Some(env) = project("testdata/TestUpExitCodeFrom", "e2e-exit-code-from") else {
+        return;
+    };
+    let out = env.berth(&["up", "--exit-code-from", "failure", "failure"]);
+    let stdout = util::text(&out.stdout);
+    assert!(stdout.contains("exiting with error"), "{stdout}");
+    assert_eq!(code(&out), 42, "{stdout}");
+}
+
+#[test]
+fn up_wait_with_a_one_shot_dependency() {
+    require_root!();
+    let Some(env) = project("testdata/TestUpWait", "e2e-up-wait") else {
+        return;
+    };
+    let out = env.berth(&["up", "--wait", "-d"]);
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    let s = states(&env);
+    assert!(
+        s.contains(&("e2e-up-wait-oneshot-1".into(), "exited".into(), 0)),
+        "{s:?}"
+    );
+    assert!(
+        s.contains(&("e2e-up-wait-longrunning-1".into(), "running".into(), 0)),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn init_container() {
+    require_root!();
+    let Some(env) = project("testdata/TestInitContainer", "e2e-init") else {
+        return;
+    };
+    let out = env.berth(&["up"]);
+    let stdout = util::text(&out.stdout);
+    assert_eq!(code(&out), 0, "{stdout}");
+    let foo = stdout.find("e2e-init-foo-1  | hello").expect(&stdout);
+    let bar = stdout.find("e2e-init-bar-1  | world").expect(&stdout);
+    assert!(foo < bar, "{stdout}");
+}
+
+#[test]
+fn up_with_dependency_exit() {
+    require_root!();
+    let Some(env) = project("testdata/TestUpWithDependencyExit", "e2e-dep-exit") else {
+        return;
+    };
+    let out = env.berth(&["up", "-d"]);
+    let stderr = util::text(&out.stderr);
+    assert_eq!(code(&out), 1, "{stderr}");
+    assert!(stderr.contains("dependency failed to start"), "{stderr}");
+    assert!(stderr.contains("e2e-dep-exit-db-1 exited (1)"), "{stderr}");
+}
+
+#[test]
+fn up_with_dependency_not_required() {
+    require_root!();
+    let Some(env) = project(
+        "testdata/TestUpWithDependencyNotRequired",
+        "e2e-dep-not-required",
+    ) else {
+        return;
+    };
+    let out = env.berth(&["up", "-d"]);
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    let s = states(&env);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].0, "e2e-dep-not-required-foo-1");
+}
+
+#[test]
+fn scale_basic_cases() {
+    require_root!();
+    let Some(env) = project("testdata/TestScaleBasicCases", "e2e-scale") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    let names = |env: &Env| -> Vec<String> {
+        let mut n: Vec<String> = states(env).into_iter().map(|s| s.0).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        names(&env),
+        [
+            "e2e-scale-back-1",
+            "e2e-scale-db-1",
+            "e2e-scale-front-1",
+            "e2e-scale-front-2"
+        ]
+    );
+    // Scale up and down with --scale: replica numbers are reused, dbadmin appears on demand.
+    env.ok(&["up", "-d", "--scale", "front=3", "--scale", "dbadmin=1"]);
+    assert_eq!(
+        names(&env),
+        [
+            "e2e-scale-back-1",
+            "e2e-scale-db-1",
+            "e2e-scale-dbadmin-1",
+            "e2e-scale-front-1",
+            "e2e-scale-front-2",
+            "e2e-scale-front-3"
+        ]
+    );
+    env.ok(&["up", "-d", "--scale", "front=1"]);
+    assert!(!names(&env).contains(&"e2e-scale-front-2".to_string()));
+}
+
+#[test]
+fn start_stop_with_dependencies() {
+    require_root!();
+    let Some(env) = project("testdata/TestStartStopWithDependencies", "e2e-startstop") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    env.ok(&["stop", "-t", "0", "foo"]);
+    let running = |env: &Env| -> Vec<String> {
+        states(env)
+            .into_iter()
+            .filter(|s| s.1 == "running")
+            .map(|s| s.0)
+            .collect()
+    };
+    assert_eq!(running(&env), ["e2e-startstop-bar-1"]);
+    env.ok(&["start", "foo"]);
+    assert_eq!(running(&env).len(), 2);
+    env.ok(&["down", "-t", "0"]);
+    assert!(states(&env).is_empty());
+}
+
+#[test]
+fn simple_composefile_and_logs() {
+    require_root!();
+    let Some(env) = project("fixtures/simple-composefile", "e2e-simple") else {
+        return;
+    };
+    let out = env.berth(&["up", "-d"]);
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    assert!(!states(&env).is_empty());
+    env.ok(&["down", "-t", "0"]);
+    assert!(states(&env).is_empty());
+}
