@@ -73,7 +73,7 @@ pub fn mark_stop_requested(paths: &Paths, rec: &ContainerRecord) -> Result<(), S
 pub fn start(paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError> {
     let _ = std::fs::remove_file(rec.dir(paths).join(STOP_MARKER));
     let _ = std::fs::remove_file(rec.dir(paths).join(super::control::PAUSED_MARKER));
-    let exe = std::env::current_exe().map_err(|source| RuntimeError::Spawn {
+    let exe = shim_exe().map_err(|source| RuntimeError::Spawn {
         name: rec.name.clone(),
         source,
     })?;
@@ -84,6 +84,7 @@ pub fn start(paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError
             source,
         })?;
     let mut child = Command::new(exe)
+        .arg0(arg0())
         .arg("__shim")
         .arg("--data")
         .arg(&paths.data)
@@ -123,6 +124,28 @@ pub fn start(paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError
 }
 
 use std::os::unix::process::CommandExt;
+
+/// What the shim is executed from: a read-only mount of berth made once per CLI process
+/// (`sys::exeseal`), so the shim starts protected and need not re-execute itself (one exec per
+/// container instead of two). Falls back to the binary's path, where the shim seals itself.
+fn shim_exe() -> std::io::Result<PathBuf> {
+    static SEALED: std::sync::OnceLock<Option<std::os::fd::OwnedFd>> = std::sync::OnceLock::new();
+    let sealed = SEALED.get_or_init(|| crate::sys::exeseal::sealed_exe().ok());
+    match sealed {
+        // The child resolves this path in its own fd table, inherited from ours, before exec
+        // closes the (close-on-exec) descriptor.
+        Some(fd) => Ok(PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(fd)
+        ))),
+        None => std::env::current_exe(),
+    }
+}
+
+/// The shim's `argv[0]`: berth's own, so `ps` shows what it always did.
+fn arg0() -> std::ffi::OsString {
+    std::env::args_os().next().unwrap_or_else(|| "berth".into())
+}
 
 /// The grace period of a stop: the command's `-t` when given, else the container's
 /// `stop_grace_period`, else 10 s.

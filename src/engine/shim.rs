@@ -31,6 +31,8 @@ pub struct Ready {
 
 /// Entry point of `berth __shim`. Returns the shim's exit code.
 pub fn main(paths: &Paths, id: &str) -> i32 {
+    // A handful of threads at most (resolver set-up, IPv6 proxies): one heap is plenty.
+    crate::sys::mem::limit_malloc_arenas(1);
     let mut out = std::io::stdout();
     let rec: ContainerRecord = match read_json(&paths.container(id).join("container.json")) {
         Ok(Some(r)) => r,
@@ -121,6 +123,9 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                 let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1);
             }
             first = false;
+            // Start-up is over: unmap the code it ran (it stays in the page cache, shared)
+            // and return its free heap, so an idle shim is small (bench/run-single).
+            crate::sys::mem::drop_startup_pages();
         }
         let ran_from = Instant::now();
         let mut health = rec

@@ -3,4 +3,5 @@
 #![allow(unsafe_code)]
 pub mod exeseal;
 pub mod fsat;
+pub mod mem;
 pub mod proc;
