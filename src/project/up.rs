@@ -404,11 +404,21 @@ pub async fn up(
             _ => None,
         })
         .collect();
-    let start_one = |rec: &ContainerRecord| -> Result<()> {
-        let ready = runtime::start(paths, rec)?;
+    let create_one =
+        |rec: &ContainerRecord| -> Result<runtime::Created> { Ok(runtime::create(paths, rec)?) };
+    let start_one = |rec: &ContainerRecord, created: runtime::Created| -> Result<()> {
+        let ready = created.start(paths, rec)?;
         publish(&host, rec, &ready.ports)
     };
-    super::start::start_all(paths, project, &all, &to_start, progress, &start_one)?;
+    super::start::start_all_created(
+        paths,
+        project,
+        &all,
+        &to_start,
+        progress,
+        &create_one,
+        &start_one,
+    )?;
     if opts.wait {
         let recs: Vec<&ContainerRecord> = all.values().collect();
         super::start::wait_ready(paths, &recs, opts.wait_timeout)?;
