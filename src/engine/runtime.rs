@@ -81,46 +81,77 @@ pub fn mark_stop_requested(paths: &Paths, rec: &ContainerRecord) -> Result<(), S
 
 /// Starts the container's shim and waits until the container runs or fails.
 pub fn start(paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError> {
-    let _ = std::fs::remove_file(rec.dir(paths).join(STOP_MARKER));
-    let _ = std::fs::remove_file(rec.dir(paths).join(super::control::PAUSED_MARKER));
-    let exe = std::env::current_exe().map_err(|source| RuntimeError::Spawn {
-        name: rec.name.clone(),
-        source,
-    })?;
-    let dir = rec.dir(paths);
-    let shim_log =
-        std::fs::File::create(dir.join("shim.log")).map_err(|source| RuntimeError::Spawn {
-            name: rec.name.clone(),
-            source,
-        })?;
-    let mut child = Command::new(exe)
-        .arg("__shim")
-        .arg("--data")
-        .arg(&paths.data)
-        .arg("--run")
-        .arg(&paths.run)
-        .arg(&rec.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(shim_log)
-        .process_group(0)
-        .current_dir("/")
-        .spawn()
-        .map_err(|source| RuntimeError::Spawn {
-            name: rec.name.clone(),
-            source,
-        })?;
+    let mut child = spawn_shim(paths, rec, false)?;
     let mut out = String::new();
     if let Some(mut s) = child.stdout.take() {
         let _ = s.read_to_string(&mut out);
     }
     // The shim keeps running; the kernel reparents it when we exit. Do not wait for it.
     drop(child);
+    parse_report(paths, rec, &out)
+}
+
+/// A container created by its shim, not started yet (`up` creates every container at once and
+/// starts each when its dependencies allow). Dropping it without [`Created::start`] makes the
+/// shim delete the container again (it stays `created` on disk) and waits for that.
+pub struct Created {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    name: String,
+}
+
+/// Spawns the container's shim and waits until the container is created (or failed to be).
+pub fn create(paths: &Paths, rec: &ContainerRecord) -> Result<Created, RuntimeError> {
+    let mut child = spawn_shim(paths, rec, true)?;
+    let Some(stdout) = child.stdout.take() else {
+        return Err(RuntimeError::Start {
+            name: rec.name.clone(),
+            message: "no pipe to the shim".into(),
+        });
+    };
+    let mut stdout = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut stdout, &mut line);
+    let created = Created {
+        child,
+        stdout,
+        name: rec.name.clone(),
+    };
+    parse_report(paths, rec, &line)?;
+    Ok(created)
+}
+
+impl Created {
+    /// Starts the created container; returns once it runs (or failed to).
+    pub fn start(mut self, paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError> {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = std::io::Write::write_all(&mut stdin, b"go\n");
+        }
+        let mut out = String::new();
+        let _ = self.stdout.read_to_string(&mut out);
+        parse_report(paths, rec, &out)
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        // Not started: end of file on its stdin tells the shim to delete the container; its
+        // stdout closes when it is done.
+        if let Some(stdin) = self.child.stdin.take() {
+            drop(stdin);
+            let mut rest = String::new();
+            let _ = self.stdout.read_to_string(&mut rest);
+            tracing::debug!("start of {} cancelled", self.name);
+        }
+    }
+}
+
+fn parse_report(paths: &Paths, rec: &ContainerRecord, out: &str) -> Result<Ready, RuntimeError> {
     let ready: Ready = serde_json::from_str(out.trim()).map_err(|_| RuntimeError::Start {
         name: rec.name.clone(),
         message: format!(
             "the shim exited without a report (see {})",
-            dir.join("shim.log").display()
+            rec.dir(paths).join("shim.log").display()
         ),
     })?;
     if !ready.ok {
@@ -132,7 +163,70 @@ pub fn start(paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError
     Ok(ready)
 }
 
+/// Spawns `berth __shim` for the container, in its own process group, its report on a pipe.
+/// With `hold`, it waits for `go` on its stdin (a pipe) between creating and starting.
+fn spawn_shim(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    hold: bool,
+) -> Result<std::process::Child, RuntimeError> {
+    let _ = std::fs::remove_file(rec.dir(paths).join(STOP_MARKER));
+    let _ = std::fs::remove_file(rec.dir(paths).join(super::control::PAUSED_MARKER));
+    let exe = shim_exe().map_err(|source| RuntimeError::Spawn {
+        name: rec.name.clone(),
+        source,
+    })?;
+    let dir = rec.dir(paths);
+    let shim_log =
+        std::fs::File::create(dir.join("shim.log")).map_err(|source| RuntimeError::Spawn {
+            name: rec.name.clone(),
+            source,
+        })?;
+    let mut cmd = Command::new(exe);
+    cmd.arg0(arg0())
+        .arg("__shim")
+        .arg("--data")
+        .arg(&paths.data)
+        .arg("--run")
+        .arg(&paths.run)
+        .arg(&rec.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(shim_log)
+        .process_group(0)
+        .current_dir("/");
+    if hold {
+        cmd.env(super::shim::HOLD_ENV, "1").stdin(Stdio::piped());
+    }
+    cmd.spawn().map_err(|source| RuntimeError::Spawn {
+        name: rec.name.clone(),
+        source,
+    })
+}
+
 use std::os::unix::process::CommandExt;
+
+/// What the shim is executed from: a read-only mount of berth made once per CLI process
+/// (`sys::exeseal`), so the shim starts protected and need not re-execute itself (one exec per
+/// container instead of two). Falls back to the binary's path, where the shim seals itself.
+fn shim_exe() -> std::io::Result<PathBuf> {
+    static SEALED: std::sync::OnceLock<Option<std::os::fd::OwnedFd>> = std::sync::OnceLock::new();
+    let sealed = SEALED.get_or_init(|| crate::sys::exeseal::sealed_exe().ok());
+    match sealed {
+        // The child resolves this path in its own fd table, inherited from ours, before exec
+        // closes the (close-on-exec) descriptor.
+        Some(fd) => Ok(PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(fd)
+        ))),
+        None => std::env::current_exe(),
+    }
+}
+
+/// The shim's `argv[0]`: berth's own, so `ps` shows what it always did.
+fn arg0() -> std::ffi::OsString {
+    std::env::args_os().next().unwrap_or_else(|| "berth".into())
+}
 
 /// The grace period of a stop: the command's `-t` when given, else the container's
 /// `stop_grace_period`, else 10 s.

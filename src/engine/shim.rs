@@ -31,6 +31,8 @@ pub struct Ready {
 
 /// Entry point of `berth __shim`. Returns the shim's exit code.
 pub fn main(paths: &Paths, id: &str) -> i32 {
+    // A handful of threads at most (resolver set-up, IPv6 proxies): one heap is plenty.
+    crate::sys::mem::limit_malloc_arenas(1);
     let mut out = std::io::stdout();
     let rec: ContainerRecord = match read_json(&paths.container(id).join("container.json")) {
         Ok(Some(r)) => r,
@@ -64,9 +66,45 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
     let policy = rec.supervision.restart;
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
+    // `up` creates every container first and starts each when its dependencies allow: it asks
+    // us to hold between the two (see `runtime::spawn`).
+    let mut hold = std::env::var_os(HOLD_ENV).is_some();
+    let mut aborted = false;
     loop {
-        let (mut container, out_r, err_r) = match start(paths, &rec) {
+        let created = create(paths, &rec).and_then(|(mut container, out_r, err_r)| {
+            if hold {
+                hold = false;
+                let pid = container.pid().map(|p| p.as_raw());
+                report(
+                    &mut out,
+                    Ok(Ready {
+                        ok: true,
+                        error: None,
+                        pid,
+                        ports: ports.clone(),
+                    }),
+                );
+                if !go_ahead() {
+                    aborted = true;
+                    discard(&mut container);
+                    return Err(anyhow!("start cancelled"));
+                }
+            }
+            if let Err(e) = container.start() {
+                discard(&mut container);
+                return Err(anyhow!("starting the container: {e}"));
+            }
+            Ok((container, out_r, err_r))
+        });
+        let (mut container, out_r, err_r) = match created {
             Ok(x) => x,
+            Err(_) if aborted => {
+                // Never started: the container stays created, as docker's does when a
+                // dependency fails; a later start spawns a new shim.
+                cleanup_runtime(paths, id);
+                let _ = State::default().save(paths, id);
+                return 0;
+            }
             Err(e) => {
                 state.status = Status::Exited;
                 state.exit_code = Some(128);
@@ -122,6 +160,9 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                 let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1);
             }
             first = false;
+            // Start-up is over: unmap the code it ran (it stays in the page cache, shared)
+            // and return its free heap, so an idle shim is small (bench/run-single).
+            crate::sys::mem::drop_startup_pages();
         }
         let ran_from = Instant::now();
         let mut health = rec
@@ -192,7 +233,31 @@ fn report(out: &mut impl Write, r: Result<Ready>) -> i32 {
     code
 }
 
-fn start(
+/// Set (to anything) in the environment of a shim that reports once its container is created
+/// and starts it only after reading `go` on its stdin; end of file there means "do not start".
+pub const HOLD_ENV: &str = "BERTH_SHIM_HOLD";
+
+/// Kills and deletes a created container that will not run, and reaps its init.
+fn discard(container: &mut libcontainer::container::Container) {
+    let pid = container.pid();
+    let _ = container.delete(true);
+    if let Some(pid) = pid {
+        let _ = waitpid(pid, None);
+    }
+}
+
+/// Waits for the CLI's word on stdin; then stdin is no longer needed.
+fn go_ahead() -> bool {
+    let mut line = String::new();
+    let go = std::io::stdin().read_line(&mut line).is_ok() && line.trim() == "go";
+    if let Ok(null) = File::open("/dev/null") {
+        let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0);
+    }
+    go
+}
+
+/// Creates the container (its init waits to be started) with its output on two pipes.
+fn create(
     paths: &Paths,
     rec: &ContainerRecord,
 ) -> Result<(libcontainer::container::Container, OwnedFd, OwnedFd)> {
@@ -212,7 +277,7 @@ fn start(
     std::fs::create_dir_all(paths.runtime()).context("creating the runtime dir")?;
     // A leftover runtime dir from a crashed earlier start would make build() fail.
     cleanup_runtime(paths, &rec.id);
-    let mut container = ContainerBuilder::new(rec.id.clone(), SyscallType::default())
+    let container = ContainerBuilder::new(rec.id.clone(), SyscallType::default())
         .with_root_path(paths.runtime())
         .map_err(|e| anyhow!("{e}"))?
         .with_stdin(OwnedFd::from(devnull))
@@ -223,9 +288,6 @@ fn start(
         .with_detach(true)
         .build()
         .map_err(|e| anyhow!("creating the container: {e}"))?;
-    container
-        .start()
-        .map_err(|e| anyhow!("starting the container: {e}"))?;
     Ok((container, out_r, err_r))
 }
 

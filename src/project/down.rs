@@ -57,20 +57,16 @@ pub async fn down(
     let host = net_host(paths);
     let recs = containers(paths, project)?;
 
-    // Stop every container at once: each may take the whole grace period.
-    std::thread::scope(|s| {
-        for rec in &recs {
-            progress.event("Container", &rec.name, "Stopping");
-            s.spawn(|| runtime::stop(paths, rec, runtime::grace(rec, opts.timeout)));
-        }
-    });
-    // Then remove them, also in parallel: most of the cost is the kernel tearing down links.
+    // Every container at once, each stopped (it may take its whole grace period) then removed
+    // by its own thread: most of the cost is waiting for the kernel to tear down links.
     let results: Vec<Result<()>> = std::thread::scope(|s| {
         let handles: Vec<_> = recs
             .iter()
             .map(|rec| {
                 let host = &host;
+                progress.event("Container", &rec.name, "Stopping");
                 s.spawn(move || -> Result<()> {
+                    runtime::stop(paths, rec, runtime::grace(rec, opts.timeout))?;
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;

@@ -10,6 +10,7 @@ pub mod down;
 pub mod graph;
 pub mod hostconfig;
 pub mod network;
+pub mod par;
 pub mod pull;
 pub mod run;
 pub mod start;

@@ -343,8 +343,11 @@ pub async fn up(
     // Keyed by container name; every container that stays, old or new.
     let mut all: BTreeMap<String, ContainerRecord> = BTreeMap::new();
     let mut fresh: BTreeSet<String> = BTreeSet::new();
-    // Namespaces shared with a container created later in this loop (`network_mode: service:`).
-    let mut share_later = Vec::new();
+    // New containers whose namespace is their own (or the host's) are set up in parallel;
+    // those sharing another container's (`network_mode: service:|container:`) after them, in
+    // order. Namespaces shared with a container created later in that loop are queued.
+    let mut own_ns = Vec::new();
+    let mut shared_ns = Vec::new();
     for a in &actions {
         match a {
             Action::Remove { .. } => {}
@@ -358,22 +361,59 @@ pub async fn up(
                 service, number, ..
             } => {
                 let svc = &project.services[service];
-                let mut rec = record(project, svc, *number, &images[service], &volume_dirs)?;
-                materialize(
-                    paths,
-                    &host,
-                    project,
-                    &mut rec,
-                    svc,
-                    &networks,
-                    &all,
-                    &mut share_later,
-                )
-                .await?;
+                let rec = record(project, svc, *number, &images[service], &volume_dirs)?;
+                if shares_other_netns(svc) {
+                    shared_ns.push(rec);
+                } else {
+                    own_ns.push(rec);
+                }
+            }
+        }
+    }
+    let kept = all.clone();
+    let made = super::par::map(&own_ns, super::par::PREPARE_LIMIT, |rec| -> Result<_> {
+        let svc = &project.services[rec.service().unwrap_or_default()];
+        let mut rec = rec.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let mut later = Vec::new();
+        rt.block_on(materialize(
+            paths, &host, project, &mut rec, svc, &networks, &kept, &mut later,
+        ))?;
+        Ok(rec)
+    });
+    let mut first_error = None;
+    for r in made {
+        match r {
+            Ok(rec) => {
                 fresh.insert(rec.name.clone());
                 all.insert(rec.name.clone(), rec);
             }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let mut share_later = Vec::new();
+    for mut rec in shared_ns {
+        let svc = &project.services[rec.service().unwrap_or_default()];
+        materialize(
+            paths,
+            &host,
+            project,
+            &mut rec,
+            svc,
+            &networks,
+            &all,
+            &mut share_later,
+        )
+        .await?;
+        fresh.insert(rec.name.clone());
+        all.insert(rec.name.clone(), rec);
     }
     for (netns, service, first_error) in share_later {
         match shared_netns(paths, project, &project.services[&service], &all) {
@@ -391,14 +431,24 @@ pub async fn up(
             .map(|n| n.gateway)
     };
     let host_resolv = host_resolv_conf();
-    for (name, rec) in &all {
-        if fresh.contains(name) {
+    let fresh_recs: Vec<&ContainerRecord> =
+        all.values().filter(|r| fresh.contains(&r.name)).collect();
+    // Files and the overlay mount of each new container, also in parallel.
+    let prepared = super::par::map(
+        &fresh_recs,
+        super::par::PREPARE_LIMIT,
+        |rec| -> Result<()> {
             let svc = &project.services[rec.service().unwrap_or_default()];
             let (resolv, dns) = resolv_conf(svc, &networks, &host_resolv)?;
             crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
             runtime::prepare(paths, rec, &with_own(&hosts, rec, gateway(rec)), &resolv)?;
             progress.event("Container", &rec.name, "Created");
-        } else {
+            Ok(())
+        },
+    );
+    prepared.into_iter().collect::<Result<Vec<()>>>()?;
+    for (name, rec) in &all {
+        if !fresh.contains(name) {
             // Running containers see the new peers at once: the file is bind-mounted.
             let _ = runtime::write_file(
                 &rec.dir(paths).join("hosts"),
@@ -429,11 +479,21 @@ pub async fn up(
             _ => None,
         })
         .collect();
-    let start_one = |rec: &ContainerRecord| -> Result<()> {
-        let ready = runtime::start(paths, rec)?;
+    let create_one =
+        |rec: &ContainerRecord| -> Result<runtime::Created> { Ok(runtime::create(paths, rec)?) };
+    let start_one = |rec: &ContainerRecord, created: runtime::Created| -> Result<()> {
+        let ready = created.start(paths, rec)?;
         publish(&host, rec, &ready.ports)
     };
-    super::start::start_all(paths, project, &all, &to_start, progress, &start_one)?;
+    super::start::start_all_created(
+        paths,
+        project,
+        &all,
+        &to_start,
+        progress,
+        &create_one,
+        &start_one,
+    )?;
     if opts.wait {
         let recs: Vec<&ContainerRecord> = all.values().collect();
         super::start::wait_ready(paths, &recs, opts.wait_timeout)?;
@@ -600,6 +660,14 @@ fn parse_mac(s: &str) -> Result<[u8; 6]> {
     bytes
         .try_into()
         .map_err(|_| anyhow!("a MAC address has 6 bytes"))
+}
+
+/// Whether the service joins another container's network namespace (`network_mode:
+/// service:NAME` or `container:NAME`), so its set-up waits for that container's.
+fn shares_other_netns(svc: &crate::compose::Service) -> bool {
+    svc.network_mode
+        .as_deref()
+        .is_some_and(|m| m.starts_with("service:") || m.starts_with("container:"))
 }
 
 /// The namespace a container shares instead of having its own (`network_mode`): the host's,

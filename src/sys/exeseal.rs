@@ -18,13 +18,10 @@ pub fn exe_is_read_only() -> bool {
         .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
 
-/// Re-executes this process from a read-only mount of its binary unless it already runs from
-/// one. Returns only when it does not re-execute (already sealed, or the kernel refused, with
-/// the reason).
-pub fn ensure_sealed() -> std::io::Result<()> {
-    if exe_is_read_only() {
-        return Ok(());
-    }
+/// A detached, read-only (and nosuid, nodev) bind mount of this process's own binary, as an
+/// `O_PATH`-like descriptor (close-on-exec). Executing it (`execveat(fd, "", AT_EMPTY_PATH)`, or
+/// the path `/proc/self/fd/N` from a child) starts berth with `/proc/self/exe` on that mount.
+pub fn sealed_exe() -> std::io::Result<OwnedFd> {
     let path = CString::new("/proc/self/exe").map_err(std::io::Error::other)?;
     // SAFETY: `path` is NUL-terminated and alive for the call; open_tree returns a new
     // descriptor or -1 and touches no memory of ours.
@@ -63,6 +60,17 @@ pub fn ensure_sealed() -> std::io::Result<()> {
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    Ok(tree)
+}
+
+/// Re-executes this process from a read-only mount of its binary unless it already runs from
+/// one. Returns only when it does not re-execute (already sealed, or the kernel refused, with
+/// the reason).
+pub fn ensure_sealed() -> std::io::Result<()> {
+    if exe_is_read_only() {
+        return Ok(());
+    }
+    let tree = sealed_exe()?;
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<_, _>>()

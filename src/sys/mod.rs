@@ -3,5 +3,6 @@
 #![allow(unsafe_code)]
 pub mod exeseal;
 pub mod fsat;
+pub mod mem;
 pub mod proc;
 pub mod pty;
