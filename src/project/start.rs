@@ -97,13 +97,20 @@ pub fn start_all_created<C: Send>(
                 let board = &board;
                 let service = rec.service().unwrap_or_default();
                 let h = s.spawn(move || -> Result<()> {
-                    let r = create_one(rec).and_then(|created| {
+                    let wait = || {
                         wait_for_dependencies(paths, project, containers, board, service, progress)
-                            .and_then(|()| {
-                                progress.event("Container", &rec.name, "Starting");
-                                start_one(rec, created)
-                            })
-                    });
+                    };
+                    let start = |created| {
+                        progress.event("Container", &rec.name, "Starting");
+                        start_one(rec, created)
+                    };
+                    // A container that joins another's pid or ipc namespace can only be
+                    // created once that one runs (its spec names the donor's namespaces).
+                    let r = if rec.host.pid_join.is_some() || rec.host.ipc_join.is_some() {
+                        wait().and_then(|()| create_one(rec)).and_then(start)
+                    } else {
+                        create_one(rec).and_then(|created| wait().and_then(|()| start(created)))
+                    };
                     match &r {
                         Ok(()) => {
                             progress.event("Container", &rec.name, "Started");
