@@ -471,11 +471,30 @@ pub async fn materialize(
                 .allocate(&rec.id)
                 .with_context(|| format!("network {}", n.name))?,
         };
+        let ip6 = match (sn.ipv6_address.as_deref(), n.subnet6) {
+            (Some(want), Some(net6)) => Some(
+                want.parse::<std::net::Ipv6Addr>()
+                    .ok()
+                    .filter(|a| net6.contains(a) && Some(*a) != n.gateway6)
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "service {service:?}: ipv6_address {want:?} is not a free IPv6 address in {net6} of network {}",
+                            n.name
+                        )
+                    })?,
+            ),
+            (Some(_), None) => bail!(
+                "service {service:?}: ipv6_address given, but network {} has no IPv6 (hint: enable_ipv6: true)",
+                n.name
+            ),
+            (None, _) => n.address6_for(ip),
+        };
         let mut aliases = vec![service.clone()];
         aliases.extend(sn.aliases.iter().cloned());
         rec.networks.push(NetworkAttachment {
             network: n.name.clone(),
             ip,
+            ip6,
             host_ifname: format!(
                 "vb{}",
                 short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
@@ -510,8 +529,15 @@ pub async fn materialize(
                 })
             })
             .transpose()?;
-        host.attach_with_mac(&netns, n, att.ip, &att.host_ifname, &att.ifname, mac)
-            .await?;
+        host.attach_with_mac(
+            &netns,
+            n,
+            (att.ip, att.ip6),
+            &att.host_ifname,
+            &att.ifname,
+            mac,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -670,7 +696,10 @@ pub fn hosts_file<'a>(_recs: impl Iterator<Item = &'a ContainerRecord>) -> Strin
 /// The shared hosts file plus the container's own hostname line.
 pub fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Addr>) -> String {
     let own = match rec.networks.first() {
-        Some(n) => format!("{}\t{}\n", n.ip, rec.hostname),
+        Some(n) => {
+            let v6 = n.ip6.map(|a| format!("{a}\t{}\n", rec.hostname));
+            format!("{}\t{}\n{}", n.ip, rec.hostname, v6.unwrap_or_default())
+        }
         None => String::new(),
     };
     format!("{hosts}{own}{}", rec.host.extra_hosts_lines(gateway))
