@@ -60,6 +60,7 @@ fn ipv6_networks_addresses_names_and_ports() {
     let port = free_port();
     let r: [u16; 3] = rand::random();
     let prefix = format!("fd7e:{:x}:{:x}:{:x}", r[0], r[1], r[2]);
+    let prefix2 = format!("fd7f:{:x}:{:x}:{:x}", r[0], r[1], r[2]);
     env.write(
         "compose.yaml",
         &format!(
@@ -155,6 +156,35 @@ networks:
         );
     }
 
+    // `network create --ipv6`, with an IPv6 subnet, shown by `network inspect`; `connect
+    // --ip6` puts a running container on it with the address asked for.
+    let net = format!("{}_v6", env.project);
+    env.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &format!("{prefix2}::/64"),
+        &net,
+    ]);
+    let inspect = env.ok(&["network", "inspect", &net]);
+    assert!(inspect.contains("\"EnableIPv6\": true"), "{inspect}");
+    assert!(
+        inspect.contains(&format!("\"{prefix2}::/64\"")),
+        "{inspect}"
+    );
+    env.ok(&[
+        "network",
+        "connect",
+        "--ip6",
+        &format!("{prefix2}::9"),
+        &net,
+        "netipv6-client-1",
+    ]);
+    assert_eq!(addr6(&env, "client", "eth2"), format!("{prefix2}::9"));
+    env.ok(&["network", "disconnect", &net, "netipv6-client-1"]);
+    env.ok(&["network", "rm", &net]);
+
     env.ok(&["down", "-t", "0"]);
     assert_eq!(util::leftovers(env.root(), &[]), Vec::<String>::new());
 
@@ -167,4 +197,23 @@ networks:
     );
     let err = env.fails(&["up", "-d"]);
     assert!(err.contains("enable_ipv6: true"), "{err}");
+    // Two networks on one IPv6 subnet are refused.
+    env.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &format!("{prefix}::/64"),
+        &net,
+    ]);
+    let err = env.fails(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &format!("{prefix}::/80"),
+        "x6",
+    ]);
+    assert!(err.contains("overlaps"), "{err}");
+    env.ok(&["network", "rm", &net]);
 }

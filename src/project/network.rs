@@ -217,6 +217,29 @@ pub async fn ensure(
     let (network, created) = match load(paths, name)? {
         Some(r) => (r.network, false),
         None => {
+            // IPv6 first: a refusal must not leave an IPv4 subnet recorded.
+            let subnet6 = match (spec.ipv6, spec.subnet6) {
+                (false, _) => None,
+                (true, Some(net6)) => {
+                    if let Some(other) = list(paths)?.into_iter().find(|r| {
+                        r.network.name != name
+                            && r.network
+                                .subnet6
+                                .is_some_and(|s| s.contains(&net6) || net6.contains(&s))
+                    }) {
+                        return Err(NetworkError::Invalid {
+                            name: name.into(),
+                            message: format!(
+                                "IPv6 subnet {net6} overlaps {} of network {}",
+                                other.network.subnet6.expect("checked above"),
+                                other.network.name
+                            ),
+                        });
+                    }
+                    Some(net6)
+                }
+                (true, None) => Some(ula_subnet(paths, name)?),
+            };
             let subnet = match spec.subnet {
                 Some(subnet) => {
                     let taken = subnets(paths).list().map_err(net_err)?;
@@ -252,11 +275,6 @@ pub async fn ensure(
                     short_hash(format!("{}/{name}", paths.tag()).as_bytes(), 12)
                 )
             });
-            let subnet6 = match (spec.ipv6, spec.subnet6) {
-                (false, _) => None,
-                (true, Some(net6)) => Some(net6),
-                (true, None) => Some(ula_subnet(paths, name)?),
-            };
             let gateway6 = subnet6.map(|net6| {
                 spec.gateway6
                     .unwrap_or_else(|| std::net::Ipv6Addr::from(u128::from(net6.network()) | 1))
@@ -345,7 +363,7 @@ pub async fn connect(
     host: &NetHost,
     rec: &mut crate::engine::container::ContainerRecord,
     n: &BridgeNetwork,
-    ip: Option<std::net::Ipv4Addr>,
+    (ip, ip6): (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
     aliases: &[String],
 ) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -353,6 +371,14 @@ pub async fn connect(
         anyhow::bail!(
             "container {} is already connected to network {}",
             rec.name,
+            n.name
+        );
+    }
+    if let Some(a) = ip6
+        && !n.subnet6.is_some_and(|net6| net6.contains(&a))
+    {
+        anyhow::bail!(
+            "IPv6 address {a} is not in an IPv6 subnet of network {}",
             n.name
         );
     }
@@ -374,7 +400,7 @@ pub async fn connect(
     let att = crate::engine::container::NetworkAttachment {
         network: n.name.clone(),
         ip,
-        ip6: n.address6_for(ip),
+        ip6: ip6.or_else(|| n.address6_for(ip)),
         host_ifname: format!(
             "vb{}",
             short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
