@@ -182,6 +182,15 @@ networks:
         "netipv6-client-1",
     ]);
     assert_eq!(addr6(&env, "client", "eth2"), format!("{prefix2}::9"));
+    let err = env.fails(&[
+        "network",
+        "connect",
+        "--ip6",
+        &format!("{prefix2}::9"),
+        &net,
+        "netipv6-web-1",
+    ]);
+    assert!(err.contains("already in use"), "{err}");
     env.ok(&["network", "disconnect", &net, "netipv6-client-1"]);
     env.ok(&["network", "rm", &net]);
 

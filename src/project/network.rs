@@ -355,6 +355,59 @@ pub async fn remove(paths: &Paths, host: &NetHost, n: &BridgeNetwork) -> Result<
     Ok(())
 }
 
+/// A container's IPv6 address on `n` (None when `n` has no IPv6): `want` (compose
+/// `ipv6_address`, `network connect --ip6`) if it is in the subnet and no other container of
+/// the state root has it, else the one derived from its IPv4 address, moved on past any taken.
+pub fn address6(
+    paths: &Paths,
+    n: &BridgeNetwork,
+    owner: &str,
+    ip: std::net::Ipv4Addr,
+    want: Option<std::net::Ipv6Addr>,
+) -> anyhow::Result<Option<std::net::Ipv6Addr>> {
+    let Some(net6) = n.subnet6 else {
+        if let Some(a) = want {
+            anyhow::bail!(
+                "IPv6 address {a} given, but network {} has no IPv6 (hint: enable_ipv6: true)",
+                n.name
+            );
+        }
+        return Ok(None);
+    };
+    let taken: std::collections::BTreeSet<std::net::Ipv6Addr> =
+        crate::engine::container::list(paths)?
+            .into_iter()
+            .filter(|c| c.id != owner)
+            .flat_map(|c| c.networks)
+            .filter(|a| a.network == n.name)
+            .filter_map(|a| a.ip6)
+            .chain(n.gateway6)
+            .collect();
+    if let Some(a) = want {
+        if !net6.contains(&a) || a == net6.network() {
+            anyhow::bail!(
+                "IPv6 address {a} is not in subnet {net6} of network {}",
+                n.name
+            );
+        }
+        if taken.contains(&a) {
+            anyhow::bail!(
+                "IPv6 address {a} on network {}: address already in use",
+                n.name
+            );
+        }
+        return Ok(Some(a));
+    }
+    let first = n.address6_for(ip).expect("the network has IPv6");
+    let step = 1u128 << 32;
+    let found = (0..256u128)
+        .map(|i| std::net::Ipv6Addr::from(u128::from(first) + i * step))
+        .find(|a| net6.contains(a) && !taken.contains(a));
+    found
+        .map(Some)
+        .ok_or_else(|| anyhow::anyhow!("no free IPv6 address left in {net6} of network {}", n.name))
+}
+
 /// Joins a (running or stopped) container to a network: an address, a veth into its
 /// namespace, and its record updated, which its resolver and its peers' read at their next
 /// query. `berth network connect`.
@@ -371,14 +424,6 @@ pub async fn connect(
         anyhow::bail!(
             "container {} is already connected to network {}",
             rec.name,
-            n.name
-        );
-    }
-    if let Some(a) = ip6
-        && !n.subnet6.is_some_and(|net6| net6.contains(&a))
-    {
-        anyhow::bail!(
-            "IPv6 address {a} is not in an IPv6 subnet of network {}",
             n.name
         );
     }
@@ -400,7 +445,13 @@ pub async fn connect(
     let att = crate::engine::container::NetworkAttachment {
         network: n.name.clone(),
         ip,
-        ip6: ip6.or_else(|| n.address6_for(ip)),
+        ip6: match address6(paths, n, &rec.id, ip, ip6) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = alloc.release(&rec.id);
+                return Err(e);
+            }
+        },
         host_ifname: format!(
             "vb{}",
             short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)

@@ -471,24 +471,17 @@ pub async fn materialize(
                 .allocate(&rec.id)
                 .with_context(|| format!("network {}", n.name))?,
         };
-        let ip6 = match (sn.ipv6_address.as_deref(), n.subnet6) {
-            (Some(want), Some(net6)) => Some(
-                want.parse::<std::net::Ipv6Addr>()
-                    .ok()
-                    .filter(|a| net6.contains(a) && Some(*a) != n.gateway6)
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "service {service:?}: ipv6_address {want:?} is not a free IPv6 address in {net6} of network {}",
-                            n.name
-                        )
-                    })?,
-            ),
-            (Some(_), None) => bail!(
-                "service {service:?}: ipv6_address given, but network {} has no IPv6 (hint: enable_ipv6: true)",
-                n.name
-            ),
-            (None, _) => n.address6_for(ip),
-        };
+        let want6 = sn
+            .ipv6_address
+            .as_deref()
+            .map(|w| {
+                w.parse::<std::net::Ipv6Addr>().with_context(|| {
+                    format!("service {service:?}: ipv6_address {w:?} is not an IPv6 address")
+                })
+            })
+            .transpose()?;
+        let ip6 = network::address6(paths, n, &rec.id, ip, want6)
+            .with_context(|| format!("service {service:?}"))?;
         let mut aliases = vec![service.clone()];
         aliases.extend(sn.aliases.iter().cloned());
         rec.networks.push(NetworkAttachment {
