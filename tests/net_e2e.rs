@@ -140,6 +140,8 @@ impl Fixture {
             internal,
             mtu: None,
             ip_range: None,
+            subnet6: None,
+            gateway6: None,
         };
         self.networks.push(n.clone());
         self.host.ensure_network(&n).await.unwrap();

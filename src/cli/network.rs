@@ -73,15 +73,18 @@ pub enum NetworkCommand {
         /// Set metadata on a network.
         #[arg(long = "label", value_name = "KEY=VAL")]
         labels: Vec<String>,
-        /// Subnet in CIDR format.
+        /// Subnet in CIDR format (repeat it for an IPv4 and an IPv6 one).
         #[arg(long)]
-        subnet: Option<String>,
-        /// Gateway for the subnet.
+        subnet: Vec<String>,
+        /// Gateway for a subnet (goes with the subnet that contains it).
         #[arg(long)]
-        gateway: Option<String>,
+        gateway: Vec<String>,
         /// Allocate container addresses from a sub-range.
         #[arg(long)]
         ip_range: Option<String>,
+        /// Enable IPv6 (a ULA /64 is picked when no IPv6 subnet is given).
+        #[arg(long)]
+        ipv6: bool,
         /// Driver options (com.docker.network.driver.mtu, com.docker.network.bridge.name).
         #[arg(short, long = "opt", value_name = "KEY=VAL")]
         opts: Vec<String>,
@@ -100,6 +103,9 @@ pub enum NetworkCommand {
         /// IPv4 address.
         #[arg(long)]
         ip: Option<std::net::Ipv4Addr>,
+        /// IPv6 address.
+        #[arg(long)]
+        ip6: Option<std::net::Ipv6Addr>,
         network: String,
         container: String,
     },
@@ -147,6 +153,55 @@ fn find_container(paths: &Paths, name: &str) -> Result<crate::engine::container:
         .with_context(|| format!("no such container: {name}"))
 }
 
+/// `--subnet`/`--gateway`/`--ip-range` as compose `ipam.config` entries: each gateway goes
+/// with the subnet that contains it, the range with the first subnet (as `docker network
+/// create` pairs them).
+fn ipam_pools(
+    subnets: &[String],
+    gateways: &[String],
+    ip_range: Option<String>,
+) -> Vec<crate::compose::IpamPool> {
+    let contains = |subnet: &str, ip: &str| {
+        let (Ok(net), Ok(ip)) = (
+            subnet.parse::<ipnet::IpNet>(),
+            ip.parse::<std::net::IpAddr>(),
+        ) else {
+            return false;
+        };
+        net.contains(&ip)
+    };
+    let mut pools: Vec<crate::compose::IpamPool> = subnets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| crate::compose::IpamPool {
+            subnet: Some(s.clone()),
+            gateway: gateways
+                .iter()
+                .find(|g| contains(s, g))
+                .or(if subnets.len() == 1 {
+                    gateways.first()
+                } else {
+                    None
+                })
+                .cloned(),
+            ip_range: if i == 0 { ip_range.clone() } else { None },
+            ..Default::default()
+        })
+        .collect();
+    pools.sort_by_key(|p| p.subnet.as_deref().is_some_and(|s| s.contains(':')));
+    pools
+}
+
+/// `IPAM.Config` of `network inspect`: the IPv4 entry, then the IPv6 one.
+fn ipam_config(n: &crate::net::BridgeNetwork) -> Vec<serde_json::Value> {
+    let mut out =
+        vec![serde_json::json!({"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()})];
+    if let (Some(net6), Some(gw6)) = (n.subnet6, n.gateway6) {
+        out.push(serde_json::json!({"Subnet": net6.to_string(), "Gateway": gw6.to_string()}));
+    }
+    out
+}
+
 pub fn network(paths: &Paths, cmd: NetworkCommand) -> Result<i32> {
     let host = net_host(paths);
     match cmd {
@@ -181,6 +236,7 @@ pub fn network(paths: &Paths, cmd: NetworkCommand) -> Result<i32> {
             subnet,
             gateway,
             ip_range,
+            ipv6,
             opts,
             name,
         } => {
@@ -199,15 +255,11 @@ pub fn network(paths: &Paths, cmd: NetworkCommand) -> Result<i32> {
                 driver: Some(driver),
                 internal,
                 driver_opts: pairs(&opts),
-                ipam: subnet.is_some().then(|| crate::compose::Ipam {
-                    config: vec![crate::compose::IpamPool {
-                        subnet,
-                        gateway,
-                        ip_range,
-                        ..Default::default()
-                    }],
+                ipam: (!subnet.is_empty()).then(|| crate::compose::Ipam {
+                    config: ipam_pools(&subnet, &gateway, ip_range),
                     ..Default::default()
                 }),
+                enable_ipv6: ipv6.then_some(true),
                 ..Default::default()
             };
             let spec = network::NetworkSpec::from_compose(&name, &compose)?;
@@ -243,7 +295,8 @@ pub fn network(paths: &Paths, cmd: NetworkCommand) -> Result<i32> {
                     "Name": n.name,
                     "Driver": "bridge",
                     "Internal": n.internal,
-                    "IPAM": {"Config": [{"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()}]},
+                    "EnableIPv6": n.subnet6.is_some(),
+                    "IPAM": {"Config": ipam_config(n)},
                     "Options": {"com.docker.network.bridge.name": n.bridge},
                     "Labels": r.labels,
                     "Containers": used.get(&n.name).cloned().unwrap_or_default(),
@@ -254,6 +307,7 @@ pub fn network(paths: &Paths, cmd: NetworkCommand) -> Result<i32> {
         NetworkCommand::Connect {
             aliases,
             ip,
+            ip6,
             network: name,
             container,
         } => {
@@ -262,7 +316,12 @@ pub fn network(paths: &Paths, cmd: NetworkCommand) -> Result<i32> {
             };
             let mut rec = find_container(paths, &container)?;
             runtime()?.block_on(network::connect(
-                paths, &host, &mut rec, &r.network, ip, &aliases,
+                paths,
+                &host,
+                &mut rec,
+                &r.network,
+                (ip, ip6),
+                &aliases,
             ))?;
         }
         NetworkCommand::Disconnect {

@@ -169,6 +169,9 @@ pub struct NetworkAttachment {
     /// Host-side network name (`hello_default`).
     pub network: String,
     pub ip: Ipv4Addr,
+    /// On an IPv6 network (`enable_ipv6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// The host end of the veth pair.
     pub host_ifname: String,
     pub ifname: String,

@@ -527,6 +527,11 @@ impl crate::net::dns::NameSource for Peers {
                 .map(|c| crate::net::dns::Peer {
                     id: c.id,
                     name: c.name,
+                    networks6: c
+                        .networks
+                        .iter()
+                        .filter_map(|n| Some((n.network.clone(), n.ip6?)))
+                        .collect(),
                     networks: c
                         .networks
                         .into_iter()

@@ -14,13 +14,13 @@
 //! shuffled for each answer (round robin as Docker does it).
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, rdata::A};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, rdata::A, rdata::AAAA};
 use nix::poll::PollFlags;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,8 @@ pub struct Peer {
     pub name: String,
     /// `(network, address, aliases on that network)`.
     pub networks: Vec<(String, Ipv4Addr, Vec<String>)>,
+    /// `(network, IPv6 address)` on the IPv6 networks among them.
+    pub networks6: Vec<(String, Ipv6Addr)>,
 }
 
 /// What one container may resolve.
@@ -99,6 +101,8 @@ pub struct Peer {
 pub struct Names {
     /// Lowercase names without the trailing dot, to every address they have.
     pub a: HashMap<String, Vec<Ipv4Addr>>,
+    /// The same names' IPv6 addresses, on the IPv6 networks.
+    pub aaaa: HashMap<String, Vec<Ipv6Addr>>,
     /// `d.c.b.a.in-addr.arpa` to `<container name>.<network>`, as Docker answers reverse
     /// lookups.
     pub ptr: HashMap<String, String>,
@@ -128,6 +132,13 @@ fn reverse_name(ip: Ipv4Addr) -> String {
     format!("{d}.{c}.{b}.{a}.in-addr.arpa")
 }
 
+fn reverse_name6(ip: Ipv6Addr) -> String {
+    let hex = format!("{:032x}", u128::from(ip));
+    let mut out: Vec<String> = hex.chars().rev().map(String::from).collect();
+    out.push("ip6.arpa".into());
+    out.join(".")
+}
+
 /// The names `asker` may resolve: those of peers on a network it is on.
 pub fn names_for(asker: &str, peers: &[Peer]) -> Names {
     let mut out = Names::default();
@@ -142,6 +153,11 @@ pub fn names_for(asker: &str, peers: &[Peer]) -> Names {
             let short = &p.id[..p.id.len().min(12)];
             out.ptr
                 .insert(reverse_name(*ip), format!("{}.{net}", p.name));
+            let ip6 = p.networks6.iter().find(|(n, _)| n == net).map(|(_, a)| *a);
+            if let Some(ip6) = ip6 {
+                out.ptr
+                    .insert(reverse_name6(ip6), format!("{}.{net}", p.name));
+            }
             for name in [p.name.as_str(), short]
                 .into_iter()
                 .chain(aliases.iter().map(String::as_str))
@@ -149,6 +165,12 @@ pub fn names_for(asker: &str, peers: &[Peer]) -> Names {
                 let ips = out.a.entry(name.to_ascii_lowercase()).or_default();
                 if !ips.contains(ip) {
                     ips.push(*ip);
+                }
+                if let Some(ip6) = ip6 {
+                    let ips = out.aaaa.entry(name.to_ascii_lowercase()).or_default();
+                    if !ips.contains(&ip6) {
+                        ips.push(ip6);
+                    }
                 }
             }
         }
@@ -209,12 +231,22 @@ pub fn resolve(query: &[u8], names: &Names, forward: bool) -> Reply {
     match names.get(&key) {
         Some(ips) if q.query_class() == DNSClass::IN => {
             resp.metadata.authoritative = true;
-            if q.query_type() == RecordType::A || q.query_type() == RecordType::ANY {
+            let ty = q.query_type();
+            let name: Name = q.name().clone();
+            if ty == RecordType::A || ty == RecordType::ANY {
                 let mut ips = ips.clone();
                 ips.shuffle(&mut rand::rng());
-                let name: Name = q.name().clone();
                 for ip in ips {
                     resp.add_answer(Record::from_rdata(name.clone(), TTL, RData::A(A(ip))));
+                }
+            }
+            if (ty == RecordType::AAAA || ty == RecordType::ANY)
+                && let Some(ips6) = names.aaaa.get(&key)
+            {
+                let mut ips6 = ips6.clone();
+                ips6.shuffle(&mut rand::rng());
+                for ip in ips6 {
+                    resp.add_answer(Record::from_rdata(name.clone(), TTL, RData::AAAA(AAAA(ip))));
                 }
             }
             // Other types of a known name: no data, not "no such name" (the AAAA lookup that
@@ -651,6 +683,7 @@ mod tests {
                     )
                 })
                 .collect(),
+            networks6: Vec::new(),
         }
     }
 
@@ -741,6 +774,39 @@ mod tests {
         let names = names_for("aaaa", &peers());
         let (code, ips) = answers(resolve(&query("front", RecordType::AAAA), &names, true));
         assert_eq!((code, ips.len()), (ResponseCode::NoError, 0));
+    }
+
+    #[test]
+    fn aaaa_answers_on_ipv6_networks_only() {
+        let mut ps = peers();
+        let v6: Ipv6Addr = "fd80::3".parse().unwrap();
+        ps[2].networks6.push(("p_front".into(), v6));
+        let names = names_for("aaaa", &ps);
+        let Reply::Answer(bytes) = resolve(&query("app.", RecordType::AAAA), &names, true) else {
+            panic!("no answer")
+        };
+        let m = Message::from_vec(&bytes).unwrap();
+        let got: Vec<Ipv6Addr> = m
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::AAAA(a) => Some(a.0),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, [v6]);
+        // A and AAAA stay apart; a peer seen only over IPv4 has no AAAA.
+        let (_, ips) = answers(resolve(&query("app.", RecordType::A), &names, true));
+        assert_eq!(ips.len(), 2);
+        let (code, _) = answers(resolve(&query("front.", RecordType::AAAA), &names, true));
+        assert_eq!(code, ResponseCode::NoError);
+        // On the back network (no IPv6 there) the same container has no AAAA.
+        assert!(!names_for("bbbb", &ps).aaaa.contains_key("app"));
+        assert_eq!(
+            reverse_name6(v6),
+            "3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.d.f.ip6.arpa"
+        );
+        assert!(names.ptr.contains_key(&reverse_name6(v6)));
     }
 
     #[test]

@@ -70,6 +70,10 @@ const RULES: &[(&str, &str)] = &[
         "postrouting",
         "ip saddr @subnets oifname != @bridges masquerade",
     ),
+    (
+        "postrouting",
+        "ip6 saddr @subnets6 oifname != @bridges masquerade",
+    ),
     ("forward", "iifname @bridges ct state invalid drop"),
     ("forward", "oifname @bridges ct state invalid drop"),
     ("forward", "iifname . oifname @same_bridge accept"),
@@ -115,6 +119,7 @@ pub fn base_script(table: &str) -> String {
         ("internal", "type ifname;"),
         ("same_bridge", "type ifname . ifname;"),
         ("subnets", "type ipv4_addr; flags interval;"),
+        ("subnets6", "type ipv6_addr; flags interval;"),
     ] {
         let _ = writeln!(s, "add set {t} {name} {{ {ty} }}");
     }
@@ -146,6 +151,9 @@ fn network_elements(table: &str, n: &BridgeNetwork, verb: &str) -> String {
     let _ = writeln!(s, "{verb} element {t} bridges {{ \"{b}\" }}");
     let _ = writeln!(s, "{verb} element {t} same_bridge {{ \"{b}\" . \"{b}\" }}");
     let _ = writeln!(s, "{verb} element {t} subnets {{ {} }}", n.subnet.trunc());
+    if let Some(net6) = n.subnet6 {
+        let _ = writeln!(s, "{verb} element {t} subnets6 {{ {} }}", net6.trunc());
+    }
     if n.internal {
         let _ = writeln!(s, "{verb} element {t} internal {{ \"{b}\" }}");
     }
@@ -592,6 +600,8 @@ mod tests {
             internal,
             mtu: None,
             ip_range: None,
+            subnet6: None,
+            gateway6: None,
         }
     }
 
@@ -649,8 +659,13 @@ mod tests {
         ));
         assert!(s.contains("add element inet berth subnets { 10.213.7.0/24 }\n"));
         assert!(!s.contains("internal { \""));
+        assert!(!s.contains("element inet berth subnets6"));
         let s = ensure_network_script("berth", &net(true));
         assert!(s.contains("add element inet berth internal { \"br-0123456789ab\" }\n"));
+        let mut v6 = net(false);
+        v6.subnet6 = Some("fd12:3456:789a:1::/64".parse().unwrap());
+        let s = ensure_network_script("berth", &v6);
+        assert!(s.contains("add element inet berth subnets6 { fd12:3456:789a:1::/64 }\n"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Links through rtnetlink: the bridge of a network and the veth pair of a container.
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use futures::TryStreamExt;
@@ -74,24 +74,27 @@ pub(crate) async fn set_up(handle: &Handle, name: &str) -> Result<(), NetError> 
         .map_err(NetError::netlink("set up", name))
 }
 
-/// Adds `ip/prefix` to the link; an address already there is fine.
+/// Adds `ip/prefix` to the link; an address already there is fine. IPv6 addresses skip
+/// duplicate address detection (we allocate them), so they are usable at once.
 async fn add_address(
     handle: &Handle,
     index: u32,
     name: &str,
-    ip: Ipv4Addr,
+    ip: impl Into<IpAddr>,
     prefix: u8,
 ) -> Result<(), NetError> {
-    handle
-        .address()
-        .add(index, IpAddr::V4(ip), prefix)
-        .replace()
-        .execute()
-        .await
-        .map_err(NetError::netlink(
-            "add address",
-            format!("{ip}/{prefix} on {name}"),
-        ))
+    use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+    let ip = ip.into();
+    let mut req = handle.address().add(index, ip, prefix).replace();
+    if ip.is_ipv6() {
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    req.execute().await.map_err(NetError::netlink(
+        "add address",
+        format!("{ip}/{prefix} on {name}"),
+    ))
 }
 
 /// Deletes link `name`; a missing link is fine.
@@ -167,6 +170,11 @@ fn bridge_sysctls(n: &BridgeNetwork) -> Result<(), NetError> {
     if !n.internal {
         write_sysctl(&format!("{conf}/route_localnet"), "1")?;
         write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+        if n.subnet6.is_some() {
+            // As Docker does for IPv6 networks: the host routes IPv6 (an uplink configured
+            // by router advertisements then needs accept_ra=2, as with Docker).
+            write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
+        }
     }
     Ok(())
 }
@@ -189,6 +197,12 @@ async fn ensure_bridge(handle: &Handle, n: &BridgeNetwork) -> Result<(), NetErro
         }
     };
     add_address(handle, index, &n.bridge, n.gateway, n.subnet.prefix_len()).await?;
+    if let (Some(net6), Some(gw6)) = (n.subnet6, n.gateway6) {
+        let conf = format!("/proc/sys/net/ipv6/conf/{}", n.bridge);
+        write_sysctl(&format!("{conf}/disable_ipv6"), "0")?;
+        write_sysctl(&format!("{conf}/accept_ra"), "0")?;
+        add_address(handle, index, &n.bridge, gw6, net6.prefix_len()).await?;
+    }
     set_up(handle, &n.bridge).await
 }
 
@@ -227,20 +241,23 @@ impl NetHost {
         host_ifname: &str,
         ifname: &str,
     ) -> Result<(), NetError> {
-        self.attach_with_mac(netns, n, ip, host_ifname, ifname, None)
+        self.attach_with_mac(netns, n, (ip, None), host_ifname, ifname, None)
             .await
     }
 
-    /// [`NetHost::attach`], with the container end's MAC address (compose `mac_address`).
+    /// [`NetHost::attach`], with the container end's MAC address (compose `mac_address`) and
+    /// IPv6 address (compose `ipv6_address`; on an IPv6 network `None` means
+    /// [`BridgeNetwork::address6_for`]).
     pub async fn attach_with_mac(
         &self,
         netns: &Path,
         n: &BridgeNetwork,
-        ip: Ipv4Addr,
+        (ip, ip6): (Ipv4Addr, Option<Ipv6Addr>),
         host_ifname: &str,
         ifname: &str,
         mac: Option<[u8; 6]>,
     ) -> Result<(), NetError> {
+        let ip6 = ip6.or_else(|| n.address6_for(ip));
         check_ifname(host_ifname)?;
         check_ifname(ifname)?;
         let ns = std::fs::File::open(netns).map_err(|source| NetError::Netns {
@@ -307,11 +324,35 @@ impl NetHost {
             n.subnet.prefix_len(),
             (!n.internal).then_some(n.gateway),
         );
+        let v6 = match (n.subnet6, ip6) {
+            (Some(net6), Some(ip6)) => Some((ip6, net6.prefix_len(), n.gateway6)),
+            _ => None,
+        };
+        let internal = n.internal;
         let inside = netns::with_netns_handle(netns, move |h| async move {
             set_up(&h, "lo").await?;
             let index = require_index(&h, &ifname).await?;
             add_address(&h, index, &ifname, ip, prefix).await?;
+            if let Some((ip6, prefix6, _)) = v6 {
+                add_address(&h, index, &ifname, ip6, prefix6).await?;
+            }
             set_up(&h, &ifname).await?;
+            if let Some((_, _, Some(gw6))) = v6.filter(|_| !internal) {
+                let route = RouteMessageBuilder::<Ipv6Addr>::new()
+                    .gateway(gw6)
+                    .output_interface(index)
+                    .build();
+                match h.route().add(route).execute().await {
+                    Ok(()) => {}
+                    Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                    Err(e) => {
+                        return Err(NetError::netlink(
+                            "add IPv6 default route",
+                            format!("via {gw6}"),
+                        )(e));
+                    }
+                }
+            }
             if let Some(gw) = gateway {
                 let route = RouteMessageBuilder::<Ipv4Addr>::new()
                     .gateway(gw)

@@ -11,7 +11,7 @@
 //!
 //! Every operation is idempotent, so `down` and crash recovery can simply run it again.
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,28 @@ pub struct BridgeNetwork {
     /// Compose `ipam.config[].ip_range`: where dynamic addresses come from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_range: Option<ipnet::Ipv4Net>,
+    /// Compose `enable_ipv6`: the IPv6 subnet (given, or a /64 of a ULA prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<ipnet::Ipv6Net>,
+    /// The bridge's IPv6 address, the containers' IPv6 default gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
+}
+
+impl BridgeNetwork {
+    /// A container's IPv6 address when none is asked for: the IPv6 subnet plus the offset its
+    /// IPv4 address has in the IPv4 subnet (unique because the IPv4 one is), moved past the
+    /// IPv6 gateway if they meet.
+    pub fn address6_for(&self, ip: Ipv4Addr) -> Option<Ipv6Addr> {
+        let net = self.subnet6?;
+        let offset = u128::from(u32::from(ip).wrapping_sub(u32::from(self.subnet.network())));
+        let base = u128::from(net.network());
+        let mut addr = Ipv6Addr::from(base | offset);
+        if Some(addr) == self.gateway6 {
+            addr = Ipv6Addr::from(base | (1u128 << 32) | offset);
+        }
+        Some(addr)
+    }
 }
 
 /// Transport protocol of a published port.

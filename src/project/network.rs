@@ -36,6 +36,11 @@ pub struct NetworkSpec {
     pub mtu: Option<u32>,
     /// `com.docker.network.bridge.name`
     pub bridge: Option<String>,
+    /// `enable_ipv6`
+    pub ipv6: bool,
+    /// The IPv6 entry of `ipam.config`; a ULA /64 is picked when IPv6 is on without one.
+    pub subnet6: Option<ipnet::Ipv6Net>,
+    pub gateway6: Option<std::net::Ipv6Addr>,
 }
 
 impl NetworkSpec {
@@ -54,6 +59,7 @@ impl NetworkSpec {
         }
         let mut spec = NetworkSpec {
             internal: net.internal,
+            ipv6: net.enable_ipv6 == Some(true),
             ..Default::default()
         };
         for (k, v) in &net.driver_opts {
@@ -77,7 +83,38 @@ impl NetworkSpec {
                 }
             }
         }
-        if let Some(pool) = net.ipam.as_ref().and_then(|i| i.config.first()) {
+        let pools = net.ipam.as_ref().map_or(&[][..], |i| i.config.as_slice());
+        let is_v6 =
+            |p: &&crate::compose::IpamPool| p.subnet.as_deref().is_some_and(|s| s.contains(':'));
+        if let Some(pool) = pools.iter().find(is_v6) {
+            let subnet = pool.subnet.as_deref().unwrap_or_default();
+            let net6: ipnet::Ipv6Net = subnet
+                .parse()
+                .map_err(|_| invalid(format!("subnet {subnet:?} is not an IPv6 subnet")))?;
+            let net6 = net6.trunc();
+            if !spec.ipv6 {
+                return Err(invalid(format!(
+                    "IPv6 subnet {net6} given but IPv6 is off (hint: set enable_ipv6: true)"
+                )));
+            }
+            if net6.prefix_len() > 120 {
+                return Err(invalid(format!("IPv6 subnet {net6} is too small")));
+            }
+            spec.subnet6 = Some(net6);
+            spec.gateway6 = pool
+                .gateway
+                .as_deref()
+                .map(|g| {
+                    g.parse::<std::net::Ipv6Addr>()
+                        .ok()
+                        .filter(|g| net6.contains(g))
+                        .ok_or_else(|| {
+                            invalid(format!("gateway {g:?} is not an IPv6 address in {net6}"))
+                        })
+                })
+                .transpose()?;
+        }
+        if let Some(pool) = pools.iter().find(|p| !is_v6(p)) {
             let parse_net = |what: &str, v: &str| -> Result<ipnet::Ipv4Net, NetworkError> {
                 v.parse::<ipnet::Ipv4Net>()
                     .map(|n| n.trunc())
@@ -180,6 +217,29 @@ pub async fn ensure(
     let (network, created) = match load(paths, name)? {
         Some(r) => (r.network, false),
         None => {
+            // IPv6 first: a refusal must not leave an IPv4 subnet recorded.
+            let subnet6 = match (spec.ipv6, spec.subnet6) {
+                (false, _) => None,
+                (true, Some(net6)) => {
+                    if let Some(other) = list(paths)?.into_iter().find(|r| {
+                        r.network.name != name
+                            && r.network
+                                .subnet6
+                                .is_some_and(|s| s.contains(&net6) || net6.contains(&s))
+                    }) {
+                        return Err(NetworkError::Invalid {
+                            name: name.into(),
+                            message: format!(
+                                "IPv6 subnet {net6} overlaps {} of network {}",
+                                other.network.subnet6.expect("checked above"),
+                                other.network.name
+                            ),
+                        });
+                    }
+                    Some(net6)
+                }
+                (true, None) => Some(ula_subnet(paths, name)?),
+            };
             let subnet = match spec.subnet {
                 Some(subnet) => {
                     let taken = subnets(paths).list().map_err(net_err)?;
@@ -215,6 +275,10 @@ pub async fn ensure(
                     short_hash(format!("{}/{name}", paths.tag()).as_bytes(), 12)
                 )
             });
+            let gateway6 = subnet6.map(|net6| {
+                spec.gateway6
+                    .unwrap_or_else(|| std::net::Ipv6Addr::from(u128::from(net6.network()) | 1))
+            });
             let network = BridgeNetwork {
                 name: name.to_string(),
                 bridge,
@@ -223,6 +287,8 @@ pub async fn ensure(
                 internal: spec.internal,
                 mtu: spec.mtu,
                 ip_range: spec.ip_range,
+                subnet6,
+                gateway6,
             };
             write_json(
                 &record_path(paths, name),
@@ -236,6 +302,30 @@ pub async fn ensure(
     };
     host.ensure_network(&network).await.map_err(net_err)?;
     Ok((network, created))
+}
+
+/// A /64 for an IPv6 network with no subnet given, as Docker does: from a ULA prefix
+/// `fdXX:XXXX:XXXX::/48` whose global id is derived from the state root, the subnet id from
+/// the network's name, moved on past any /64 another network of the root has.
+fn ula_subnet(paths: &Paths, name: &str) -> Result<ipnet::Ipv6Net, NetworkError> {
+    let global = u64::from_str_radix(&short_hash(paths.tag().as_bytes(), 10), 16)
+        .expect("hex digits")
+        | 1 << 39; // never fd00::/48, which hosts often use
+    let taken: Vec<ipnet::Ipv6Net> = list(paths)?
+        .into_iter()
+        .filter(|r| r.network.name != name)
+        .filter_map(|r| r.network.subnet6)
+        .collect();
+    let mut id = u16::from_str_radix(&short_hash(name.as_bytes(), 4), 16).expect("hex digits");
+    for _ in 0..=u16::MAX {
+        let bits = (0xfdu128 << 120) | (u128::from(global) << 80) | (u128::from(id) << 64);
+        let net = ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(bits), 64).expect("64 is valid");
+        if !taken.iter().any(|t| t.contains(&net) || net.contains(t)) {
+            return Ok(net);
+        }
+        id = id.wrapping_add(1);
+    }
+    Err(NetworkError::NoSubnet { name: name.into() })
 }
 
 /// Removes the bridge, its firewall elements, its addresses and its record. Idempotent.
@@ -265,6 +355,59 @@ pub async fn remove(paths: &Paths, host: &NetHost, n: &BridgeNetwork) -> Result<
     Ok(())
 }
 
+/// A container's IPv6 address on `n` (None when `n` has no IPv6): `want` (compose
+/// `ipv6_address`, `network connect --ip6`) if it is in the subnet and no other container of
+/// the state root has it, else the one derived from its IPv4 address, moved on past any taken.
+pub fn address6(
+    paths: &Paths,
+    n: &BridgeNetwork,
+    owner: &str,
+    ip: std::net::Ipv4Addr,
+    want: Option<std::net::Ipv6Addr>,
+) -> anyhow::Result<Option<std::net::Ipv6Addr>> {
+    let Some(net6) = n.subnet6 else {
+        if let Some(a) = want {
+            anyhow::bail!(
+                "IPv6 address {a} given, but network {} has no IPv6 (hint: enable_ipv6: true)",
+                n.name
+            );
+        }
+        return Ok(None);
+    };
+    let taken: std::collections::BTreeSet<std::net::Ipv6Addr> =
+        crate::engine::container::list(paths)?
+            .into_iter()
+            .filter(|c| c.id != owner)
+            .flat_map(|c| c.networks)
+            .filter(|a| a.network == n.name)
+            .filter_map(|a| a.ip6)
+            .chain(n.gateway6)
+            .collect();
+    if let Some(a) = want {
+        if !net6.contains(&a) || a == net6.network() {
+            anyhow::bail!(
+                "IPv6 address {a} is not in subnet {net6} of network {}",
+                n.name
+            );
+        }
+        if taken.contains(&a) {
+            anyhow::bail!(
+                "IPv6 address {a} on network {}: address already in use",
+                n.name
+            );
+        }
+        return Ok(Some(a));
+    }
+    let first = n.address6_for(ip).expect("the network has IPv6");
+    let step = 1u128 << 32;
+    let found = (0..256u128)
+        .map(|i| std::net::Ipv6Addr::from(u128::from(first) + i * step))
+        .find(|a| net6.contains(a) && !taken.contains(a));
+    found
+        .map(Some)
+        .ok_or_else(|| anyhow::anyhow!("no free IPv6 address left in {net6} of network {}", n.name))
+}
+
 /// Joins a (running or stopped) container to a network: an address, a veth into its
 /// namespace, and its record updated, which its resolver and its peers' read at their next
 /// query. `berth network connect`.
@@ -273,7 +416,7 @@ pub async fn connect(
     host: &NetHost,
     rec: &mut crate::engine::container::ContainerRecord,
     n: &BridgeNetwork,
-    ip: Option<std::net::Ipv4Addr>,
+    (ip, ip6): (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
     aliases: &[String],
 ) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -302,6 +445,13 @@ pub async fn connect(
     let att = crate::engine::container::NetworkAttachment {
         network: n.name.clone(),
         ip,
+        ip6: match address6(paths, n, &rec.id, ip, ip6) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = alloc.release(&rec.id);
+                return Err(e);
+            }
+        },
         host_ifname: format!(
             "vb{}",
             short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
@@ -313,9 +463,16 @@ pub async fn connect(
     rec.save(paths)?;
     touch_containers(paths);
     host.ensure_network(n).await?;
-    host.attach(&paths.netns(&rec.id), n, ip, &att.host_ifname, &att.ifname)
-        .await
-        .with_context(|| format!("connecting {} to {}", rec.name, n.name))?;
+    host.attach_with_mac(
+        &paths.netns(&rec.id),
+        n,
+        (ip, att.ip6),
+        &att.host_ifname,
+        &att.ifname,
+        None,
+    )
+    .await
+    .with_context(|| format!("connecting {} to {}", rec.name, n.name))?;
     Ok(())
 }
 

@@ -606,11 +606,23 @@ pub async fn materialize(
                 .allocate(&rec.id)
                 .with_context(|| format!("network {}", n.name))?,
         };
+        let want6 = sn
+            .ipv6_address
+            .as_deref()
+            .map(|w| {
+                w.parse::<std::net::Ipv6Addr>().with_context(|| {
+                    format!("service {service:?}: ipv6_address {w:?} is not an IPv6 address")
+                })
+            })
+            .transpose()?;
+        let ip6 = network::address6(paths, n, &rec.id, ip, want6)
+            .with_context(|| format!("service {service:?}"))?;
         let mut aliases = vec![service.clone()];
         aliases.extend(sn.aliases.iter().cloned());
         rec.networks.push(NetworkAttachment {
             network: n.name.clone(),
             ip,
+            ip6,
             host_ifname: format!(
                 "vb{}",
                 short_hash(format!("{}{}", rec.id, n.name).as_bytes(), 11)
@@ -645,8 +657,15 @@ pub async fn materialize(
                 })
             })
             .transpose()?;
-        host.attach_with_mac(&netns, n, att.ip, &att.host_ifname, &att.ifname, mac)
-            .await?;
+        host.attach_with_mac(
+            &netns,
+            n,
+            (att.ip, att.ip6),
+            &att.host_ifname,
+            &att.ifname,
+            mac,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -813,7 +832,10 @@ pub fn hosts_file<'a>(_recs: impl Iterator<Item = &'a ContainerRecord>) -> Strin
 /// The shared hosts file plus the container's own hostname line.
 pub fn with_own(hosts: &str, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Addr>) -> String {
     let own = match rec.networks.first() {
-        Some(n) => format!("{}\t{}\n", n.ip, rec.hostname),
+        Some(n) => {
+            let v6 = n.ip6.map(|a| format!("{a}\t{}\n", rec.hostname));
+            format!("{}\t{}\n{}", n.ip, rec.hostname, v6.unwrap_or_default())
+        }
         None => String::new(),
     };
     format!("{hosts}{own}{}", rec.host.extra_hosts_lines(gateway))
