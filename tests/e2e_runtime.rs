@@ -253,3 +253,50 @@ fn exec_processes_get_the_containers_seccomp_filter() {
     let out = env.berth(&["exec", "-T", "web", "unshare", "-m", "true"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn cp_sets_owners_like_docker_cp_and_follows_links_with_l() {
+    require_root!();
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new("rtcp");
+    env.write(
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n    command: [sh, -c, \"echo data > /tmp/data; chown 1000:1000 /tmp/data; ln -s /tmp/data /tmp/link; exec sleep 1000\"]\n",
+    );
+    env.ok(&["up", "-d"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let owner = |path: &str| env.ok(&["exec", "-T", "web", "stat", "-c", "%u:%g", path]);
+
+    // Into the container: root's, unless -a keeps the source's.
+    let f = env.dir.join("f");
+    std::fs::write(&f, "host").unwrap();
+    std::os::unix::fs::chown(&f, Some(1234), Some(5678)).unwrap();
+    env.ok(&["cp", "f", "web:/tmp/plain"]);
+    assert_eq!(owner("/tmp/plain").trim(), "0:0");
+    env.ok(&["cp", "-a", "f", "web:/tmp/archived"]);
+    assert_eq!(owner("/tmp/archived").trim(), "1234:5678");
+
+    // Out of the container: the caller's, unless -a.
+    env.ok(&["cp", "web:/tmp/data", "out-plain"]);
+    let m = std::fs::metadata(env.dir.join("out-plain")).unwrap();
+    assert_eq!(
+        (m.uid(), m.gid()),
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw()
+        )
+    );
+    env.ok(&["cp", "-a", "web:/tmp/data", "out-archived"]);
+    let m = std::fs::metadata(env.dir.join("out-archived")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1000, 1000));
+
+    // A symlink is copied as one, or followed with -L.
+    env.ok(&["cp", "web:/tmp/link", "out-link"]);
+    let m = std::fs::symlink_metadata(env.dir.join("out-link")).unwrap();
+    assert!(m.file_type().is_symlink());
+    env.ok(&["cp", "-L", "web:/tmp/link", "out-followed"]);
+    assert_eq!(
+        std::fs::read_to_string(env.dir.join("out-followed")).unwrap(),
+        "data\n"
+    );
+}

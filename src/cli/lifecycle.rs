@@ -56,6 +56,9 @@ pub struct CpArgs {
     /// Archive mode (copy all uid/gid information).
     #[arg(short, long)]
     pub archive: bool,
+    /// Always follow symbol link in SRC_PATH.
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
     /// SERVICE:SRC_PATH or a host path.
     pub src: String,
     /// SERVICE:DEST_PATH or a host path.
@@ -344,6 +347,7 @@ pub fn cp(paths: &Paths, g: &Global, a: &CpArgs) -> Result<i32> {
                 std::os::fd::AsFd::as_fd(&host),
                 &copy::host_path(&a.dest),
                 owner,
+                a.follow_link,
             )?;
             Plain.event(
                 "Container",
@@ -366,6 +370,7 @@ pub fn cp(paths: &Paths, g: &Global, a: &CpArgs) -> Result<i32> {
                 std::os::fd::AsFd::as_fd(&root),
                 &abs(&dst),
                 owner,
+                a.follow_link,
             )?;
             Plain.event(
                 "Container",
