@@ -300,3 +300,32 @@ fn cp_sets_owners_like_docker_cp_and_follows_links_with_l() {
         "data\n"
     );
 }
+
+#[test]
+fn run_passes_piped_stdin_to_the_container() {
+    require_root!();
+    let env = Env::new("rtrunin");
+    env.write("compose.yaml", "services:\n  app:\n    image: busybox\n");
+    let mut child = std::process::Command::new(util::BERTH)
+        .args(["run", "--rm", "-T", "app", "sh", "-c", "tr a-z A-Z; exit 3"])
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", env.root())
+        .env("BERTH_SUBNET_POOL", &env.pool)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"piped in\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(util::text(&out.stdout), "PIPED IN\n");
+    assert_eq!(out.status.code(), Some(3));
+    // Detached, stdin is not attached: the container sees end of file at once.
+    let out = env.ok(&["run", "-d", "app", "cat"]);
+    assert!(!out.trim().is_empty());
+}

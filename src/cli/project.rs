@@ -584,7 +584,7 @@ pub struct RunArgs {
     /// Disable pseudo-TTY allocation (berth does not allocate one yet).
     #[arg(short = 'T', long = "no-TTY")]
     pub no_tty: bool,
-    /// Keep STDIN open (not supported yet: stdin is not attached).
+    /// Keep STDIN open (the default, as in docker compose run; not with -d).
     #[arg(short, long)]
     pub interactive: bool,
     /// Run an init inside the container that forwards signals and reaps processes.
@@ -639,6 +639,9 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
         user: a.user.clone(),
         workdir: a.workdir.clone(),
         init: a.init,
+        // A terminal would need a pty of the container's (not done yet for run); a pipe or a
+        // file is passed as it is.
+        stdin: !a.detach && !std::io::IsTerminal::is_terminal(&std::io::stdin()),
         volumes: a.volume.clone(),
         labels: a
             .label

@@ -71,6 +71,15 @@ pub fn mark_stop_requested(paths: &Paths, rec: &ContainerRecord) -> Result<(), S
 
 /// Starts the container's shim and waits until the container runs or fails.
 pub fn start(paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError> {
+    start_with(paths, rec, false)
+}
+
+/// [`start`], with our stdin handed to the container as its stdin when `stdin` (`run -i`).
+pub fn start_with(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    stdin: bool,
+) -> Result<Ready, RuntimeError> {
     let _ = std::fs::remove_file(rec.dir(paths).join(STOP_MARKER));
     let _ = std::fs::remove_file(rec.dir(paths).join(super::control::PAUSED_MARKER));
     let exe = std::env::current_exe().map_err(|source| RuntimeError::Spawn {
@@ -90,7 +99,12 @@ pub fn start(paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError
         .arg("--run")
         .arg(&paths.run)
         .arg(&rec.id)
-        .stdin(Stdio::null())
+        .stdin(if stdin {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .env(super::shim::STDIN_ENV, if stdin { "1" } else { "" })
         .stdout(Stdio::piped())
         .stderr(shim_log)
         .process_group(0)

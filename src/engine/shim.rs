@@ -20,6 +20,9 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+/// Set to `1` in the shim's environment when its stdin is the container's (`run -i`).
+pub const STDIN_ENV: &str = "BERTH_SHIM_STDIN";
+
 /// What the shim tells the CLI once the container runs (or failed to).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Ready {
@@ -206,14 +209,21 @@ fn start(
         .context("writing the OCI spec")?;
     let (out_r, out_w) = nix::unistd::pipe().context("pipe")?;
     let (err_r, err_w) = nix::unistd::pipe().context("pipe")?;
-    let devnull = File::open("/dev/null").context("opening /dev/null")?;
+    let stdin = if std::env::var_os(STDIN_ENV).is_some_and(|v| v == "1") {
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicating stdin")?
+    } else {
+        OwnedFd::from(File::open("/dev/null").context("opening /dev/null")?)
+    };
     std::fs::create_dir_all(paths.runtime()).context("creating the runtime dir")?;
     // A leftover runtime dir from a crashed earlier start would make build() fail.
     cleanup_runtime(paths, &rec.id);
     let mut container = ContainerBuilder::new(rec.id.clone(), SyscallType::default())
         .with_root_path(paths.runtime())
         .map_err(|e| anyhow!("{e}"))?
-        .with_stdin(OwnedFd::from(devnull))
+        .with_stdin(stdin)
         .with_stdout(out_w)
         .with_stderr(err_w)
         .as_init(&bundle)
