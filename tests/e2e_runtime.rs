@@ -198,7 +198,8 @@ fn exec_allocates_a_terminal_on_a_terminal_and_passes_stdin() {
     let (code, out) = on_terminal(
         &env,
         "cols 77 rows 11",
-        "exec web sh -c 'tty; stty size; exit 5'",
+        // The size is set once the process runs (as docker's resize after start): a moment.
+        "exec web sh -c 'tty; sleep 0.3; stty size; exit 5'",
     );
     assert_eq!(code, Some(5), "{out}");
     assert!(out.contains("/dev/pts/0"), "{out}");
@@ -252,6 +253,28 @@ fn exec_processes_get_the_containers_seccomp_filter() {
     // A syscall the default profile denies (unshare needs CAP_SYS_ADMIN there) fails.
     let out = env.berth(&["exec", "-T", "web", "unshare", "-m", "true"]);
     assert!(!out.status.success());
+
+    // --privileged: every capability, for that process only.
+    let caps = |args: &[&str]| {
+        let mut a = vec!["exec", "-T"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["web", "grep", "^CapEff:", "/proc/self/status"]);
+        let s = env.ok(&a);
+        u64::from_str_radix(s.split_whitespace().last().unwrap_or_default(), 16).unwrap()
+    };
+    let plain = caps(&[]);
+    let privileged = caps(&["--privileged"]);
+    assert_eq!(plain.count_ones(), 14, "{plain:x}");
+    assert!(
+        privileged.count_ones() > 30 && privileged & plain == plain,
+        "{privileged:x}"
+    );
+    let (_, out) = on_terminal(
+        &env,
+        "sane",
+        "exec --privileged web grep ^CapEff: /proc/self/status",
+    );
+    assert!(out.contains(&format!("{privileged:016x}")), "{out}");
 }
 
 #[test]

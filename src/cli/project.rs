@@ -494,6 +494,7 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
         cwd: a.workdir.clone(),
         uid,
         gid,
+        privileged: a.privileged,
     };
     use std::io::IsTerminal;
     if !a.detach && !a.no_tty && std::io::stdin().is_terminal() {

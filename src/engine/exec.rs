@@ -36,6 +36,21 @@ pub struct ExecSpec {
     pub cwd: Option<String>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Every capability berth holds (`exec --privileged`); the seccomp filter stays.
+    pub privileged: bool,
+}
+
+/// `CAP_*` names of every capability a privileged process gets.
+fn all_capabilities() -> Vec<String> {
+    let privileged = super::hostconfig::HostConfig {
+        privileged: true,
+        ..Default::default()
+    };
+    super::spec::capabilities(&privileged, super::spec::held_capabilities())
+        .unwrap_or_default()
+        .into_iter()
+        .map(super::spec::cap_name)
+        .collect()
 }
 
 /// Starts `spec` in the container with the given stdio; returns the new process's pid.
@@ -113,6 +128,11 @@ fn start(
         .with_stderr(stderr)
         .as_tenant()
         .with_container_args(spec.args.clone())
+        .with_capabilities(if spec.privileged {
+            all_capabilities()
+        } else {
+            Vec::new()
+        })
         .with_env(env)
         .with_cwd(Some(cwd))
         .with_user(Some(uid))
@@ -151,6 +171,19 @@ fn start_tty(
     user.set_gid(gid);
     process.set_user(user);
     process.set_terminal(Some(true));
+    if spec.privileged {
+        let all: std::collections::HashSet<_> = all_capabilities()
+            .iter()
+            .filter_map(|c| super::spec::parse_cap(c).ok())
+            .collect();
+        let caps = libcontainer::oci_spec::runtime::LinuxCapabilitiesBuilder::default()
+            .bounding(all.clone())
+            .effective(all.clone())
+            .permitted(all)
+            .build()
+            .map_err(|e| failed(e.to_string()))?;
+        process.set_capabilities(Some(caps));
+    }
     // As on the stdio path: the seccomp load in our executor needs it without CAP_SYS_ADMIN.
     process.set_no_new_privileges(Some(true));
     let dir = paths.container(&rec.id);
