@@ -352,3 +352,20 @@ fn run_passes_piped_stdin_to_the_container() {
     let out = env.ok(&["run", "-d", "app", "cat"]);
     assert!(!out.trim().is_empty());
 }
+
+#[test]
+fn tty_true_gives_the_container_a_terminal_whose_output_is_logged() {
+    require_root!();
+    let env = Env::new("rttty2");
+    env.write(
+        "compose.yaml",
+        "services:\n  t:\n    image: busybox\n    tty: true\n    command: [sh, -c, \"tty; test -t 1 && echo stdout-is-a-tty; exit 4\"]\n  p:\n    image: busybox\n    command: [sh, -c, \"tty; true\"]\n",
+    );
+    let out = util::output_of(&env, "t");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("stdout-is-a-tty"), "{out}");
+    let v = wait_ps(&env, "t", |v| v["State"] == "exited");
+    assert_eq!(v["ExitCode"], 4, "{v}");
+    let out = env.ok(&["logs", "-f", "p"]);
+    assert!(out.contains("not a tty"), "{out}");
+}

@@ -220,9 +220,17 @@ fn start(
     std::fs::create_dir_all(paths.runtime()).context("creating the runtime dir")?;
     // A leftover runtime dir from a crashed earlier start would make build() fail.
     cleanup_runtime(paths, &rec.id);
+    // `tty: true`: libcontainer makes the pty in the container and sends us its master, which
+    // then stands in for the stdout pipe (and stderr, which a terminal does not separate).
+    let console = if rec.host.tty {
+        Some(super::exec::ConsoleSocket::bind(&dir).context("binding the console socket")?)
+    } else {
+        None
+    };
     let mut container = ContainerBuilder::new(rec.id.clone(), SyscallType::default())
         .with_root_path(paths.runtime())
         .map_err(|e| anyhow!("{e}"))?
+        .with_console_socket(console.as_ref().map(|c| c.path()))
         .with_stdin(stdin)
         .with_stdout(out_w)
         .with_stderr(err_w)
@@ -231,6 +239,15 @@ fn start(
         .with_detach(true)
         .build()
         .map_err(|e| anyhow!("creating the container: {e}"))?;
+    if let Some(c) = console {
+        let master = c.receive().context("receiving the container's terminal")?;
+        container
+            .start()
+            .map_err(|e| anyhow!("starting the container: {e}"))?;
+        // The pipes' write ends went with the builder, so the stderr pipe reads as closed.
+        drop(out_r);
+        return Ok((container, master, err_r));
+    }
     container
         .start()
         .map_err(|e| anyhow!("starting the container: {e}"))?;

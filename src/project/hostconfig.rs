@@ -40,6 +40,7 @@ pub fn host_config(project: &Project, svc: &Service) -> Result<HostConfig, Vec<S
         read_only: svc.read_only,
         domainname: svc.domainname.clone(),
         init: svc.init.unwrap_or(false),
+        tty: svc.tty,
         stop_signal: svc.stop_signal.clone(),
         ..Default::default()
     };
