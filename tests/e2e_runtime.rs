@@ -369,3 +369,20 @@ fn tty_true_gives_the_container_a_terminal_whose_output_is_logged() {
     let out = env.ok(&["logs", "-f", "p"]);
     assert!(out.contains("not a tty"), "{out}");
 }
+
+#[test]
+fn stdin_open_keeps_stdin_open_and_tty_keeps_a_shell_alive() {
+    require_root!();
+    let env = Env::new("rtstdin");
+    env.write(
+        "compose.yaml",
+        "services:\n  open:\n    image: busybox\n    stdin_open: true\n    command: [cat]\n  shell:\n    image: busybox\n    tty: true\n    command: [sh]\n  closed:\n    image: busybox\n    command: [cat]\n",
+    );
+    env.ok(&["up", "-d"]);
+    wait_ps(&env, "closed", |v| v["State"] == "exited");
+    std::thread::sleep(Duration::from_millis(500));
+    for svc in ["open", "shell"] {
+        let v = wait_ps(&env, svc, |_| true);
+        assert_eq!(v["State"], "running", "{v}");
+    }
+}

@@ -68,7 +68,8 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     loop {
-        let (mut container, out_r, err_r) = match start(paths, &rec) {
+        // `_stdin` holds the write end of an open stdin (`stdin_open`) while this run lasts.
+        let (mut container, out_r, err_r, _stdin) = match start(paths, &rec) {
             Ok(x) => x,
             Err(e) => {
                 state.status = Status::Exited;
@@ -196,7 +197,12 @@ fn report(out: &mut impl Write, r: Result<Ready>) -> i32 {
 fn start(
     paths: &Paths,
     rec: &ContainerRecord,
-) -> Result<(libcontainer::container::Container, OwnedFd, OwnedFd)> {
+) -> Result<(
+    libcontainer::container::Container,
+    OwnedFd,
+    OwnedFd,
+    Option<OwnedFd>,
+)> {
     let dir = paths.container(&rec.id);
     let bundle = dir.join("bundle");
     std::fs::create_dir_all(&bundle).with_context(|| format!("creating {}", bundle.display()))?;
@@ -209,11 +215,17 @@ fn start(
         .context("writing the OCI spec")?;
     let (out_r, out_w) = nix::unistd::pipe().context("pipe")?;
     let (err_r, err_w) = nix::unistd::pipe().context("pipe")?;
+    let mut stdin_w = None;
     let stdin = if std::env::var_os(STDIN_ENV).is_some_and(|v| v == "1") {
         std::io::stdin()
             .as_fd()
             .try_clone_to_owned()
             .context("duplicating stdin")?
+    } else if rec.host.stdin_open {
+        // Docker's `stdin_open` without anyone attached: a pipe that never ends.
+        let (r, w) = nix::unistd::pipe().context("pipe")?;
+        stdin_w = Some(w);
+        r
     } else {
         OwnedFd::from(File::open("/dev/null").context("opening /dev/null")?)
     };
@@ -246,12 +258,12 @@ fn start(
             .map_err(|e| anyhow!("starting the container: {e}"))?;
         // The pipes' write ends went with the builder, so the stderr pipe reads as closed.
         drop(out_r);
-        return Ok((container, master, err_r));
+        return Ok((container, master, err_r, stdin_w));
     }
     container
         .start()
         .map_err(|e| anyhow!("starting the container: {e}"))?;
-    Ok((container, out_r, err_r))
+    Ok((container, out_r, err_r, stdin_w))
 }
 
 fn cleanup_runtime(paths: &Paths, id: &str) {
