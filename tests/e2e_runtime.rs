@@ -198,7 +198,8 @@ fn exec_allocates_a_terminal_on_a_terminal_and_passes_stdin() {
     let (code, out) = on_terminal(
         &env,
         "cols 77 rows 11",
-        "exec web sh -c 'tty; stty size; exit 5'",
+        // The size is set once the process runs (as docker's resize after start): a moment.
+        "exec web sh -c 'tty; sleep 0.3; stty size; exit 5'",
     );
     assert_eq!(code, Some(5), "{out}");
     assert!(out.contains("/dev/pts/0"), "{out}");
@@ -252,4 +253,136 @@ fn exec_processes_get_the_containers_seccomp_filter() {
     // A syscall the default profile denies (unshare needs CAP_SYS_ADMIN there) fails.
     let out = env.berth(&["exec", "-T", "web", "unshare", "-m", "true"]);
     assert!(!out.status.success());
+
+    // --privileged: every capability, for that process only.
+    let caps = |args: &[&str]| {
+        let mut a = vec!["exec", "-T"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["web", "grep", "^CapEff:", "/proc/self/status"]);
+        let s = env.ok(&a);
+        u64::from_str_radix(s.split_whitespace().last().unwrap_or_default(), 16).unwrap()
+    };
+    let plain = caps(&[]);
+    let privileged = caps(&["--privileged"]);
+    assert_eq!(plain.count_ones(), 14, "{plain:x}");
+    assert!(
+        privileged.count_ones() > 30 && privileged & plain == plain,
+        "{privileged:x}"
+    );
+    let (_, out) = on_terminal(
+        &env,
+        "sane",
+        "exec --privileged web grep ^CapEff: /proc/self/status",
+    );
+    assert!(out.contains(&format!("{privileged:016x}")), "{out}");
+}
+
+#[test]
+fn cp_sets_owners_like_docker_cp_and_follows_links_with_l() {
+    require_root!();
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new("rtcp");
+    env.write(
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n    command: [sh, -c, \"echo data > /tmp/data; chown 1000:1000 /tmp/data; ln -s /tmp/data /tmp/link; exec sleep 1000\"]\n",
+    );
+    env.ok(&["up", "-d"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let owner = |path: &str| env.ok(&["exec", "-T", "web", "stat", "-c", "%u:%g", path]);
+
+    // Into the container: root's, unless -a keeps the source's.
+    let f = env.dir.join("f");
+    std::fs::write(&f, "host").unwrap();
+    std::os::unix::fs::chown(&f, Some(1234), Some(5678)).unwrap();
+    env.ok(&["cp", "f", "web:/tmp/plain"]);
+    assert_eq!(owner("/tmp/plain").trim(), "0:0");
+    env.ok(&["cp", "-a", "f", "web:/tmp/archived"]);
+    assert_eq!(owner("/tmp/archived").trim(), "1234:5678");
+
+    // Out of the container: the caller's, unless -a.
+    env.ok(&["cp", "web:/tmp/data", "out-plain"]);
+    let m = std::fs::metadata(env.dir.join("out-plain")).unwrap();
+    assert_eq!(
+        (m.uid(), m.gid()),
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw()
+        )
+    );
+    env.ok(&["cp", "-a", "web:/tmp/data", "out-archived"]);
+    let m = std::fs::metadata(env.dir.join("out-archived")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1000, 1000));
+
+    // A symlink is copied as one, or followed with -L.
+    env.ok(&["cp", "web:/tmp/link", "out-link"]);
+    let m = std::fs::symlink_metadata(env.dir.join("out-link")).unwrap();
+    assert!(m.file_type().is_symlink());
+    env.ok(&["cp", "-L", "web:/tmp/link", "out-followed"]);
+    assert_eq!(
+        std::fs::read_to_string(env.dir.join("out-followed")).unwrap(),
+        "data\n"
+    );
+}
+
+#[test]
+fn run_passes_piped_stdin_to_the_container() {
+    require_root!();
+    let env = Env::new("rtrunin");
+    env.write("compose.yaml", "services:\n  app:\n    image: busybox\n");
+    let mut child = std::process::Command::new(util::BERTH)
+        .args(["run", "--rm", "-T", "app", "sh", "-c", "tr a-z A-Z; exit 3"])
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", env.root())
+        .env("BERTH_SUBNET_POOL", &env.pool)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"piped in\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(util::text(&out.stdout), "PIPED IN\n");
+    assert_eq!(out.status.code(), Some(3));
+    // Detached, stdin is not attached: the container sees end of file at once.
+    let out = env.ok(&["run", "-d", "app", "cat"]);
+    assert!(!out.trim().is_empty());
+}
+
+#[test]
+fn tty_true_gives_the_container_a_terminal_whose_output_is_logged() {
+    require_root!();
+    let env = Env::new("rttty2");
+    env.write(
+        "compose.yaml",
+        "services:\n  t:\n    image: busybox\n    tty: true\n    command: [sh, -c, \"tty; test -t 1 && echo stdout-is-a-tty; exit 4\"]\n  p:\n    image: busybox\n    command: [sh, -c, \"tty; true\"]\n",
+    );
+    let out = util::output_of(&env, "t");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("stdout-is-a-tty"), "{out}");
+    let v = wait_ps(&env, "t", |v| v["State"] == "exited");
+    assert_eq!(v["ExitCode"], 4, "{v}");
+    let out = env.ok(&["logs", "-f", "p"]);
+    assert!(out.contains("not a tty"), "{out}");
+}
+
+#[test]
+fn stdin_open_keeps_stdin_open_and_tty_keeps_a_shell_alive() {
+    require_root!();
+    let env = Env::new("rtstdin");
+    env.write(
+        "compose.yaml",
+        "services:\n  open:\n    image: busybox\n    stdin_open: true\n    command: [cat]\n  shell:\n    image: busybox\n    tty: true\n    command: [sh]\n  closed:\n    image: busybox\n    command: [cat]\n",
+    );
+    env.ok(&["up", "-d"]);
+    wait_ps(&env, "closed", |v| v["State"] == "exited");
+    std::thread::sleep(Duration::from_millis(500));
+    for svc in ["open", "shell"] {
+        let v = wait_ps(&env, svc, |_| true);
+        assert_eq!(v["State"], "running", "{v}");
+    }
 }

@@ -56,6 +56,9 @@ pub struct CpArgs {
     /// Archive mode (copy all uid/gid information).
     #[arg(short, long)]
     pub archive: bool,
+    /// Always follow symbol link in SRC_PATH.
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
     /// SERVICE:SRC_PATH or a host path.
     pub src: String,
     /// SERVICE:DEST_PATH or a host path.
@@ -382,6 +385,7 @@ pub fn cp(paths: &Paths, g: &Global, a: &CpArgs) -> Result<i32> {
                 std::os::fd::AsFd::as_fd(&host),
                 &copy::host_path(&a.dest),
                 owner,
+                a.follow_link,
             )?;
             output::reporter().event(
                 "Container",
@@ -404,6 +408,7 @@ pub fn cp(paths: &Paths, g: &Global, a: &CpArgs) -> Result<i32> {
                 std::os::fd::AsFd::as_fd(&root),
                 &abs(&dst),
                 owner,
+                a.follow_link,
             )?;
             output::reporter().event(
                 "Container",

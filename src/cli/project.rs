@@ -607,6 +607,7 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
         cwd: a.workdir.clone(),
         uid,
         gid,
+        privileged: a.privileged,
     };
     use std::io::IsTerminal;
     if !a.detach && !a.no_tty && std::io::stdin().is_terminal() {
@@ -697,7 +698,7 @@ pub struct RunArgs {
     /// Disable pseudo-TTY allocation (berth does not allocate one yet).
     #[arg(short = 'T', long = "no-TTY")]
     pub no_tty: bool,
-    /// Keep STDIN open (not supported yet: stdin is not attached).
+    /// Keep STDIN open (the default, as in docker compose run; not with -d).
     #[arg(short, long)]
     pub interactive: bool,
     /// Run an init inside the container that forwards signals and reaps processes.
@@ -752,6 +753,9 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
         user: a.user.clone(),
         workdir: a.workdir.clone(),
         init: a.init,
+        // A terminal would need a pty of the container's (not done yet for run); a pipe or a
+        // file is passed as it is.
+        stdin: !a.detach && !std::io::IsTerminal::is_terminal(&std::io::stdin()),
         volumes: a.volume.clone(),
         labels: a
             .label

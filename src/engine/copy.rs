@@ -109,18 +109,40 @@ fn split(path: &str) -> (PathBuf, PathBuf) {
 
 /// Copies `src` under `src_root` to `dst` under `dst_root`, as `docker cp` does: into `dst`
 /// when it is a directory (the contents only when `src` ends in `/.`), else as `dst`.
+/// `follow` (`cp -L`) copies what `src` itself links to, resolved inside `src_root`, under the
+/// link's name; symlinks below it are copied as symlinks either way.
 pub fn copy(
     src_root: BorrowedFd<'_>,
     src: &str,
     dst_root: BorrowedFd<'_>,
     dst: &str,
     owner: Owner,
+    follow: bool,
 ) -> Result<(), CopyError> {
     let (sp, sn) = split(src);
-    let src_dir =
+    let mut src_dir =
         open_in_root(src_root, &sp, OFlag::O_PATH | OFlag::O_DIRECTORY).map_err(io(&sp))?;
-    let st = nix::sys::stat::fstatat(Some(src_dir.as_raw_fd()), &sn, AtFlags::AT_SYMLINK_NOFOLLOW)
-        .map_err(io(Path::new(src)))?;
+    let mut st =
+        nix::sys::stat::fstatat(Some(src_dir.as_raw_fd()), &sn, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(io(Path::new(src)))?;
+    // The entry that is read: `sn` in `src_dir`, or where its links lead with `follow`.
+    let mut from = sn.clone();
+    let mut from_dir = sp.clone();
+    let mut hops = 0;
+    while follow && kind(&st) == SFlag::S_IFLNK {
+        hops += 1;
+        if hops > 40 {
+            return Err(io(Path::new(src))(Errno::ELOOP));
+        }
+        let target = nix::fcntl::readlinkat(Some(src_dir.as_raw_fd()), &from).map_err(io(&from))?;
+        // An absolute target is resolved in the root, like every other path here.
+        let next = from_dir.join(&target);
+        let (p, n) = split(&next.to_string_lossy());
+        src_dir = open_in_root(src_root, &p, OFlag::O_PATH | OFlag::O_DIRECTORY).map_err(io(&p))?;
+        st = nix::sys::stat::fstatat(Some(src_dir.as_raw_fd()), &n, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(io(&next))?;
+        (from_dir, from) = (p, n);
+    }
     let is_dir = kind(&st) == SFlag::S_IFDIR;
     match open_in_root(dst_root, Path::new(dst), OFlag::O_PATH | OFlag::O_DIRECTORY) {
         Ok(d) => {
@@ -130,7 +152,7 @@ pub fn copy(
             } else {
                 sn.clone()
             };
-            entry(src_dir.as_fd(), &sn, d.as_fd(), &name, owner)
+            entry(src_dir.as_fd(), &from, d.as_fd(), &name, owner)
         }
         Err(Errno::ENOENT) => {
             if dst.ends_with('/') && !is_dir {
@@ -139,7 +161,7 @@ pub fn copy(
             let (dp, dn) = split(dst);
             let d = open_in_root(dst_root, &dp, OFlag::O_PATH | OFlag::O_DIRECTORY)
                 .map_err(|_| CopyError::NoDestDir { path: dp.clone() })?;
-            entry(src_dir.as_fd(), &sn, d.as_fd(), &dn, owner)
+            entry(src_dir.as_fd(), &from, d.as_fd(), &dn, owner)
         }
         Err(Errno::ENOTDIR) if is_dir => Err(CopyError::DirOntoFile {
             src: src.into(),
@@ -149,7 +171,7 @@ pub fn copy(
             let (dp, dn) = split(dst);
             let d =
                 open_in_root(dst_root, &dp, OFlag::O_PATH | OFlag::O_DIRECTORY).map_err(io(&dp))?;
-            entry(src_dir.as_fd(), &sn, d.as_fd(), &dn, owner)
+            entry(src_dir.as_fd(), &from, d.as_fd(), &dn, owner)
         }
         Err(e) => Err(io(Path::new(dst))(e)),
     }
@@ -367,6 +389,7 @@ mod tests {
             rfd.as_fd(),
             "/escape/x",
             Owner::Keep,
+            false,
         );
         assert!(err.is_err());
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
@@ -376,6 +399,7 @@ mod tests {
             rfd.as_fd(),
             "/",
             Owner::Keep,
+            false,
         )
         .unwrap();
         let copied = root.path().join("src/f");
@@ -393,6 +417,7 @@ mod tests {
             hfd.as_fd(),
             out.to_str().unwrap(),
             Owner::Set(0, 0),
+            false,
         )
         .unwrap();
         assert!(
@@ -409,6 +434,7 @@ mod tests {
             hfd.as_fd(),
             host.path().join("dst").to_str().unwrap(),
             Owner::Keep,
+            false,
         )
         .unwrap();
         assert!(!outside.join("victim").exists());
@@ -425,8 +451,50 @@ mod tests {
             hfd.as_fd(),
             into.to_str().unwrap(),
             Owner::Keep,
+            false,
         )
         .unwrap();
         assert!(into.join("f").exists());
+
+        // -L: the source link is followed, inside the root, and the copy takes the link's name.
+        std::os::unix::fs::symlink("/data", root.path().join("abs-link")).unwrap();
+        std::os::unix::fs::symlink("abs-link", root.path().join("rel-link")).unwrap();
+        let followed = host.path().join("followed");
+        copy(
+            rfd.as_fd(),
+            "/rel-link",
+            hfd.as_fd(),
+            followed.to_str().unwrap(),
+            Owner::Keep,
+            true,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&followed).unwrap(), "inside");
+        copy(
+            rfd.as_fd(),
+            "/rel-link",
+            hfd.as_fd(),
+            into.to_str().unwrap(),
+            Owner::Keep,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(into.join("rel-link")).unwrap(),
+            "inside"
+        );
+        // A link to the host's /etc/passwd means the container's, which does not exist.
+        assert!(
+            copy(
+                rfd.as_fd(),
+                "/passwd-link",
+                hfd.as_fd(),
+                host.path().join("nope").to_str().unwrap(),
+                Owner::Keep,
+                true,
+            )
+            .is_err()
+        );
+        assert!(!host.path().join("nope").exists());
     }
 }

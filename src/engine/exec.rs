@@ -36,6 +36,21 @@ pub struct ExecSpec {
     pub cwd: Option<String>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Every capability berth holds (`exec --privileged`); the seccomp filter stays.
+    pub privileged: bool,
+}
+
+/// `CAP_*` names of every capability a privileged process gets.
+fn all_capabilities() -> Vec<String> {
+    let privileged = super::hostconfig::HostConfig {
+        privileged: true,
+        ..Default::default()
+    };
+    super::spec::capabilities(&privileged, super::spec::held_capabilities())
+        .unwrap_or_default()
+        .into_iter()
+        .map(super::spec::cap_name)
+        .collect()
 }
 
 /// Starts `spec` in the container with the given stdio; returns the new process's pid.
@@ -113,6 +128,11 @@ fn start(
         .with_stderr(stderr)
         .as_tenant()
         .with_container_args(spec.args.clone())
+        .with_capabilities(if spec.privileged {
+            all_capabilities()
+        } else {
+            Vec::new()
+        })
         .with_env(env)
         .with_cwd(Some(cwd))
         .with_user(Some(uid))
@@ -151,51 +171,88 @@ fn start_tty(
     user.set_gid(gid);
     process.set_user(user);
     process.set_terminal(Some(true));
+    if spec.privileged {
+        let all: std::collections::HashSet<_> = all_capabilities()
+            .iter()
+            .filter_map(|c| super::spec::parse_cap(c).ok())
+            .collect();
+        let caps = libcontainer::oci_spec::runtime::LinuxCapabilitiesBuilder::default()
+            .bounding(all.clone())
+            .effective(all.clone())
+            .permitted(all)
+            .build()
+            .map_err(|e| failed(e.to_string()))?;
+        process.set_capabilities(Some(caps));
+    }
     // As on the stdio path: the seccomp load in our executor needs it without CAP_SYS_ADMIN.
     process.set_no_new_privileges(Some(true));
     let dir = paths.container(&rec.id);
-    let token: u64 = rand::random();
-    let json = dir.join(format!("exec-{token:016x}.json"));
-    let sock = dir.join(format!("exec-{token:016x}.sock"));
-    let _cleanup = RemoveOnDrop(vec![json.clone(), sock.clone()]);
+    let json = dir.join(format!("exec-{:016x}.json", rand::random::<u64>()));
+    let _cleanup = RemoveOnDrop(json.clone());
     std::fs::write(
         &json,
         serde_json::to_vec(&process).map_err(|e| failed(e.to_string()))?,
     )
     .map_err(|e| failed(format!("{}: {e}", json.display())))?;
-    // A socket path must fit in 108 bytes: name it through a descriptor of its directory.
-    let dir_fd =
-        std::fs::File::open(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
-    let short = std::path::PathBuf::from(format!(
-        "/proc/self/fd/{}/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&dir_fd),
-        sock.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-    ));
-    let listener = std::os::unix::net::UnixListener::bind(&short)
-        .map_err(|e| failed(format!("{}: {e}", sock.display())))?;
+    let console = ConsoleSocket::bind(&dir).map_err(|e| failed(e.to_string()))?;
     let pid = builder
-        .with_console_socket(Some(&short))
+        .with_console_socket(Some(console.path()))
         .as_tenant()
         .with_process(Some(&json))
         .with_detach(true)
         .build()
         .map_err(|e| failed(e.to_string()))?;
-    // libcontainer connected before starting the process, so this does not block.
-    let (conn, _) = listener.accept().map_err(|e| failed(e.to_string()))?;
-    let master =
-        crate::sys::pty::receive_fd(&conn).map_err(|e| failed(format!("console socket: {e}")))?;
+    let master = console
+        .receive()
+        .map_err(|e| failed(format!("console socket: {e}")))?;
     Ok((pid, Some(master)))
 }
 
-struct RemoveOnDrop(Vec<std::path::PathBuf>);
+/// Where libcontainer sends a terminal's master: a socket in the container's directory,
+/// removed when dropped.
+pub struct ConsoleSocket {
+    listener: std::os::unix::net::UnixListener,
+    short: std::path::PathBuf,
+    _dir: std::fs::File,
+    _file: RemoveOnDrop,
+}
+
+impl ConsoleSocket {
+    pub fn bind(dir: &std::path::Path) -> std::io::Result<ConsoleSocket> {
+        let name = format!("console-{:016x}.sock", rand::random::<u64>());
+        // A socket path must fit in 108 bytes: name it through a descriptor of its directory.
+        let dir_fd = std::fs::File::open(dir)?;
+        let short = std::path::PathBuf::from(format!(
+            "/proc/self/fd/{}/{name}",
+            std::os::fd::AsRawFd::as_raw_fd(&dir_fd)
+        ));
+        let listener = std::os::unix::net::UnixListener::bind(&short)?;
+        Ok(ConsoleSocket {
+            listener,
+            short,
+            _dir: dir_fd,
+            _file: RemoveOnDrop(dir.join(name)),
+        })
+    }
+
+    /// The path to give libcontainer (valid in this process only).
+    pub fn path(&self) -> &std::path::Path {
+        &self.short
+    }
+
+    /// The master, once libcontainer has connected (it does before the process starts, so
+    /// after the build this does not block).
+    pub fn receive(&self) -> std::io::Result<OwnedFd> {
+        let (conn, _) = self.listener.accept()?;
+        crate::sys::pty::receive_fd(&conn)
+    }
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
-        }
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -45,6 +45,10 @@ pub struct HostConfig {
     pub oom_score_adj: Option<i32>,
     /// Run a reaper as pid 1 (`init: true`); recorded for the shim.
     pub init: bool,
+    /// The process gets a terminal (`tty: true`); its output is logged from the pty.
+    pub tty: bool,
+    /// Stdin stays open, never at end of file (`stdin_open: true`).
+    pub stdin_open: bool,
     /// The signal `stop` sends first (`SIGTERM` when unset), as the user wrote it.
     pub stop_signal: Option<String>,
     /// How long `stop` waits before SIGKILL, in milliseconds (10 s when unset).

@@ -81,7 +81,16 @@ pub fn mark_stop_requested(paths: &Paths, rec: &ContainerRecord) -> Result<(), S
 
 /// Starts the container's shim and waits until the container runs or fails.
 pub fn start(paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError> {
-    let mut child = spawn_shim(paths, rec, false)?;
+    start_with(paths, rec, false)
+}
+
+/// [`start`], with our stdin handed to the container as its stdin when `stdin` (`run -i`).
+pub fn start_with(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    stdin: bool,
+) -> Result<Ready, RuntimeError> {
+    let mut child = spawn_shim(paths, rec, if stdin { Hold::Stdin } else { Hold::No })?;
     let mut out = String::new();
     if let Some(mut s) = child.stdout.take() {
         let _ = s.read_to_string(&mut out);
@@ -102,7 +111,7 @@ pub struct Created {
 
 /// Spawns the container's shim and waits until the container is created (or failed to be).
 pub fn create(paths: &Paths, rec: &ContainerRecord) -> Result<Created, RuntimeError> {
-    let mut child = spawn_shim(paths, rec, true)?;
+    let mut child = spawn_shim(paths, rec, Hold::Yes)?;
     let Some(stdout) = child.stdout.take() else {
         return Err(RuntimeError::Start {
             name: rec.name.clone(),
@@ -164,11 +173,21 @@ fn parse_report(paths: &Paths, rec: &ContainerRecord, out: &str) -> Result<Ready
 }
 
 /// Spawns `berth __shim` for the container, in its own process group, its report on a pipe.
-/// With `hold`, it waits for `go` on its stdin (a pipe) between creating and starting.
+/// How the shim's stdin is used.
+#[derive(Clone, Copy, PartialEq)]
+enum Hold {
+    /// Start right away; stdin is /dev/null.
+    No,
+    /// Wait for `go` on stdin (a pipe) between creating and starting.
+    Yes,
+    /// Start right away and hand our stdin to the container (`run -i`).
+    Stdin,
+}
+
 fn spawn_shim(
     paths: &Paths,
     rec: &ContainerRecord,
-    hold: bool,
+    hold: Hold,
 ) -> Result<std::process::Child, RuntimeError> {
     let _ = std::fs::remove_file(rec.dir(paths).join(STOP_MARKER));
     let _ = std::fs::remove_file(rec.dir(paths).join(super::control::PAUSED_MARKER));
@@ -195,8 +214,14 @@ fn spawn_shim(
         .stderr(shim_log)
         .process_group(0)
         .current_dir("/");
-    if hold {
-        cmd.env(super::shim::HOLD_ENV, "1").stdin(Stdio::piped());
+    match hold {
+        Hold::No => {}
+        Hold::Yes => {
+            cmd.env(super::shim::HOLD_ENV, "1").stdin(Stdio::piped());
+        }
+        Hold::Stdin => {
+            cmd.env(super::shim::STDIN_ENV, "1").stdin(Stdio::inherit());
+        }
     }
     cmd.spawn().map_err(|source| RuntimeError::Spawn {
         name: rec.name.clone(),

@@ -20,6 +20,9 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+/// Set to `1` in the shim's environment when its stdin is the container's (`run -i`).
+pub const STDIN_ENV: &str = "BERTH_SHIM_STDIN";
+
 /// What the shim tells the CLI once the container runs (or failed to).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Ready {
@@ -71,7 +74,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
     let mut hold = std::env::var_os(HOLD_ENV).is_some();
     let mut aborted = false;
     loop {
-        let created = create(paths, &rec).and_then(|(mut container, out_r, err_r)| {
+        let created = create(paths, &rec).and_then(|(mut container, out_r, err_r, stdin_w)| {
             if hold {
                 hold = false;
                 let pid = container.pid().map(|p| p.as_raw());
@@ -94,9 +97,10 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                 discard(&mut container);
                 return Err(anyhow!("starting the container: {e}"));
             }
-            Ok((container, out_r, err_r))
+            Ok((container, out_r, err_r, stdin_w))
         });
-        let (mut container, out_r, err_r) = match created {
+        // `_stdin` holds the write end of an open stdin (`stdin_open`) while this run lasts.
+        let (mut container, out_r, err_r, _stdin) = match created {
             Ok(x) => x,
             Err(_) if aborted => {
                 // Never started: the container stays created, as docker's does when a
@@ -260,7 +264,12 @@ fn go_ahead() -> bool {
 fn create(
     paths: &Paths,
     rec: &ContainerRecord,
-) -> Result<(libcontainer::container::Container, OwnedFd, OwnedFd)> {
+) -> Result<(
+    libcontainer::container::Container,
+    OwnedFd,
+    OwnedFd,
+    Option<OwnedFd>,
+)> {
     let dir = paths.container(&rec.id);
     let bundle = dir.join("bundle");
     std::fs::create_dir_all(&bundle).with_context(|| format!("creating {}", bundle.display()))?;
@@ -273,14 +282,35 @@ fn create(
         .context("writing the OCI spec")?;
     let (out_r, out_w) = nix::unistd::pipe().context("pipe")?;
     let (err_r, err_w) = nix::unistd::pipe().context("pipe")?;
-    let devnull = File::open("/dev/null").context("opening /dev/null")?;
+    let mut stdin_w = None;
+    let stdin = if std::env::var_os(STDIN_ENV).is_some_and(|v| v == "1") {
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicating stdin")?
+    } else if rec.host.stdin_open {
+        // Docker's `stdin_open` without anyone attached: a pipe that never ends.
+        let (r, w) = nix::unistd::pipe().context("pipe")?;
+        stdin_w = Some(w);
+        r
+    } else {
+        OwnedFd::from(File::open("/dev/null").context("opening /dev/null")?)
+    };
     std::fs::create_dir_all(paths.runtime()).context("creating the runtime dir")?;
     // A leftover runtime dir from a crashed earlier start would make build() fail.
     cleanup_runtime(paths, &rec.id);
+    // `tty: true`: libcontainer makes the pty in the container and sends us its master, which
+    // then stands in for the stdout pipe (and stderr, which a terminal does not separate).
+    let console = if rec.host.tty {
+        Some(super::exec::ConsoleSocket::bind(&dir).context("binding the console socket")?)
+    } else {
+        None
+    };
     let container = ContainerBuilder::new(rec.id.clone(), SyscallType::default())
         .with_root_path(paths.runtime())
         .map_err(|e| anyhow!("{e}"))?
-        .with_stdin(OwnedFd::from(devnull))
+        .with_console_socket(console.as_ref().map(|c| c.path()))
+        .with_stdin(stdin)
         .with_stdout(out_w)
         .with_stderr(err_w)
         .as_init(&bundle)
@@ -288,7 +318,13 @@ fn create(
         .with_detach(true)
         .build()
         .map_err(|e| anyhow!("creating the container: {e}"))?;
-    Ok((container, out_r, err_r))
+    if let Some(c) = console {
+        let master = c.receive().context("receiving the container's terminal")?;
+        // The pipes' write ends went with the builder, so the stderr pipe reads as closed.
+        drop(out_r);
+        return Ok((container, master, err_r, stdin_w));
+    }
+    Ok((container, out_r, err_r, stdin_w))
 }
 
 fn cleanup_runtime(paths: &Paths, id: &str) {

@@ -175,7 +175,7 @@ pub fn build(
         .user(user)
         .capabilities(capabilities)
         .no_new_privileges(host.no_new_privileges)
-        .terminal(false)
+        .terminal(host.tty)
         .build()?;
     // libcontainer 0.7 decides when to load seccomp by whether `noNewPrivileges` is present,
     // not by its value: present means "after dropping capabilities", where loading a filter

@@ -40,6 +40,8 @@ pub fn host_config(project: &Project, svc: &Service) -> Result<HostConfig, Vec<S
         read_only: svc.read_only,
         domainname: svc.domainname.clone(),
         init: svc.init.unwrap_or(false),
+        tty: svc.tty,
+        stdin_open: svc.stdin_open,
         stop_signal: svc.stop_signal.clone(),
         ..Default::default()
     };

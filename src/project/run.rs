@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub workdir: Option<String>,
     /// `--init`: a reaper as process 1.
     pub init: bool,
+    /// The caller's stdin becomes the container's (`-i`; docker compose's default unless `-d`).
+    pub stdin: bool,
     /// `-v` short volume specs.
     pub volumes: Vec<String>,
     pub labels: Vec<(String, String)>,
@@ -181,7 +183,7 @@ pub async fn run(
     crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
     runtime::prepare(paths, &rec, &up::with_own(&hosts, &rec, gateway), &resolv)?;
     progress.event("Container", &rec.name, "Created");
-    let ready = runtime::start(paths, &rec)?;
+    let ready = runtime::start_with(paths, &rec, opts.stdin)?;
     up::publish(&host, &rec, &ready.ports)?;
     Ok(rec)
 }
