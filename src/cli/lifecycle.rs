@@ -117,8 +117,45 @@ fn stop_all(paths: &Paths, recs: &[ContainerRecord], timeout: Option<Duration>) 
 pub fn start(paths: &Paths, g: &Global, a: &ServicesArgs) -> Result<i32> {
     let name = project_name(g)?;
     let _lock = project::lock(paths, &name)?;
-    start_all(paths, &select(paths, &name, &a.services)?)?;
+    let mut recs = select(paths, &name, &a.services)?;
+    if !a.services.is_empty() {
+        recs = with_dependencies(project::containers(paths, &name)?, recs);
+    }
+    start_all(paths, &recs)?;
     Ok(0)
+}
+
+/// `start SERVICE` also starts what SERVICE depends on (transitively), as docker compose does;
+/// read from the `depends_on` labels.
+fn with_dependencies(
+    all: Vec<ContainerRecord>,
+    mut selected: Vec<ContainerRecord>,
+) -> Vec<ContainerRecord> {
+    loop {
+        let wanted: Vec<String> = selected
+            .iter()
+            .flat_map(|r| {
+                r.label(labels::DEPENDS_ON)
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|d| d.split(':').next())
+                    .filter(|d| !d.is_empty())
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let more: Vec<ContainerRecord> = all
+            .iter()
+            .filter(|r| !selected.iter().any(|s| s.id == r.id))
+            .filter(|r| !project::up::is_oneoff(r))
+            .filter(|r| r.service().is_some_and(|s| wanted.iter().any(|w| w == s)))
+            .cloned()
+            .collect();
+        if more.is_empty() {
+            return selected;
+        }
+        selected.extend(more);
+    }
 }
 
 /// Starts the stopped containers again, dependencies first (their netns and rootfs are still
