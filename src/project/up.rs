@@ -838,3 +838,75 @@ pub fn create_bind_sources(project: &Project) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::{DependsOn, Service};
+
+    fn project(edges: &[(&str, &str, bool)]) -> Project {
+        let mut services = BTreeMap::new();
+        for name in ["db", "app", "other"] {
+            let mut s = Service {
+                name: name.into(),
+                ..Default::default()
+            };
+            for (from, to, restart) in edges {
+                if *from == name {
+                    s.depends_on.insert(
+                        to.to_string(),
+                        DependsOn {
+                            condition: "service_started".into(),
+                            required: true,
+                            restart: *restart,
+                        },
+                    );
+                }
+            }
+            services.insert(name.to_string(), s);
+        }
+        Project {
+            name: "p".into(),
+            services,
+            ..Default::default()
+        }
+    }
+
+    fn keep(service: &str) -> Action {
+        Action::Keep {
+            service: service.into(),
+            container: format!("p-{service}-1"),
+        }
+    }
+
+    #[test]
+    fn a_recreated_dependency_restarts_only_dependents_that_ask_for_it() {
+        let p = project(&[("app", "db", true), ("other", "db", false)]);
+        let mut actions = vec![
+            Action::Recreate {
+                service: "db".into(),
+                container: "p-db-1".into(),
+                number: 1,
+            },
+            keep("app"),
+            keep("other"),
+        ];
+        restart_dependents(&p, &mut actions);
+        assert_eq!(
+            actions[1],
+            Action::Start {
+                service: "app".into(),
+                container: "p-app-1".into()
+            }
+        );
+        assert_eq!(actions[2], keep("other"));
+    }
+
+    #[test]
+    fn a_kept_dependency_restarts_nothing() {
+        let p = project(&[("app", "db", true)]);
+        let mut actions = vec![keep("db"), keep("app")];
+        restart_dependents(&p, &mut actions);
+        assert_eq!(actions, [keep("db"), keep("app")]);
+    }
+}
