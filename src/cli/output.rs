@@ -13,6 +13,12 @@ pub fn data(line: &str) {
     let _ = writeln!(out, "{line}");
 }
 
+/// A line of data (stdout); false once nobody reads it (a closed pipe), so a stream can end.
+pub fn data_line(line: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+}
+
 /// A line for the user (stderr).
 pub fn note(line: &str) {
     eprintln!("{line}");
