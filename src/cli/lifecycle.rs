@@ -134,15 +134,7 @@ fn with_dependencies(
     loop {
         let wanted: Vec<String> = selected
             .iter()
-            .flat_map(|r| {
-                r.label(labels::DEPENDS_ON)
-                    .unwrap_or_default()
-                    .split(',')
-                    .filter_map(|d| d.split(':').next())
-                    .filter(|d| !d.is_empty())
-                    .map(String::from)
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|r| label_deps(r).into_iter().map(|(d, _)| d))
             .collect();
         let more: Vec<ContainerRecord> = all
             .iter()
@@ -183,16 +175,24 @@ fn start_all(paths: &Paths, recs: &[ContainerRecord]) -> Result<()> {
     Ok(())
 }
 
-/// Dependencies (the `depends_on` label, `service:condition:required,…`) before dependents.
+/// The dependencies a container's `depends_on` label names (`service:condition:restart,…`),
+/// each with its `restart` flag.
+fn label_deps(r: &ContainerRecord) -> Vec<(String, bool)> {
+    r.label(labels::DEPENDS_ON)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|d| {
+            let mut parts = d.split(':');
+            let service = parts.next().filter(|s| !s.is_empty())?;
+            Some((service.to_string(), parts.nth(1) == Some("true")))
+        })
+        .collect()
+}
+
+/// Dependencies (the `depends_on` label) before dependents.
 fn order(recs: &[ContainerRecord]) -> Vec<&ContainerRecord> {
     let deps = |r: &ContainerRecord| -> Vec<String> {
-        r.label(labels::DEPENDS_ON)
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|d| d.split(':').next())
-            .filter(|d| !d.is_empty())
-            .map(String::from)
-            .collect()
+        label_deps(r).into_iter().map(|(d, _)| d).collect()
     };
     let mut out: Vec<&ContainerRecord> = Vec::new();
     let mut left: Vec<&ContainerRecord> = recs.iter().collect();
@@ -237,10 +237,9 @@ fn with_restart_dependents(
     mut selected: Vec<ContainerRecord>,
 ) -> Vec<ContainerRecord> {
     let restarts_with = |r: &ContainerRecord, dep: &str| {
-        r.label(labels::DEPENDS_ON)
-            .unwrap_or_default()
-            .split(',')
-            .any(|d| d.split(':').next() == Some(dep) && d.ends_with(":true"))
+        label_deps(r)
+            .iter()
+            .any(|(d, restart)| d == dep && *restart)
     };
     loop {
         let services: Vec<String> = selected

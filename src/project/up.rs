@@ -101,8 +101,9 @@ pub fn plan(
                     };
                     match (same, status) {
                         (true, Status::Running) => Action::Keep { service, container },
-                        // Made by `create` (its preparation finished): start it as it is.
-                        (true, Status::Created) if runtime::prepared(paths, c) => {
+                        // Made by `create` (its preparation finished, no shim ever spawned for
+                        // it): start it as it is.
+                        (true, Status::Created) if never_started(paths, c) => {
                             Action::Start { service, container }
                         }
                         // Never started: an `up` may have been killed halfway through preparing
@@ -180,6 +181,13 @@ pub fn orphans<'a>(
                     .is_some_and(|s| !project.services.contains_key(s))
         })
         .collect()
+}
+
+/// A container `create` made whole and nothing tried to start yet. One with a shim recorded was
+/// being started by an `up` that may have been killed (its shim may still hold its ports), and
+/// one without the `prepared` marker may be half made: both are recreated instead.
+fn never_started(paths: &Paths, c: &ContainerRecord) -> bool {
+    runtime::prepared(paths, c) && c.state(paths).is_ok_and(|s| s.shim_pid.is_none())
 }
 
 fn replica_number(c: &ContainerRecord) -> Option<u32> {
