@@ -283,6 +283,8 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     if a.detach || a.wait {
         return Ok(0);
     }
+    // The containers' output follows: the live progress lines end here.
+    output::finish();
     // Attached mode: follow the output until every container has exited; Ctrl-C stops them
     // (a second Ctrl-C kills berth itself, the default action once the handler is gone).
     let interrupted = Arc::new(AtomicBool::new(false));
