@@ -223,3 +223,99 @@ fn simple_composefile_and_logs() {
     env.ok(&["down", "-t", "0"]);
     assert!(states(&env).is_empty());
 }
+
+fn running(env: &Env) -> Vec<String> {
+    let mut r: Vec<String> = states(env)
+        .into_iter()
+        .filter(|s| s.1 == "running")
+        .map(|s| s.0)
+        .collect();
+    r.sort();
+    r
+}
+
+#[test]
+fn start_single_service_and_dependency() {
+    require_root!();
+    let Some(env) = project("testdata/TestStartSingleServiceAndDependency", "e2e-start1") else {
+        return;
+    };
+    env.ok(&["create", "desired"]);
+    assert!(running(&env).is_empty());
+    env.ok(&["start", "desired"]);
+    assert_eq!(
+        running(&env),
+        [
+            "e2e-start1-dep_1-1",
+            "e2e-start1-dep_2-1",
+            "e2e-start1-desired-1"
+        ]
+    );
+}
+
+#[test]
+fn up_service_unhealthy() {
+    require_root!();
+    let Some(env) = project("testdata/TestUpServiceUnhealthy", "e2e-unhealthy") else {
+        return;
+    };
+    let out = env.berth(&["up", "-d"]);
+    let stderr = util::text(&out.stderr);
+    assert_eq!(code(&out), 1, "{stderr}");
+    assert!(
+        stderr.contains("dependency failed to start: container e2e-unhealthy-fail-1 is unhealthy"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn up_wait_timeout() {
+    require_root!();
+    let Some(env) = project("testdata/TestUpWaitTimeout", "e2e-wait-timeout") else {
+        return;
+    };
+    let start = std::time::Instant::now();
+    let out = env.berth(&["up", "--wait", "--wait-timeout", "3"]);
+    assert_eq!(code(&out), 1, "{}", util::text(&out.stderr));
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn profiles_none_explicit_and_targeted() {
+    require_root!();
+    let Some(env) = project("testdata/TestNoProfileUsage", "e2e-profiles") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    assert_eq!(running(&env), ["e2e-profiles-regular-service-1"]);
+    env.ok(&["down", "-t", "0"]);
+    env.ok(&["--profile", "test-profile", "up", "-d"]);
+    assert_eq!(
+        running(&env),
+        [
+            "e2e-profiles-profiled-service-1",
+            "e2e-profiles-regular-service-1"
+        ]
+    );
+    env.ok(&["down", "-t", "0"]);
+    // Naming a profiled service enables it, and only it.
+    env.ok(&["up", "-d", "profiled-service"]);
+    assert_eq!(running(&env), ["e2e-profiles-profiled-service-1"]);
+}
+
+#[test]
+#[ignore = "needs `init: true` (an init that forwards SIGTERM): without it sh as pid 1 ignores SIGTERM and gets 137"]
+fn up_exit_code_from_container_killed() {
+    require_root!();
+    let Some(env) = project(
+        "testdata/TestUpExitCodeFromContainerKilled",
+        "e2e-exit-killed",
+    ) else {
+        return;
+    };
+    // `failure` exits first; the abort stops `test`, whose code (SIGTERM) is the result.
+    let out = env.berth(&["up", "-t", "5", "--exit-code-from", "test"]);
+    let stdout = util::text(&out.stdout);
+    assert!(stdout.contains("exiting with error"), "{stdout}");
+    assert_eq!(code(&out), 143, "{stdout}\n{}", util::text(&out.stderr));
+}

@@ -292,8 +292,10 @@ fn attached_up_follows_a_log_across_rotations() {
     let env = Env::new("orchrotate");
     env.write(
         "compose.yaml",
-        "services:\n  talk:\n    image: busybox\n    logging:\n      options: {max-size: 1k, max-file: '5'}\n    command: [sh, -c, 'i=1; while [ $$i -le 120 ]; do echo line-$$i; i=$$((i+1)); sleep 0.05; done']\n",
+        "services:\n  talk:\n    image: busybox\n    logging:\n      options: {max-size: 1k, max-file: '100'}\n    command: [sh, -c, 'i=1; while [ $$i -le 150 ]; do echo line-$$i; i=$$((i+1)); sleep 0.01; done']\n",
     );
+    // Enough files that none is deleted before it is read (a loaded machine may start the
+    // follower late): this checks following across rotations, not the retention.
     let out = env.berth(&["up", "--no-color"]);
     assert!(out.status.success(), "{}", util::text(&out.stderr));
     let stdout = util::text(&out.stdout);
@@ -301,7 +303,7 @@ fn attached_up_follows_a_log_across_rotations() {
         .lines()
         .filter_map(|l| l.split("| ").nth(1))
         .collect();
-    let want: Vec<String> = (1..=120).map(|i| format!("line-{i}")).collect();
+    let want: Vec<String> = (1..=150).map(|i| format!("line-{i}")).collect();
     assert_eq!(lines, want, "{stdout}");
     assert!(
         stdout.contains("orchrotate-talk-1 exited with code 0"),

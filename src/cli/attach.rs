@@ -145,6 +145,18 @@ pub fn attach(
                         }
                     }
                 }
+                // As docker compose, the containers the stop ended say so too.
+                if !exited.contains_key(&rec.name)
+                    && let Ok(st) = rec.state(paths)
+                    && st.status == Status::Exited
+                {
+                    let style = style_for(rec.service().unwrap_or_default(), opts.color);
+                    let code = st.exit_code.unwrap_or(0);
+                    output::data(&format!(
+                        "{}",
+                        style.apply_to(format!("{} exited with code {code}", rec.name))
+                    ));
+                }
             }
             if interrupted.load(Ordering::SeqCst) && abort.is_none() {
                 return Ok(0);

@@ -25,7 +25,9 @@ pub fn events(paths: &Paths, g: &Global, a: &EventsArgs) -> Result<i32> {
             if e.project != project || !(a.services.is_empty() || a.services.contains(&e.service)) {
                 continue;
             }
-            output::data(&if a.json { json(&e) } else { text(&e) });
+            if !output::data_line(&if a.json { json(&e) } else { text(&e) }) {
+                return Ok(0);
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
     }

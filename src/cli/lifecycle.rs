@@ -120,8 +120,37 @@ fn stop_all(paths: &Paths, recs: &[ContainerRecord], timeout: Option<Duration>) 
 pub fn start(paths: &Paths, g: &Global, a: &ServicesArgs) -> Result<i32> {
     let name = project_name(g)?;
     let _lock = project::lock(paths, &name)?;
-    start_all(paths, &select(paths, &name, &a.services)?)?;
+    let mut recs = select(paths, &name, &a.services)?;
+    if !a.services.is_empty() {
+        recs = with_dependencies(project::containers(paths, &name)?, recs);
+    }
+    start_all(paths, &recs)?;
     Ok(0)
+}
+
+/// `start SERVICE` also starts what SERVICE depends on (transitively), as docker compose does;
+/// read from the `depends_on` labels.
+fn with_dependencies(
+    all: Vec<ContainerRecord>,
+    mut selected: Vec<ContainerRecord>,
+) -> Vec<ContainerRecord> {
+    loop {
+        let wanted: Vec<String> = selected
+            .iter()
+            .flat_map(|r| label_deps(r).into_iter().map(|(d, _)| d))
+            .collect();
+        let more: Vec<ContainerRecord> = all
+            .iter()
+            .filter(|r| !selected.iter().any(|s| s.id == r.id))
+            .filter(|r| !project::up::is_oneoff(r))
+            .filter(|r| r.service().is_some_and(|s| wanted.iter().any(|w| w == s)))
+            .cloned()
+            .collect();
+        if more.is_empty() {
+            return selected;
+        }
+        selected.extend(more);
+    }
 }
 
 /// Starts the stopped containers again, dependencies first (their netns and rootfs are still
@@ -149,16 +178,24 @@ fn start_all(paths: &Paths, recs: &[ContainerRecord]) -> Result<()> {
     Ok(())
 }
 
-/// Dependencies (the `depends_on` label, `service:condition:required,…`) before dependents.
+/// The dependencies a container's `depends_on` label names (`service:condition:restart,…`),
+/// each with its `restart` flag.
+fn label_deps(r: &ContainerRecord) -> Vec<(String, bool)> {
+    r.label(labels::DEPENDS_ON)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|d| {
+            let mut parts = d.split(':');
+            let service = parts.next().filter(|s| !s.is_empty())?;
+            Some((service.to_string(), parts.nth(1) == Some("true")))
+        })
+        .collect()
+}
+
+/// Dependencies (the `depends_on` label) before dependents.
 fn order(recs: &[ContainerRecord]) -> Vec<&ContainerRecord> {
     let deps = |r: &ContainerRecord| -> Vec<String> {
-        r.label(labels::DEPENDS_ON)
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|d| d.split(':').next())
-            .filter(|d| !d.is_empty())
-            .map(String::from)
-            .collect()
+        label_deps(r).into_iter().map(|(d, _)| d).collect()
     };
     let mut out: Vec<&ContainerRecord> = Vec::new();
     let mut left: Vec<&ContainerRecord> = recs.iter().collect();
@@ -203,10 +240,9 @@ fn with_restart_dependents(
     mut selected: Vec<ContainerRecord>,
 ) -> Vec<ContainerRecord> {
     let restarts_with = |r: &ContainerRecord, dep: &str| {
-        r.label(labels::DEPENDS_ON)
-            .unwrap_or_default()
-            .split(',')
-            .any(|d| d.split(':').next() == Some(dep) && d.ends_with(":true"))
+        label_deps(r)
+            .iter()
+            .any(|(d, restart)| d == dep && *restart)
     };
     loop {
         let services: Vec<String> = selected

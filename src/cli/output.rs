@@ -13,6 +13,12 @@ pub fn data(line: &str) {
     let _ = writeln!(out, "{line}");
 }
 
+/// A line of data (stdout); false once nobody reads it (a closed pipe), so a stream can end.
+pub fn data_line(line: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+}
+
 /// A line for the user (stderr).
 pub fn note(line: &str) {
     eprintln!("{line}");
@@ -101,6 +107,7 @@ pub fn progress(mode: &str) -> &'static dyn crate::project::Progress {
     match mode {
         "json" => &Json,
         "quiet" => &crate::project::Quiet,
+        "tty" | "auto" if LIVE_ENDED.load(Ordering::Relaxed) => &Plain,
         "tty" => live(),
         "auto" if auto_is_tty() => live(),
         _ => &Plain,
@@ -136,6 +143,9 @@ pub struct Live {
 }
 
 static LIVE: OnceLock<Live> = OnceLock::new();
+/// Set by [`finish`]: what is reported afterwards goes out as plain lines, below the final
+/// live lines (attached `up` prints container output next, which a redraw would overwrite).
+static LIVE_ENDED: AtomicBool = AtomicBool::new(false);
 
 fn live() -> &'static Live {
     LIVE.get_or_init(|| Live {
@@ -184,11 +194,14 @@ impl crate::project::Progress for Live {
     }
 }
 
-/// Draws the live lines one last time, left on screen; call before the command exits.
+/// Draws the live lines one last time, left on screen; call before the command exits, or
+/// before it writes anything else to the terminal.
 pub fn finish() {
+    LIVE_ENDED.store(true, Ordering::Relaxed);
     if let Some(live) = LIVE.get()
-        && let Ok(bars) = live.bars.lock()
+        && let Ok(mut bars) = live.bars.lock()
     {
+        let bars = std::mem::take(&mut *bars);
         for b in bars.values() {
             b.disable_steady_tick();
             b.finish();

@@ -133,7 +133,7 @@ pub struct CreateArgs {
 /// `create`: what `up` makes (images, networks, volumes, containers), nothing started; the
 /// containers are `created` until a `start` or `up`.
 pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
-    let project = load(g)?;
+    let project = load_enabling(g, &a.services)?;
     let opts = UpOptions {
         recreate: recreate_policy(a.force_recreate, a.no_recreate),
         no_start: true,
@@ -237,6 +237,13 @@ fn load(g: &Global) -> Result<Project> {
     Ok(crate::compose::load(&load_options(g)?)?)
 }
 
+/// The project with the services named on the command line enabled whatever their profiles.
+fn load_enabling(g: &Global, services: &[String]) -> Result<Project> {
+    let mut opts = load_options(g)?;
+    opts.enabled_services = services.to_vec();
+    Ok(crate::compose::load(&opts)?)
+}
+
 /// The project name: `-p`, else from the compose file.
 pub(super) fn project_name(g: &Global) -> Result<String> {
     if let Some(p) = &g.project_name {
@@ -258,7 +265,7 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
-    let project = load(g)?;
+    let project = load_enabling(g, &a.services)?;
     check_up_flags(a, &project)?;
     let opts = UpOptions {
         recreate: recreate_policy(a.force_recreate, a.no_recreate),
@@ -282,6 +289,8 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     if a.detach || a.wait {
         return Ok(0);
     }
+    // The containers' output follows: the live progress lines end here.
+    output::finish();
     // Attached mode: follow the output until every container has exited; Ctrl-C stops them
     // (a second Ctrl-C kills berth itself, the default action once the handler is gone).
     let interrupted = Arc::new(AtomicBool::new(false));

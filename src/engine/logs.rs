@@ -258,13 +258,17 @@ impl Follower {
         let ino = current.metadata()?.ino();
         match self.at {
             Some((old, off)) if old != ino => {
-                // Rotated: finish the file we were reading, wherever it went.
-                for p in files(path) {
-                    if let Ok(f) = File::open(&p)
-                        && f.metadata().is_ok_and(|m| m.ino() == old)
-                    {
+                // Rotated: finish the file we were reading, wherever it went, then the files
+                // rotated after it (several rotations may happen between two polls).
+                let all = files(path);
+                let mut found = false;
+                for p in &all[..all.len() - 1] {
+                    let Ok(f) = File::open(p) else { continue };
+                    if found {
+                        out.extend(read_file(f, 0)?.0);
+                    } else if f.metadata().is_ok_and(|m| m.ino() == old) {
                         out.extend(read_file(f, off)?.0);
-                        break;
+                        found = true;
                     }
                 }
                 let (recs, end) = read_file(current, 0)?;
@@ -304,6 +308,30 @@ mod tests {
         let (recs, off) = read_from(&p, 0).unwrap();
         assert_eq!(logs(&recs), ["a\n", "bc\n", "tail"]);
         assert_eq!(off, out.len() as u64);
+    }
+
+    #[test]
+    fn a_follower_reads_every_file_of_several_rotations_between_polls() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("container.log");
+        let line =
+            |s: &str| format!("{{\"time\":\"t\",\"stream\":\"stdout\",\"log\":\"{s}\\n\"}}\n");
+        std::fs::write(&p, line("a")).unwrap();
+        let (first, mut f) = Follower::start(&p).unwrap();
+        assert_eq!(logs(&first), ["a\n"]);
+        // Two rotations before the next poll: a's file is now .2, b's .1.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(line("a2").as_bytes())
+            .unwrap();
+        std::fs::rename(&p, rotated(&p, 1)).unwrap();
+        std::fs::write(&p, line("b")).unwrap();
+        std::fs::rename(rotated(&p, 1), rotated(&p, 2)).unwrap();
+        std::fs::rename(&p, rotated(&p, 1)).unwrap();
+        std::fs::write(&p, line("c")).unwrap();
+        assert_eq!(logs(&f.poll(&p).unwrap()), ["a2\n", "b\n", "c\n"]);
     }
 
     #[test]

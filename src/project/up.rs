@@ -101,8 +101,9 @@ pub fn plan(
                     };
                     match (same, status) {
                         (true, Status::Running) => Action::Keep { service, container },
-                        // Made by `create` (its preparation finished): start it as it is.
-                        (true, Status::Created) if runtime::prepared(paths, c) => {
+                        // Made by `create` (its preparation finished, no shim ever spawned for
+                        // it): start it as it is.
+                        (true, Status::Created) if never_started(paths, c) => {
                             Action::Start { service, container }
                         }
                         // Never started: an `up` may have been killed halfway through preparing
@@ -180,6 +181,13 @@ pub fn orphans<'a>(
                     .is_some_and(|s| !project.services.contains_key(s))
         })
         .collect()
+}
+
+/// A container `create` made whole and nothing tried to start yet. One with a shim recorded was
+/// being started by an `up` that may have been killed (its shim may still hold its ports), and
+/// one without the `prepared` marker may be half made: both are recreated instead.
+fn never_started(paths: &Paths, c: &ContainerRecord) -> bool {
+    runtime::prepared(paths, c) && c.state(paths).is_ok_and(|s| s.shim_pid.is_none())
 }
 
 fn replica_number(c: &ContainerRecord) -> Option<u32> {
@@ -928,4 +936,76 @@ pub fn create_bind_sources(project: &Project) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::{DependsOn, Service};
+
+    fn project(edges: &[(&str, &str, bool)]) -> Project {
+        let mut services = BTreeMap::new();
+        for name in ["db", "app", "other"] {
+            let mut s = Service {
+                name: name.into(),
+                ..Default::default()
+            };
+            for (from, to, restart) in edges {
+                if *from == name {
+                    s.depends_on.insert(
+                        to.to_string(),
+                        DependsOn {
+                            condition: "service_started".into(),
+                            required: true,
+                            restart: *restart,
+                        },
+                    );
+                }
+            }
+            services.insert(name.to_string(), s);
+        }
+        Project {
+            name: "p".into(),
+            services,
+            ..Default::default()
+        }
+    }
+
+    fn keep(service: &str) -> Action {
+        Action::Keep {
+            service: service.into(),
+            container: format!("p-{service}-1"),
+        }
+    }
+
+    #[test]
+    fn a_recreated_dependency_restarts_only_dependents_that_ask_for_it() {
+        let p = project(&[("app", "db", true), ("other", "db", false)]);
+        let mut actions = vec![
+            Action::Recreate {
+                service: "db".into(),
+                container: "p-db-1".into(),
+                number: 1,
+            },
+            keep("app"),
+            keep("other"),
+        ];
+        restart_dependents(&p, &mut actions);
+        assert_eq!(
+            actions[1],
+            Action::Start {
+                service: "app".into(),
+                container: "p-app-1".into()
+            }
+        );
+        assert_eq!(actions[2], keep("other"));
+    }
+
+    #[test]
+    fn a_kept_dependency_restarts_nothing() {
+        let p = project(&[("app", "db", true)]);
+        let mut actions = vec![keep("db"), keep("app")];
+        restart_dependents(&p, &mut actions);
+        assert_eq!(actions, [keep("db"), keep("app")]);
+    }
 }
