@@ -304,7 +304,6 @@ fn profiles_none_explicit_and_targeted() {
 }
 
 #[test]
-#[ignore = "needs `init: true` (an init that forwards SIGTERM): without it sh as pid 1 ignores SIGTERM and gets 137"]
 fn up_exit_code_from_container_killed() {
     require_root!();
     let Some(env) = project(
