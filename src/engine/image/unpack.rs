@@ -213,16 +213,32 @@ impl Unpacker {
         }
 
         let file = Path::new(OsStr::from_bytes(last));
-        let keep_dir = kind == EntryType::Directory;
-        let kept = remove_existing(parent, file, keep_dir).map_err(fs("replacing"))?;
+        // Files and directories are created first and only replace what exists on EEXIST
+        // (most entries are new: one system call saved each); other kinds clear the way first.
+        let is_file = matches!(
+            kind,
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse
+        );
+        if !is_file && kind != EntryType::Directory {
+            remove_existing(parent, file, false).map_err(fs("replacing"))?;
+        }
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let fd = open_at(
-                    parent,
-                    file,
-                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW,
-                    Mode::from_bits_truncate(0o600),
-                )
+                let create = || {
+                    open_at(
+                        parent,
+                        file,
+                        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW,
+                        Mode::from_bits_truncate(0o600),
+                    )
+                };
+                let fd = match create() {
+                    Err(Errno::EEXIST) => {
+                        remove_existing(parent, file, false).map_err(fs("replacing"))?;
+                        create()
+                    }
+                    other => other,
+                }
                 .map_err(errno(fs("creating")))?;
                 let mut f = File::from(fd);
                 copy_entry(entry, &mut f, &mut self.buf).map_err(fs("writing"))?;
@@ -232,13 +248,21 @@ impl Unpacker {
                 futimens(f.as_raw_fd(), &t, &t).map_err(errno(fs("setting mtime")))?;
             }
             EntryType::Directory => {
-                if !kept {
+                let mkdir = || {
                     mkdirat(
                         Some(parent.as_raw_fd()),
                         file,
                         Mode::from_bits_truncate(0o700),
                     )
-                    .map_err(errno(fs("creating directory")))?;
+                };
+                match mkdir() {
+                    // A directory stays (its contents merge); anything else is replaced.
+                    Err(Errno::EEXIST) => {
+                        if !remove_existing(parent, file, true).map_err(fs("replacing"))? {
+                            mkdir().map_err(errno(fs("creating directory")))?;
+                        }
+                    }
+                    other => other.map_err(errno(fs("creating directory")))?,
                 }
                 let fd = open_at(
                     parent,
