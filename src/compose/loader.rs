@@ -309,13 +309,20 @@ fn process_doc(
         return doc;
     }
     if !ctx.opts.no_interpolate {
-        interpolate_doc(&mut doc.value, &ctx.env.clone(), ctx);
+        let env = std::mem::take(&mut ctx.env);
+        interpolate_doc(&mut doc.value, &env, ctx);
+        ctx.env = env;
     }
     cast(&mut doc.value, &mut Vec::new());
     if !ctx.opts.skip_schema {
-        let mut check = doc.value.clone();
-        merge::drop_reset(&mut check, &doc.tags, "");
-        for e in schema::validate(&check) {
+        // `!reset` values are checked as absent; only then is a copy without them needed.
+        let reset = doc.tags.values().any(|t| *t == MergeTag::Reset);
+        let copy = reset.then(|| {
+            let mut c = doc.value.clone();
+            merge::drop_reset(&mut c, &doc.tags, "");
+            c
+        });
+        for e in schema::validate(copy.as_ref().unwrap_or(&doc.value)) {
             ctx.errors
                 .push(ctx.sources.error(&e.path, e.message, e.hint));
         }
@@ -329,24 +336,35 @@ fn process_doc(
 
 fn interpolate_doc(v: &mut Value, env: &Env, ctx: &mut Ctx) {
     let lookup = |k: &str| env.get(k).cloned();
-    // Interpolate entry by entry so that one bad value does not hide the others.
-    fn walk(v: &mut Value, path: &str, lookup: &dyn Fn(&str) -> Option<String>, ctx: &mut Ctx) {
+    // Interpolate entry by entry so that one bad value does not hide the others. The key path
+    // lives in one buffer, grown and cut back on the way; strings without `$` are left alone.
+    fn walk(
+        v: &mut Value,
+        path: &mut String,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        ctx: &mut Ctx,
+    ) {
+        let len = path.len();
         match v {
             Value::Object(o) => {
                 for (k, x) in o.iter_mut() {
-                    let p = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    walk(x, &p, lookup, ctx);
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                    walk(x, path, lookup, ctx);
+                    path.truncate(len);
                 }
             }
             Value::Array(a) => {
                 for (i, x) in a.iter_mut().enumerate() {
-                    walk(x, &format!("{path}[{i}]"), lookup, ctx);
+                    use std::fmt::Write;
+                    let _ = write!(path, "[{i}]");
+                    walk(x, path, lookup, ctx);
+                    path.truncate(len);
                 }
             }
+            Value::String(s) if !s.contains('$') => {}
             v => {
                 if let Err((p, e)) = interpolate_value(v, lookup, &mut ctx.missing, path) {
                     let (message, hint) = match &e {
@@ -364,7 +382,7 @@ fn interpolate_doc(v: &mut Value, env: &Env, ctx: &mut Ctx) {
             }
         }
     }
-    walk(v, "", &lookup, ctx);
+    walk(v, &mut String::new(), &lookup, ctx);
 }
 
 /// compose-go's type casts after interpolation: strings at these paths become ints/bools/floats.

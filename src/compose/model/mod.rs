@@ -41,408 +41,291 @@ pub struct Project {
 
 /// The file as written, before project-level normalisation.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ComposeFile {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub version: Option<serde_json::Value>,
-    #[serde(default)]
     pub services: IndexMap<String, Service>,
-    #[serde(default, deserialize_with = "map_of_optional")]
+    #[serde(deserialize_with = "map_of_optional")]
     pub networks: BTreeMap<String, Network>,
-    #[serde(default, deserialize_with = "map_of_optional")]
+    #[serde(deserialize_with = "map_of_optional")]
     pub volumes: BTreeMap<String, Volume>,
-    #[serde(default, deserialize_with = "map_of_optional")]
+    #[serde(deserialize_with = "map_of_optional")]
     pub secrets: BTreeMap<String, FileObject>,
-    #[serde(default, deserialize_with = "map_of_optional")]
+    #[serde(deserialize_with = "map_of_optional")]
     pub configs: BTreeMap<String, FileObject>,
-    #[serde(default)]
     pub models: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Service {
     #[serde(skip)]
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "command",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "command", skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(
-        default,
-        deserialize_with = "command",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "command", skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
     #[serde(
-        default,
         deserialize_with = "mapping_or_list",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub environment: BTreeMap<String, Option<String>>,
-    #[serde(
-        default,
-        deserialize_with = "ports",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "ports", skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ServicePort>,
     #[serde(
-        default,
         deserialize_with = "service_volumes",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub volumes: Vec<ServiceVolume>,
     #[serde(
-        default,
         deserialize_with = "depends_on",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub depends_on: BTreeMap<String, DependsOn>,
     #[serde(
-        default,
         deserialize_with = "service_networks",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub networks: BTreeMap<String, ServiceNetwork>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(
-        default,
         deserialize_with = "labels",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub restart: Option<String>,
 
     // ---- every other key of the compose specification -----------------------------------
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "build"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "build")]
     pub build: Option<BuildConfig>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "labels"
     )]
     pub annotations: BTreeMap<String, String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_bool"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_bool")]
     pub attach: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub blkio_config: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cap_add: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cap_drop: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup_parent: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "file_refs"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "file_refs")]
     pub configs: Vec<FileRef>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_i64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_i64")]
     pub cpu_count: Option<i64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_f64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_f64")]
     pub cpu_percent: Option<f64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_i64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_i64")]
     pub cpu_period: Option<i64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_i64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_i64")]
     pub cpu_quota: Option<i64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_i64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_i64")]
     pub cpu_rt_period: Option<i64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_i64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_i64")]
     pub cpu_rt_runtime: Option<i64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_i64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_i64")]
     pub cpu_shares: Option<i64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_f64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_f64")]
     pub cpus: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpuset: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub credential_spec: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub deploy: Option<Deploy>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub develop: Option<Develop>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub device_cgroup_rules: Vec<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "devices"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "devices")]
     pub devices: Vec<DeviceMapping>,
     #[serde(
-        default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "string_or_list"
     )]
     pub dns: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dns_opt: Vec<String>,
     #[serde(
-        default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "string_or_list"
     )]
     pub dns_search: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub domainname: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "env_files"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "env_files")]
     pub env_file: Vec<EnvFile>,
     #[serde(
-        default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "scalar_list"
     )]
     pub expose: Vec<String>,
     /// Resolved by the loader; kept only when loading with extends left unresolved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub extends: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub external_links: Vec<String>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "extra_hosts"
     )]
     pub extra_hosts: BTreeMap<String, Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gpus: Option<serde_json::Value>,
     #[serde(
-        default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "scalar_list"
     )]
     pub group_add: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_bool"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_bool")]
     pub init: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipc: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub isolation: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "string_or_list"
     )]
     pub label_file: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub logging: Option<Logging>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mac_address: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "opt_scalar"
     )]
     pub mem_limit: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "opt_scalar"
     )]
     pub mem_reservation: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "opt_i64",
         serialize_with = "decimal_string"
     )]
     pub mem_swappiness: Option<i64>,
     #[serde(
-        default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "opt_scalar"
     )]
     pub memswap_limit: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub models: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_bool"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_bool")]
     pub oom_kill_disable: Option<bool>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_i64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_i64")]
     pub oom_score_adj: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_i64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_i64")]
     pub pids_limit: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub post_start: Vec<Hook>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pre_start: Vec<Hook>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pre_stop: Vec<Hook>,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "flex_bool"
     )]
     pub privileged: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub profiles: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pull_policy: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pull_refresh_after: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "flex_bool"
     )]
     pub read_only: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_i64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_i64")]
     pub scale: Option<i64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "file_refs"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "file_refs")]
     pub secrets: Vec<FileRef>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub security_opt: Vec<String>,
     #[serde(
-        default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "opt_scalar"
     )]
     pub shm_size: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "flex_bool"
     )]
     pub stdin_open: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_opt: Option<serde_json::Value>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "labels"
     )]
     pub sysctls: BTreeMap<String, String>,
     #[serde(
-        default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "string_or_list"
     )]
     pub tmpfs: Vec<String>,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "flex_bool"
     )]
     pub tty: bool,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "ulimits"
     )]
     pub ulimits: BTreeMap<String, Ulimit>,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "flex_bool"
     )]
     pub use_api_socket: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub userns_mode: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub uts: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes_from: Vec<String>,
 }
 
@@ -542,80 +425,66 @@ fn yes() -> bool {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServiceNetwork {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv4_address: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6_address: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interface_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub link_local_ips: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mac_address: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "labels"
     )]
     pub driver_opts: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gw_priority: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Network {
     /// The name on the host; `<project>_<key>` unless set or external.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "external"
     )]
     pub external: bool,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "flex_bool"
     )]
     pub internal: bool,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "flex_bool"
     )]
     pub attachable: bool,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_bool"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_bool")]
     pub enable_ipv4: Option<bool>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_bool"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_bool")]
     pub enable_ipv6: Option<bool>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "labels"
     )]
     pub driver_opts: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipam: Option<Ipam>,
     #[serde(
-        default,
         deserialize_with = "labels",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
@@ -623,27 +492,24 @@ pub struct Network {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Volume {
     /// The name on the host; `<project>_<key>` unless set or external.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "labels"
     )]
     pub driver_opts: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "external"
     )]
     pub external: bool,
     #[serde(
-        default,
         deserialize_with = "labels",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
@@ -651,104 +517,90 @@ pub struct Volume {
 }
 /// `build:` in long form (the short form is the context path).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
 pub struct BuildConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dockerfile: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dockerfile_inline: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "mapping_or_list"
     )]
     pub args: BTreeMap<String, Option<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "labels"
     )]
     pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cache_from: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cache_to: Vec<String>,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "flex_bool"
     )]
     pub no_cache: bool,
     #[serde(
-        default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "string_or_list"
     )]
     pub no_cache_filter: Vec<String>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "labels"
     )]
     pub additional_contexts: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "flex_bool"
     )]
     pub pull: bool,
     #[serde(
-        default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "opt_scalar"
     )]
     pub shm_size: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "extra_hosts"
     )]
     pub extra_hosts: BTreeMap<String, Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub isolation: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "flex_bool"
     )]
     pub privileged: bool,
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "file_refs"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "file_refs")]
     pub secrets: Vec<FileRef>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "mapping_or_list"
     )]
     pub ssh: BTreeMap<String, Option<String>>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "ulimits"
     )]
     pub ulimits: BTreeMap<String, Ulimit>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub entitlements: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub provenance: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sbom: Option<serde_json::Value>,
 }
 
@@ -780,124 +632,109 @@ pub struct FileRef {
 
 /// A top-level secret or config.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct FileObject {
     /// The name on the host; `<project>_<key>` unless set or external.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// A file path, absolute once loaded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "external"
     )]
     pub external: bool,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "labels"
     )]
     pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "labels"
     )]
     pub driver_opts: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub template_driver: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
 pub struct Deploy {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint_mode: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_i64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_i64")]
     pub replicas: Option<i64>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "labels"
     )]
     pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicy>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub placement: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub update_config: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_config: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
 pub struct Resources {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<ResourceLimits>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reservations: Option<ResourceLimits>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
 pub struct ResourceLimits {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_f64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_f64")]
     pub cpus: Option<f64>,
     #[serde(
-        default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "opt_scalar"
     )]
     pub memory: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_i64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_i64")]
     pub pids: Option<i64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub generic_resources: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
 pub struct RestartPolicy {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub delay: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_i64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_i64")]
     pub max_attempts: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
 pub struct Develop {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub watch: Vec<WatchRule>,
 }
 
@@ -931,25 +768,20 @@ pub struct WatchRule {
 
 /// `post_start`, `pre_stop`, `pre_start` hooks and `develop.watch[].exec`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
 pub struct Hook {
-    #[serde(
-        default,
-        deserialize_with = "command",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "command", skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "flex_bool"
     )]
     pub privileged: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "mapping_or_list"
     )]
@@ -975,29 +807,24 @@ pub struct EnvFile {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
 pub struct Healthcheck {
     #[serde(
-        default,
         deserialize_with = "healthcheck_test",
         skip_serializing_if = "Option::is_none"
     )]
     pub test: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_i64"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_i64")]
     pub retries: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_period: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_interval: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "flex_bool"
     )]
@@ -1005,11 +832,11 @@ pub struct Healthcheck {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
 pub struct Logging {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "labels"
     )]
@@ -1024,29 +851,29 @@ pub struct Ulimit {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct BindOptions {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub propagation: Option<String>,
     #[serde(default = "yes", deserialize_with = "flex_bool")]
     pub create_host_path: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub selinux: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub recursive: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct VolumeOptions {
     #[serde(
-        default,
         skip_serializing_if = "std::ops::Not::not",
         deserialize_with = "flex_bool"
     )]
     pub nocopy: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subpath: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "labels"
     )]
@@ -1054,35 +881,32 @@ pub struct VolumeOptions {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct TmpfsOptions {
     #[serde(
-        default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "opt_scalar"
     )]
     pub size: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_mode"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_mode")]
     pub mode: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct ImageOptions {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subpath: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
 pub struct Ipam {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub config: Vec<IpamPool>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "labels"
     )]
@@ -1090,15 +914,15 @@ pub struct Ipam {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
 pub struct IpamPool {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subnet: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_range: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
     #[serde(
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "labels"
     )]
