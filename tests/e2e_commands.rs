@@ -181,13 +181,15 @@ fn cp_both_ways_keeps_owners_and_stays_in_the_container() {
     env.ok(&["down"]);
 }
 
+/// The shim of the `app` service's container.
 fn shim_pid(env: &Env) -> i32 {
     let dir = std::fs::read_dir(env.root().join("containers"))
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .map(|e| e.unwrap().path())
+        .find(|d| {
+            std::fs::read_to_string(d.join("container.json")).is_ok_and(|c| c.contains("-app-1\""))
+        })
+        .unwrap();
     let st: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
     st["shim_pid"].as_i64().unwrap() as i32
@@ -206,7 +208,10 @@ fn a_killed_shim_leaves_a_container_that_stop_and_down_still_handle() {
     wait_for(&env, "running", |v| status(v) == "running");
     let shim = shim_pid(&env);
     let start = std::fs::read_to_string(format!("/proc/{shim}/cmdline")).unwrap();
-    assert!(start.contains("__shim") && start.contains(env.root().to_str().unwrap()));
+    assert!(
+        start.contains("__shim") && start.contains(env.root().to_str().unwrap()),
+        "{start:?}"
+    );
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(shim), nix::sys::signal::SIGKILL).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // The container keeps running without its shim, and exec still works.
