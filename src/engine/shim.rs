@@ -34,8 +34,6 @@ pub struct Ready {
 
 /// Entry point of `berth __shim`. Returns the shim's exit code.
 pub fn main(paths: &Paths, id: &str) -> i32 {
-    // A handful of threads at most (resolver set-up, IPv6 proxies): one heap is plenty.
-    crate::sys::mem::limit_malloc_arenas(1);
     let mut out = std::io::stdout();
     let rec: ContainerRecord = match read_json(&paths.container(id).join("container.json")) {
         Ok(Some(r)) => r,
@@ -353,11 +351,17 @@ fn supervise(
     let mut writers = [LineWriter::new("stdout"), LineWriter::new("stderr")];
     let mut open = [true, true];
     let mut buf = vec![0u8; 64 * 1024];
+    // Work (a log line, a DNS answer, a check) faults code pages back in; once things have been
+    // quiet for a while they are unmapped again, so an idle shim stays small.
+    const SETTLE: Duration = Duration::from_secs(5);
+    let mut busy_at: Option<Instant> = None;
     while open.iter().any(|o| *o) {
         let now = Instant::now();
+        let settle = busy_at.map(|t| (t + SETTLE).saturating_duration_since(now));
         let timeout = [
             health.as_ref().map(|h| h.next_wakeup(now)),
             dns.as_deref().and_then(|(s, _)| s.next_wakeup(now)),
+            settle,
         ]
         .into_iter()
         .flatten()
@@ -402,6 +406,12 @@ fn supervise(
             let health_ready = health_fd.is_some() && revents.next().unwrap_or(false);
             (ready, health_ready, dns_ready)
         };
+        if ready.iter().any(|r| *r) || health_ready || dns_ready.iter().any(|r| *r) {
+            busy_at = Some(Instant::now());
+        } else if busy_at.is_some_and(|t| t.elapsed() >= SETTLE) {
+            busy_at = None;
+            crate::sys::mem::drop_startup_pages();
+        }
         // Also with nothing ready: the resolver expires its overdue TCP clients.
         if let Some((server, peers)) = dns.as_deref_mut() {
             server.service(&dns_ready, peers);

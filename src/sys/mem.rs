@@ -3,15 +3,6 @@
 //! touched once (argument parsing, libcontainer, the OCI spec) and will not touch again.
 use std::io::BufRead;
 
-/// Limits glibc malloc to `n` arenas (one per thread by default, each keeping its own free
-/// memory).
-pub fn limit_malloc_arenas(n: i32) {
-    // SAFETY: mallopt only changes allocator parameters; M_ARENA_MAX takes any positive count.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, n);
-    }
-}
-
 /// Gives back what start-up left behind: free heap memory (`malloc_trim`), and this process's
 /// mappings of read-only file pages that hold no private copy (code and read-only data of the
 /// binary and its libraries). Those pages stay in the page cache, shared with every other
