@@ -49,6 +49,30 @@ fn block_on<T: Send + 'static>(
     .map_err(|_| "the build network thread panicked".to_string())?
 }
 
+/// The state roots (by tag) whose build network this process ensured (bridge, firewall) and
+/// nobody removed since: later steps skip the ensuring, which costs a firewall transaction.
+/// Only changed under the users lock (shared to add, exclusive to remove), so a root in here
+/// has its network while a step holds the shared lock.
+static ENSURED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// The build network, if this process ensured it already and its bridge is still there.
+fn ensured(paths: &Paths) -> Result<Option<crate::net::BridgeNetwork>, String> {
+    let known = ENSURED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&paths.tag());
+    if !known {
+        return Ok(None);
+    }
+    let rec = network::load(paths, NAME).map_err(|e| e.to_string())?;
+    Ok(rec.map(|r| r.network).filter(|n| {
+        std::path::Path::new("/sys/class/net")
+            .join(&n.bridge)
+            .exists()
+    }))
+}
+
 /// A step's place on the build network; dropping it deletes the veth and releases the address.
 pub struct Attachment {
     paths: Paths,
@@ -78,13 +102,23 @@ pub fn attach(
         ));
     }
     let host = crate::project::net_host(paths);
-    let labels = BTreeMap::from([(LABEL.to_string(), "true".to_string())]);
-    let (p, h) = (paths.clone(), host.clone());
-    let (net, _) = block_on(async move {
-        network::ensure(&p, &h, NAME, &network::NetworkSpec::default(), &labels)
-            .await
-            .map_err(|e| format!("the build network: {e}"))
-    })?;
+    let net = match ensured(paths)? {
+        Some(net) => net,
+        None => {
+            let labels = BTreeMap::from([(LABEL.to_string(), "true".to_string())]);
+            let (p, h) = (paths.clone(), host.clone());
+            let (net, _) = block_on(async move {
+                network::ensure(&p, &h, NAME, &network::NetworkSpec::default(), &labels)
+                    .await
+                    .map_err(|e| format!("the build network: {e}"))
+            })?;
+            ENSURED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(paths.tag());
+            net
+        }
+    };
     let alloc = network::allocator(paths, &net);
     let ip = alloc
         .allocate(owner)
@@ -138,6 +172,10 @@ pub fn remove_if_unused(paths: &Paths) {
     if used {
         return;
     }
+    ENSURED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&paths.tag());
     let (p, host) = (paths.clone(), crate::project::net_host(paths));
     let _ = block_on(async move {
         network::remove(&p, &host, &r.network)
