@@ -209,8 +209,40 @@ fn default_run_steps_are_on_a_natd_bridge_released_afterwards() {
     let left = util::leftovers(env.root(), &[]);
     assert!(left.is_empty(), "{left:?}");
 
-    // A cached rebuild runs nothing; a failing step releases its address too.
-    env.ok(&["build", "-t", "bnetnat", "."]);
+    // The step's resolv.conf is the host's without loopback nameservers (which would not
+    // answer in its namespace).
+    let fake = env.root().join("host-resolv.conf");
+    std::fs::write(
+        &fake,
+        "nameserver 127.0.0.53\nnameserver 192.0.2.53\nsearch example.test\n",
+    )
+    .unwrap();
+    env.write(
+        "Dockerfile",
+        "FROM busybox\nRUN cat /etc/resolv.conf | sed 's/^/RESOLV /'\n",
+    );
+    let out = std::process::Command::new(util::BERTH)
+        .args(["build", "-t", "bnetnat-dns", "."])
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", env.root())
+        .env("BERTH_SUBNET_POOL", &env.pool)
+        .env("BERTH_RESOLV_CONF", &fake)
+        .output()
+        .unwrap();
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{all}");
+    let resolv: Vec<&str> = all
+        .lines()
+        .filter_map(|l| l.split_once("RESOLV ").map(|(_, r)| r))
+        .filter(|r| !r.starts_with('/'))
+        .collect();
+    assert_eq!(
+        resolv,
+        ["nameserver 192.0.2.53", "search example.test"],
+        "{all}"
+    );
+
+    // A failing step releases its address too.
     env.write(
         "Dockerfile",
         "FROM busybox\nRUN ip route | grep -q ^default && false\n",
