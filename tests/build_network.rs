@@ -242,10 +242,12 @@ fn default_run_steps_are_on_a_natd_bridge_released_afterwards() {
         "{all}"
     );
 
-    // A failing step releases its address too.
+    // Several default steps in a row (the network ensured once; steps whose layers are
+    // identical stack), then a failing one, which releases its address too.
     env.write(
         "Dockerfile",
-        "FROM busybox\nRUN ip route | grep -q ^default && false\n",
+        "FROM busybox\nRUN echo a\nRUN echo b\nRUN ip route | grep -q ^default && echo x >/x\n\
+         RUN grep -q x /x && ip route | grep -q ^default && false\n",
     );
     let err = env.fails(&["build", "-t", "bnetnat-fail", "."]);
     assert!(err.contains("did not complete successfully"), "{err}");
