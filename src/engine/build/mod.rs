@@ -176,6 +176,8 @@ fn pull_image(store: &crate::engine::image::ImageStore, name: &str) -> Result<()
 /// the RUN cache mounts. Returns how many entries were removed.
 pub fn prune(paths: &Paths) -> Result<usize, BuildError> {
     reap::reap(paths);
+    // A killed build's network, once no build uses it.
+    network::remove_if_unused(paths);
     let dir = paths.data.join("build-cache");
     let mut n = 0;
     if let Ok(rd) = std::fs::read_dir(&dir) {
