@@ -43,10 +43,8 @@ impl Overlay {
                 source,
             })?;
         }
-        // overlayfs wants the topmost lower layer first.
-        let lower: Vec<String> = layers
+        let lower: Vec<String> = lowerdirs(layers)
             .iter()
-            .rev()
             .map(|l| l.to_string_lossy().into_owned())
             .collect();
         let opts = format!(
@@ -91,6 +89,15 @@ pub fn is_mountpoint(path: &Path) -> bool {
         .any(|mp| unescape(mp) == want)
 }
 
+/// overlayfs's `lowerdir` order (topmost first) of `layers` (lowest first). A layer directory
+/// met twice (two layers of identical content, e.g. two RUN steps that changed the same
+/// nothing-but-a-stub) is kept at its topmost place only: overlayfs refuses overlapping lower
+/// directories (ELOOP), and the lower copy is wholly covered by the upper one anyway.
+fn lowerdirs(layers: &[PathBuf]) -> Vec<&PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    layers.iter().rev().filter(|l| seen.insert(*l)).collect()
+}
+
 /// Every mount point at or below `root` (for leak checks and cleanup).
 pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
@@ -127,6 +134,17 @@ fn unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duplicate_layers_are_kept_at_their_topmost_place() {
+        let (a, b, c) = (
+            PathBuf::from("/a"),
+            PathBuf::from("/b"),
+            PathBuf::from("/c"),
+        );
+        let layers = [a.clone(), b.clone(), a.clone(), c.clone(), b.clone()];
+        assert_eq!(lowerdirs(&layers), [&b, &c, &a]);
+    }
 
     #[test]
     fn mountinfo_unescape() {

@@ -15,6 +15,7 @@ pub mod fsops;
 pub mod ignore;
 pub mod layer;
 pub mod mounts;
+pub mod network;
 pub mod parser;
 pub mod reap;
 pub mod run;
@@ -61,7 +62,7 @@ pub struct BuildOptions {
     pub tags: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub no_cache: bool,
-    /// Default network of RUN: `default` (a private namespace, see [`run::RunNetwork`]),
+    /// Default network of RUN: `default` (the NAT'd build network, see [`run::RunNetwork`]),
     /// `host` or `none`.
     pub network: Option<String>,
     /// `--pull`: pull base images even when they are present.
@@ -119,7 +120,9 @@ pub fn build(paths: &Paths, opts: &BuildOptions, rep: &dyn Reporter) -> Result<B
     let df = parser::parse(&text, &file)?;
     let ignore = read_ignore(&opts.context, &dockerfile);
     let mut b = executor::Builder::new(paths, opts, rep, file, df.escape, ignore)?;
-    let mut state = b.build(&df)?;
+    let state = b.build(&df);
+    network::remove_if_unused(paths);
+    let mut state = state?;
     if !opts.labels.is_empty() {
         let labels = state.config.config.labels.get_or_insert_with(BTreeMap::new);
         labels.extend(opts.labels.clone());
@@ -173,6 +176,8 @@ fn pull_image(store: &crate::engine::image::ImageStore, name: &str) -> Result<()
 /// the RUN cache mounts. Returns how many entries were removed.
 pub fn prune(paths: &Paths) -> Result<usize, BuildError> {
     reap::reap(paths);
+    // A killed build's network, once no build uses it.
+    network::remove_if_unused(paths);
     let dir = paths.data.join("build-cache");
     let mut n = 0;
     if let Ok(rd) = std::fs::read_dir(&dir) {

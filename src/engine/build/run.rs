@@ -15,9 +15,8 @@ use crate::state::Paths;
 /// The network namespace of a RUN step (`RUN --network=…`, `build --network`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunNetwork {
-    /// `default`: a private namespace. Docker gives it outbound NAT; berth's has only `lo`
-    /// for now, so a step reaches neither the host's services nor the outside world (use
-    /// `host` for steps that download).
+    /// `default`: a namespace of its own on the build network (a bridge with outbound NAT,
+    /// see [`super::network`]), as Docker's build steps have; the host's loopback is not in it.
     Private,
     /// `host`: the host's namespace (its loopback and its routes).
     Host,
@@ -106,14 +105,23 @@ pub fn run_step(
         rec: rec.clone(),
     };
     let netns = paths.netns(&id);
+    // The step's place on the build network: its veth and address go when this is dropped,
+    // on every return.
+    let mut _attachment = None;
     let resolv = match spec.network {
         RunNetwork::Host => {
             host_netns(&netns)?;
             std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
         }
-        RunNetwork::Private | RunNetwork::None => {
+        RunNetwork::None => {
             crate::net::create_netns(&netns).map_err(|e| e.to_string())?;
             String::new()
+        }
+        RunNetwork::Private => {
+            crate::net::create_netns(&netns).map_err(|e| e.to_string())?;
+            let (att, resolv) = super::network::attach(paths, &id, &netns)?;
+            _attachment = Some(att);
+            resolv
         }
     };
     let hosts = format!(
