@@ -6,32 +6,6 @@ mod util;
 use std::time::{Duration, Instant};
 use util::Env;
 
-/// Polls `berth ps --format json` until `pred` holds for the service's container.
-fn wait_ps(
-    env: &Env,
-    service: &str,
-    what: &str,
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = env.ok(&["ps", "-a", "--format", "json"]);
-        if let Some(v) = out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["Service"] == service)
-            && pred(&v)
-        {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{service} never became {what}:\n{out}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn exec_runs_in_the_container_and_propagates_exit_codes() {
     require_root!();
@@ -41,7 +15,7 @@ fn exec_runs_in_the_container_and_propagates_exit_codes() {
         "services:\n  app:\n    image: busybox\n    command: [sh, -c, 'trap \"exit 0\" TERM; echo data > /tmp/f; while true; do sleep 1 & wait $$!; done']\n",
     );
     env.ok(&["up", "-d"]);
-    wait_ps(&env, "app", "running", |v| v["State"] == "running");
+    env.wait_ps("app", "running", |v| v["State"] == "running");
     let deadline = Instant::now() + Duration::from_secs(5);
     while env.berth(&["exec", "-T", "app", "cat", "/tmp/f"]).stdout != b"data\n" {
         assert!(Instant::now() < deadline, "exec never read the file");
@@ -105,9 +79,9 @@ fn dependencies_wait_for_health_and_completion() {
     let exited = err.find("deps-migrate-1  Exited").expect(&err);
     let app = err.find("deps-app-1  Starting").expect(&err);
     assert!(healthy < app && exited < app, "{err}");
-    let db = wait_ps(&env, "db", "healthy", |v| v["Health"] == "healthy");
+    let db = env.wait_ps("db", "healthy", |v| v["Health"] == "healthy");
     assert!(db["Status"].as_str().unwrap().contains("(healthy)"));
-    let mig = wait_ps(&env, "migrate", "exited", |v| v["State"] == "exited");
+    let mig = env.wait_ps("migrate", "exited", |v| v["State"] == "exited");
     assert_eq!(mig["ExitCode"], 0);
     env.ok(&["down", "-t", "1"]);
 
@@ -139,7 +113,7 @@ fn unhealthy_dependency_fails_up() {
     );
     let err = env.fails(&["up", "-d"]);
     assert!(err.contains("sick-db-1 is unhealthy"), "{err}");
-    let db = wait_ps(&env, "db", "unhealthy", |v| v["Health"] == "unhealthy");
+    let db = env.wait_ps("db", "unhealthy", |v| v["Health"] == "unhealthy");
     assert_eq!(db["State"], "running");
     env.ok(&["down", "-t", "0"]);
 }
@@ -167,10 +141,10 @@ fn restart_policies_restart_and_stop_is_never_undone() {
     }
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(env.ok(&["logs", "flaky"]).matches("attempt").count(), 3);
-    wait_ps(&env, "flaky", "exited", |v| {
+    env.wait_ps("flaky", "exited", |v| {
         v["State"] == "exited" && v["ExitCode"] == 3
     });
-    wait_ps(&env, "once", "exited", |v| {
+    env.wait_ps("once", "exited", |v| {
         v["State"] == "exited" && v["ExitCode"] == 0
     });
     // `always` keeps coming back.
@@ -195,7 +169,7 @@ fn stop_signal_and_grace_period_are_honoured() {
         "services:\n  app:\n    image: busybox\n    command: [sh, -c, 'trap \"exit 0\" USR1; while true; do sleep 1 & wait $$!; done']\n    stop_signal: SIGUSR1\n    stop_grace_period: 20s\n",
     );
     env.ok(&["up", "-d"]);
-    wait_ps(&env, "app", "running", |v| v["State"] == "running");
+    env.wait_ps("app", "running", |v| v["State"] == "running");
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
     env.ok(&["down"]);

@@ -7,31 +7,6 @@ mod util;
 use std::time::{Duration, Instant};
 use util::Env;
 
-/// Polls `berth ps -a --format json` until `pred` holds for the service's container.
-fn wait_ps(
-    env: &Env,
-    service: &str,
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = env.ok(&["ps", "-a", "--format", "json"]);
-        if let Some(v) = out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["Service"] == service)
-            && pred(&v)
-        {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{service} never got there:\n{out}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Zombie processes in the service's container, as `pid:name` lines.
 fn zombies(env: &Env, service: &str) -> String {
     env.ok(&[
@@ -76,7 +51,7 @@ fn init_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
         t.elapsed() < Duration::from_secs(10),
         "stop waited for the kill"
     );
-    let v = wait_ps(&env, "with", |v| v["State"] == "exited");
+    let v = env.wait_ps("with", "exited", |v| v["State"] == "exited");
     assert_eq!(v["ExitCode"], 143, "{v}");
 
     // `run --init` and the command's own exit code.
@@ -364,7 +339,7 @@ fn tty_true_gives_the_container_a_terminal_whose_output_is_logged() {
     let out = util::output_of(&env, "t");
     assert!(out.contains("/dev/pts/0"), "{out}");
     assert!(out.contains("stdout-is-a-tty"), "{out}");
-    let v = wait_ps(&env, "t", |v| v["State"] == "exited");
+    let v = env.wait_ps("t", "exited", |v| v["State"] == "exited");
     assert_eq!(v["ExitCode"], 4, "{v}");
     let out = env.ok(&["logs", "-f", "p"]);
     assert!(out.contains("not a tty"), "{out}");
@@ -379,10 +354,10 @@ fn stdin_open_keeps_stdin_open_and_tty_keeps_a_shell_alive() {
         "services:\n  open:\n    image: busybox\n    stdin_open: true\n    command: [cat]\n  shell:\n    image: busybox\n    tty: true\n    command: [sh]\n  closed:\n    image: busybox\n    command: [cat]\n",
     );
     env.ok(&["up", "-d"]);
-    wait_ps(&env, "closed", |v| v["State"] == "exited");
+    env.wait_ps("closed", "exited", |v| v["State"] == "exited");
     std::thread::sleep(Duration::from_millis(500));
     for svc in ["open", "shell"] {
-        let v = wait_ps(&env, svc, |_| true);
+        let v = env.wait_ps(svc, "listed", |_| true);
         assert_eq!(v["State"], "running", "{v}");
     }
 }

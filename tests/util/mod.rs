@@ -68,6 +68,33 @@ pub struct Env {
 }
 
 impl Env {
+    /// Polls `berth ps -a --format json` until `pred` holds for the service's container (20 s);
+    /// `what` names the awaited state in the failure message.
+    pub fn wait_ps(
+        &self,
+        service: &str,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.ok(&["ps", "-a", "--format", "json"]);
+            if let Some(v) = out
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["Service"] == service)
+                && pred(&v)
+            {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{service} never became {what}:\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A new root with the busybox image loaded and a project folder named `project`.
     pub fn new(project: &str) -> Env {
         let root = tempfile::Builder::new()
