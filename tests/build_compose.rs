@@ -3,24 +3,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 mod util;
 
-use std::time::{Duration, Instant};
 use util::Env;
-
-/// Polls `berth logs SERVICE` until it contains `want`.
-fn wait_logs(env: &Env, service: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = env.ok(&["logs", "--no-log-prefix", service]);
-        if out.contains(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{service} never printed {want:?}:\n{out}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn image_id(env: &Env, name: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(&env.ok(&["image", "inspect", name])).unwrap();
@@ -67,10 +50,10 @@ fn up_builds_missing_images_and_runs_them() {
     assert!(out.status.success(), "{}", util::text(&out.stderr));
     let err = util::text(&out.stderr);
     assert!(err.contains("Image cb-app  Built"), "{err}");
-    wait_logs(&env, "app", "from-args");
-    wait_logs(&env, "app", "10.1.2.3\tdb");
-    wait_logs(&env, "inline", "inline-built");
-    wait_logs(&env, "inline", "stage-one");
+    env.wait_logs("app", "from-args");
+    env.wait_logs("app", "10.1.2.3\tdb");
+    env.wait_logs("inline", "inline-built");
+    env.wait_logs("inline", "stage-one");
 
     // The default name, the extra tag and the label.
     let id = image_id(&env, "cb-app");
@@ -104,7 +87,7 @@ fn up_builds_missing_images_and_runs_them() {
     let out = env.berth(&["up", "-d", "--build"]);
     assert!(out.status.success(), "{}", util::text(&out.stderr));
     assert_ne!(image_id(&env, "cb-app"), id);
-    wait_logs(&env, "app", "changed from-args");
+    env.wait_logs("app", "changed from-args");
 
     // `--no-build` with the image gone is an error naming the service, before anything changes.
     env.ok(&["down", "-t", "0"]);
@@ -161,7 +144,7 @@ fn pull_failure_of_a_buildable_service_keeps_its_built_image() {
     let err = util::text(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("Built") && !err.contains("Pulling"), "{err}");
-    wait_logs(&env, "app", "fallback");
+    env.wait_logs("app", "fallback");
     // Present: `--pull always` tries the registry, fails, and keeps the local image.
     let out = env.berth(&["up", "-d", "--pull", "always"]);
     let err = util::text(&out.stderr);

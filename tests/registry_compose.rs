@@ -6,23 +6,7 @@ mod registry_util;
 mod util;
 
 use registry_util::Registry;
-use std::time::{Duration, Instant};
 use util::Env;
-
-fn wait_logs(env: &Env, service: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = env.ok(&["logs", "--no-log-prefix", service]);
-        if out.contains(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{service} never printed {want:?}:\n{out}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn up(env: &Env, args: &[&str]) -> String {
     let mut all = vec!["up", "-d"];
@@ -76,8 +60,8 @@ fn project_push_pull_and_pull_policies() {
     // pull_policy always: `up` pulls.
     let err = up(&env, &[]);
     assert!(err.contains(&format!("Image {other}  Pulling")), "{err}");
-    wait_logs(&env, "other", "v1");
-    wait_logs(&env, "app", "built-app");
+    env.wait_logs("other", "v1");
+    env.wait_logs("app", "built-app");
 
     // The registry's `other` changes (v2 pushed, local name set back to v1): the next `up`
     // pulls v2 and recreates the container on it.
@@ -95,7 +79,7 @@ fn project_push_pull_and_pull_policies() {
         err.contains("Removed"),
         "the changed image recreates: {err}"
     );
-    wait_logs(&env, "other", "v2");
+    env.wait_logs("other", "v2");
 
     // daily: pulled within the day, no pull; a pull two days ago, pulled again.
     env.write("compose.yaml", &compose("daily"));

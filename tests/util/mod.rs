@@ -68,6 +68,22 @@ pub struct Env {
 }
 
 impl Env {
+    /// Polls `berth logs --no-log-prefix SERVICE` until it contains `want` (20 s).
+    pub fn wait_logs(&self, service: &str, want: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.ok(&["logs", "--no-log-prefix", service]);
+            if out.contains(want) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{service} never printed {want:?}:\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Polls `berth ps -a --format json` until `pred` holds for the service's container (20 s);
     /// `what` names the awaited state in the failure message.
     pub fn wait_ps(
