@@ -129,6 +129,14 @@ impl Reference {
         }
         match self.path.strip_prefix(OFFICIAL_REPO_PREFIX) {
             Some(rest) if !rest.contains('/') => rest.to_owned(),
+            // `docker.io/cker.io/x` must keep its domain: `cker.io/x` would name another registry.
+            _ if self
+                .path
+                .split_once('/')
+                .is_some_and(|(first, _)| looks_like_domain(first)) =>
+            {
+                self.repository()
+            }
             _ => self.path.clone(),
         }
     }
@@ -168,16 +176,17 @@ impl std::str::FromStr for Reference {
     }
 }
 
+/// Whether the first component of a name is a registry domain rather than part of the path.
+fn looks_like_domain(first: &str) -> bool {
+    first.contains(['.', ':'])
+        || first == "localhost"
+        || first.bytes().any(|b| b.is_ascii_uppercase())
+}
+
 /// Splits `name` into registry domain and repository path (docker's `splitDockerDomain`).
 fn split_domain(name: &str) -> (String, String) {
     let (mut domain, mut path) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':'])
-                || first == "localhost"
-                || first.bytes().any(|b| b.is_ascii_uppercase()) =>
-        {
-            (first.to_owned(), rest.to_owned())
-        }
+        Some((first, rest)) if looks_like_domain(first) => (first.to_owned(), rest.to_owned()),
         _ => (DEFAULT_DOMAIN.to_owned(), name.to_owned()),
     };
     if domain == LEGACY_DEFAULT_DOMAIN {
@@ -353,6 +362,27 @@ mod tests {
             "busybox:latest"
         );
         assert_eq!(Reference::parse("bars/x:1").unwrap().short(), "bars/x:1");
+    }
+
+    /// Found by the `image_reference` fuzz target: a Docker Hub path whose first component
+    /// looks like a domain keeps `docker.io/` in its short form, or it would parse back as
+    /// another registry.
+    #[test]
+    fn short_form_of_a_hub_path_that_looks_like_a_domain_keeps_the_domain() {
+        for name in [
+            "docker.io/cker.io/uu",
+            "docker.io/localhost/x",
+            "docker.io/a:1/b",
+        ] {
+            let Ok(r) = Reference::parse(name) else {
+                continue;
+            };
+            assert_eq!(Reference::parse(&r.short()).unwrap(), r, "{name}");
+        }
+        assert_eq!(
+            Reference::parse("docker.io/cker.io/uu").unwrap().short(),
+            "docker.io/cker.io/uu:latest"
+        );
     }
 
     #[test]
