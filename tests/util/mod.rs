@@ -40,20 +40,29 @@ macro_rules! require_root {
     };
 }
 
-/// The busybox OCI archive, built once per test binary.
+/// The busybox OCI archive, built once and shared by every test binary: it lives in cargo's
+/// tmp dir for integration tests (under `target/`, so nothing is left in /tmp), named by the
+/// content of the script that makes it, and is written beside and renamed into place.
 pub fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("berth-test-image-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let tar = dir.join("busybox.tar");
+        use std::hash::{Hash, Hasher};
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mkimage-busybox");
-        let out = Command::new(script).arg(&tar).output().unwrap();
-        assert!(
-            out.status.success(),
-            "mkimage-busybox failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::fs::read(&script).unwrap().hash(&mut h);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(dir).unwrap();
+        let tar = dir.join(format!("busybox-{:016x}.tar", h.finish()));
+        if !tar.exists() {
+            let part = dir.join(format!("busybox-{}.tar.part", std::process::id()));
+            let out = Command::new(&script).arg(&part).output().unwrap();
+            assert!(
+                out.status.success(),
+                "mkimage-busybox failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::rename(&part, &tar).unwrap();
+        }
         tar
     })
 }
