@@ -102,28 +102,18 @@ fn project_push_pull_and_pull_policies() {
 /// `berth` in the project folder of `env`, with registry settings confined to `dir`
 /// (`DOCKER_CONFIG` for credentials, `BERTH_CERTS_D` for CAs) and `stdin` piped in.
 fn berth_tls(env: &Env, dir: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(args)
-        .current_dir(&env.dir)
-        .env("BERTH_ROOT", env.root())
-        .env("BERTH_SUBNET_POOL", &env.pool)
-        .env("DOCKER_CONFIG", dir.join("docker"))
-        .env("BERTH_CERTS_D", dir.join("certs.d"))
-        .env_remove("COMPOSE_PROJECT_NAME")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    use std::process::Command;
+    util::output_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .current_dir(&env.dir)
+            .env("BERTH_ROOT", env.root())
+            .env("BERTH_SUBNET_POOL", &env.pool)
+            .env("DOCKER_CONFIG", dir.join("docker"))
+            .env("BERTH_CERTS_D", dir.join("certs.d"))
+            .env_remove("COMPOSE_PROJECT_NAME"),
+        stdin.as_bytes(),
+    )
 }
 
 #[test]

@@ -67,6 +67,18 @@ pub fn busybox_tar() -> &'static Path {
     })
 }
 
+/// Runs `cmd` with `stdin` written to its standard input; stdout and stderr are captured.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// A state root plus a project folder; `down -v` runs on drop.
 pub struct Env {
     pub root: tempfile::TempDir,
