@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 
 use super::{BridgeNetwork, NetError, NetHost, PortMapping};
 
@@ -479,6 +480,60 @@ mod legacy {
     }
 }
 
+/// Group commit of port scripts: the threads of an `up` or `down` publish and unpublish their
+/// containers' ports at about the same time, and one `nft` run per container was most of a
+/// port-heavy project's firewall time. A caller queues its script and takes the flush lock;
+/// whoever holds it sends everything queued so far as one transaction, so a caller returns
+/// only after a transaction holding its script is done. When a shared transaction fails, each
+/// of its callers is told so and redoes its own script alone, which gives it its own error.
+#[derive(Debug, Default)]
+pub struct Batch {
+    queue: Mutex<Queue>,
+    flush: Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    next: u64,
+    pending: Vec<(u64, String)>,
+    /// Outcomes of flushed scripts whose callers have not looked yet.
+    done: std::collections::HashMap<u64, bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Batch {
+    /// Sends `script` in a transaction with whatever else is queued; whether it applied.
+    fn submit(&self, op: &str, script: String) -> bool {
+        let ticket = {
+            let mut q = lock(&self.queue);
+            q.next += 1;
+            let t = q.next;
+            q.pending.push((t, script));
+            t
+        };
+        let _flush = lock(&self.flush);
+        let taken = {
+            let mut q = lock(&self.queue);
+            if let Some(ok) = q.done.remove(&ticket) {
+                return ok;
+            }
+            std::mem::take(&mut q.pending)
+        };
+        let all: String = taken.iter().map(|(_, s)| s.as_str()).collect();
+        let ok = run_nft(op, &all).is_ok();
+        let mut q = lock(&self.queue);
+        for (t, _) in taken {
+            if t != ticket {
+                q.done.insert(t, ok);
+            }
+        }
+        ok
+    }
+}
+
 fn is_file_exists(e: &NetError) -> bool {
     matches!(e, NetError::Nft { stderr, .. } if stderr.contains("File exists"))
 }
@@ -548,14 +603,29 @@ impl NetHost {
         if ports.is_empty() {
             return Ok(());
         }
-        run_nft("publish ports", &publish_script(&self.table, ports)).map(drop)
+        let script = publish_script(&self.table, ports);
+        if self.ports.submit("publish ports", script.clone()) {
+            return Ok(());
+        }
+        run_nft("publish ports", &script).map(drop)
     }
 
     /// Unpublishes ports. Missing elements and a missing table are fine; an element whose host
     /// port has meanwhile been published for another container is left alone.
     pub fn unpublish(&self, ports: &[PortMapping]) -> Result<(), NetError> {
         check_table(&self.table)?;
-        if ports.is_empty() || !self.table_exists() {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        // The common case in one shared transaction; a missing table, or an element that
+        // now belongs to another container, fails it and is sorted out below, alone.
+        if self
+            .ports
+            .submit("unpublish ports", unpublish_script(&self.table, ports))
+        {
+            return Ok(());
+        }
+        if !self.table_exists() {
             return Ok(());
         }
         match run_nft("unpublish ports", &unpublish_script(&self.table, ports)) {

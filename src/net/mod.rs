@@ -37,6 +37,8 @@ pub struct NetHost {
     pub run_dir: PathBuf,
     /// Name of the `inet` nftables table, e.g. `berth` or `berth_<hash>` per state root.
     pub table: String,
+    /// Port (un)publishes of concurrent threads, sent to nft together (shared by clones).
+    pub(crate) ports: std::sync::Arc<firewall::Batch>,
 }
 
 impl NetHost {
@@ -45,6 +47,7 @@ impl NetHost {
         NetHost {
             run_dir: run_dir.into(),
             table: table.into(),
+            ports: Default::default(),
         }
     }
 }
