@@ -143,7 +143,70 @@ pub fn base_script(table: &str) -> String {
     for (chain, rule) in RULES {
         let _ = writeln!(s, "add rule {t} {chain} {rule}");
     }
+    let _ = writeln!(s, "add chain {t} {}", version_chain());
     s
+}
+
+/// An empty chain named after this build's rules (a hash of [`CHAINS`] and [`RULES`]): its
+/// presence says the table's rules are the ones this binary writes.
+fn version_chain() -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for (chain, hook) in CHAINS.iter().chain(RULES) {
+        h.update(chain.as_bytes());
+        h.update([0]);
+        h.update(hook.as_bytes());
+        h.update([0]);
+    }
+    let d = h.finalize();
+    format!("v_{:02x}{:02x}{:02x}{:02x}", d[0], d[1], d[2], d[3])
+}
+
+/// Whether the ruleset (`nft -j list ruleset`) already holds everything
+/// [`ensure_network_script`] would write for `n`: the table at this build's rules (its version
+/// chain, each chain with its number of rules) and the network's set elements. Anything
+/// missing or unreadable says no, and the caller rewrites it all.
+pub fn network_in_place(ruleset: &serde_json::Value, table: &str, n: &BridgeNetwork) -> bool {
+    let ours = |o: &&serde_json::Value| o["family"] == "inet" && o["table"] == table;
+    let chains: Vec<&str> = ruleset_objects(ruleset, "chain")
+        .filter(ours)
+        .map(|c| str_of(c, "name"))
+        .collect();
+    let version = version_chain();
+    if !chains.contains(&version.as_str()) {
+        return false;
+    }
+    let rules: Vec<&str> = ruleset_objects(ruleset, "rule")
+        .filter(ours)
+        .map(|r| str_of(r, "chain"))
+        .collect();
+    for (chain, _) in CHAINS {
+        let want = RULES.iter().filter(|(c, _)| c == chain).count();
+        if !chains.contains(chain) || rules.iter().filter(|c| *c == chain).count() != want {
+            return false;
+        }
+    }
+    let has = |set: &str, want: &serde_json::Value| {
+        ruleset_objects(ruleset, "set")
+            .filter(ours)
+            .filter(|o| o["name"] == set)
+            .any(|o| match &o["elem"] {
+                serde_json::Value::Array(items) => items.contains(want),
+                one => one == want,
+            })
+    };
+    let b = serde_json::Value::from(n.bridge.as_str());
+    let prefix =
+        |addr: String, len: u8| serde_json::json!({ "prefix": { "addr": addr, "len": len } });
+    let net = n.subnet.trunc();
+    has("bridges", &b)
+        && has("same_bridge", &serde_json::json!({ "concat": [b, b] }))
+        && has("subnets", &prefix(net.addr().to_string(), net.prefix_len()))
+        && n.subnet6.is_none_or(|s| {
+            let s = s.trunc();
+            has("subnets6", &prefix(s.addr().to_string(), s.prefix_len()))
+        })
+        && (!n.internal || has("internal", &b))
 }
 
 fn network_elements(table: &str, n: &BridgeNetwork, verb: &str) -> String {
@@ -546,18 +609,26 @@ impl NetHost {
     /// Base table, network elements, and Docker coexistence accepts. Caller holds the lock.
     pub(crate) fn apply_network_firewall(&self, n: &BridgeNetwork) -> Result<(), NetError> {
         check_table(&self.table)?;
-        run_nft(
-            &format!("add network {}", n.name),
-            &ensure_network_script(&self.table, n),
-        )?;
-        self.coexist(&n.bridge)
+        // One listing serves both: whether our part is in place (the usual case when the
+        // network exists: no write), and the foreign chains to coexist with.
+        let ruleset = nft_ruleset();
+        if !ruleset
+            .as_ref()
+            .is_some_and(|r| network_in_place(r, &self.table, n))
+        {
+            run_nft(
+                &format!("add network {}", n.name),
+                &ensure_network_script(&self.table, n),
+            )?;
+        }
+        self.coexist(&n.bridge, ruleset)
     }
 
     /// Makes every foreign forward chain with a drop policy accept our bridge's traffic (see
     /// [`ForeignChain`]). Re-run by every `ensure_network`, so a firewall (re)started after
     /// berth is caught up with at the next operation.
-    fn coexist(&self, bridge: &str) -> Result<(), NetError> {
-        if let Some(ruleset) = nft_ruleset() {
+    fn coexist(&self, bridge: &str, ruleset: Option<serde_json::Value>) -> Result<(), NetError> {
+        if let Some(ruleset) = ruleset {
             let cmds = coexistence_commands(&ruleset, bridge);
             if !cmds.is_empty() {
                 run_nft_json(&format!("accept {bridge} in forward drop chains"), cmds)?;
@@ -673,6 +744,72 @@ mod tests {
             subnet6: None,
             gateway6: None,
         }
+    }
+
+    /// What `nft -j list ruleset` shows after `ensure_network_script("t", n)`.
+    fn listed(n: &BridgeNetwork) -> serde_json::Value {
+        use serde_json::json;
+        let mut v = vec![json!({"metainfo": {"json_schema_version": 1}})];
+        v.push(json!({"table": {"family": "inet", "name": "t"}}));
+        let b = &n.bridge;
+        let net = n.subnet.trunc();
+        let mut sets = vec![
+            ("bridges", json!([b])),
+            ("same_bridge", json!([{"concat": [b, b]}])),
+            (
+                "subnets",
+                json!([{"prefix": {"addr": net.addr().to_string(), "len": net.prefix_len()}}]),
+            ),
+        ];
+        if n.internal {
+            sets.push(("internal", json!(b)));
+        }
+        for (name, elem) in sets {
+            v.push(json!({"set": {"family": "inet", "table": "t", "name": name, "elem": elem}}));
+        }
+        for (chain, _) in CHAINS {
+            v.push(json!({"chain": {"family": "inet", "table": "t", "name": chain}}));
+        }
+        v.push(json!({"chain": {"family": "inet", "table": "t", "name": version_chain()}}));
+        for (chain, _) in RULES {
+            v.push(json!({"rule": {"family": "inet", "table": "t", "chain": chain}}));
+        }
+        json!({ "nftables": v })
+    }
+
+    #[test]
+    fn a_network_in_place_is_recognised_and_anything_missing_is_not() {
+        for internal in [false, true] {
+            let n = net(internal);
+            assert!(network_in_place(&listed(&n), "t", &n));
+            assert!(!network_in_place(&listed(&n), "other", &n));
+        }
+        let n = net(true);
+        let without = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+            let mut r = listed(&n);
+            r["nftables"].as_array_mut().unwrap().retain(|o| !pred(o));
+            network_in_place(&r, "t", &n)
+        };
+        assert!(!without(&|o| o["chain"]["name"] == version_chain()));
+        assert!(!without(&|o| o["chain"]["name"] == "forward"));
+        assert!(!without(&|o| o["set"]["name"] == "internal"));
+        assert!(!without(&|o| o["set"]["name"] == "subnets"));
+        // One rule of a chain gone (a flushed chain, an older berth's rules).
+        let mut r = listed(&n);
+        let items = r["nftables"].as_array_mut().unwrap();
+        let i = items
+            .iter()
+            .position(|o| o["rule"]["chain"] == "forward")
+            .unwrap();
+        items.remove(i);
+        assert!(!network_in_place(&r, "t", &n));
+        // Another network's elements are not ours.
+        let mut other = net(false);
+        other.bridge = "br-ffffffffffff".into();
+        assert!(!network_in_place(&listed(&n), "t", &other));
+        other = net(false);
+        other.subnet = "10.213.8.0/24".parse().unwrap();
+        assert!(!network_in_place(&listed(&n), "t", &other));
     }
 
     #[test]
