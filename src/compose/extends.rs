@@ -2,7 +2,7 @@
 //! it with the usual merge rules, `!reset` and `!override` included. Chains are followed; a cycle
 //! is an error naming the chain. Relative paths of a service from another folder are resolved
 //! against that folder.
-use super::loader::{Ctx, clean_path, load_other, resolve_paths};
+use super::loader::{Ctx, Via, clean_path, load_other, resolve_paths};
 use super::merge::{self, Tags};
 use super::yaml::MergeTag;
 use serde_json::{Map, Value};
@@ -97,7 +97,7 @@ fn resolve(
         None => resolve(services, &target, top, tags, base_dir, ctx, chain)?,
         Some(path) => {
             let env = ctx.env.clone();
-            let (mut v, _) = load_other(&path, &env, ctx)?;
+            let (mut v, _) = load_other(&path, &env, Via::Extends, ctx)?;
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             resolve_paths(&mut v, &dir, &env);
             match v.get("services").and_then(|s| s.get(&target)) {

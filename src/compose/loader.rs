@@ -220,6 +220,14 @@ fn load_value(opts: &LoadOptions) -> Result<Loaded<'_>, ComposeError> {
         }
         ctx.stack.pop();
     }
+    // compose-go: a model with nothing in it (`version` aside, which it drops) is an error.
+    let empty = merged
+        .as_object()
+        .is_some_and(|o| o.keys().all(|k| k == "version"));
+    if empty && ctx.errors.is_empty() {
+        let hint = Some("add a `services:` section".to_string());
+        return Err(ctx.sources.error("", "empty compose file".into(), hint));
+    }
     let mut seen = BTreeSet::new();
     for m in std::mem::take(&mut ctx.missing) {
         if seen.insert(m.clone()) {
@@ -480,10 +488,18 @@ fn cast_kind(p: &[&str]) -> Option<Cast> {
     })
 }
 
+/// Why another compose file is loaded; it names the cycle when the file is already being loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    Include,
+    Extends,
+}
+
 /// Loads another compose file (for `include` and `extends`) with its own environment.
 pub(super) fn load_other(
     file: &Path,
     env: &Env,
+    via: Via,
     ctx: &mut Ctx,
 ) -> Option<(Value, HashMap<String, MergeTag>)> {
     if ctx.stack.iter().any(|f| f == file) {
@@ -493,10 +509,15 @@ pub(super) fn load_other(
             .chain(std::iter::once(&file.to_path_buf()))
             .map(|p| p.display().to_string())
             .collect();
+        // compose-go's kinds: "include cycle detected" and extends' "Circular reference".
+        let message = match via {
+            Via::Include => format!("include cycle detected: {}", chain.join(" -> ")),
+            Via::Extends => format!("circular reference with extends: {}", chain.join(" -> ")),
+        };
         ctx.errors.push(ComposeError::Invalid {
             file: file.to_path_buf(),
             key: String::new(),
-            message: format!("include or extends cycle: {}", chain.join(" -> ")),
+            message,
         });
         return None;
     }
@@ -535,9 +556,25 @@ fn environment_and_files(opts: &LoadOptions) -> Result<(Env, Vec<PathBuf>, PathB
         .get("COMPOSE_DISABLE_ENV_FILE")
         .and_then(|v| super::model::parse_bool(v))
         .unwrap_or(false);
+    // `--env-file`, else COMPOSE_ENV_FILES (comma-separated) from the process environment, as
+    // docker compose takes it for the flag's default.
+    let from_env: Vec<PathBuf> = if opts.env_files.is_empty() {
+        opts.env
+            .get("COMPOSE_ENV_FILES")
+            .map(|v| {
+                v.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let explicit_env_files: Vec<PathBuf> = opts
         .env_files
         .iter()
+        .chain(&from_env)
         .map(|f| opts.working_dir.join(f))
         .collect();
     // First pass: the working directory's .env, which may set COMPOSE_FILE and friends.
@@ -550,9 +587,7 @@ fn environment_and_files(opts: &LoadOptions) -> Result<(Env, Vec<PathBuf>, PathB
         fill_from_env_file(&mut env, &dir.join(".env"), false)?;
     }
     if !disabled {
-        for f in &explicit_env_files {
-            fill_from_env_file(&mut env, f, true)?;
-        }
+        fill_from_env_files(&mut env, &explicit_env_files)?;
     }
 
     let mut files: Vec<PathBuf> = if !opts.files.is_empty() {
@@ -612,6 +647,44 @@ fn environment_and_files(opts: &LoadOptions) -> Result<(Env, Vec<PathBuf>, PathB
         fill_from_env_file(&mut env, &project_dir.join(".env"), false)?;
     }
     Ok((env, files, project_dir))
+}
+
+/// Adds the variables of several required env files (`--env-file`, an `include`'s `env_file`)
+/// that `env` does not have yet. As compose-go reads them: a later file overrides an earlier
+/// one, and a file's `${VAR}` sees `env` first, then the earlier files.
+pub(crate) fn fill_from_env_files(env: &mut Env, paths: &[PathBuf]) -> Result<(), ComposeError> {
+    let mut from_files = Env::new();
+    for path in paths {
+        if path.is_dir() {
+            return Err(ComposeError::Read {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a directory"),
+            });
+        }
+        let lookup = |k: &str| env.get(k).or_else(|| from_files.get(k)).cloned();
+        match dotenv::read_file(path, &lookup) {
+            Ok(Some(vars)) => from_files.extend(vars),
+            Ok(None) => {
+                return Err(ComposeError::Read {
+                    path: path.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "couldn't find env file",
+                    ),
+                });
+            }
+            Err(source) => {
+                return Err(ComposeError::Read {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    for (k, v) in from_files {
+        env.entry(k).or_insert(v);
+    }
+    Ok(())
 }
 
 /// Adds the variables of an env file that `env` does not have yet.

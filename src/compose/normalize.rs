@@ -590,10 +590,11 @@ fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
         }
         for (dep, d) in &svc.depends_on {
             if dep == name {
+                // compose-go's wording: a self-dependency is the shortest cycle.
                 errors.push(sources.error(
                     &at(".depends_on"),
-                    format!("service {name:?} depends on itself"),
-                    None,
+                    format!("dependency cycle detected: {name} -> {name}"),
+                    Some(format!("service {name:?} depends on itself")),
                 ));
             } else if !p.services.contains_key(dep) && d.required {
                 let why = if p.disabled_services.contains_key(dep) {
