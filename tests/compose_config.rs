@@ -43,7 +43,7 @@ const UNITS: &str = "services:
     image: nginx
     stop_grace_period: 90s
     mem_limit: 512m
-    mem_reservation: 1GiB
+    mem_reservation: 128MiB
     memswap_limit: -1
     mem_swappiness: 60
     shm_size: 64M
@@ -97,7 +97,7 @@ fn durations_and_sizes_print_in_compose_go_canonical_form() {
     assert_eq!(web["deploy"]["update_config"]["monitor"], "500ms");
     // Sizes: the decimal number of bytes, a string as compose-go's UnitBytes marshals it.
     assert_eq!(web["mem_limit"], "536870912");
-    assert_eq!(web["mem_reservation"], "1073741824");
+    assert_eq!(web["mem_reservation"], "134217728");
     assert_eq!(web["memswap_limit"], "-1");
     assert_eq!(web["mem_swappiness"], "60");
     assert_eq!(web["shm_size"], "67108864");

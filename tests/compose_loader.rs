@@ -246,6 +246,83 @@ fn compose_env_files_stands_for_env_file() {
 }
 
 #[test]
+fn compose_go_consistency_checks() {
+    // Each model is one that compose-go's checkConsistency rejects; berth must too.
+    let cases = [
+        (
+            "services:\n  a:\n    build:\n      context: .\n      dockerfile: Dockerfile\n      dockerfile_inline: FROM busybox\n",
+            "mutually exclusive dockerfile and dockerfile_inline",
+        ),
+        (
+            "services:\n  a:\n    build:\n      context: .\n      additional_contexts:\n        base: service:nope\n",
+            "unknown service \"nope\" as additional context base",
+        ),
+        (
+            "services:\n  a:\n    build:\n      context: .\n      additional_contexts:\n        base: service:b\n  b:\n    image: x\n",
+            "non-buildable service \"b\"",
+        ),
+        (
+            "services:\n  a:\n    platform: linux/riscv64\n    build:\n      context: .\n      platforms: [linux/amd64]\n",
+            "service.build.platforms MUST include service.platform \"linux/riscv64\"",
+        ),
+        (
+            "services:\n  a:\n    build:\n      context: .\n      secrets: [nope]\n",
+            "undefined build secret \"nope\"",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    healthcheck:\n      test: [curl, localhost]\n",
+            "healthcheck.test must start with",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    develop:\n      watch:\n        - path: ./src\n          action: sync\n",
+            "target is required for the \"sync\" action",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    models: [llm]\n",
+            "undefined model \"llm\"",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    scale: -1\n",
+            "scale must be greater than or equal to 0",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    mem_reservation: 1g\n    deploy:\n      resources:\n        reservations:\n          memory: 512m\n",
+            "mem_reservation (1073741824) and deploy.resources.reservations.memory (536870912) differ",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    pids_limit: 10\n    deploy:\n      resources:\n        limits:\n          pids: 20\n",
+            "pids_limit (10) and deploy.resources.limits.pids (20) differ",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    tmpfs: [/data]\n    volumes: [/data]\n",
+            "duplicate mount target \"/data\"",
+        ),
+        (
+            "services:\n  a:\n    image: x\nsecrets:\n  s:\n    name: s\n",
+            "secret \"s\" must declare either `file` or `environment`",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    depends_on:\n      nope:\n        condition: service_started\n        required: false\n",
+            "depends on undefined service \"nope\"",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "compose.yaml", yaml);
+        let e = load_in(d.path(), &[], &[]).unwrap_err().to_string();
+        assert!(e.contains(want), "{yaml}\nwanted {want:?}, got: {e}");
+    }
+    // What the checks must let through.
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "compose.yaml",
+        "services:\n  a:\n    platform: linux/amd64\n    build:\n      context: .\n      platforms: [linux/amd64]\n      additional_contexts:\n        base: service:b\n    healthcheck:\n      test: curl localhost\n    develop:\n      watch:\n        - path: ./src\n          action: rebuild\n  b:\n    build: .\nsecrets:\n  s:\n    external: true\n",
+    );
+    load_in(d.path(), &[], &[]).unwrap();
+}
+
+#[test]
 fn implicit_dependencies_and_default_network() {
     let d = tempfile::tempdir().unwrap();
     write(

@@ -528,6 +528,78 @@ fn canonical_units(svc: &mut Service, sources: &Sources, errors: &mut Vec<Compos
     }
 }
 
+/// compose-go's checks of `build:`: dockerfile vs dockerfile_inline, `service:` additional
+/// contexts, `platforms` vs `platform`, build secrets.
+fn check_build(
+    p: &Project,
+    name: &str,
+    svc: &Service,
+    sources: &Sources,
+    errors: &mut Vec<ComposeError>,
+) {
+    let Some(b) = &svc.build else { return };
+    let at = |k: &str| format!("services.{name}.build{k}");
+    if b.dockerfile.is_some() && b.dockerfile_inline.is_some() {
+        errors.push(sources.error(
+            &at(".dockerfile_inline"),
+            format!(
+                "service {name:?} declares mutually exclusive dockerfile and dockerfile_inline"
+            ),
+            Some("keep one of them".into()),
+        ));
+    }
+    for (ctx, c) in &b.additional_contexts {
+        let Some(target) = c.strip_prefix("service:") else {
+            continue;
+        };
+        let why = match p.services.get(target) {
+            None => format!(
+                "service {name:?} declares unknown service {target:?} as additional context {ctx}"
+            ),
+            Some(t) if t.build.is_none() => format!(
+                "service {name:?} declares non-buildable service {target:?} as additional context {ctx}"
+            ),
+            Some(_) => continue,
+        };
+        errors.push(sources.error(&at(&format!(".additional_contexts.{ctx}")), why, None));
+    }
+    if let Some(platform) = &svc.platform
+        && !b.platforms.is_empty()
+        && !b.platforms.contains(platform)
+    {
+        errors.push(sources.error(
+            &at(".platforms"),
+            // docker compose's e2e test checks these words.
+            format!("service.build.platforms MUST include service.platform {platform:?}"),
+            None,
+        ));
+    }
+    for (i, r) in b.secrets.iter().enumerate() {
+        if !p.secrets.contains_key(&r.source) {
+            errors.push(sources.error(
+                &at(&format!(".secrets[{i}]")),
+                format!(
+                    "service {name:?} refers to undefined build secret {:?}",
+                    r.source
+                ),
+                Some("declare it under the top-level `secrets:` key".into()),
+            ));
+        }
+    }
+}
+
+/// The models a service names (`models:` is a list or a map).
+fn service_models(svc: &Service) -> Vec<String> {
+    match &svc.models {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|m| m.as_str().map(String::from))
+            .collect(),
+        Some(Value::Object(o)) => o.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
     for (name, svc) in &p.services {
         let at = |k: &str| format!("services.{name}{k}");
@@ -537,6 +609,48 @@ fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
                 format!("service {name:?} has neither an image nor a build context specified"),
                 Some("add `image:` or `build:` to the service".into()),
             ));
+        }
+        check_build(p, name, svc, sources, errors);
+        if let Some(test) = svc.healthcheck.as_ref().and_then(|h| h.test.as_ref())
+            && let Some(first) = test.first()
+            && !matches!(first.as_str(), "CMD" | "CMD-SHELL" | "NONE")
+        {
+            errors.push(sources.error(
+                &at(".healthcheck.test"),
+                format!("healthcheck.test must start with \"CMD\", \"CMD-SHELL\" or \"NONE\", not {first:?}"),
+                Some("write the command as a string, or as a list after \"CMD\"".into()),
+            ));
+        }
+        for (i, w) in svc.develop.iter().flat_map(|d| d.watch.iter()).enumerate() {
+            if w.target.is_none() && !matches!(w.action.as_str(), "rebuild" | "restart") {
+                errors.push(sources.error(
+                    &at(&format!(".develop.watch[{i}]")),
+                    format!(
+                        "develop.watch: target is required for the {:?} action",
+                        w.action
+                    ),
+                    None,
+                ));
+            }
+        }
+        for model in service_models(svc) {
+            if !p.models.contains_key(&model) {
+                errors.push(sources.error(
+                    &at(".models"),
+                    format!("service {name:?} refers to undefined model {model:?}"),
+                    Some("declare it under the top-level `models:` key".into()),
+                ));
+            }
+        }
+        let replicas = svc.deploy.as_ref().and_then(|d| d.replicas);
+        for (key, v) in [("scale", svc.scale), ("deploy.replicas", replicas)] {
+            if let Some(v) = v.filter(|v| *v < 0) {
+                errors.push(sources.error(
+                    &at(&format!(".{key}")),
+                    format!("{key} must be greater than or equal to 0, not {v}"),
+                    None,
+                ));
+            }
         }
         if svc.network_mode.is_some() && !svc.networks.is_empty() {
             errors.push(sources.error(
@@ -555,6 +669,16 @@ fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
             }
         }
         let mut targets = BTreeSet::new();
+        for (i, t) in svc.tmpfs.iter().enumerate() {
+            let path = t.split(':').next().unwrap_or(t);
+            if !targets.insert(path.to_string()) {
+                errors.push(sources.error(
+                    &at(&format!(".tmpfs[{i}]")),
+                    format!("duplicate mount target {path:?}"),
+                    None,
+                ));
+            }
+        }
         for (i, vol) in svc.volumes.iter().enumerate() {
             if vol.kind == VolumeType::Volume
                 && let Some(src) = &vol.source
@@ -596,18 +720,22 @@ fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
                     format!("dependency cycle detected: {name} -> {name}"),
                     Some(format!("service {name:?} depends on itself")),
                 ));
-            } else if !p.services.contains_key(dep) && d.required {
-                let why = if p.disabled_services.contains_key(dep) {
+            } else if !p.services.contains_key(dep) {
+                // compose-go: only a dependency disabled by its profile may be optional; an
+                // undefined one is an error even with `required: false`.
+                let disabled = p.disabled_services.contains_key(dep);
+                let why = if !disabled {
+                    format!("service {name:?} depends on undefined service {dep:?}")
+                } else if d.required {
                     format!(
                         "service {name:?} depends on service {dep:?}, whose profile is not active"
                     )
                 } else {
-                    format!("service {name:?} depends on undefined service {dep:?}")
+                    continue;
                 };
                 errors.push(sources.error(&at(&format!(".depends_on.{dep}")), why, None));
             }
         }
-        let replicas = svc.deploy.as_ref().and_then(|d| d.replicas);
         if let (Some(s), Some(r)) = (svc.scale, replicas)
             && s != r
         {
@@ -638,6 +766,34 @@ fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
                 None,
             ));
         }
+        let reservations = svc
+            .deploy
+            .as_ref()
+            .and_then(|d| d.resources.as_ref())
+            .and_then(|r| r.reservations.as_ref());
+        if let (Some(m), Some(r)) = (
+            &svc.mem_reservation,
+            reservations.and_then(|r| r.memory.as_ref()),
+        ) && parse_bytes(m) != parse_bytes(r)
+        {
+            errors.push(sources.error(
+                &at(".mem_reservation"),
+                format!(
+                    "mem_reservation ({m}) and deploy.resources.reservations.memory ({r}) differ"
+                ),
+                None,
+            ));
+        }
+        if let (Some(n), Some(l)) = (svc.pids_limit, limits.and_then(|l| l.pids))
+            && n != 0
+            && n != l
+        {
+            errors.push(sources.error(
+                &at(".pids_limit"),
+                format!("pids_limit ({n}) and deploy.resources.limits.pids ({l}) differ"),
+                None,
+            ));
+        }
         if let (Some(c), Some(l)) = (svc.cpus, limits.and_then(|l| l.cpus))
             && (c - l).abs() > f64::EPSILON
         {
@@ -658,6 +814,15 @@ fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
                     "external network {key:?} must not set driver, driver_opts, ipam or internal"
                 ),
                 Some("an external network already exists; remove the creation options".into()),
+            ));
+        }
+    }
+    for (key, sec) in &p.secrets {
+        if !sec.external && sec.file.is_none() && sec.environment.is_none() {
+            errors.push(sources.error(
+                &format!("secrets.{key}"),
+                format!("secret {key:?} must declare either `file` or `environment`"),
+                None,
             ));
         }
     }
