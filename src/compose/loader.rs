@@ -61,6 +61,8 @@ pub struct LoadOptions {
     pub skip_schema: bool,
     /// Skip the semantic checks after loading (compose-go's `SkipConsistencyCheck`).
     pub skip_consistency: bool,
+    /// `config --no-env-resolution`: env files are not read, bare `KEY` entries stay unset.
+    pub no_env_resolution: bool,
     /// Where git `include`s are checked out; `None` is docker compose's own cache
     /// (`$XDG_CACHE_HOME/docker-compose`, else `~/.cache/docker-compose`).
     pub remote_cache: Option<PathBuf>,

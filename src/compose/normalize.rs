@@ -176,7 +176,16 @@ pub(super) fn build_project(
         profiles: Vec::new(),
     };
     apply_profiles(&mut project, opts);
-    normalize(&mut project, sources, errors);
+    // Services named on the command line narrow the project as docker compose's
+    // WithSelectedServices does: the env files of the others are not needed, so a missing one
+    // is no error (`up a` works while b's env file is absent).
+    let selected =
+        (!opts.enabled_services.is_empty()).then(|| selection(&project, &opts.enabled_services));
+    let env_files = EnvFiles {
+        resolve: !opts.no_env_resolution,
+        selected: selected.as_ref(),
+    };
+    normalize(&mut project, &env_files, sources, errors);
     if !opts.skip_consistency {
         validate(&project, sources, errors);
     }
@@ -241,18 +250,67 @@ fn implicit_dep(svc: &mut Service, dep: &str, restart: bool) {
     });
 }
 
-fn normalize(p: &mut Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
+/// The services named and everything they need (depends_on, links, volumes_from, `service:`
+/// namespaces), transitively.
+fn selection(p: &Project, names: &[String]) -> BTreeSet<String> {
+    let mut keep = BTreeSet::new();
+    let mut todo: Vec<String> = names.to_vec();
+    while let Some(n) = todo.pop() {
+        if !keep.insert(n.clone()) {
+            continue;
+        }
+        let Some(s) = p.services.get(&n) else {
+            continue;
+        };
+        todo.extend(s.depends_on.keys().cloned());
+        let first = |v: &String| v.split(':').next().unwrap_or(v).to_string();
+        todo.extend(s.links.iter().map(first));
+        todo.extend(
+            s.volumes_from
+                .iter()
+                .filter(|v| !v.starts_with("container:"))
+                .map(first),
+        );
+        let namespaces = [&s.network_mode, &s.ipc, &s.pid, &s.uts, &s.cgroup];
+        todo.extend(
+            namespaces
+                .into_iter()
+                .flatten()
+                .filter_map(|ns| ns.strip_prefix("service:").map(String::from)),
+        );
+    }
+    keep
+}
+
+/// How services' env files are resolved.
+struct EnvFiles<'a> {
+    /// False for `config --no-env-resolution`.
+    resolve: bool,
+    /// When services were named: only theirs must exist.
+    selected: Option<&'a BTreeSet<String>>,
+}
+
+fn normalize(
+    p: &mut Project,
+    env_files: &EnvFiles,
+    sources: &Sources,
+    errors: &mut Vec<ComposeError>,
+) {
     let env = p.environment.clone();
     let mut uses_default = false;
     for (name, svc) in p.services.iter_mut() {
         // environment: env_file values first (later files win), then `environment:`, then the
         // bare `KEY` entries from the project environment; unresolved bare keys are dropped.
         let mut resolved: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let needed = env_files.selected.is_none_or(|s| s.contains(name));
         for (i, f) in svc.env_file.iter().enumerate() {
+            if !env_files.resolve {
+                break;
+            }
             let path = Path::new(&f.path);
             let text = match std::fs::read_to_string(path) {
                 Ok(t) => t,
-                Err(_) if !f.required => continue,
+                Err(_) if !f.required || !needed => continue,
                 Err(e) => {
                     errors.push(sources.error(
                         &format!("services.{name}.env_file[{i}]"),
@@ -280,6 +338,9 @@ fn normalize(p: &mut Project, sources: &Sources, errors: &mut Vec<ComposeError>)
             };
             resolved.extend(vars.into_iter().map(|(k, v)| (k, Some(v))));
         }
+        if !env_files.resolve {
+            resolved = std::mem::take(&mut svc.environment);
+        }
         for (k, v) in std::mem::take(&mut svc.environment) {
             let v = match v {
                 Some(v) => Some(v),
@@ -294,7 +355,11 @@ fn normalize(p: &mut Project, sources: &Sources, errors: &mut Vec<ComposeError>)
                 }
             }
         }
-        svc.environment = resolved.into_iter().filter(|(_, v)| v.is_some()).collect();
+        svc.environment = if env_files.resolve {
+            resolved.into_iter().filter(|(_, v)| v.is_some()).collect()
+        } else {
+            resolved
+        };
 
         if svc.networks.is_empty() && svc.network_mode.is_none() {
             svc.networks.insert("default".into(), Default::default());
