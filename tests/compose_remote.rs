@@ -1,6 +1,6 @@
 //! `include` of a git repository: a bare repository served by `git daemon` on 127.0.0.1, the
-//! real `berth config` including it by tag, by default branch and by commit id, with the
-//! checkout cached under the state root.
+//! real `berth config` including it by tag, by default branch and by commit id (in the fragment
+//! and the query spelling), with the checkout cached under the state root.
 #![allow(clippy::print_stderr)] // skip reasons
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -196,6 +196,21 @@ fn git_include_by_tag_branch_and_commit() {
         s.loads(&s.url("#:sub"))["services"]["cache"]["image"],
         "redis:8"
     );
+
+    // BuildKit's query spelling, which docker compose accepts too: `?tag=` is refs/tags/...,
+    // `?branch=` refs/heads/..., `?ref=` either; `subdir=` the folder. The query is not part of
+    // the URL given to git.
+    for (query, image) in [
+        ("?tag=v1&subdir=sub", "redis:7"),
+        ("?ref=v1&subdir=sub", "redis:7"),
+        ("?branch=main&subdir=sub", "redis:8"),
+        ("?ref=v1#v1:sub", "redis:7"),
+    ] {
+        let v = s.loads(&s.url(query));
+        assert_eq!(v["services"]["cache"]["image"], image, "{query}: {v}");
+    }
+    let err = s.fails(&s.url("?depth=1#v1:sub"));
+    assert!(err.contains("unexpected query \"depth\""), "{err}");
 
     // An unknown ref is a clear error that points at the include.
     let err = s.fails(&s.url("#nope:sub"));
