@@ -131,17 +131,21 @@ impl Setup {
 
     /// `berth config --format json` of a project including `include`.
     fn config(&self, include: &str) -> Output {
-        let dir = self.tmp.path().join("demo");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("compose.yaml"),
-            format!(
+        self.run(
+            &format!(
                 "include:\n  - {include}\nservices:\n  web:\n    image: nginx\n    depends_on: [cache]\n"
             ),
+            &["config", "--format", "json"],
         )
-        .unwrap();
+    }
+
+    /// `berth ARGS` in the folder `demo` holding `compose.yaml` with `yaml`.
+    fn run(&self, yaml: &str, args: &[&str]) -> Output {
+        let dir = self.tmp.path().join("demo");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("compose.yaml"), yaml).unwrap();
         Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["config", "--format", "json"])
+            .args(args)
             .current_dir(&dir)
             .env("BERTH_ROOT", self.root())
             .env("HOME", self.tmp.path().join("home"))
@@ -244,4 +248,54 @@ fn oci_include_is_refused_with_a_hint() {
     let err = s.fails("oci://registry.example/stack:1");
     assert!(err.contains("not supported"), "{err}");
     assert!(err.contains("compose.yaml:2:"), "{err}");
+}
+
+/// docker compose's remote loaders also serve `-f` and `extends.file`: the file comes from a
+/// checkout, and a remote `-f` makes the checkout folder the project directory.
+#[test]
+fn git_compose_file_and_extends_file() {
+    let Some(s) = Setup::new() else { return };
+    let json = |out: Output| -> serde_json::Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let url = s.url("?tag=v1&subdir=sub");
+    let v = json(s.run("", &["-f", &url, "config", "--format", "json"]));
+    let cache = &v["services"]["cache"];
+    // The checkout's `.env` is the project's: REDIS_TAG=7 at v1.
+    assert_eq!(cache["image"], "redis:7", "{v}");
+    assert_eq!(cache["environment"]["FROM_ENV_FILE"], "yes", "{v}");
+    let checkout = s.root().join("cache/git").join(&s.v1);
+    assert_eq!(v["name"], "sub", "{v}");
+    assert!(
+        Path::new(cache["env_file"][0]["path"].as_str().unwrap()).starts_with(&checkout),
+        "{v}"
+    );
+
+    // extends.file: the service starts from the remote one; the local file's `.env` rules.
+    let yaml = format!(
+        "services:\n  mine:\n    extends:\n      file: {}\n      service: cache\n    environment:\n      LOCAL: 'yes'\n",
+        s.url("#v1:sub/compose.yaml")
+    );
+    std::fs::create_dir_all(s.tmp.path().join("demo")).unwrap();
+    std::fs::write(s.tmp.path().join("demo/.env"), "REDIS_TAG=6\n").unwrap();
+    let v = json(s.run(&yaml, &["config", "--format", "json"]));
+    let mine = &v["services"]["mine"];
+    assert_eq!(mine["image"], "redis:6", "{v}");
+    assert_eq!(mine["environment"]["FROM_ENV_FILE"], "yes", "{v}");
+    assert_eq!(mine["environment"]["LOCAL"], "yes", "{v}");
+
+    // A bad reference points at the extends.
+    let yaml = yaml.replace("#v1:", "#nope:");
+    let out = s.run(&yaml, &["config"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("services.mine.extends.file") && err.contains("has no ref \"nope\""),
+        "{err}"
+    );
 }

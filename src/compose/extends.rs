@@ -90,9 +90,23 @@ fn resolve(
         _ => return Some(svc),
     };
     let current = ctx.stack.last().cloned();
-    let other = file
-        .map(|f| clean_path(&base_dir.join(f)))
-        .filter(|f| Some(f) != current.as_ref());
+    // `file:` may name a git repository, as docker compose's remote loaders allow.
+    let other = match file {
+        Some(f) if super::remote::is_remote(&f) => {
+            match super::remote::resolve(&f, ctx.opts.remote_cache.as_deref(), &ctx.opts.env) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let hint =
+                        Some("check the URL, the ref and your access to the repository".into());
+                    ctx.errors
+                        .push(ctx.sources.error(&format!("{key}.file"), e, hint));
+                    return None;
+                }
+            }
+        }
+        f => f.map(|f| clean_path(&base_dir.join(f))),
+    }
+    .filter(|f| Some(f) != current.as_ref());
     let base = match other {
         None => resolve(services, &target, top, tags, base_dir, ctx, chain)?,
         Some(path) => {

@@ -592,17 +592,35 @@ fn environment_and_files(opts: &LoadOptions) -> Result<(Env, Vec<PathBuf>, PathB
         fill_from_env_files(&mut env, &explicit_env_files)?;
     }
 
+    // A `-f` (or COMPOSE_FILE entry) may name a git repository, as docker compose's remote
+    // resource loaders allow: it is checked out (see `remote`) and its file read.
+    let mut remote_dir = None;
+    let mut local = |f: &Path| -> Result<PathBuf, ComposeError> {
+        let s = f.to_string_lossy();
+        if f.as_os_str() == "-" || !super::remote::is_remote(&s) {
+            return Ok(opts.working_dir.join(f));
+        }
+        let file = super::remote::resolve(&s, opts.remote_cache.as_deref(), &opts.env).map_err(
+            |message| ComposeError::Invalid {
+                file: f.to_path_buf(),
+                key: String::new(),
+                message,
+            },
+        )?;
+        remote_dir.get_or_insert_with(|| file.parent().map(Path::to_path_buf).unwrap_or_default());
+        Ok(file)
+    };
     let mut files: Vec<PathBuf> = if !opts.files.is_empty() {
         opts.files
             .iter()
             .map(|f| {
                 if f.as_os_str() == "-" {
-                    f.clone()
+                    Ok(f.clone())
                 } else {
-                    opts.working_dir.join(f)
+                    local(f)
                 }
             })
-            .collect()
+            .collect::<Result<_, _>>()?
     } else if let Some(list) = env.get("COMPOSE_FILE").filter(|s| !s.is_empty()) {
         let sep = env
             .get("COMPOSE_PATH_SEPARATOR")
@@ -610,8 +628,8 @@ fn environment_and_files(opts: &LoadOptions) -> Result<(Env, Vec<PathBuf>, PathB
             .unwrap_or_else(|| ":".into());
         list.split(sep.as_str())
             .filter(|s| !s.is_empty())
-            .map(|f| opts.working_dir.join(f))
-            .collect()
+            .map(|f| local(Path::new(f)))
+            .collect::<Result<_, _>>()?
     } else {
         let start = opts
             .project_directory
@@ -635,9 +653,11 @@ fn environment_and_files(opts: &LoadOptions) -> Result<(Env, Vec<PathBuf>, PathB
             *f = clean_path(f);
         }
     });
-    let project_dir = match &opts.project_directory {
-        Some(d) => clean_path(&opts.working_dir.join(d)),
-        None => files
+    let project_dir = match (&opts.project_directory, remote_dir) {
+        (Some(d), _) => clean_path(&opts.working_dir.join(d)),
+        // compose-go: a remote file makes its checkout folder the project directory.
+        (None, Some(d)) => d,
+        (None, None) => files
             .iter()
             .find(|f| f.as_os_str() != "-")
             .and_then(|f| f.parent())
