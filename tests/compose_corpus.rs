@@ -74,6 +74,9 @@ fn expected_failures() -> BTreeMap<String, Expected> {
 struct Recipe {
     opts: LoadOptions,
     schema_only: bool,
+    /// `--cp SRC DST`: the step a README asks for first (`cp .env.example .env`), done in a
+    /// temporary copy of the folder, as the corpus is read-only.
+    copies: Vec<(String, String)>,
 }
 
 fn recipes(root: &Path) -> BTreeMap<String, Recipe> {
@@ -87,6 +90,7 @@ fn recipes(root: &Path) -> BTreeMap<String, Recipe> {
                 ..Default::default()
             };
             let mut schema_only = false;
+            let mut copies = Vec::new();
             let mut args = c[2].split_whitespace();
             while let Some(a) = args.next() {
                 let mut value = || {
@@ -101,6 +105,10 @@ fn recipes(root: &Path) -> BTreeMap<String, Recipe> {
                     "--profile" => opts.profiles.push(value().into()),
                     "--no-consistency" => opts.skip_consistency = true,
                     "--schema-only" => schema_only = true,
+                    "--cp" => {
+                        let src = value().to_string();
+                        copies.push((src, value().to_string()));
+                    }
                     kv => {
                         let (k, v) = kv
                             .split_once('=')
@@ -112,7 +120,12 @@ fn recipes(root: &Path) -> BTreeMap<String, Recipe> {
             opts.env
                 .entry("HOME".into())
                 .or_insert_with(|| "/home/user".into());
-            (c[0].clone(), Recipe { opts, schema_only })
+            let r = Recipe {
+                opts,
+                schema_only,
+                copies,
+            };
+            (c[0].clone(), r)
         })
         .collect()
 }
@@ -138,6 +151,34 @@ fn recipe_files(r: &Recipe, root: &Path) -> Vec<String> {
                 .unwrap_or_default()
         })
         .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// Loads a recipe; with `--cp`, in a temporary copy of its folder (same folder name).
+fn load_recipe(r: &Recipe) -> Result<(), String> {
+    if r.copies.is_empty() {
+        return load(&r.opts).map(|_| ()).map_err(|e| e.to_string());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(r.opts.working_dir.file_name().unwrap());
+    copy_dir(&r.opts.working_dir, &dir);
+    for (src, dst) in &r.copies {
+        std::fs::copy(dir.join(src), dir.join(dst)).unwrap();
+    }
+    let mut opts = r.opts.clone();
+    opts.working_dir = dir;
+    load(&opts).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// The inline compose-go fixtures' rows: each file's env and loader options.
@@ -247,7 +288,7 @@ fn corpus_compose_files() {
             let result = if r.schema_only {
                 std::panic::catch_unwind(|| schema_only(f))
             } else {
-                try_load(&r.opts)
+                std::panic::catch_unwind(|| load_recipe(r))
             };
             (How::Recipe, result)
         } else if let Some(o) = rows.get(&rel) {
