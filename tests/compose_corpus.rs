@@ -3,6 +3,7 @@
 //! compose-go test loads it (the inline fixtures' rows). The files that must fail are listed in
 //! tests/compose_corpus_expected_failures.txt, each with its category, the error it must give,
 //! and why. The 140 inline loader fixtures of compose-go load or fail as their row says.
+//! `BERTH_CORPUS_VERBOSE=1` prints the error of each expected failure.
 #![allow(clippy::print_stderr)] // tests report their counts and skip reasons
 use berth::compose::loader::clean_path;
 use berth::compose::{LoadOptions, load, schema, yaml};
