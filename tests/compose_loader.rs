@@ -299,7 +299,27 @@ fn compose_go_consistency_checks() {
         ),
         (
             "services:\n  a:\n    image: x\nsecrets:\n  s:\n    name: s\n",
-            "secret \"s\" must declare either `file` or `environment`",
+            "secrets.s: one of file|environment must be set",
+        ),
+        (
+            "services:\n  a:\n    image: x\nconfigs:\n  c:\n    file: ./c\n    content: hi\n",
+            "configs.c: file|environment|content attributes are mutually exclusive",
+        ),
+        (
+            "services:\n  a:\n    image: x\nvolumes:\n  v:\n    external: true\n    labels: [a=b]\n",
+            "volumes.v: conflicting parameters \"external\" and \"labels\" specified",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    ports:\n      - target: 80\n        host_ip: 999.1.1.1\n",
+            "invalid ip address: 999.1.1.1",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    develop:\n      watch:\n        - path: ''\n          action: rebuild\n",
+            "value can't be blank",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    deploy:\n      resources:\n        reservations:\n          devices:\n            - capabilities: [gpu]\n              count: 1\n              device_ids: ['0']\n",
+            "\"count\" and \"device_ids\" attributes are exclusive",
         ),
         (
             "services:\n  a:\n    image: x\n    depends_on:\n      nope:\n        condition: service_started\n        required: false\n",
@@ -312,12 +332,13 @@ fn compose_go_consistency_checks() {
         let e = load_in(d.path(), &[], &[]).unwrap_err().to_string();
         assert!(e.contains(want), "{yaml}\nwanted {want:?}, got: {e}");
     }
-    // What the checks must let through.
+    // What the checks must let through (an external network's driver is ignored, as docker
+    // compose ignores it).
     let d = tempfile::tempdir().unwrap();
     write(
         d.path(),
         "compose.yaml",
-        "services:\n  a:\n    platform: linux/amd64\n    build:\n      context: .\n      platforms: [linux/amd64]\n      additional_contexts:\n        base: service:b\n    healthcheck:\n      test: curl localhost\n    develop:\n      watch:\n        - path: ./src\n          action: rebuild\n  b:\n    build: .\nsecrets:\n  s:\n    external: true\n",
+        "services:\n  a:\n    platform: linux/amd64\n    build:\n      context: .\n      platforms: [linux/amd64]\n      additional_contexts:\n        base: service:b\n    healthcheck:\n      test: curl localhost\n    develop:\n      watch:\n        - path: ./src\n          action: rebuild\n  b:\n    build: .\nsecrets:\n  s:\n    external: true\nconfigs:\n  c:\n    external: true\nvolumes:\n  v:\n    external: true\n    name: the-volume\nnetworks:\n  n:\n    external: true\n    driver: bridge\n",
     );
     load_in(d.path(), &[], &[]).unwrap();
 }

@@ -236,6 +236,9 @@ fn load_value(opts: &LoadOptions) -> Result<Loaded<'_>, ComposeError> {
             tracing::warn!("the {m:?} variable is not set, defaulting to a blank string");
         }
     }
+    if !opts.skip_schema {
+        super::normalize::check_resources(&merged, &ctx.sources, &mut ctx.errors);
+    }
     if !opts.no_path_resolution {
         resolve_paths(&mut merged, &project_dir, &ctx.env);
     }

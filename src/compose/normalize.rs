@@ -112,6 +112,122 @@ fn typed_map<T: DeserializeOwned + Default>(
     out
 }
 
+/// compose-go's `validation` package: checks on the merged model as written, run with the
+/// schema and before paths are resolved (so `--no-consistency` keeps them): an external volume sets nothing but `name`;
+/// a config has one of file, environment, content (a secret: file, environment) unless
+/// external or driven; a published port's host_ip is an IP; a watch path is not blank;
+/// a device request has `count` or `device_ids`, not both.
+pub(super) fn check_resources(v: &Value, sources: &Sources, errors: &mut Vec<ComposeError>) {
+    let entries = |top: &str| -> Vec<(String, &Map<String, Value>)> {
+        v.get(top)
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, x)| x.as_object().map(|o| (k.clone(), o)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let external = |o: &Map<String, Value>| match o.get("external") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Object(_)) => true,
+        _ => false,
+    };
+    for (key, o) in entries("volumes") {
+        if !external(o) {
+            continue;
+        }
+        if let Some(k) = o
+            .keys()
+            .find(|k| !matches!(k.as_str(), "name" | "external") && !k.starts_with("x-"))
+        {
+            errors.push(sources.error(
+                &format!("volumes.{key}.{k}"),
+                format!("volumes.{key}: conflicting parameters \"external\" and {k:?} specified"),
+                Some("an external volume already exists: it takes only `name`".into()),
+            ));
+        }
+    }
+    for (top, keys) in [
+        ("configs", &["file", "environment", "content"][..]),
+        ("secrets", &["file", "environment"][..]),
+    ] {
+        for (key, o) in entries(top) {
+            let n = keys.iter().filter(|k| o.contains_key(**k)).count();
+            let exempt = o.contains_key("driver") || external(o) || o.contains_key("external");
+            let message = if n > 1 {
+                format!(
+                    "{top}.{key}: {} attributes are mutually exclusive",
+                    keys.join("|")
+                )
+            } else if n == 0 && !exempt {
+                format!("{top}.{key}: one of {} must be set", keys.join("|"))
+            } else {
+                continue;
+            };
+            errors.push(sources.error(&format!("{top}.{key}"), message, None));
+        }
+    }
+    for (name, svc) in entries("services") {
+        for (i, port) in svc
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if let Some(ip) = port.get("host_ip").and_then(Value::as_str)
+                && ip.parse::<std::net::IpAddr>().is_err()
+            {
+                errors.push(sources.error(
+                    &format!("services.{name}.ports[{i}].host_ip"),
+                    format!("invalid ip address: {ip}"),
+                    None,
+                ));
+            }
+        }
+        let watch = svc
+            .get("develop")
+            .and_then(|d| d.get("watch"))
+            .and_then(Value::as_array);
+        for (i, w) in watch.into_iter().flatten().enumerate() {
+            if w.get("path").and_then(Value::as_str) == Some("") {
+                errors.push(sources.error(
+                    &format!("services.{name}.develop.watch[{i}].path"),
+                    "value can't be blank".into(),
+                    None,
+                ));
+            }
+        }
+        let devices = svc
+            .get("deploy")
+            .and_then(|d| d.get("resources"))
+            .and_then(|r| r.get("reservations"))
+            .and_then(|r| r.get("devices"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, d)| (format!("deploy.resources.reservations.devices[{i}]"), d));
+        let gpus = svc
+            .get("gpus")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, d)| (format!("gpus[{i}]"), d));
+        for (path, d) in devices.chain(gpus) {
+            if d.get("count").is_some() && d.get("device_ids").is_some() {
+                errors.push(sources.error(
+                    &format!("services.{name}.{path}"),
+                    "\"count\" and \"device_ids\" attributes are exclusive".into(),
+                    None,
+                ));
+            }
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn build_project(
     mut value: Value,
@@ -870,34 +986,13 @@ fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
         }
     }
     for (key, n) in &p.networks {
+        // docker compose accepts and ignores these (compose-go checks only volumes).
         if n.external
             && (n.driver.is_some() || n.ipam.is_some() || !n.driver_opts.is_empty() || n.internal)
         {
-            errors.push(sources.error(
-                &format!("networks.{key}.external"),
-                format!(
-                    "external network {key:?} must not set driver, driver_opts, ipam or internal"
-                ),
-                Some("an external network already exists; remove the creation options".into()),
-            ));
-        }
-    }
-    for (key, sec) in &p.secrets {
-        if !sec.external && sec.file.is_none() && sec.environment.is_none() {
-            errors.push(sources.error(
-                &format!("secrets.{key}"),
-                format!("secret {key:?} must declare either `file` or `environment`"),
-                None,
-            ));
-        }
-    }
-    for (key, v) in &p.volumes {
-        if v.external && (v.driver.is_some() || !v.driver_opts.is_empty()) {
-            errors.push(sources.error(
-                &format!("volumes.{key}.external"),
-                format!("external volume {key:?} must not set driver or driver_opts"),
-                Some("an external volume already exists; remove the creation options".into()),
-            ));
+            tracing::warn!(
+                "network {key:?} is external: its driver, driver_opts, ipam and internal are ignored"
+            );
         }
     }
     if let Some(cycle) = find_cycle(p) {
