@@ -326,6 +326,23 @@ fn compose_go_consistency_checks() {
             "depends on undefined service \"nope\"",
         ),
     ];
+    let shared = "services:\n  a:\n    image: x\n    container_name: same\n  b:\n    image: x\n    container_name: same\n";
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "compose.yaml", shared);
+    let e = load_in(d.path(), &[], &[]).unwrap_err().to_string();
+    assert!(
+        e.contains("container name \"same\" is already in use by service a"),
+        "{e}"
+    );
+    // `up b` acts on b alone, which may use the name (docker compose's e2e
+    // TestUpContainerNameConflict).
+    let p = load(&LoadOptions {
+        working_dir: d.path().to_path_buf(),
+        enabled_services: vec!["b".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(p.services["b"].container_name.as_deref(), Some("same"));
     for (yaml, want) in cases {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "compose.yaml", yaml);

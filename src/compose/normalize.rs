@@ -304,6 +304,7 @@ pub(super) fn build_project(
     normalize(&mut project, &env_files, sources, errors);
     if !opts.skip_consistency {
         validate(&project, sources, errors);
+        container_names_unique(&project, selected.as_ref(), sources, errors);
     }
     Some(project)
 }
@@ -778,6 +779,32 @@ fn service_models(svc: &Service) -> Vec<String> {
             .collect(),
         Some(Value::Object(o)) => o.keys().cloned().collect(),
         _ => Vec::new(),
+    }
+}
+
+/// docker compose's CheckContainerNameUnicity (run by `config` and `create`/`up` on the
+/// services they act on): two services cannot share a `container_name`.
+fn container_names_unique(
+    p: &Project,
+    selected: Option<&BTreeSet<String>>,
+    sources: &Sources,
+    errors: &mut Vec<ComposeError>,
+) {
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, svc) in &p.services {
+        if selected.is_some_and(|s| !s.contains(name)) {
+            continue;
+        }
+        let Some(c) = svc.container_name.as_deref() else {
+            continue;
+        };
+        if let Some(other) = seen.insert(c, name) {
+            errors.push(sources.error(
+                &format!("services.{name}.container_name"),
+                format!("container name {c:?} is already in use by service {other}"),
+                Some("container names are unique on the host: give each service its own".into()),
+            ));
+        }
     }
 }
 
