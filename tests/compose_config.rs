@@ -202,4 +202,18 @@ fn a_missing_env_file_matters_only_to_its_service() {
     }
     let out = config(&dir, &["--no-env-resolution", "--hash", "serviceB"]).unwrap();
     assert!(out.starts_with("serviceB "), "{out}");
+    // Unresolved, the env file stays in the model; resolved, it is left out.
+    let out = config(&dir, &["--no-env-resolution"]).unwrap();
+    assert!(out.contains("    - path: /doesnotexist/.env\n"), "{out}");
+    std::fs::write(dir.join("b.env"), "B=1\n").unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "services:\n  serviceB:\n    image: nginx:latest\n    env_file: b.env\n",
+    )
+    .unwrap();
+    let out = config(&dir, &[]).unwrap();
+    assert!(
+        out.contains("      B: \"1\"\n") && !out.contains("env_file"),
+        "{out}"
+    );
 }

@@ -170,6 +170,13 @@ pub fn render(args: &ConfigArgs, opts: &LoadOptions) -> anyhow::Result<String> {
         }
         return Ok(lines(out));
     }
+    if !opts.no_env_resolution {
+        // Resolved into `environment`, the env files are left out, as docker compose's
+        // `config` does (WithServicesEnvironmentResolved with discard).
+        for s in project.services.values_mut() {
+            s.env_file.clear();
+        }
+    }
     format(&sort(serde_json::to_value(&project)?), args.format)
 }
 
