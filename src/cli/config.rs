@@ -177,7 +177,20 @@ pub fn render(args: &ConfigArgs, opts: &LoadOptions) -> anyhow::Result<String> {
             s.env_file.clear();
         }
     }
-    format(&sort(serde_json::to_value(&project)?), args.format)
+    let mut value = serde_json::to_value(&project)?;
+    // A service network without options prints as `null`, as docker compose prints it.
+    if let Some(services) = value.get_mut("services").and_then(Value::as_object_mut) {
+        for svc in services.values_mut() {
+            if let Some(nets) = svc.get_mut("networks").and_then(Value::as_object_mut) {
+                for n in nets.values_mut() {
+                    if n.as_object().is_some_and(|o| o.is_empty()) {
+                        *n = Value::Null;
+                    }
+                }
+            }
+        }
+    }
+    format(&sort(value), args.format)
 }
 
 /// Keeps the named services and everything they depend on.
