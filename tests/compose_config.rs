@@ -216,4 +216,9 @@ fn a_missing_env_file_matters_only_to_its_service() {
         out.contains("      B: \"1\"\n") && !out.contains("env_file"),
         "{out}"
     );
+    // A service network without options is `null`, as docker compose prints it.
+    assert!(
+        out.contains("    networks:\n      default: null\n"),
+        "{out}"
+    );
 }
