@@ -43,7 +43,7 @@ const UNITS: &str = "services:
     image: nginx
     stop_grace_period: 90s
     mem_limit: 512m
-    mem_reservation: 1GiB
+    mem_reservation: 128MiB
     memswap_limit: -1
     mem_swappiness: 60
     shm_size: 64M
@@ -97,7 +97,7 @@ fn durations_and_sizes_print_in_compose_go_canonical_form() {
     assert_eq!(web["deploy"]["update_config"]["monitor"], "500ms");
     // Sizes: the decimal number of bytes, a string as compose-go's UnitBytes marshals it.
     assert_eq!(web["mem_limit"], "536870912");
-    assert_eq!(web["mem_reservation"], "1073741824");
+    assert_eq!(web["mem_reservation"], "134217728");
     assert_eq!(web["memswap_limit"], "-1");
     assert_eq!(web["mem_swappiness"], "60");
     assert_eq!(web["shm_size"], "67108864");
@@ -143,4 +143,82 @@ fn a_bad_duration_or_size_points_into_the_file() {
         "{err}"
     );
     assert!(err.contains("unknown unit \"q\""), "{err}");
+}
+
+/// docker/compose's e2e TestLocalComposeConfigNoConsistency: `--no-consistency` lists the
+/// resources of a model that fails validation; `--models` prints the models.
+#[test]
+fn no_consistency_lists_an_incomplete_model() {
+    let (_d, dir) = project(
+        "services:\n  incomplete:\n    volumes:\n      - data:/data\n    networks:\n      - internal\n    models:\n      llm:\n  gated:\n    profiles: [\"extra\"]\nvolumes:\n  data:\nnetworks:\n  internal:\nmodels:\n  llm:\n    model: ai/example\n",
+    );
+    let err = config(&dir, &["--services"]).unwrap_err();
+    assert!(
+        err.contains("neither an image nor a build context"),
+        "{err}"
+    );
+    let ok = |args: &[&str]| {
+        let mut all = vec!["--no-consistency"];
+        all.extend_from_slice(args);
+        config(&dir, &all).unwrap()
+    };
+    assert_eq!(ok(&["--services"]), "incomplete\n");
+    assert_eq!(ok(&["--volumes"]), "data\n");
+    assert!(ok(&["--networks"]).contains("internal\n"));
+    assert_eq!(ok(&["--models"]), "ai/example\n");
+    assert!(ok(&["--hash", "*"]).starts_with("incomplete "));
+    let root = dir.parent().unwrap().join("state");
+    let out = berth(
+        &dir,
+        &root,
+        &[
+            "--profile",
+            "extra",
+            "config",
+            "--no-consistency",
+            "--services",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "gated\nincomplete\n");
+}
+
+/// docker/compose's e2e TestUnusedMissingEnvFile: a missing env file stops only what needs
+/// its service.
+#[test]
+fn a_missing_env_file_matters_only_to_its_service() {
+    let (_d, dir) = project(
+        "services:\n  serviceA:\n    image: nginx:latest\n  serviceB:\n    image: nginx:latest\n    env_file:\n      - /doesnotexist/.env\n",
+    );
+    let missing = "env file /doesnotexist/.env not found";
+    assert!(
+        config(&dir, &["--hash", "serviceA"])
+            .unwrap()
+            .starts_with("serviceA ")
+    );
+    assert!(config(&dir, &["serviceA"]).is_ok());
+    for args in [&["--hash", "serviceB"][..], &["--hash", "*"], &[]] {
+        let err = config(&dir, args).unwrap_err();
+        assert!(err.contains(missing), "{args:?}: {err}");
+    }
+    let out = config(&dir, &["--no-env-resolution", "--hash", "serviceB"]).unwrap();
+    assert!(out.starts_with("serviceB "), "{out}");
+    // Unresolved, the env file stays in the model; resolved, it is left out.
+    let out = config(&dir, &["--no-env-resolution"]).unwrap();
+    assert!(out.contains("    - path: /doesnotexist/.env\n"), "{out}");
+    std::fs::write(dir.join("b.env"), "B=1\n").unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "services:\n  serviceB:\n    image: nginx:latest\n    env_file: b.env\n",
+    )
+    .unwrap();
+    let out = config(&dir, &[]).unwrap();
+    assert!(
+        out.contains("      B: \"1\"\n") && !out.contains("env_file"),
+        "{out}"
+    );
+    // A service network without options is `null`, as docker compose prints it.
+    assert!(
+        out.contains("    networks:\n      default: null\n"),
+        "{out}"
+    );
 }

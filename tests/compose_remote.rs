@@ -1,6 +1,6 @@
 //! `include` of a git repository: a bare repository served by `git daemon` on 127.0.0.1, the
-//! real `berth config` including it by tag, by default branch and by commit id, with the
-//! checkout cached under the state root.
+//! real `berth config` including it by tag, by default branch and by commit id (in the fragment
+//! and the query spelling), with the checkout cached under the state root.
 #![allow(clippy::print_stderr)] // skip reasons
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -131,17 +131,21 @@ impl Setup {
 
     /// `berth config --format json` of a project including `include`.
     fn config(&self, include: &str) -> Output {
-        let dir = self.tmp.path().join("demo");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("compose.yaml"),
-            format!(
+        self.run(
+            &format!(
                 "include:\n  - {include}\nservices:\n  web:\n    image: nginx\n    depends_on: [cache]\n"
             ),
+            &["config", "--format", "json"],
         )
-        .unwrap();
+    }
+
+    /// `berth ARGS` in the folder `demo` holding `compose.yaml` with `yaml`.
+    fn run(&self, yaml: &str, args: &[&str]) -> Output {
+        let dir = self.tmp.path().join("demo");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("compose.yaml"), yaml).unwrap();
         Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["config", "--format", "json"])
+            .args(args)
             .current_dir(&dir)
             .env("BERTH_ROOT", self.root())
             .env("HOME", self.tmp.path().join("home"))
@@ -188,14 +192,30 @@ fn git_include_by_tag_branch_and_commit() {
         checkout.join("sub/compose.yaml").is_file(),
         "no checkout at {checkout:?}"
     );
-    let env_file = cache["env_file"][0]["path"].as_str().unwrap();
-    assert!(Path::new(env_file).starts_with(&checkout), "{env_file}");
+    // (FROM_ENV_FILE comes from sub/cache.env, which exists only in the checkout; `config`
+    // leaves the resolved env_file out of its output, as docker compose does.)
+    assert!(cache.get("env_file").is_none(), "{v}");
 
     // Without a ref: the default branch, which has moved on.
     assert_eq!(
         s.loads(&s.url("#:sub"))["services"]["cache"]["image"],
         "redis:8"
     );
+
+    // BuildKit's query spelling, which docker compose accepts too: `?tag=` is refs/tags/...,
+    // `?branch=` refs/heads/..., `?ref=` either; `subdir=` the folder. The query is not part of
+    // the URL given to git.
+    for (query, image) in [
+        ("?tag=v1&subdir=sub", "redis:7"),
+        ("?ref=v1&subdir=sub", "redis:7"),
+        ("?branch=main&subdir=sub", "redis:8"),
+        ("?ref=v1#v1:sub", "redis:7"),
+    ] {
+        let v = s.loads(&s.url(query));
+        assert_eq!(v["services"]["cache"]["image"], image, "{query}: {v}");
+    }
+    let err = s.fails(&s.url("?depth=1#v1:sub"));
+    assert!(err.contains("unexpected query \"depth\""), "{err}");
 
     // An unknown ref is a clear error that points at the include.
     let err = s.fails(&s.url("#nope:sub"));
@@ -229,4 +249,65 @@ fn oci_include_is_refused_with_a_hint() {
     let err = s.fails("oci://registry.example/stack:1");
     assert!(err.contains("not supported"), "{err}");
     assert!(err.contains("compose.yaml:2:"), "{err}");
+}
+
+/// docker compose's remote loaders also serve `-f` and `extends.file`: the file comes from a
+/// checkout, and a remote `-f` makes the checkout folder the project directory.
+#[test]
+fn git_compose_file_and_extends_file() {
+    let Some(s) = Setup::new() else { return };
+    let json = |out: Output| -> serde_json::Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let url = s.url("?tag=v1&subdir=sub");
+    let v = json(s.run("", &["-f", &url, "config", "--format", "json"]));
+    let cache = &v["services"]["cache"];
+    // The checkout's `.env` is the project's: REDIS_TAG=7 at v1.
+    assert_eq!(cache["image"], "redis:7", "{v}");
+    assert_eq!(cache["environment"]["FROM_ENV_FILE"], "yes", "{v}");
+    assert_eq!(v["name"], "sub", "{v}");
+    let v = json(s.run(
+        "",
+        &[
+            "-f",
+            &url,
+            "config",
+            "--format",
+            "json",
+            "--no-env-resolution",
+        ],
+    ));
+    let checkout = s.root().join("cache/git").join(&s.v1);
+    let env_file = v["services"]["cache"]["env_file"][0]["path"]
+        .as_str()
+        .unwrap();
+    assert!(Path::new(env_file).starts_with(&checkout), "{v}");
+
+    // extends.file: the service starts from the remote one; the local file's `.env` rules.
+    let yaml = format!(
+        "services:\n  mine:\n    extends:\n      file: {}\n      service: cache\n    environment:\n      LOCAL: 'yes'\n",
+        s.url("#v1:sub/compose.yaml")
+    );
+    std::fs::create_dir_all(s.tmp.path().join("demo")).unwrap();
+    std::fs::write(s.tmp.path().join("demo/.env"), "REDIS_TAG=6\n").unwrap();
+    let v = json(s.run(&yaml, &["config", "--format", "json"]));
+    let mine = &v["services"]["mine"];
+    assert_eq!(mine["image"], "redis:6", "{v}");
+    assert_eq!(mine["environment"]["FROM_ENV_FILE"], "yes", "{v}");
+    assert_eq!(mine["environment"]["LOCAL"], "yes", "{v}");
+
+    // A bad reference points at the extends.
+    let yaml = yaml.replace("#v1:", "#nope:");
+    let out = s.run(&yaml, &["config"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("services.mine.extends.file") && err.contains("has no ref \"nope\""),
+        "{err}"
+    );
 }

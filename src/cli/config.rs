@@ -37,6 +37,9 @@ pub struct ConfigArgs {
     /// Print the profile names, one per line
     #[arg(long)]
     pub profiles: bool,
+    /// Print the model names, one per line
+    #[arg(long)]
+    pub models: bool,
     /// Print the configuration hash of the services ("*" for all)
     #[arg(long, value_name = "SERVICES")]
     pub hash: Option<String>,
@@ -49,6 +52,12 @@ pub struct ConfigArgs {
     /// Keep relative paths as written
     #[arg(long)]
     pub no_path_resolution: bool,
+    /// Don't check model consistency (may print an invalid model)
+    #[arg(long)]
+    pub no_consistency: bool,
+    /// Don't resolve service env files
+    #[arg(long)]
+    pub no_env_resolution: bool,
     /// Print the environment used for interpolation
     #[arg(long)]
     pub environment: bool,
@@ -69,6 +78,8 @@ pub struct ConfigArgs {
 pub fn run(args: &ConfigArgs, mut opts: LoadOptions) -> anyhow::Result<i32> {
     opts.no_interpolate |= args.no_interpolate;
     opts.no_path_resolution |= args.no_path_resolution;
+    opts.skip_consistency |= args.no_consistency;
+    opts.no_env_resolution |= args.no_env_resolution;
     let text = render(args, &opts)?;
     if args.quiet {
         return Ok(0);
@@ -114,6 +125,12 @@ pub fn render(args: &ConfigArgs, opts: &LoadOptions) -> anyhow::Result<String> {
     let mut opts = opts.clone();
     opts.enabled_services
         .extend(args.service_names.iter().cloned());
+    // `--hash a,b` narrows the project to those services, as docker compose does, so that
+    // another service's missing env file does not stop it.
+    if let Some(which) = args.hash.as_deref().filter(|h| *h != "*") {
+        opts.enabled_services
+            .extend(which.split(',').map(|s| s.trim().to_string()));
+    }
     let mut project = load(&opts)?;
     if !args.service_names.is_empty() {
         keep_services(&mut project, &args.service_names);
@@ -129,6 +146,12 @@ pub fn render(args: &ConfigArgs, opts: &LoadOptions) -> anyhow::Result<String> {
     }
     if args.profiles {
         return Ok(lines(project.all_profiles()));
+    }
+    if args.models {
+        // The `model` of each top-level model, as docker compose prints them.
+        return Ok(lines(project.models.values().filter_map(|m| {
+            m.get("model").and_then(|v| v.as_str()).map(String::from)
+        })));
     }
     if args.images {
         return Ok(lines(project.services.iter().map(|(n, s)| {
@@ -147,7 +170,27 @@ pub fn render(args: &ConfigArgs, opts: &LoadOptions) -> anyhow::Result<String> {
         }
         return Ok(lines(out));
     }
-    format(&sort(serde_json::to_value(&project)?), args.format)
+    if !opts.no_env_resolution {
+        // Resolved into `environment`, the env files are left out, as docker compose's
+        // `config` does (WithServicesEnvironmentResolved with discard).
+        for s in project.services.values_mut() {
+            s.env_file.clear();
+        }
+    }
+    let mut value = serde_json::to_value(&project)?;
+    // A service network without options prints as `null`, as docker compose prints it.
+    if let Some(services) = value.get_mut("services").and_then(Value::as_object_mut) {
+        for svc in services.values_mut() {
+            if let Some(nets) = svc.get_mut("networks").and_then(Value::as_object_mut) {
+                for n in nets.values_mut() {
+                    if n.as_object().is_some_and(|o| o.is_empty()) {
+                        *n = Value::Null;
+                    }
+                }
+            }
+        }
+    }
+    format(&sort(value), args.format)
 }
 
 /// Keeps the named services and everything they depend on.

@@ -13,7 +13,7 @@ pub enum ComposeError {
     },
     #[error("{}: {message}", path.display())]
     Yaml { path: PathBuf, message: String },
-    #[error("{}: {key}: {message}", file.display())]
+    #[error("{}: {}{message}", file.display(), if key.is_empty() { String::new() } else { format!("{key}: ") })]
     Invalid {
         file: PathBuf,
         key: String,

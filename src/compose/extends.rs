@@ -2,7 +2,7 @@
 //! it with the usual merge rules, `!reset` and `!override` included. Chains are followed; a cycle
 //! is an error naming the chain. Relative paths of a service from another folder are resolved
 //! against that folder.
-use super::loader::{Ctx, clean_path, load_other, resolve_paths};
+use super::loader::{Ctx, Via, clean_path, load_other, resolve_paths};
 use super::merge::{self, Tags};
 use super::yaml::MergeTag;
 use serde_json::{Map, Value};
@@ -90,14 +90,28 @@ fn resolve(
         _ => return Some(svc),
     };
     let current = ctx.stack.last().cloned();
-    let other = file
-        .map(|f| clean_path(&base_dir.join(f)))
-        .filter(|f| Some(f) != current.as_ref());
+    // `file:` may name a git repository, as docker compose's remote loaders allow.
+    let other = match file {
+        Some(f) if super::remote::is_remote(&f) => {
+            match super::remote::resolve(&f, ctx.opts.remote_cache.as_deref(), &ctx.opts.env) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let hint =
+                        Some("check the URL, the ref and your access to the repository".into());
+                    ctx.errors
+                        .push(ctx.sources.error(&format!("{key}.file"), e, hint));
+                    return None;
+                }
+            }
+        }
+        f => f.map(|f| clean_path(&base_dir.join(f))),
+    }
+    .filter(|f| Some(f) != current.as_ref());
     let base = match other {
         None => resolve(services, &target, top, tags, base_dir, ctx, chain)?,
         Some(path) => {
             let env = ctx.env.clone();
-            let (mut v, _) = load_other(&path, &env, ctx)?;
+            let (mut v, _) = load_other(&path, &env, Via::Extends, ctx)?;
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             resolve_paths(&mut v, &dir, &env);
             match v.get("services").and_then(|s| s.get(&target)) {

@@ -2,7 +2,7 @@
 //! `.env`), its relative paths resolved there, and its resources added to the including file.
 //! A resource defined differently on both sides is an error; includes are never merged.
 use super::error::ComposeError;
-use super::loader::{Ctx, fill_from_env_file, load_other, resolve_paths};
+use super::loader::{Ctx, Via, fill_from_env_file, fill_from_env_files, load_other, resolve_paths};
 use super::merge::{self, Tags};
 use super::remote;
 use serde_json::{Map, Value};
@@ -69,9 +69,8 @@ pub(super) fn apply_includes(doc: &mut Value, include: Value, base_dir: &Path, c
         let env_result = if env_files.is_empty() {
             fill_from_env_file(&mut env, &project_dir.join(".env"), false)
         } else {
-            env_files
-                .iter()
-                .try_for_each(|f| fill_from_env_file(&mut env, &base_dir.join(f), true))
+            let files: Vec<_> = env_files.iter().map(|f| base_dir.join(f)).collect();
+            fill_from_env_files(&mut env, &files)
         };
         if let Err(e) = env_result {
             ctx.errors.push(e);
@@ -80,7 +79,7 @@ pub(super) fn apply_includes(doc: &mut Value, include: Value, base_dir: &Path, c
         let mut included = Value::Object(Map::new());
         let mut ok = true;
         for p in &paths {
-            match load_other(p, &env, ctx) {
+            match load_other(p, &env, Via::Include, ctx) {
                 Some((v, tags)) => {
                     merge::merge(&mut included, v, &mut Vec::new(), &Tags { tags: &tags })
                 }

@@ -61,6 +61,8 @@ pub struct LoadOptions {
     pub skip_schema: bool,
     /// Skip the semantic checks after loading (compose-go's `SkipConsistencyCheck`).
     pub skip_consistency: bool,
+    /// `config --no-env-resolution`: env files are not read, bare `KEY` entries stay unset.
+    pub no_env_resolution: bool,
     /// Where git `include`s are checked out; `None` is docker compose's own cache
     /// (`$XDG_CACHE_HOME/docker-compose`, else `~/.cache/docker-compose`).
     pub remote_cache: Option<PathBuf>,
@@ -220,11 +222,22 @@ fn load_value(opts: &LoadOptions) -> Result<Loaded<'_>, ComposeError> {
         }
         ctx.stack.pop();
     }
+    // compose-go: a model with nothing in it (`version` aside, which it drops) is an error.
+    let empty = merged
+        .as_object()
+        .is_some_and(|o| o.keys().all(|k| k == "version"));
+    if empty && ctx.errors.is_empty() {
+        let hint = Some("add a `services:` section".to_string());
+        return Err(ctx.sources.error("", "empty compose file".into(), hint));
+    }
     let mut seen = BTreeSet::new();
     for m in std::mem::take(&mut ctx.missing) {
         if seen.insert(m.clone()) {
             tracing::warn!("the {m:?} variable is not set, defaulting to a blank string");
         }
+    }
+    if !opts.skip_schema {
+        super::normalize::check_resources(&merged, &ctx.sources, &mut ctx.errors);
     }
     if !opts.no_path_resolution {
         resolve_paths(&mut merged, &project_dir, &ctx.env);
@@ -480,10 +493,18 @@ fn cast_kind(p: &[&str]) -> Option<Cast> {
     })
 }
 
+/// Why another compose file is loaded; it names the cycle when the file is already being loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    Include,
+    Extends,
+}
+
 /// Loads another compose file (for `include` and `extends`) with its own environment.
 pub(super) fn load_other(
     file: &Path,
     env: &Env,
+    via: Via,
     ctx: &mut Ctx,
 ) -> Option<(Value, HashMap<String, MergeTag>)> {
     if ctx.stack.iter().any(|f| f == file) {
@@ -493,10 +514,15 @@ pub(super) fn load_other(
             .chain(std::iter::once(&file.to_path_buf()))
             .map(|p| p.display().to_string())
             .collect();
+        // compose-go's kinds: "include cycle detected" and extends' "Circular reference".
+        let message = match via {
+            Via::Include => format!("include cycle detected: {}", chain.join(" -> ")),
+            Via::Extends => format!("circular reference with extends: {}", chain.join(" -> ")),
+        };
         ctx.errors.push(ComposeError::Invalid {
             file: file.to_path_buf(),
             key: String::new(),
-            message: format!("include or extends cycle: {}", chain.join(" -> ")),
+            message,
         });
         return None;
     }
@@ -535,9 +561,25 @@ fn environment_and_files(opts: &LoadOptions) -> Result<(Env, Vec<PathBuf>, PathB
         .get("COMPOSE_DISABLE_ENV_FILE")
         .and_then(|v| super::model::parse_bool(v))
         .unwrap_or(false);
+    // `--env-file`, else COMPOSE_ENV_FILES (comma-separated) from the process environment, as
+    // docker compose takes it for the flag's default.
+    let from_env: Vec<PathBuf> = if opts.env_files.is_empty() {
+        opts.env
+            .get("COMPOSE_ENV_FILES")
+            .map(|v| {
+                v.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let explicit_env_files: Vec<PathBuf> = opts
         .env_files
         .iter()
+        .chain(&from_env)
         .map(|f| opts.working_dir.join(f))
         .collect();
     // First pass: the working directory's .env, which may set COMPOSE_FILE and friends.
@@ -550,22 +592,38 @@ fn environment_and_files(opts: &LoadOptions) -> Result<(Env, Vec<PathBuf>, PathB
         fill_from_env_file(&mut env, &dir.join(".env"), false)?;
     }
     if !disabled {
-        for f in &explicit_env_files {
-            fill_from_env_file(&mut env, f, true)?;
-        }
+        fill_from_env_files(&mut env, &explicit_env_files)?;
     }
 
+    // A `-f` (or COMPOSE_FILE entry) may name a git repository, as docker compose's remote
+    // resource loaders allow: it is checked out (see `remote`) and its file read.
+    let mut remote_dir = None;
+    let mut local = |f: &Path| -> Result<PathBuf, ComposeError> {
+        let s = f.to_string_lossy();
+        if f.as_os_str() == "-" || !super::remote::is_remote(&s) {
+            return Ok(opts.working_dir.join(f));
+        }
+        let file = super::remote::resolve(&s, opts.remote_cache.as_deref(), &opts.env).map_err(
+            |message| ComposeError::Invalid {
+                file: f.to_path_buf(),
+                key: String::new(),
+                message,
+            },
+        )?;
+        remote_dir.get_or_insert_with(|| file.parent().map(Path::to_path_buf).unwrap_or_default());
+        Ok(file)
+    };
     let mut files: Vec<PathBuf> = if !opts.files.is_empty() {
         opts.files
             .iter()
             .map(|f| {
                 if f.as_os_str() == "-" {
-                    f.clone()
+                    Ok(f.clone())
                 } else {
-                    opts.working_dir.join(f)
+                    local(f)
                 }
             })
-            .collect()
+            .collect::<Result<_, _>>()?
     } else if let Some(list) = env.get("COMPOSE_FILE").filter(|s| !s.is_empty()) {
         let sep = env
             .get("COMPOSE_PATH_SEPARATOR")
@@ -573,8 +631,8 @@ fn environment_and_files(opts: &LoadOptions) -> Result<(Env, Vec<PathBuf>, PathB
             .unwrap_or_else(|| ":".into());
         list.split(sep.as_str())
             .filter(|s| !s.is_empty())
-            .map(|f| opts.working_dir.join(f))
-            .collect()
+            .map(|f| local(Path::new(f)))
+            .collect::<Result<_, _>>()?
     } else {
         let start = opts
             .project_directory
@@ -598,9 +656,11 @@ fn environment_and_files(opts: &LoadOptions) -> Result<(Env, Vec<PathBuf>, PathB
             *f = clean_path(f);
         }
     });
-    let project_dir = match &opts.project_directory {
-        Some(d) => clean_path(&opts.working_dir.join(d)),
-        None => files
+    let project_dir = match (&opts.project_directory, remote_dir) {
+        (Some(d), _) => clean_path(&opts.working_dir.join(d)),
+        // compose-go: a remote file makes its checkout folder the project directory.
+        (None, Some(d)) => d,
+        (None, None) => files
             .iter()
             .find(|f| f.as_os_str() != "-")
             .and_then(|f| f.parent())
@@ -612,6 +672,44 @@ fn environment_and_files(opts: &LoadOptions) -> Result<(Env, Vec<PathBuf>, PathB
         fill_from_env_file(&mut env, &project_dir.join(".env"), false)?;
     }
     Ok((env, files, project_dir))
+}
+
+/// Adds the variables of several required env files (`--env-file`, an `include`'s `env_file`)
+/// that `env` does not have yet. As compose-go reads them: a later file overrides an earlier
+/// one, and a file's `${VAR}` sees `env` first, then the earlier files.
+pub(crate) fn fill_from_env_files(env: &mut Env, paths: &[PathBuf]) -> Result<(), ComposeError> {
+    let mut from_files = Env::new();
+    for path in paths {
+        if path.is_dir() {
+            return Err(ComposeError::Read {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a directory"),
+            });
+        }
+        let lookup = |k: &str| env.get(k).or_else(|| from_files.get(k)).cloned();
+        match dotenv::read_file(path, &lookup) {
+            Ok(Some(vars)) => from_files.extend(vars),
+            Ok(None) => {
+                return Err(ComposeError::Read {
+                    path: path.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "couldn't find env file",
+                    ),
+                });
+            }
+            Err(source) => {
+                return Err(ComposeError::Read {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    for (k, v) in from_files {
+        env.entry(k).or_insert(v);
+    }
+    Ok(())
 }
 
 /// Adds the variables of an env file that `env` does not have yet.

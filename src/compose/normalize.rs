@@ -112,6 +112,122 @@ fn typed_map<T: DeserializeOwned + Default>(
     out
 }
 
+/// compose-go's `validation` package: checks on the merged model as written, run with the
+/// schema and before paths are resolved (so `--no-consistency` keeps them): an external volume sets nothing but `name`;
+/// a config has one of file, environment, content (a secret: file, environment) unless
+/// external or driven; a published port's host_ip is an IP; a watch path is not blank;
+/// a device request has `count` or `device_ids`, not both.
+pub(super) fn check_resources(v: &Value, sources: &Sources, errors: &mut Vec<ComposeError>) {
+    let entries = |top: &str| -> Vec<(String, &Map<String, Value>)> {
+        v.get(top)
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, x)| x.as_object().map(|o| (k.clone(), o)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let external = |o: &Map<String, Value>| match o.get("external") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Object(_)) => true,
+        _ => false,
+    };
+    for (key, o) in entries("volumes") {
+        if !external(o) {
+            continue;
+        }
+        if let Some(k) = o
+            .keys()
+            .find(|k| !matches!(k.as_str(), "name" | "external") && !k.starts_with("x-"))
+        {
+            errors.push(sources.error(
+                &format!("volumes.{key}.{k}"),
+                format!("volumes.{key}: conflicting parameters \"external\" and {k:?} specified"),
+                Some("an external volume already exists: it takes only `name`".into()),
+            ));
+        }
+    }
+    for (top, keys) in [
+        ("configs", &["file", "environment", "content"][..]),
+        ("secrets", &["file", "environment"][..]),
+    ] {
+        for (key, o) in entries(top) {
+            let n = keys.iter().filter(|k| o.contains_key(**k)).count();
+            let exempt = o.contains_key("driver") || external(o) || o.contains_key("external");
+            let message = if n > 1 {
+                format!(
+                    "{top}.{key}: {} attributes are mutually exclusive",
+                    keys.join("|")
+                )
+            } else if n == 0 && !exempt {
+                format!("{top}.{key}: one of {} must be set", keys.join("|"))
+            } else {
+                continue;
+            };
+            errors.push(sources.error(&format!("{top}.{key}"), message, None));
+        }
+    }
+    for (name, svc) in entries("services") {
+        for (i, port) in svc
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if let Some(ip) = port.get("host_ip").and_then(Value::as_str)
+                && ip.parse::<std::net::IpAddr>().is_err()
+            {
+                errors.push(sources.error(
+                    &format!("services.{name}.ports[{i}].host_ip"),
+                    format!("invalid ip address: {ip}"),
+                    None,
+                ));
+            }
+        }
+        let watch = svc
+            .get("develop")
+            .and_then(|d| d.get("watch"))
+            .and_then(Value::as_array);
+        for (i, w) in watch.into_iter().flatten().enumerate() {
+            if w.get("path").and_then(Value::as_str) == Some("") {
+                errors.push(sources.error(
+                    &format!("services.{name}.develop.watch[{i}].path"),
+                    "value can't be blank".into(),
+                    None,
+                ));
+            }
+        }
+        let devices = svc
+            .get("deploy")
+            .and_then(|d| d.get("resources"))
+            .and_then(|r| r.get("reservations"))
+            .and_then(|r| r.get("devices"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, d)| (format!("deploy.resources.reservations.devices[{i}]"), d));
+        let gpus = svc
+            .get("gpus")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, d)| (format!("gpus[{i}]"), d));
+        for (path, d) in devices.chain(gpus) {
+            if d.get("count").is_some() && d.get("device_ids").is_some() {
+                errors.push(sources.error(
+                    &format!("services.{name}.{path}"),
+                    "\"count\" and \"device_ids\" attributes are exclusive".into(),
+                    None,
+                ));
+            }
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn build_project(
     mut value: Value,
@@ -176,9 +292,19 @@ pub(super) fn build_project(
         profiles: Vec::new(),
     };
     apply_profiles(&mut project, opts);
-    normalize(&mut project, sources, errors);
+    // Services named on the command line narrow the project as docker compose's
+    // WithSelectedServices does: the env files of the others are not needed, so a missing one
+    // is no error (`up a` works while b's env file is absent).
+    let selected =
+        (!opts.enabled_services.is_empty()).then(|| selection(&project, &opts.enabled_services));
+    let env_files = EnvFiles {
+        resolve: !opts.no_env_resolution,
+        selected: selected.as_ref(),
+    };
+    normalize(&mut project, &env_files, sources, errors);
     if !opts.skip_consistency {
         validate(&project, sources, errors);
+        container_names_unique(&project, selected.as_ref(), sources, errors);
     }
     Some(project)
 }
@@ -241,18 +367,67 @@ fn implicit_dep(svc: &mut Service, dep: &str, restart: bool) {
     });
 }
 
-fn normalize(p: &mut Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
+/// The services named and everything they need (depends_on, links, volumes_from, `service:`
+/// namespaces), transitively.
+fn selection(p: &Project, names: &[String]) -> BTreeSet<String> {
+    let mut keep = BTreeSet::new();
+    let mut todo: Vec<String> = names.to_vec();
+    while let Some(n) = todo.pop() {
+        if !keep.insert(n.clone()) {
+            continue;
+        }
+        let Some(s) = p.services.get(&n) else {
+            continue;
+        };
+        todo.extend(s.depends_on.keys().cloned());
+        let first = |v: &String| v.split(':').next().unwrap_or(v).to_string();
+        todo.extend(s.links.iter().map(first));
+        todo.extend(
+            s.volumes_from
+                .iter()
+                .filter(|v| !v.starts_with("container:"))
+                .map(first),
+        );
+        let namespaces = [&s.network_mode, &s.ipc, &s.pid, &s.uts, &s.cgroup];
+        todo.extend(
+            namespaces
+                .into_iter()
+                .flatten()
+                .filter_map(|ns| ns.strip_prefix("service:").map(String::from)),
+        );
+    }
+    keep
+}
+
+/// How services' env files are resolved.
+struct EnvFiles<'a> {
+    /// False for `config --no-env-resolution`.
+    resolve: bool,
+    /// When services were named: only theirs must exist.
+    selected: Option<&'a BTreeSet<String>>,
+}
+
+fn normalize(
+    p: &mut Project,
+    env_files: &EnvFiles,
+    sources: &Sources,
+    errors: &mut Vec<ComposeError>,
+) {
     let env = p.environment.clone();
     let mut uses_default = false;
     for (name, svc) in p.services.iter_mut() {
         // environment: env_file values first (later files win), then `environment:`, then the
         // bare `KEY` entries from the project environment; unresolved bare keys are dropped.
         let mut resolved: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let needed = env_files.selected.is_none_or(|s| s.contains(name));
         for (i, f) in svc.env_file.iter().enumerate() {
+            if !env_files.resolve {
+                break;
+            }
             let path = Path::new(&f.path);
             let text = match std::fs::read_to_string(path) {
                 Ok(t) => t,
-                Err(_) if !f.required => continue,
+                Err(_) if !f.required || !needed => continue,
                 Err(e) => {
                     errors.push(sources.error(
                         &format!("services.{name}.env_file[{i}]"),
@@ -280,6 +455,9 @@ fn normalize(p: &mut Project, sources: &Sources, errors: &mut Vec<ComposeError>)
             };
             resolved.extend(vars.into_iter().map(|(k, v)| (k, Some(v))));
         }
+        if !env_files.resolve {
+            resolved = std::mem::take(&mut svc.environment);
+        }
         for (k, v) in std::mem::take(&mut svc.environment) {
             let v = match v {
                 Some(v) => Some(v),
@@ -294,7 +472,11 @@ fn normalize(p: &mut Project, sources: &Sources, errors: &mut Vec<ComposeError>)
                 }
             }
         }
-        svc.environment = resolved.into_iter().filter(|(_, v)| v.is_some()).collect();
+        svc.environment = if env_files.resolve {
+            resolved.into_iter().filter(|(_, v)| v.is_some()).collect()
+        } else {
+            resolved
+        };
 
         if svc.networks.is_empty() && svc.network_mode.is_none() {
             svc.networks.insert("default".into(), Default::default());
@@ -528,6 +710,104 @@ fn canonical_units(svc: &mut Service, sources: &Sources, errors: &mut Vec<Compos
     }
 }
 
+/// compose-go's checks of `build:`: dockerfile vs dockerfile_inline, `service:` additional
+/// contexts, `platforms` vs `platform`, build secrets.
+fn check_build(
+    p: &Project,
+    name: &str,
+    svc: &Service,
+    sources: &Sources,
+    errors: &mut Vec<ComposeError>,
+) {
+    let Some(b) = &svc.build else { return };
+    let at = |k: &str| format!("services.{name}.build{k}");
+    if b.dockerfile.is_some() && b.dockerfile_inline.is_some() {
+        errors.push(sources.error(
+            &at(".dockerfile_inline"),
+            format!(
+                "service {name:?} declares mutually exclusive dockerfile and dockerfile_inline"
+            ),
+            Some("keep one of them".into()),
+        ));
+    }
+    for (ctx, c) in &b.additional_contexts {
+        let Some(target) = c.strip_prefix("service:") else {
+            continue;
+        };
+        let why = match p.services.get(target) {
+            None => format!(
+                "service {name:?} declares unknown service {target:?} as additional context {ctx}"
+            ),
+            Some(t) if t.build.is_none() => format!(
+                "service {name:?} declares non-buildable service {target:?} as additional context {ctx}"
+            ),
+            Some(_) => continue,
+        };
+        errors.push(sources.error(&at(&format!(".additional_contexts.{ctx}")), why, None));
+    }
+    if let Some(platform) = &svc.platform
+        && !b.platforms.is_empty()
+        && !b.platforms.contains(platform)
+    {
+        errors.push(sources.error(
+            &at(".platforms"),
+            // docker compose's e2e test checks these words.
+            format!("service.build.platforms MUST include service.platform {platform:?}"),
+            None,
+        ));
+    }
+    for (i, r) in b.secrets.iter().enumerate() {
+        if !p.secrets.contains_key(&r.source) {
+            errors.push(sources.error(
+                &at(&format!(".secrets[{i}]")),
+                format!(
+                    "service {name:?} refers to undefined build secret {:?}",
+                    r.source
+                ),
+                Some("declare it under the top-level `secrets:` key".into()),
+            ));
+        }
+    }
+}
+
+/// The models a service names (`models:` is a list or a map).
+fn service_models(svc: &Service) -> Vec<String> {
+    match &svc.models {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|m| m.as_str().map(String::from))
+            .collect(),
+        Some(Value::Object(o)) => o.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// docker compose's CheckContainerNameUnicity (run by `config` and `create`/`up` on the
+/// services they act on): two services cannot share a `container_name`.
+fn container_names_unique(
+    p: &Project,
+    selected: Option<&BTreeSet<String>>,
+    sources: &Sources,
+    errors: &mut Vec<ComposeError>,
+) {
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, svc) in &p.services {
+        if selected.is_some_and(|s| !s.contains(name)) {
+            continue;
+        }
+        let Some(c) = svc.container_name.as_deref() else {
+            continue;
+        };
+        if let Some(other) = seen.insert(c, name) {
+            errors.push(sources.error(
+                &format!("services.{name}.container_name"),
+                format!("container name {c:?} is already in use by service {other}"),
+                Some("container names are unique on the host: give each service its own".into()),
+            ));
+        }
+    }
+}
+
 fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
     for (name, svc) in &p.services {
         let at = |k: &str| format!("services.{name}{k}");
@@ -537,6 +817,48 @@ fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
                 format!("service {name:?} has neither an image nor a build context specified"),
                 Some("add `image:` or `build:` to the service".into()),
             ));
+        }
+        check_build(p, name, svc, sources, errors);
+        if let Some(test) = svc.healthcheck.as_ref().and_then(|h| h.test.as_ref())
+            && let Some(first) = test.first()
+            && !matches!(first.as_str(), "CMD" | "CMD-SHELL" | "NONE")
+        {
+            errors.push(sources.error(
+                &at(".healthcheck.test"),
+                format!("healthcheck.test must start with \"CMD\", \"CMD-SHELL\" or \"NONE\", not {first:?}"),
+                Some("write the command as a string, or as a list after \"CMD\"".into()),
+            ));
+        }
+        for (i, w) in svc.develop.iter().flat_map(|d| d.watch.iter()).enumerate() {
+            if w.target.is_none() && !matches!(w.action.as_str(), "rebuild" | "restart") {
+                errors.push(sources.error(
+                    &at(&format!(".develop.watch[{i}]")),
+                    format!(
+                        "develop.watch: target is required for the {:?} action",
+                        w.action
+                    ),
+                    None,
+                ));
+            }
+        }
+        for model in service_models(svc) {
+            if !p.models.contains_key(&model) {
+                errors.push(sources.error(
+                    &at(".models"),
+                    format!("service {name:?} refers to undefined model {model:?}"),
+                    Some("declare it under the top-level `models:` key".into()),
+                ));
+            }
+        }
+        let replicas = svc.deploy.as_ref().and_then(|d| d.replicas);
+        for (key, v) in [("scale", svc.scale), ("deploy.replicas", replicas)] {
+            if let Some(v) = v.filter(|v| *v < 0) {
+                errors.push(sources.error(
+                    &at(&format!(".{key}")),
+                    format!("{key} must be greater than or equal to 0, not {v}"),
+                    None,
+                ));
+            }
         }
         if svc.network_mode.is_some() && !svc.networks.is_empty() {
             errors.push(sources.error(
@@ -555,6 +877,16 @@ fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
             }
         }
         let mut targets = BTreeSet::new();
+        for (i, t) in svc.tmpfs.iter().enumerate() {
+            let path = t.split(':').next().unwrap_or(t);
+            if !targets.insert(path.to_string()) {
+                errors.push(sources.error(
+                    &at(&format!(".tmpfs[{i}]")),
+                    format!("duplicate mount target {path:?}"),
+                    None,
+                ));
+            }
+        }
         for (i, vol) in svc.volumes.iter().enumerate() {
             if vol.kind == VolumeType::Volume
                 && let Some(src) = &vol.source
@@ -590,23 +922,28 @@ fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
         }
         for (dep, d) in &svc.depends_on {
             if dep == name {
+                // compose-go's wording: a self-dependency is the shortest cycle.
                 errors.push(sources.error(
                     &at(".depends_on"),
-                    format!("service {name:?} depends on itself"),
-                    None,
+                    format!("dependency cycle detected: {name} -> {name}"),
+                    Some(format!("service {name:?} depends on itself")),
                 ));
-            } else if !p.services.contains_key(dep) && d.required {
-                let why = if p.disabled_services.contains_key(dep) {
+            } else if !p.services.contains_key(dep) {
+                // compose-go: only a dependency disabled by its profile may be optional; an
+                // undefined one is an error even with `required: false`.
+                let disabled = p.disabled_services.contains_key(dep);
+                let why = if !disabled {
+                    format!("service {name:?} depends on undefined service {dep:?}")
+                } else if d.required {
                     format!(
                         "service {name:?} depends on service {dep:?}, whose profile is not active"
                     )
                 } else {
-                    format!("service {name:?} depends on undefined service {dep:?}")
+                    continue;
                 };
                 errors.push(sources.error(&at(&format!(".depends_on.{dep}")), why, None));
             }
         }
-        let replicas = svc.deploy.as_ref().and_then(|d| d.replicas);
         if let (Some(s), Some(r)) = (svc.scale, replicas)
             && s != r
         {
@@ -637,6 +974,34 @@ fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
                 None,
             ));
         }
+        let reservations = svc
+            .deploy
+            .as_ref()
+            .and_then(|d| d.resources.as_ref())
+            .and_then(|r| r.reservations.as_ref());
+        if let (Some(m), Some(r)) = (
+            &svc.mem_reservation,
+            reservations.and_then(|r| r.memory.as_ref()),
+        ) && parse_bytes(m) != parse_bytes(r)
+        {
+            errors.push(sources.error(
+                &at(".mem_reservation"),
+                format!(
+                    "mem_reservation ({m}) and deploy.resources.reservations.memory ({r}) differ"
+                ),
+                None,
+            ));
+        }
+        if let (Some(n), Some(l)) = (svc.pids_limit, limits.and_then(|l| l.pids))
+            && n != 0
+            && n != l
+        {
+            errors.push(sources.error(
+                &at(".pids_limit"),
+                format!("pids_limit ({n}) and deploy.resources.limits.pids ({l}) differ"),
+                None,
+            ));
+        }
         if let (Some(c), Some(l)) = (svc.cpus, limits.and_then(|l| l.cpus))
             && (c - l).abs() > f64::EPSILON
         {
@@ -648,25 +1013,13 @@ fn validate(p: &Project, sources: &Sources, errors: &mut Vec<ComposeError>) {
         }
     }
     for (key, n) in &p.networks {
+        // docker compose accepts and ignores these (compose-go checks only volumes).
         if n.external
             && (n.driver.is_some() || n.ipam.is_some() || !n.driver_opts.is_empty() || n.internal)
         {
-            errors.push(sources.error(
-                &format!("networks.{key}.external"),
-                format!(
-                    "external network {key:?} must not set driver, driver_opts, ipam or internal"
-                ),
-                Some("an external network already exists; remove the creation options".into()),
-            ));
-        }
-    }
-    for (key, v) in &p.volumes {
-        if v.external && (v.driver.is_some() || !v.driver_opts.is_empty()) {
-            errors.push(sources.error(
-                &format!("volumes.{key}.external"),
-                format!("external volume {key:?} must not set driver or driver_opts"),
-                Some("an external volume already exists; remove the creation options".into()),
-            ));
+            tracing::warn!(
+                "network {key:?} is external: its driver, driver_opts, ipam and internal are ignored"
+            );
         }
     }
     if let Some(cycle) = find_cycle(p) {

@@ -31,16 +31,22 @@ pub fn is_remote(path: &str) -> bool {
     path.starts_with("oci://") || parse_git_ref(path).is_some()
 }
 
-/// Splits a git reference; `None` when `s` is not one (a local path, or an unsupported
-/// scheme such as `file://`, which docker compose does not accept either).
-pub fn parse_git_ref(s: &str) -> Option<GitRef> {
+/// Splits a git reference as docker compose does (BuildKit's `dfgitutil.ParseGitRef`):
+/// `None` when `s` is not one (a local path, or an unsupported scheme such as `file://`);
+/// an error when it is one with a bad query.
+///
+/// Two spellings name the ref and the folder: the fragment `#ref:subdir` (the folder made
+/// relative and free of `..`, as `path.Join("/", subdir)` makes it), and the query
+/// `?ref=R&subdir=D`, `?branch=B` (`refs/heads/B`), `?tag=T` (`refs/tags/T`). Neither the query
+/// nor the fragment is part of the URL given to git. The query keys BuildKit knows and docker
+/// compose does not use (`checksum`, `commit`, `keep-git-dir`, `submodules`, `mtime`,
+/// `fetch-by-commit`) are checked and ignored; any other key is an error.
+pub fn parse_git_ref(s: &str) -> Option<Result<GitRef, String>> {
     if s.starts_with("./") || s.starts_with("../") {
         return None;
     }
-    let (url, fragment) = match s.split_once('#') {
-        Some((u, f)) => (u, f),
-        None => (s, ""),
-    };
+    let (url, fragment) = s.split_once('#').unwrap_or((s, ""));
+    let (url, query) = url.split_once('?').unwrap_or((url, ""));
     let remote = if let Some(rest) = url.strip_prefix("github.com/") {
         format!("https://github.com/{rest}")
     } else if let Some((scheme, rest)) = url.split_once("://") {
@@ -49,8 +55,7 @@ pub fn parse_git_ref(s: &str) -> Option<GitRef> {
             return None;
         }
         // An HTTP(S) URL is a git reference only with the `.git` suffix.
-        let path = rest.split(['?']).next().unwrap_or(rest);
-        if scheme.starts_with("http") && !path.ends_with(".git") {
+        if scheme.starts_with("http") && !url.ends_with(".git") {
             return None;
         }
         url.to_string()
@@ -59,23 +64,158 @@ pub fn parse_git_ref(s: &str) -> Option<GitRef> {
     } else {
         return None;
     };
-    let (reference, subdir) = match fragment.split_once(':') {
-        Some((r, d)) => (r.to_string(), d.to_string()),
-        None => (fragment.to_string(), String::new()),
-    };
-    Some(GitRef {
+    let (reference, subdir) = fragment.split_once(':').unwrap_or((fragment, ""));
+    let mut r = GitRef {
         remote,
-        reference,
-        subdir,
-    })
+        reference: reference.to_string(),
+        subdir: if fragment.is_empty() {
+            String::new()
+        } else {
+            rooted_clean(subdir)
+        },
+    };
+    Some(apply_query(&mut r, query).map(|()| r))
 }
 
-/// `user@host:path`, the scp-like form ssh understands.
+/// `path.Join("/", s)` without its leading `/`: `..` cannot climb above the root.
+fn rooted_clean(s: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in s.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
+/// `%XX` and `+` decoding of a query component, as Go's `url.ParseQuery` does.
+fn query_unescape(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("invalid URL escape in query {s:?}"))?;
+                out.push(hex);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| format!("query {s:?} is not UTF-8"))
+}
+
+/// BuildKit's `loadQuery` (v0.32), for the keys docker compose uses.
+fn apply_query(r: &mut GitRef, query: &str) -> Result<(), String> {
+    if query.is_empty() {
+        return Ok(());
+    }
+    let mut values: Vec<(String, Vec<String>)> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        if pair.contains(';') {
+            return Err(format!("invalid semicolon separator in query {query:?}"));
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (query_unescape(k)?, query_unescape(v)?);
+        match values.iter_mut().find(|(key, _)| *key == k) {
+            Some((_, vs)) => vs.push(v),
+            None => values.push((k, vec![v])),
+        }
+    }
+    let (mut tag, mut branch) = (String::new(), String::new());
+    for (k, v) in values {
+        if v.len() > 1 {
+            return Err(format!("query {k:?} has multiple values"));
+        }
+        let v = v.into_iter().next().unwrap_or_default();
+        let flag = matches!(
+            k.as_str(),
+            "submodules" | "keep-git-dir" | "fetch-by-commit"
+        );
+        if v.is_empty() && !flag {
+            return Err(format!("query {k:?} has no value"));
+        }
+        match k.as_str() {
+            "ref" => {
+                if !r.reference.is_empty() && r.reference != v {
+                    return Err(format!("ref conflicts: {:?} vs {v:?}", r.reference));
+                }
+                r.reference = v;
+            }
+            "tag" => tag = v,
+            "branch" => branch = v,
+            "subdir" => {
+                if !r.subdir.is_empty() && r.subdir != v {
+                    return Err(format!("subdir conflicts: {:?} vs {v:?}", r.subdir));
+                }
+                r.subdir = v;
+            }
+            "checksum" | "commit" => {}
+            "submodules" | "keep-git-dir" | "fetch-by-commit" => {
+                if !v.is_empty() && parse_go_bool(&v).is_none() {
+                    return Err(format!("invalid {k} value: {v:?}"));
+                }
+            }
+            "mtime" => {
+                if !matches!(v.as_str(), "checkout" | "commit") {
+                    return Err(format!(
+                        "invalid mtime value: {v:?} (must be \"checkout\" or \"commit\")"
+                    ));
+                }
+            }
+            _ => return Err(format!("unexpected query {k:?}")),
+        }
+    }
+    if !tag.is_empty() {
+        if !tag.starts_with("refs/tags/") {
+            tag = format!("refs/tags/{tag}");
+        }
+        if !r.reference.is_empty() && r.reference != tag {
+            return Err(format!("ref conflicts: {:?} vs {tag:?}", r.reference));
+        }
+        r.reference = tag.clone();
+    }
+    if !branch.is_empty() {
+        if !tag.is_empty() {
+            return Err("branch conflicts with tag".into());
+        }
+        if !branch.starts_with("refs/heads/") {
+            branch = format!("refs/heads/{branch}");
+        }
+        if !r.reference.is_empty() && r.reference != branch {
+            return Err(format!("ref conflicts: {:?} vs {branch:?}", r.reference));
+        }
+        r.reference = branch;
+    }
+    Ok(())
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// `user@host:path`, the scp-like form ssh understands (BuildKit's pattern:
+/// `^([a-zA-Z0-9-_]+)@([a-zA-Z0-9-.]+):(.*)`).
 fn scp_style(url: &str) -> bool {
     let Some((user, rest)) = url.split_once('@') else {
         return false;
     };
-    let Some((host, path)) = rest.split_once(':') else {
+    let Some((host, _path)) = rest.split_once(':') else {
         return false;
     };
     !user.is_empty()
@@ -86,7 +226,6 @@ fn scp_style(url: &str) -> bool {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        && !path.is_empty()
 }
 
 fn is_commit(s: &str) -> bool {
@@ -112,8 +251,10 @@ pub fn resolve(path: &str, cache: Option<&Path>, env: &Env) -> Result<PathBuf, S
              repository (https://host/repo.git#ref:dir) or a local file instead"
         ));
     }
-    let Some(r) = parse_git_ref(path) else {
-        return Err(format!("{path} is not a git reference"));
+    let r = match parse_git_ref(path) {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => return Err(format!("{path}: {e}")),
+        None => return Err(format!("{path} is not a git reference")),
     };
     if let Some(v) = env.get(GIT_REMOTE_ENABLED)
         && matches!(v.to_ascii_lowercase().as_str(), "0" | "f" | "false")
@@ -275,12 +416,66 @@ fn fetch(r: &GitRef, commit: &str, cache: &Path, checkout: &Path) -> Result<(), 
 mod tests {
     use super::*;
 
-    fn r(remote: &str, reference: &str, subdir: &str) -> Option<GitRef> {
-        Some(GitRef {
+    fn r(remote: &str, reference: &str, subdir: &str) -> Option<Result<GitRef, String>> {
+        Some(Ok(GitRef {
             remote: remote.into(),
             reference: reference.into(),
             subdir: subdir.into(),
-        })
+        }))
+    }
+
+    #[test]
+    fn query_forms_are_read_as_buildkit_0_32_reads_them() {
+        let repo = "https://github.com/foo/bar.git";
+        assert_eq!(
+            parse_git_ref(&format!("{repo}?ref=main&subdir=deploy/dev")),
+            r(repo, "main", "deploy/dev")
+        );
+        assert_eq!(
+            parse_git_ref(&format!("{repo}?branch=dev")),
+            r(repo, "refs/heads/dev", "")
+        );
+        assert_eq!(
+            parse_git_ref(&format!("{repo}?tag=v1.2")),
+            r(repo, "refs/tags/v1.2", "")
+        );
+        // The same ref on both sides is no conflict; checksum and the checkout flags are
+        // accepted and left to BuildKit.
+        assert_eq!(
+            parse_git_ref(&format!(
+                "{repo}?ref=v1&checksum=abc&submodules&keep-git-dir=false#v1"
+            )),
+            r(repo, "v1", "")
+        );
+        assert_eq!(
+            parse_git_ref("git@github.com:foo/bar.git?subdir=a%20b#main"),
+            r("git@github.com:foo/bar.git", "main", "a b")
+        );
+        // A fragment's folder is made relative, `..` stopping at the root.
+        assert_eq!(
+            parse_git_ref(&format!("{repo}#main:../x/./y/")),
+            r(repo, "main", "x/y")
+        );
+        for (query, error) in [
+            ("ref=a#b", "ref conflicts"),
+            ("subdir=a#:b", "subdir conflicts"),
+            ("tag=a&branch=b", "branch conflicts with tag"),
+            ("ref=a&ref=b", "multiple values"),
+            ("ref=", "has no value"),
+            ("depth=1", "unexpected query \"depth\""),
+            ("mtime=now", "invalid mtime value"),
+            ("submodules=maybe", "invalid submodules value"),
+        ] {
+            let e = parse_git_ref(&format!("{repo}?{query}"))
+                .unwrap()
+                .unwrap_err();
+            assert!(e.contains(error), "{query}: {e}");
+        }
+        // A query does not make an HTTP URL without `.git` a repository.
+        assert_eq!(
+            parse_git_ref("https://example.com/compose.yaml?ref=x"),
+            None
+        );
     }
 
     #[test]
