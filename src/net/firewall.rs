@@ -524,7 +524,10 @@ mod legacy {
 
     pub fn remove(bridge: &str) {
         for (tool, names) in TOOLS {
-            if !loaded(names) {
+            // One listing of the filter table says whether any of our rules is there at all
+            // (usually none: they are only inserted where FORWARD drops).
+            let ours = super::berth_comment(bridge);
+            if !loaded(names) || !run(tool, &["-S"]).is_some_and(|l| l.contains(&ours)) {
                 continue;
             }
             for chain in ["DOCKER-USER", "FORWARD"] {
