@@ -704,12 +704,15 @@ pub struct RunArgs {
     /// Add or override a label.
     #[arg(short, long)]
     pub label: Vec<String>,
-    /// Disable pseudo-TTY allocation (berth does not allocate one yet).
-    #[arg(short = 'T', long = "no-TTY")]
+    /// Disable pseudo-TTY allocation (default: auto-detected).
+    #[arg(short = 'T', long = "no-tty", alias = "no-TTY")]
     pub no_tty: bool,
-    /// Keep STDIN open (the default, as in docker compose run; not with -d).
-    #[arg(short, long)]
-    pub interactive: bool,
+    /// Allocate a pseudo-TTY (the default on a terminal).
+    #[arg(short = 't', long = "tty", hide = true)]
+    pub tty: bool,
+    /// Keep STDIN open even if not attached (the default; `-i=false` closes it).
+    #[arg(short, long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub interactive: Option<bool>,
     /// Run an init inside the container that forwards signals and reaps processes.
     #[arg(long)]
     pub init: bool,
@@ -743,6 +746,8 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
     if a.publish.iter().any(|_| a.service_ports) {
         bail!("--service-ports and --publish are incompatible");
     }
+    let tty = run_tty(a)?;
+    let interactive = a.interactive.unwrap_or(true);
     let opts = RunOptions {
         service,
         command,
@@ -762,9 +767,10 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
         user: a.user.clone(),
         workdir: a.workdir.clone(),
         init: a.init,
-        // A terminal would need a pty of the container's (not done yet for run); a pipe or a
-        // file is passed as it is.
-        stdin: !a.detach && !std::io::IsTerminal::is_terminal(&std::io::stdin()),
+        tty,
+        interactive,
+        attach: !a.detach,
+        terminal_size: crate::sys::pty::size(std::os::fd::AsFd::as_fd(&std::io::stdout())),
         volumes: a.volume.clone(),
         labels: a
             .label
@@ -782,40 +788,22 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
     } else {
         &quiet
     };
-    let rec = rt.block_on(crate::project::run::run(paths, &project, &opts, progress))?;
+    let (rec, terminal) =
+        rt.block_on(crate::project::run::run(paths, &project, &opts, progress))?;
     if a.detach {
         output::data(&rec.name);
         return Ok(0);
     }
-    // Stream its output as it is, stdout to stdout and stderr to stderr, until it exits.
-    let log = rec.dir(paths).join(logs::LOG_FILE);
-    let mut offset = 0;
-    let code = loop {
-        let st = rec.state(paths)?;
-        let (records, off) = logs::read_from(&log, offset)?;
-        offset = off;
-        for r in records {
-            let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
-            if r.stream == "stderr" {
-                output::note(text);
-            } else {
-                output::data(text);
-            }
-        }
-        if st.status == Status::Exited && !crate::sys::proc::alive(st.shim_pid, st.shim_start) {
-            let (records, _) = logs::read_from(&log, offset)?;
-            for r in records {
-                let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
-                if r.stream == "stderr" {
-                    output::note(text);
-                } else {
-                    output::data(text);
-                }
-            }
-            break st.exit_code.unwrap_or(0);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    // A terminal is relayed as it is (raw mode, window size) until the container side closes
+    // it; otherwise its output is streamed from the log, stdout to stdout and stderr to stderr.
+    if let Some(t) = &terminal {
+        crate::engine::tty::relay_with(
+            &t.master,
+            Some(std::os::fd::AsFd::as_fd(&t.output)),
+            interactive,
+        );
+    }
+    let code = follow_run(paths, &rec, terminal.is_none())?;
     if a.rm {
         let host = project::net_host(paths);
         rt.block_on(project::down::remove_container(
@@ -826,6 +814,56 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
         ))?;
     }
     Ok(code)
+}
+
+/// Whether `run` gives the container a terminal, as docker compose decides: `-t` yes, `-T`
+/// no; by default when stdout is a terminal, and stdin too unless `-i` was given explicitly.
+fn run_tty(a: &RunArgs) -> Result<bool> {
+    use std::io::IsTerminal;
+    let stdin_terminal = std::io::stdin().is_terminal();
+    let tty = match (a.tty, a.no_tty) {
+        (true, true) => bail!("--tty and --no-tty can't be used together"),
+        (true, false) => true,
+        (false, true) => false,
+        (false, false) => {
+            std::io::stdout().is_terminal() && (stdin_terminal || a.interactive.is_some())
+        }
+    };
+    if tty && !a.detach && a.interactive.unwrap_or(true) && !stdin_terminal {
+        bail!("the input device is not a TTY");
+    }
+    Ok(tty)
+}
+
+/// Waits for a foreground `run` container to exit and returns its code; with `print`, its
+/// output is streamed from the log meanwhile, stdout to stdout and stderr to stderr.
+fn follow_run(paths: &Paths, rec: &ContainerRecord, print: bool) -> Result<i32> {
+    let log = rec.dir(paths).join(logs::LOG_FILE);
+    let mut offset = 0;
+    let print_from = |offset: u64| -> Result<u64> {
+        if !print {
+            return Ok(offset);
+        }
+        let (records, off) = logs::read_from(&log, offset)?;
+        for r in records {
+            let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
+            if r.stream == "stderr" {
+                output::note(text);
+            } else {
+                output::data(text);
+            }
+        }
+        Ok(off)
+    };
+    loop {
+        let st = rec.state(paths)?;
+        offset = print_from(offset)?;
+        if st.status == Status::Exited && !crate::sys::proc::alive(st.shim_pid, st.shim_start) {
+            print_from(offset)?;
+            return Ok(st.exit_code.unwrap_or(0));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn shell_words_split(s: &str) -> Result<Vec<String>> {

@@ -23,6 +23,11 @@ use std::time::{Duration, Instant};
 /// Set to `1` in the shim's environment when its stdin is the container's (`run -i`).
 pub const STDIN_ENV: &str = "BERTH_SHIM_STDIN";
 
+/// Set to `ROWS COLS` in the environment of a shim whose stdin is a socket to a caller that
+/// relays the container's terminal (`run` on a terminal): the pty's master is sent there and
+/// its output forwarded there as well as logged.
+pub const TERMINAL_ENV: &str = "BERTH_SHIM_TERMINAL";
+
 /// What the shim tells the CLI once the container runs (or failed to).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Ready {
@@ -71,6 +76,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
     // us to hold between the two (see `runtime::spawn`).
     let mut hold = std::env::var_os(HOLD_ENV).is_some();
     let mut aborted = false;
+    let mut terminal: Option<std::os::unix::net::UnixStream> = None;
     loop {
         let created = create(paths, &rec).and_then(|(mut container, out_r, err_r, stdin_w)| {
             if hold {
@@ -90,6 +96,10 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                     discard(&mut container);
                     return Err(anyhow!("start cancelled"));
                 }
+            }
+            if first && let Err(e) = attach_terminal(&rec, &out_r).map(|t| terminal = t) {
+                discard(&mut container);
+                return Err(e);
             }
             if let Err(e) = container.start() {
                 discard(&mut container);
@@ -176,7 +186,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
             paths,
             &rec,
             &mut state,
-            (out_r, err_r),
+            (out_r, err_r, terminal.take()),
             &log_path,
             health.as_mut(),
             dns.as_mut(),
@@ -246,6 +256,41 @@ fn discard(container: &mut libcontainer::container::Container) {
     if let Some(pid) = pid {
         let _ = waitpid(pid, None);
     }
+}
+
+/// `run` on a terminal ([`TERMINAL_ENV`]): gives the pty the caller's window size before the
+/// process starts and sends its master to the caller over our stdin, a socket, which is
+/// returned to carry the output too. `None` when nobody asked.
+fn attach_terminal(
+    rec: &ContainerRecord,
+    master: &OwnedFd,
+) -> Result<Option<std::os::unix::net::UnixStream>> {
+    let Some(size) = std::env::var_os(TERMINAL_ENV) else {
+        return Ok(None);
+    };
+    if !rec.host.tty {
+        return Err(anyhow!(
+            "a terminal was asked for, but the container has none"
+        ));
+    }
+    let size = size.to_string_lossy().into_owned();
+    if let Some((rows, cols)) = size.split_once(' ')
+        && let (Ok(rows), Ok(cols)) = (rows.parse::<u16>(), cols.parse::<u16>())
+        && rows > 0
+    {
+        crate::sys::pty::set_size(master.as_fd(), (rows, cols));
+    }
+    let socket = std::os::unix::net::UnixStream::from(
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicating the terminal socket")?,
+    );
+    crate::sys::pty::send_fd(&socket, master.as_fd()).context("sending the terminal")?;
+    if let Ok(null) = File::open("/dev/null") {
+        let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0);
+    }
+    Ok(Some(socket))
 }
 
 /// Waits for the CLI's word on stdin; then stdin is no longer needed.
@@ -333,12 +378,12 @@ fn cleanup_runtime(paths: &Paths, id: &str) {
 }
 
 /// Copies both pipes into the log file until both reach end of file, running the healthcheck
-/// on its schedule in between.
+/// on its schedule in between; stdout also goes to the caller relaying the terminal, if any.
 fn supervise(
     paths: &Paths,
     rec: &ContainerRecord,
     state: &mut State,
-    (out_r, err_r): (OwnedFd, OwnedFd),
+    (out_r, err_r, mut terminal): (OwnedFd, OwnedFd, Option<std::os::unix::net::UnixStream>),
     log_path: &std::path::Path,
     mut health: Option<&mut super::health::Checker>,
     mut dns: Option<&mut (crate::net::dns::Server, Peers)>,
@@ -424,8 +469,20 @@ fn supervise(
                 Ok(0) | Err(_) => {
                     open[i] = false;
                     let _ = writers[i].finish(&mut log);
+                    if i == 0 {
+                        // End of file for the caller relaying the terminal.
+                        terminal = None;
+                    }
                 }
                 Ok(n) => {
+                    // The caller's terminal first (someone is typing), then the log. A caller
+                    // gone (EPIPE) stops the forwarding; the container runs on.
+                    if i == 0
+                        && let Some(t) = &mut terminal
+                        && t.write_all(&buf[..n]).is_err()
+                    {
+                        terminal = None;
+                    }
                     let _ = writers[i].feed(&buf[..n], &mut log);
                 }
             }

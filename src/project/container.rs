@@ -73,6 +73,11 @@ pub fn record(
         .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     let hostname = svc.hostname.clone().unwrap_or_else(|| id[..12].to_string());
     env.insert("HOSTNAME".into(), hostname.clone());
+    if svc.tty {
+        // Docker's daemon environment: `TERM=xterm` with a terminal, unless the image or the
+        // service sets it.
+        env.entry("TERM".into()).or_insert_with(|| "xterm".into());
+    }
 
     let cwd = svc
         .working_dir

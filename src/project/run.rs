@@ -26,20 +26,30 @@ pub struct RunOptions {
     pub workdir: Option<String>,
     /// `--init`: a reaper as process 1.
     pub init: bool,
-    /// The caller's stdin becomes the container's (`-i`; docker compose's default unless `-d`).
-    pub stdin: bool,
+    /// The container gets a pseudo-terminal (docker compose's default when stdin and stdout
+    /// are terminals; `-T` disables it).
+    pub tty: bool,
+    /// Its stdin stays open (`-i`, the default): the caller's while attached, else a pipe
+    /// that never ends, as a service's `stdin_open`.
+    pub interactive: bool,
+    /// The caller stays attached (not `-d`): with `tty` [`run`] hands back the terminal to
+    /// relay; without, the caller's stdin becomes the container's when `interactive`.
+    pub attach: bool,
+    /// The window size (rows, columns) the terminal starts with.
+    pub terminal_size: Option<(u16, u16)>,
     /// `-v` short volume specs.
     pub volumes: Vec<String>,
     pub labels: Vec<(String, String)>,
 }
 
-/// Creates and starts the one-off container; returns its record.
+/// Creates and starts the one-off container; returns its record, and its terminal when the
+/// caller relays one.
 pub async fn run(
     paths: &crate::state::Paths,
     project: &Project,
     opts: &RunOptions,
     progress: &dyn Progress,
-) -> Result<ContainerRecord> {
+) -> Result<(ContainerRecord, Option<runtime::Terminal>)> {
     let base = project
         .services
         .get(&opts.service)
@@ -134,6 +144,9 @@ pub async fn run(
     }
     svc.restart = None;
     svc.container_name = None;
+    // As docker compose: the run's own flags decide, whatever the service says.
+    svc.tty = opts.tty;
+    svc.stdin_open = opts.interactive;
 
     let image = images
         .remove(&opts.service)
@@ -183,9 +196,15 @@ pub async fn run(
     crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
     runtime::prepare(paths, &rec, &up::with_own(&hosts, &rec, gateway), &resolv)?;
     progress.event("Container", &rec.name, "Created");
-    let ready = runtime::start_with(paths, &rec, opts.stdin)?;
+    let (ready, terminal) = if opts.attach && opts.tty {
+        let (ready, t) = runtime::start_with_terminal(paths, &rec, opts.terminal_size)?;
+        (ready, Some(t))
+    } else {
+        let stdin = opts.attach && opts.interactive;
+        (runtime::start_with(paths, &rec, stdin)?, None)
+    };
     up::publish(&host, &rec, &ready.ports)?;
-    Ok(rec)
+    Ok((rec, terminal))
 }
 
 /// A project for `berth run IMAGE`, outside any compose file: one service `run` on the
