@@ -187,4 +187,5 @@ pub fn reap_orphan(paths: &Paths, rec: &ContainerRecord) {
         let _ = st.save(paths, &rec.id);
     }
     let _ = std::fs::remove_file(paths.container(&rec.id).join(PAUSED_MARKER));
+    super::shim::release_shm(paths, &rec.id);
 }

@@ -42,6 +42,10 @@ pub struct HostConfig {
     pub pid_join: Option<String>,
     /// Join another container's ipc namespace when starting (`service:` or `container:`).
     pub ipc_join: Option<String>,
+    /// `/dev/shm` is a tmpfs the shim mounts on the host (`shm` in the container's directory)
+    /// and binds in, so a container joining this one's ipc namespace binds it too, as Docker
+    /// does for `ipc: shareable` (also set for a service another one names in `ipc: service:`).
+    pub ipc_shareable: bool,
     pub oom_score_adj: Option<i32>,
     /// Run a reaper as pid 1 (`init: true`); recorded for the shim.
     pub init: bool,

@@ -68,14 +68,42 @@ impl Overlay {
 
     /// Unmounts the overlay; a no-op when it is not mounted.
     pub fn unmount(&self) -> Result<(), RootfsError> {
-        if !is_mountpoint(&self.merged) {
-            return Ok(());
-        }
-        umount2(&self.merged, MntFlags::MNT_DETACH).map_err(|source| RootfsError::Unmount {
-            path: self.merged.clone(),
-            source,
-        })
+        unmount_if_mounted(&self.merged)
     }
+}
+
+/// Mounts the host-side `/dev/shm` of a shareable container at `path` (a tmpfs with Docker's
+/// options) unless it is mounted already.
+pub fn mount_shm(path: &Path, size: u64) -> Result<(), RootfsError> {
+    if is_mountpoint(path) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(path).map_err(|source| RootfsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    mount(
+        Some("shm"),
+        path,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
+        Some(format!("mode=1777,size={size}").as_str()),
+    )
+    .map_err(|source| RootfsError::Mount {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Unmounts `path` (detached: containers that bound it keep it) if it is a mount point.
+pub fn unmount_if_mounted(path: &Path) -> Result<(), RootfsError> {
+    if !is_mountpoint(path) {
+        return Ok(());
+    }
+    umount2(path, MntFlags::MNT_DETACH).map_err(|source| RootfsError::Unmount {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Whether `path` is a mount point, from `/proc/self/mountinfo` (exact path match).

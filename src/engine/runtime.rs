@@ -371,6 +371,7 @@ fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
 pub fn remove(paths: &Paths, rec: &ContainerRecord) -> Result<(), RuntimeError> {
     let dir = rec.dir(paths);
     Overlay::new(&dir).unmount()?;
+    super::rootfs::unmount_if_mounted(&super::spec::shm_dir(paths, &rec.id))?;
     let left = mounts_under(&dir);
     if !left.is_empty() {
         return Err(RuntimeError::MountsRemain { dir, mounts: left });

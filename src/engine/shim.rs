@@ -114,6 +114,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                 // Never started: the container stays created, as docker's does when a
                 // dependency fails; a later start spawns a new shim.
                 cleanup_runtime(paths, id);
+                release_shm(paths, id);
                 let _ = State::default().save(paths, id);
                 return 0;
             }
@@ -124,6 +125,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                 state.finished_at = Some(logs::now());
                 let _ = state.save(paths, id);
                 cleanup_runtime(paths, id);
+                release_shm(paths, id);
                 if first {
                     return report(&mut out, Err(e));
                 }
@@ -199,6 +201,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
         let _ = container.refresh_status();
         let _ = container.delete(true);
         cleanup_runtime(paths, id);
+        release_shm(paths, id);
         state.status = Status::Exited;
         state.exit_code = Some(code);
         state.finished_at = Some(logs::now());
@@ -319,6 +322,11 @@ fn create(
     if rec.host.init {
         super::init::install(paths)?;
     }
+    if rec.host.ipc_shareable && !rec.host.ipc_host {
+        let size = rec.host.shm_size.unwrap_or(super::spec::DEFAULT_SHM_SIZE);
+        super::rootfs::mount_shm(&super::spec::shm_dir(paths, &rec.id), size)
+            .context("mounting the shareable /dev/shm")?;
+    }
     let spec = super::spec::build(rec, paths, &dir.join("rootfs"), &dir)
         .context("building the OCI spec")?;
     spec.save(bundle.join("config.json"))
@@ -368,6 +376,12 @@ fn create(
         return Ok((container, master, err_r, stdin_w));
     }
     Ok((container, out_r, err_r, stdin_w))
+}
+
+/// Unmounts a shareable container's host-side `/dev/shm` once it stopped (as Docker does; a
+/// container that joined it keeps its own reference until it stops too).
+pub fn release_shm(paths: &Paths, id: &str) {
+    let _ = super::rootfs::unmount_if_mounted(&super::spec::shm_dir(paths, id));
 }
 
 fn cleanup_runtime(paths: &Paths, id: &str) {

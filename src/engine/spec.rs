@@ -196,7 +196,7 @@ pub fn build(
     spec.set_hostname(Some(rec.hostname.clone()));
     spec.set_domainname(host.domainname.clone());
 
-    let mut mounts = default_mounts(host)?;
+    let mut mounts = default_mounts(host, shared_shm(rec, paths).as_deref())?;
     for (file, target) in [
         ("hosts", "/etc/hosts"),
         ("hostname", "/etc/hostname"),
@@ -416,8 +416,29 @@ fn seccomp(host: &HostConfig, caps: &[Capability]) -> Result<Option<LinuxSeccomp
     }
 }
 
-/// Docker's mounts, in Docker's order (security.md §1.3).
-fn default_mounts(host: &HostConfig) -> Result<Vec<Mount>, SpecError> {
+/// Where the host-side `/dev/shm` of a container lives (see [`HostConfig::ipc_shareable`]).
+pub fn shm_dir(paths: &Paths, id: &str) -> PathBuf {
+    paths.container(id).join("shm")
+}
+
+/// The host-side `/dev/shm` to bind into the container: its own when shareable, else that of
+/// the shareable container whose ipc namespace it joins (mounted while that one runs).
+fn shared_shm(rec: &ContainerRecord, paths: &Paths) -> Option<PathBuf> {
+    if rec.host.ipc_host {
+        return None;
+    }
+    if rec.host.ipc_shareable {
+        return Some(shm_dir(paths, &rec.id));
+    }
+    let (donor, _) =
+        super::container::namespace_donor(paths, rec, rec.host.ipc_join.as_deref()?).ok()?;
+    let dir = shm_dir(paths, &donor.id);
+    (donor.host.ipc_shareable && super::rootfs::is_mountpoint(&dir)).then_some(dir)
+}
+
+/// Docker's mounts, in Docker's order (security.md §1.3); `shm` is a host directory to bind
+/// at `/dev/shm` in place of a tmpfs of the container's own.
+fn default_mounts(host: &HostConfig, shm: Option<&Path>) -> Result<Vec<Mount>, SpecError> {
     let sys_mode = if host.privileged { "rw" } else { "ro" };
     let shm_size = host.shm_size.unwrap_or(DEFAULT_SHM_SIZE);
     let mut mounts = vec![
@@ -462,6 +483,8 @@ fn default_mounts(host: &HostConfig) -> Result<Vec<Mount>, SpecError> {
     ];
     if host.ipc_host {
         mounts.push(bind(Path::new("/dev/shm"), "/dev/shm", false)?);
+    } else if let Some(shm) = shm {
+        mounts.push(bind(shm, "/dev/shm", false)?);
     } else {
         mounts.push(mount(
             "/dev/shm",

@@ -222,7 +222,14 @@ pub fn host_config(project: &Project, svc: &Service) -> Result<HostConfig, Vec<S
             "pid: {other:?} is not supported (host, service:NAME or container:NAME)"
         )),
     }
-    // Every private ipc namespace can be joined, so `shareable` is `private`.
+    // Every private ipc namespace can be joined; `shareable` (or being named by another
+    // service's `ipc: service:`) also puts `/dev/shm` on the host, so joiners share it.
+    let joined = format!("service:{}", svc.name);
+    h.ipc_shareable = svc.ipc.as_deref() == Some("shareable")
+        || project
+            .services
+            .values()
+            .any(|s| s.ipc.as_deref() == Some(joined.as_str()));
     match svc.ipc.as_deref() {
         None | Some("" | "private" | "shareable") => {}
         Some("host") => h.ipc_host = true,
