@@ -13,6 +13,7 @@ pub mod network;
 pub mod par;
 pub mod pull;
 pub mod run;
+pub mod secrets;
 pub mod start;
 pub mod supervision;
 pub mod up;

@@ -595,6 +595,7 @@ pub async fn materialize(
     share_later: &mut Vec<(PathBuf, String, anyhow::Error)>,
 ) -> Result<()> {
     let service = &svc.name;
+    super::secrets::inject(paths, project, svc, rec)?;
     for (key, sn) in &svc.networks {
         let n = networks
             .get(key)
