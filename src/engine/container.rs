@@ -153,15 +153,26 @@ pub struct ProcessSpec {
     pub additional_gids: Vec<u32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Mount {
-    /// Host path (bind or a named volume's `_data`).
+    /// Host path (bind, a named volume's `_data`, or a `subpath` below it).
     pub source: PathBuf,
     pub target: String,
     pub read_only: bool,
     /// The named volume this mount comes from, if any.
     #[serde(default)]
     pub volume: Option<String>,
+    /// Leave a new empty volume empty instead of copying the image's content at the target
+    /// into it (`nocopy`; also with a `subpath`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nocopy: bool,
+    /// Bind propagation as the user wrote it (`rprivate` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<String>,
+    /// Mount this directory of the volume (`volume.subpath`), resolved at each start, when it
+    /// must exist (another container may have made it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subpath: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -45,6 +45,15 @@ pub fn prepare(
     write_file(&dir.join("hosts"), hosts)?;
     write_file(&dir.join("resolv.conf"), resolv)?;
     Overlay::new(&dir).mount(&rec.layers)?;
+    for m in &rec.mounts {
+        super::volume::copy_up(&Overlay::new(&dir).merged, m).map_err(|e| StateError::Io {
+            path: m.source.clone(),
+            source: std::io::Error::other(format!(
+                "copying the image's {} into the volume: {e}",
+                m.target
+            )),
+        })?;
+    }
     write_file(&dir.join(PREPARED_MARKER), "")?;
     super::events::emit(paths, rec, "create", &[]);
     Ok(())

@@ -37,6 +37,8 @@ pub enum SpecError {
     Capability(String),
     #[error("cannot join the {kind} namespace of {reason}")]
     Join { kind: &'static str, reason: String },
+    #[error("volume mounted at {target}: {reason}")]
+    Subpath { target: String, reason: String },
     #[error("cannot add {0}: berth itself runs without it (see CapBnd in /proc/self/status)")]
     NotHeld(String),
 }
@@ -206,7 +208,24 @@ pub fn build(
     }
     let mut user_mounts = Vec::new();
     for m in &rec.mounts {
-        user_mounts.push(bind(&m.source, &m.target, m.read_only)?);
+        let source = match &m.subpath {
+            Some(sub) => super::volume::subpath_source(&m.source, sub).map_err(|reason| {
+                SpecError::Subpath {
+                    target: m.target.clone(),
+                    reason,
+                }
+            })?,
+            None => m.source.clone(),
+        };
+        let mut b = bind(&source, &m.target, m.read_only)?;
+        if let Some(p) = &m.propagation {
+            // In place of the default `rprivate`.
+            let mut options: Vec<String> = b.options().clone().unwrap_or_default();
+            options.retain(|o| o != "rprivate");
+            options.push(p.clone());
+            b.set_options(Some(options));
+        }
+        user_mounts.push(b);
     }
     for t in &host.tmpfs {
         user_mounts.push(tmpfs(t)?);

@@ -124,11 +124,36 @@ pub fn record(
                 )));
             }
         };
+        let subpath = v
+            .volume
+            .as_ref()
+            .and_then(|o| o.subpath.clone())
+            .filter(|_| volume.is_some());
+        if let Some(sub) = &subpath {
+            crate::engine::volume::check_subpath(sub)
+                .map_err(|e| invalid(format!("{}: {e}", v.target)))?;
+        }
+        let propagation = v.bind.as_ref().and_then(|b| b.propagation.clone());
+        if let Some(p) = &propagation
+            && !matches!(
+                p.as_str(),
+                "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
+            )
+        {
+            return Err(invalid(format!(
+                "{}: unknown bind propagation {p:?} (private, rprivate, shared, rshared, slave or rslave)",
+                v.target
+            )));
+        }
         mounts.push(Mount {
             source,
             target: v.target.clone(),
             read_only: v.read_only,
             volume,
+            // Docker copies the image's content into a volume's root only.
+            nocopy: v.volume.as_ref().is_some_and(|o| o.nocopy) || subpath.is_some(),
+            propagation,
+            subpath,
         });
     }
 

@@ -123,7 +123,7 @@ fn mount(
         source,
         target,
         read_only: true,
-        volume: None,
+        ..Default::default()
     })
 }
 

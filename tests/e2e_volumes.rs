@@ -1,0 +1,114 @@
+//! Volumes as Docker fills and mounts them: a new empty named volume gets the image's content
+//! at its target (owners, modes and links kept) unless `nocopy`; `subpath` mounts a directory
+//! of a volume, never through a symlink; `create_host_path: false` refuses a missing bind
+//! source.
+mod util;
+use util::Env;
+
+const BUILD: &str = r#"
+    image: vt-seeded:1
+    pull_policy: build
+    build:
+      dockerfile_inline: |
+        FROM busybox
+        RUN mkdir -p /seed/sub && echo seeded > /seed/sub/f && ln -s sub/f /seed/link && chown -R 1234:5678 /seed && chmod 750 /seed
+"#;
+
+fn compose(extra: &str) -> String {
+    format!(
+        r#"services:
+  copy:{BUILD}    command: [sleep, "1000"]
+    volumes: [filled:/seed]
+  nocopy:{BUILD}    command: [sleep, "1001"]
+    volumes:
+      - type: volume
+        source: untouched
+        target: /seed
+        volume: {{nocopy: true}}
+  sub:{BUILD}    command: [sleep, "1002"]
+    depends_on: [copy]
+    volumes:
+      - type: volume
+        source: filled
+        target: /only
+        volume: {{subpath: sub}}
+{extra}volumes:
+  filled:
+  untouched:
+"#
+    )
+}
+
+#[test]
+fn named_volumes_are_filled_from_the_image_unless_nocopy_and_mount_subpaths() {
+    require_root!();
+    let env = Env::new("vt");
+    env.write("compose.yaml", &compose(""));
+    env.ok(&["up", "-d"]);
+    let sh = |svc: &str, cmd: &str| env.ok(&["exec", "-T", svc, "sh", "-c", cmd]);
+    // Copied, with the owner and mode of the image's directory and a link kept as a link.
+    assert_eq!(sh("copy", "stat -c '%u:%g %a' /seed"), "1234:5678 750\n");
+    assert_eq!(sh("copy", "cat /seed/sub/f"), "seeded\n");
+    assert_eq!(sh("copy", "readlink /seed/link"), "sub/f\n");
+    let data = env.root().join("volumes/vt_filled/_data");
+    assert!(
+        data.join("sub/f").is_file(),
+        "not in the volume on the host"
+    );
+    // nocopy: left empty.
+    assert_eq!(sh("nocopy", "ls -A /seed"), "");
+    // subpath: that directory only.
+    assert_eq!(sh("sub", "ls -A /only"), "f\n");
+    assert_eq!(sh("sub", "cat /only/f"), "seeded\n");
+
+    // A volume that is not empty is never filled again.
+    sh("copy", "rm /seed/sub/f");
+    env.ok(&["up", "-d", "--force-recreate", "copy"]);
+    assert_eq!(sh("copy", "ls -A /seed/sub"), "");
+
+    // A subpath through a symlink is refused when the container starts.
+    sh("copy", "mkdir /seed/real && ln -s real /seed/viasymlink");
+    env.write(
+        "compose.yaml",
+        &compose(
+            r#"  evil:
+    image: busybox
+    command: [sleep, "1003"]
+    volumes:
+      - type: volume
+        source: filled
+        target: /x
+        volume: {subpath: viasymlink}
+"#,
+        ),
+    );
+    let err = env.fails(&["up", "-d", "evil"]);
+    assert!(err.contains("symbolic link"), "{err}");
+}
+
+#[test]
+fn a_subpath_leaving_the_volume_and_a_missing_bind_without_create_host_path_are_errors() {
+    require_root!();
+    let env = Env::new("vtbad");
+    env.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: busybox\n    volumes:\n      - type: volume\n        source: v\n        target: /x\n        volume: {subpath: ../..}\nvolumes:\n  v:\n",
+    );
+    let err = env.fails(&["up", "-d"]);
+    assert!(err.contains("subpath") && err.contains(".."), "{err}");
+
+    env.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: busybox\n    volumes:\n      - type: bind\n        source: ./missing\n        target: /x\n        bind: {create_host_path: false}\n",
+    );
+    let err = env.fails(&["up", "-d"]);
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!env.dir.join("missing").exists());
+    // The short syntax creates it, as Docker does.
+    env.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: busybox\n    command: [sleep, \"1000\"]\n    volumes: [./missing:/x]\n",
+    );
+    env.ok(&["up", "-d"]);
+    assert!(env.dir.join("missing").is_dir());
+}
