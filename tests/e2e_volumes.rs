@@ -112,3 +112,64 @@ fn a_subpath_leaving_the_volume_and_a_missing_bind_without_create_host_path_are_
     env.ok(&["up", "-d"]);
     assert!(env.dir.join("missing").is_dir());
 }
+
+#[test]
+fn anonymous_volumes_are_filled_kept_across_a_recreate_and_removed_by_down_v() {
+    require_root!();
+    let env = Env::new("vtanon");
+    let compose = |msg: &str| {
+        format!(
+            r#"services:
+  app:
+    image: vt-anon:1
+    pull_policy: build
+    build:
+      dockerfile_inline: |
+        FROM busybox
+        RUN mkdir /declared && echo from-image > /declared/f
+        VOLUME /declared
+    environment: {{MSG: {msg}}}
+    command: [sleep, "1000"]
+    volumes: [/anon]
+"#
+        )
+    };
+    env.write("compose.yaml", &compose("one"));
+    env.ok(&["up", "-d"]);
+    let sh = |cmd: &str| env.ok(&["exec", "-T", "app", "sh", "-c", cmd]);
+    // The image's VOLUME is a volume filled from the image; `- /anon` one of its own.
+    assert_eq!(sh("cat /declared/f"), "from-image\n");
+    let mounts = sh("grep -E ' /(anon|declared) ' /proc/self/mountinfo | wc -l");
+    assert_eq!(mounts.trim(), "2", "not mounted: {mounts}");
+    sh("echo kept > /anon/data && echo changed > /declared/f");
+    let anonymous = || {
+        std::fs::read_dir(env.root().join("volumes"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.len() == 64)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(anonymous().len(), 2, "{:?}", anonymous());
+
+    // A recreate (the config changed) keeps them.
+    env.write("compose.yaml", &compose("two"));
+    env.ok(&["up", "-d"]);
+    assert_eq!(sh("echo $MSG"), "two\n", "not recreated");
+    assert_eq!(sh("cat /anon/data"), "kept\n");
+    assert_eq!(sh("cat /declared/f"), "changed\n");
+    assert_eq!(anonymous().len(), 2);
+
+    // `run --rm` makes its own and removes them.
+    env.ok(&["run", "--rm", "app", "true"]);
+    assert_eq!(anonymous().len(), 2);
+
+    // `rm -v` removes them with the container; `down -v` too.
+    env.ok(&["stop", "-t", "0"]);
+    env.ok(&["rm", "-f", "-v"]);
+    assert!(anonymous().is_empty(), "{:?}", anonymous());
+    env.ok(&["up", "-d"]);
+    assert_eq!(anonymous().len(), 2);
+    env.ok(&["down", "-v", "-t", "0"]);
+    assert!(anonymous().is_empty(), "{:?}", anonymous());
+}

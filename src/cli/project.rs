@@ -812,6 +812,8 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
             &rec,
             Some(Duration::ZERO),
         ))?;
+        // As `docker run --rm`: its anonymous volumes go with it.
+        project::anonymous::remove(paths, &rec)?;
     }
     Ok(code)
 }

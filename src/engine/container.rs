@@ -173,6 +173,10 @@ pub struct Mount {
     /// must exist (another container may have made it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subpath: Option<String>,
+    /// An anonymous volume (`- /data`, or the image's `VOLUME`): a volume of its own with a
+    /// random name, given to the container that replaces this one on a recreate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

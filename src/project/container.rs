@@ -100,13 +100,19 @@ pub fn record(
     for v in svc.volumes.iter().filter(|v| v.kind != VolumeType::Tmpfs) {
         let (source, volume) = match v.kind {
             VolumeType::Bind => (PathBuf::from(v.source.clone().unwrap_or_default()), None),
+            VolumeType::Volume if v.source.is_none() => {
+                // Its volume is made (or inherited) when the container is (`anonymous`).
+                mounts.push(Mount {
+                    target: v.target.clone(),
+                    read_only: v.read_only,
+                    nocopy: v.volume.as_ref().is_some_and(|o| o.nocopy),
+                    anonymous: true,
+                    ..Default::default()
+                });
+                continue;
+            }
             VolumeType::Volume => {
-                let key = v.source.clone().ok_or_else(|| {
-                    invalid(format!(
-                        "anonymous volume {} is not supported yet: name it",
-                        v.target
-                    ))
-                })?;
+                let key = v.source.clone().unwrap_or_default();
                 let dir = volume_dirs
                     .get(&key)
                     .ok_or_else(|| invalid(format!("undefined volume {key:?}")))?;
@@ -154,7 +160,25 @@ pub fn record(
             nocopy: v.volume.as_ref().is_some_and(|o| o.nocopy) || subpath.is_some(),
             propagation,
             subpath,
+            anonymous: false,
         });
+    }
+
+    // The image's `VOLUME`s that no mount of the service covers get anonymous volumes, as
+    // Docker gives them.
+    let mut image_volumes: Vec<&String> = cfg.volumes().iter().flatten().collect();
+    image_volumes.sort();
+    for target in image_volumes {
+        let target = crate::compose::loader::clean_path(std::path::Path::new(target))
+            .to_string_lossy()
+            .into_owned();
+        if !svc.volumes.iter().any(|v| v.target == target) {
+            mounts.push(Mount {
+                target,
+                anonymous: true,
+                ..Default::default()
+            });
+        }
     }
 
     let mut ports = Vec::new();

@@ -369,7 +369,12 @@ pub async fn up(
                 service, number, ..
             } => {
                 let svc = &project.services[service];
-                let rec = record(project, svc, *number, &images[service], &volume_dirs)?;
+                let mut rec = record(project, svc, *number, &images[service], &volume_dirs)?;
+                if let Action::Recreate { container, .. } = a
+                    && let Some((old, _)) = existing.iter().find(|(c, _)| &c.name == container)
+                {
+                    super::anonymous::inherit(&mut rec, old);
+                }
                 if shares_other_netns(svc) {
                     shared_ns.push(rec);
                 } else {
@@ -595,6 +600,7 @@ pub async fn materialize(
     share_later: &mut Vec<(PathBuf, String, anyhow::Error)>,
 ) -> Result<()> {
     let service = &svc.name;
+    super::anonymous::ensure(paths, rec)?;
     super::secrets::inject(paths, project, svc, rec)?;
     for (key, sn) in &svc.networks {
         let n = networks
