@@ -173,3 +173,56 @@ fn anonymous_volumes_are_filled_kept_across_a_recreate_and_removed_by_down_v() {
     env.ok(&["down", "-v", "-t", "0"]);
     assert!(anonymous().is_empty(), "{:?}", anonymous());
 }
+
+#[test]
+fn volumes_from_mounts_the_other_containers_volumes_with_its_mode_or_ro() {
+    require_root!();
+    let env = Env::new("vtfrom");
+    std::fs::create_dir_all(env.dir.join("shared")).unwrap();
+    env.write("shared/hello", "from-the-bind\n");
+    env.write(
+        "compose.yaml",
+        r#"services:
+  a:
+    image: busybox
+    command: [sh, -c, "echo from-a > /data/a; exec sleep 1000"]
+    volumes: [data:/data, ./shared:/shared]
+  b:
+    image: busybox
+    command: [sleep, "1001"]
+    volumes_from: ["a:ro"]
+  c:
+    image: busybox
+    command: [sleep, "1002"]
+    volumes_from: [a]
+    volumes: [./shared:/data]
+  bad:
+    image: busybox
+    volumes_from: [nope]
+    profiles: [never]
+volumes:
+  data:
+"#,
+    );
+    let err = env.fails(&["--profile", "never", "up", "-d"]);
+    assert!(err.contains("undefined service \"nope\""), "{err}");
+    env.ok(&["up", "-d"]);
+    let sh = |svc: &str, cmd: &str| env.berth(&["exec", "-T", svc, "sh", "-c", cmd]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sh("b", "test -f /data/a").status.success() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        util::text(&sh("b", "cat /data/a /shared/hello").stdout),
+        "from-a\nfrom-the-bind\n"
+    );
+    // :ro
+    assert!(!sh("b", "touch /data/x").status.success());
+    // The mode of a's mounts (rw), and c's own mount at /data wins over a's.
+    assert!(sh("c", "touch /shared/by-c").status.success());
+    assert!(env.dir.join("shared/by-c").exists());
+    assert_eq!(
+        util::text(&sh("c", "cat /data/hello").stdout),
+        "from-the-bind\n"
+    );
+}

@@ -47,6 +47,38 @@ pub fn namespace_donor(
         .ok_or_else(|| format!("{mode:?}: its container is not running"))
 }
 
+/// The container whose mounts `from` (`service:NAME` of `rec`'s project, its first replica, or
+/// `container:NAME`) names for `volumes_from`; it need not run.
+pub fn mounts_donor(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    from: &str,
+) -> Result<ContainerRecord, String> {
+    let all = list(paths).map_err(|e| e.to_string())?;
+    let mut found: Vec<ContainerRecord> = if let Some(service) = from.strip_prefix("service:") {
+        all.into_iter()
+            .filter(|c| {
+                c.id != rec.id
+                    && c.project().is_some()
+                    && c.project() == rec.project()
+                    && c.service() == Some(service)
+                    && c.label(labels::ONEOFF) != Some("True")
+            })
+            .collect()
+    } else if let Some(name) = from.strip_prefix("container:") {
+        all.into_iter()
+            .filter(|c| c.id != rec.id && (c.name == name || c.id.starts_with(name)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    found.sort_by_key(|c| c.label(labels::NUMBER).and_then(|n| n.parse::<u32>().ok()));
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{from:?}: no such container"))
+}
+
 /// The definition of a container, fixed at creation.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ContainerRecord {

@@ -46,6 +46,9 @@ pub struct HostConfig {
     /// and binds in, so a container joining this one's ipc namespace binds it too, as Docker
     /// does for `ipc: shareable` (also set for a service another one names in `ipc: service:`).
     pub ipc_shareable: bool,
+    /// `volumes_from`, each as `service:NAME` or `container:NAME` with an optional `:ro` or
+    /// `:rw`: that container's mounts, found when this one starts.
+    pub volumes_from: Vec<String>,
     pub oom_score_adj: Option<i32>,
     /// Run a reaper as pid 1 (`init: true`); recorded for the shim.
     pub init: bool,

@@ -37,6 +37,8 @@ pub enum SpecError {
     Capability(String),
     #[error("cannot join the {kind} namespace of {reason}")]
     Join { kind: &'static str, reason: String },
+    #[error("volumes_from {from}: {reason}")]
+    VolumesFrom { from: String, reason: String },
     #[error("volume mounted at {target}: {reason}")]
     Subpath { target: String, reason: String },
     #[error("cannot add {0}: berth itself runs without it (see CapBnd in /proc/self/status)")]
@@ -229,6 +231,38 @@ pub fn build(
     }
     for t in &host.tmpfs {
         user_mounts.push(tmpfs(t)?);
+    }
+    // `volumes_from`: the other container's mounts at the same places, unless this container
+    // mounts something there itself; `:ro`/`:rw` overrides their mode.
+    for from in &host.volumes_from {
+        let (who, mode) = match from.rsplit_once(':') {
+            Some((w, m @ ("ro" | "rw"))) => (w, Some(m == "ro")),
+            _ => (from.as_str(), None),
+        };
+        let donor = super::container::mounts_donor(paths, rec, who).map_err(|reason| {
+            SpecError::VolumesFrom {
+                from: from.clone(),
+                reason,
+            }
+        })?;
+        for m in donor.mounts {
+            if user_mounts
+                .iter()
+                .any(|u| u.destination() == Path::new(&m.target))
+            {
+                continue;
+            }
+            let source = match &m.subpath {
+                Some(sub) => super::volume::subpath_source(&m.source, sub).map_err(|reason| {
+                    SpecError::VolumesFrom {
+                        from: from.clone(),
+                        reason,
+                    }
+                })?,
+                None => m.source.clone(),
+            };
+            user_mounts.push(bind(&source, &m.target, mode.unwrap_or(m.read_only))?);
+        }
     }
     if host.init {
         // Installed by the shim before the spec is built.

@@ -230,6 +230,30 @@ pub fn host_config(project: &Project, svc: &Service) -> Result<HostConfig, Vec<S
             .services
             .values()
             .any(|s| s.ipc.as_deref() == Some(joined.as_str()));
+    for from in &svc.volumes_from {
+        let (name, mode) = match from.rsplit_once(':') {
+            Some((n, m @ ("ro" | "rw"))) => (n, Some(m)),
+            _ => (from.as_str(), None),
+        };
+        let (kind, name) = match name.strip_prefix("container:") {
+            Some(c) => ("container", c),
+            None => ("service", name),
+        };
+        if name.is_empty() || name.contains(':') {
+            errors.push(format!(
+                "volumes_from {from:?}: use SERVICE, container:NAME, with :ro or :rw"
+            ));
+        } else if kind == "service" && !project.services.contains_key(name) {
+            errors.push(format!(
+                "volumes_from {from:?} refers to undefined service {name:?}"
+            ));
+        } else {
+            h.volumes_from.push(match mode {
+                Some(m) => format!("{kind}:{name}:{m}"),
+                None => format!("{kind}:{name}"),
+            });
+        }
+    }
     match svc.ipc.as_deref() {
         None | Some("" | "private" | "shareable") => {}
         Some("host") => h.ipc_host = true,
