@@ -47,6 +47,20 @@ pub fn namespace_donor(
         .ok_or_else(|| format!("{mode:?}: its container is not running"))
 }
 
+/// Docker's restart backoff: the wait before a restart, from the wait before the previous one
+/// (`None` at the first) and how long the container ran: 100 ms, doubling up to a minute, and
+/// 100 ms again after a run of 10 s or more.
+pub fn restart_delay(
+    previous: Option<std::time::Duration>,
+    ran_for: std::time::Duration,
+) -> std::time::Duration {
+    use std::time::Duration;
+    match previous {
+        Some(p) if ran_for < Duration::from_secs(10) => (p * 2).min(Duration::from_secs(60)),
+        _ => Duration::from_millis(100),
+    }
+}
+
 /// The container whose mounts `from` (`service:NAME` of `rec`'s project, its first replica, or
 /// `container:NAME`) names for `volumes_from`; it need not run.
 pub fn mounts_donor(
@@ -399,4 +413,31 @@ pub mod labels {
     pub const VOLUME: &str = "com.docker.compose.volume";
     pub const DEPENDS_ON: &str = "com.docker.compose.depends_on";
     pub const IMAGE: &str = "com.docker.compose.image";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restart_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn restart_backoff_doubles_to_a_minute_and_resets_after_ten_seconds_up() {
+        let ms = Duration::from_millis;
+        let mut d = None;
+        let mut seen = Vec::new();
+        for _ in 0..12 {
+            let next = restart_delay(d, ms(50));
+            seen.push(next.as_millis());
+            d = Some(next);
+        }
+        assert_eq!(
+            seen,
+            [
+                100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 51200, 60000, 60000
+            ]
+        );
+        // A run of 10 s or more starts over; 9.9 s does not.
+        assert_eq!(restart_delay(d, ms(10_000)), ms(100));
+        assert_eq!(restart_delay(Some(ms(400)), ms(9_900)), ms(800));
+    }
 }

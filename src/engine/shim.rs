@@ -70,7 +70,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
     proxy_loopback6(&rec, &ports);
     let log_path = paths.container(id).join(logs::LOG_FILE);
     let policy = rec.supervision.restart;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = None;
     let mut first = true;
     // `up` creates every container first and starts each when its dependencies allow: it asks
     // us to hold between the two (see `runtime::spawn`).
@@ -213,18 +213,15 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
         if !policy.restarts(code, state.restart_count, stop) {
             return 0;
         }
-        // Docker's backoff: 100 ms doubling up to a minute, reset after 10 s of running.
-        if ran_from.elapsed() >= Duration::from_secs(10) {
-            backoff = Duration::from_millis(100);
-        }
-        let until = Instant::now() + backoff;
+        let delay = super::container::restart_delay(backoff, ran_from.elapsed());
+        backoff = Some(delay);
+        let until = Instant::now() + delay;
         while Instant::now() < until {
             if super::runtime::stop_requested(paths, id) {
                 return 0;
             }
             std::thread::sleep(Duration::from_millis(20).min(until - Instant::now()));
         }
-        backoff = (backoff * 2).min(Duration::from_secs(60));
         state.restart_count += 1;
     }
 }

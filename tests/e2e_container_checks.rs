@@ -1,0 +1,63 @@
+//! Container keys of issue 4 that had no end-to-end check: `extra_hosts` with `host-gateway`,
+//! `ulimits` above what berth itself may grant (capped at its hard limit, never failing), and
+//! `restart: unless-stopped` (restarts until stopped, and a stop is never undone).
+mod util;
+use std::time::{Duration, Instant};
+use util::Env;
+
+#[test]
+fn host_gateway_ulimits_above_the_hard_limit_and_unless_stopped() {
+    require_root!();
+    let env = Env::new("ctrcheck");
+    env.write(
+        "compose.yaml",
+        r#"services:
+  box:
+    image: busybox
+    command: [sleep, "1000"]
+    extra_hosts: ["gw.test:host-gateway"]
+    ulimits:
+      nofile: 1073741816
+      nproc: {soft: 77, hard: 99}
+  flaky:
+    image: busybox
+    command: [sh, -c, "echo attempt; exit 3"]
+    restart: unless-stopped
+"#,
+    );
+    env.ok(&["up", "-d"]);
+    let sh = |cmd: &str| env.ok(&["exec", "-T", "box", "sh", "-c", cmd]);
+
+    // host-gateway is the gateway of the container's network.
+    let hosts = sh("cat /etc/hosts");
+    let route = sh("ip route | awk '/^default/ {print $3}'");
+    let gateway = route.trim();
+    assert!(!gateway.is_empty(), "no default route");
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.starts_with(gateway) && l.contains("gw.test")),
+        "gw.test is not {gateway}:\n{hosts}"
+    );
+
+    // Asked for more open files than berth may grant: berth's own hard limit, both soft and
+    // hard; a value below it is kept as given.
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let want = hard.min(1073741816);
+    assert_eq!(sh("ulimit -Sn; ulimit -Hn"), format!("{want}\n{want}\n"));
+    assert_eq!(sh("ulimit -Su; ulimit -Hu"), "77\n99\n");
+
+    // unless-stopped: restarted after each failure...
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while env.ok(&["logs", "flaky"]).matches("attempt").count() < 3 {
+        assert!(Instant::now() < deadline, "flaky was not restarted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // ...until stopped, and then never again.
+    env.ok(&["stop", "-t", "0", "flaky"]);
+    let after = env.ok(&["logs", "flaky"]).matches("attempt").count();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(env.ok(&["logs", "flaky"]).matches("attempt").count(), after);
+    env.wait_ps("flaky", "exited", |v| v["State"] == "exited");
+}
