@@ -61,3 +61,28 @@ fn host_gateway_ulimits_above_the_hard_limit_and_unless_stopped() {
     assert_eq!(env.ok(&["logs", "flaky"]).matches("attempt").count(), after);
     env.wait_ps("flaky", "exited", |v| v["State"] == "exited");
 }
+
+#[test]
+fn the_images_healthcheck_is_honoured_and_the_service_overrides_it() {
+    require_root!();
+    let env = Env::new("ctrhealth");
+    let build = r#"
+    pull_policy: build
+    build:
+      dockerfile_inline: |
+        FROM busybox
+        HEALTHCHECK --interval=1s --start-period=0s CMD ["sh", "-c", "test -f /tmp/ok"]
+    command: [sh, -c, "touch /tmp/ok; exec sleep 1000"]
+"#;
+    env.write(
+        "compose.yaml",
+        &format!(
+            "services:\n  fromimage:\n    image: ctr-hc:1{build}  overridden:\n    image: ctr-hc:2{build}    healthcheck:\n      test: [CMD, \"false\"]\n      interval: 1s\n      retries: 1\n  disabled:\n    image: ctr-hc:3{build}    healthcheck:\n      disable: true\n"
+        ),
+    );
+    env.ok(&["up", "-d"]);
+    env.wait_ps("fromimage", "healthy", |v| v["Health"] == "healthy");
+    env.wait_ps("overridden", "unhealthy", |v| v["Health"] == "unhealthy");
+    let v = env.wait_ps("disabled", "running", |v| v["State"] == "running");
+    assert_eq!(v["Health"], "", "{v}");
+}
