@@ -235,3 +235,52 @@ fn run_with_a_terminal_but_piped_stdin_refuses_tty_and_defaults_to_none() {
     let err = env.fails(&["run", "-t", "-T", "box", "true"]);
     assert!(err.contains("can't be used together"), "{err}");
 }
+
+#[test]
+fn signals_to_a_foreground_run_reach_the_container() {
+    require_root!();
+    let env = Env::new("runsig");
+    env.write("compose.yaml", COMPOSE);
+    let mut child = Command::new(util::BERTH)
+        .args([
+            "run",
+            "--rm",
+            "box",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", env.root())
+        .env("BERTH_SUBNET_POOL", &env.pool)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "berth ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // berth is the test's own child.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    out.read_to_end(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        String::from_utf8_lossy(&seen).contains("got-term"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    assert_eq!(status.code(), Some(7));
+}

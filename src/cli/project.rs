@@ -794,6 +794,10 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
         output::data(&rec.name);
         return Ok(0);
     }
+    // Signals to us go to the container (with a terminal, ^C reaches it through the pty). No
+    // other thread may take them first: the runtime's (a pull's blocking pool) go with it.
+    drop(rt);
+    crate::engine::control::forward_signals(paths, &rec);
     // A terminal is relayed as it is (raw mode, window size) until the container side closes
     // it; otherwise its output is streamed from the log, stdout to stdout and stderr to stderr.
     if let Some(t) = &terminal {
@@ -806,7 +810,7 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
     let code = follow_run(paths, &rec, terminal.is_none())?;
     if a.rm {
         let host = project::net_host(paths);
-        rt.block_on(project::down::remove_container(
+        runtime()?.block_on(project::down::remove_container(
             paths,
             &host,
             &rec,
