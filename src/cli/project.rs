@@ -674,6 +674,33 @@ pub struct RunArgs {
     /// Set environment variables.
     #[arg(short, long = "env", value_name = "KEY[=VAL]")]
     pub env: Vec<String>,
+    /// Set environment variables from file.
+    #[arg(long, value_name = "FILE")]
+    pub env_from_file: Vec<std::path::PathBuf>,
+    /// Add Linux capabilities.
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities.
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Pull image before running ("always"|"missing"|"never").
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<String>,
+    /// Build image before starting container.
+    #[arg(long)]
+    pub build: bool,
+    /// Don't print anything to STDOUT (progress included).
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Suppress progress output from the build process.
+    #[arg(long)]
+    pub quiet_build: bool,
+    /// Pull without printing progress information.
+    #[arg(long)]
+    pub quiet_pull: bool,
+    /// Remove containers for services not defined in the Compose file.
+    #[arg(long)]
+    pub remove_orphans: bool,
     /// Override the entrypoint of the image.
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -696,13 +723,13 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub user: Option<String>,
     /// Bind mount a volume.
-    #[arg(short, long)]
+    #[arg(short, long, alias = "volumes")]
     pub volume: Vec<String>,
     /// Working directory inside the container.
     #[arg(short, long)]
     pub workdir: Option<String>,
     /// Add or override a label.
-    #[arg(short, long)]
+    #[arg(short, long, alias = "labels")]
     pub label: Vec<String>,
     /// Disable pseudo-TTY allocation (default: auto-detected).
     #[arg(short = 'T', long = "no-tty", alias = "no-TTY")]
@@ -748,18 +775,36 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
     }
     let tty = run_tty(a)?;
     let interactive = a.interactive.unwrap_or(true);
+    // `--env-from-file` first, then `-e`, which wins.
+    let mut env: Vec<(String, Option<String>)> = Vec::new();
+    for f in &a.env_from_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("--env-from-file {}", f.display()))?;
+        let vars = crate::compose::dotenv::read(&text, &|k| std::env::var(k).ok())
+            .map_err(|e| anyhow::anyhow!("--env-from-file {}: {e}", f.display()))?;
+        env.extend(vars.into_iter().map(|(k, v)| (k, Some(v))));
+    }
+    env.extend(a.env.iter().map(|e| match e.split_once('=') {
+        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+        None => (e.clone(), None),
+    }));
+    let pull = a
+        .pull
+        .as_deref()
+        .filter(|p| *p != "policy")
+        .map(project::pull::PullPolicy::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--pull: {e}"))?;
     let opts = RunOptions {
         service,
         command,
         entrypoint: a.entrypoint.as_deref().map(shell_words_split).transpose()?,
-        env: a
-            .env
-            .iter()
-            .map(|e| match e.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None => (e.clone(), None),
-            })
-            .collect(),
+        env,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        pull,
+        build: a.build,
+        remove_orphans: a.remove_orphans,
         name: a.name.clone(),
         no_deps: a.no_deps,
         service_ports: a.service_ports,
@@ -783,7 +828,7 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
     };
     let rt = runtime()?;
     let quiet = crate::project::Quiet;
-    let progress: &dyn crate::project::Progress = if a.detach {
+    let progress: &dyn crate::project::Progress = if a.detach && !a.quiet && !a.quiet_pull {
         output::progress(&g.progress)
     } else {
         &quiet

@@ -17,6 +17,15 @@ pub struct RunOptions {
     pub command: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
     pub env: Vec<(String, Option<String>)>,
+    /// `--cap-add` / `--cap-drop`, added to the service's.
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `--pull`.
+    pub pull: Option<super::pull::PullPolicy>,
+    /// `--build`: build the images first.
+    pub build: bool,
+    /// `--remove-orphans`, for the dependencies' `up`.
+    pub remove_orphans: bool,
     pub name: Option<String>,
     pub no_deps: bool,
     pub service_ports: bool,
@@ -67,11 +76,11 @@ pub async fn run(
                 wait: false,
                 wait_timeout: None,
                 scale: Default::default(),
-                remove_orphans: false,
+                remove_orphans: opts.remove_orphans,
                 dry_run: false,
                 services: deps,
-                pull: None,
-                build: super::pull::BuildMode::Missing,
+                pull: opts.pull,
+                build: build_mode(opts),
             };
             up::up(paths, project, &up_opts, progress).await?;
         }
@@ -81,7 +90,8 @@ pub async fn run(
     let store = ImageStore::open(&paths.images())?;
     let image_opts = ImageOptions {
         services: BTreeSet::from([opts.service.clone()]),
-        ..Default::default()
+        pull: opts.pull,
+        build: build_mode(opts),
     };
     let mut images = ensure_images(paths, project, &store, &image_opts, progress).await?;
     let _lock = super::lock(paths, &project.name)?;
@@ -119,6 +129,8 @@ pub async fn run(
     if opts.user.is_some() {
         svc.user = opts.user.clone();
     }
+    svc.cap_add.extend(opts.cap_add.iter().cloned());
+    svc.cap_drop.extend(opts.cap_drop.iter().cloned());
     if opts.workdir.is_some() {
         svc.working_dir = opts.workdir.clone();
     }
@@ -205,6 +217,14 @@ pub async fn run(
     };
     up::publish(&host, &rec, &ready.ports)?;
     Ok((rec, terminal))
+}
+
+fn build_mode(opts: &RunOptions) -> super::pull::BuildMode {
+    if opts.build {
+        super::pull::BuildMode::Always
+    } else {
+        super::pull::BuildMode::Missing
+    }
 }
 
 /// A project for `berth run IMAGE`, outside any compose file: one service `run` on the

@@ -1,0 +1,56 @@
+//! `berth run` flags docker compose run has beyond the basics: `--cap-add`/`--cap-drop`,
+//! `--env-from-file` (with `-e` winning), `--pull`, `--build`, `--quiet-pull`.
+mod util;
+use util::Env;
+
+#[test]
+fn run_takes_capabilities_env_files_and_pull_and_build_flags() {
+    require_root!();
+    let env = Env::new("runflags");
+    env.write(
+        "compose.yaml",
+        "services:\n  box:\n    image: busybox\n  built:\n    image: runflags-built:1\n    build:\n      dockerfile_inline: |\n        FROM busybox\n        RUN echo one > /built\n",
+    );
+    env.write("vars.env", "A=from-file\nB=from-file\n");
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "CHOWN",
+        "--cap-add",
+        "NET_ADMIN",
+        "--env-from-file",
+        "vars.env",
+        "-e",
+        "B=from-flag",
+        "box",
+        "sh",
+        "-c",
+        "echo $A $B; grep CapEff /proc/self/status",
+    ]);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("from-file from-flag"), "{out}");
+    let caps =
+        u64::from_str_radix(lines.next().unwrap().split_whitespace().last().unwrap(), 16).unwrap();
+    assert_eq!(caps & 1, 0, "CHOWN kept: {caps:x}");
+    assert_ne!(caps & (1 << 12), 0, "no NET_ADMIN: {caps:x}");
+
+    // --pull never with the image present is fine; with a missing one it fails.
+    env.ok(&["run", "--rm", "--pull", "never", "box", "true"]);
+    let err = env.fails(&["run", "--rm", "--pull", "bogus", "box", "true"]);
+    assert!(err.contains("--pull"), "{err}");
+    // The image is built when missing; --build builds it again (here: the changed file).
+    assert_eq!(
+        env.ok(&["run", "--rm", "--quiet-pull", "built", "cat", "/built"]),
+        "one\n"
+    );
+    env.write(
+        "compose.yaml",
+        "services:\n  box:\n    image: busybox\n  built:\n    image: runflags-built:1\n    build:\n      dockerfile_inline: |\n        FROM busybox\n        RUN echo two > /built\n",
+    );
+    assert_eq!(env.ok(&["run", "--rm", "built", "cat", "/built"]), "one\n");
+    assert_eq!(
+        env.ok(&["run", "--rm", "--build", "built", "cat", "/built"]),
+        "two\n"
+    );
+}
