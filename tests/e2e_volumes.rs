@@ -226,3 +226,69 @@ volumes:
         "from-the-bind\n"
     );
 }
+
+/// Unmounts (lazily) what the propagation test mounted under its own state root.
+struct Unmount(Vec<std::path::PathBuf>);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        for p in self.0.iter().rev() {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(p)
+                .status();
+        }
+    }
+}
+
+#[test]
+fn bind_propagation_rslave_sees_host_mounts_made_later_and_the_default_does_not() {
+    require_root!();
+    let env = Env::new("vtprop");
+    // A shared mount of the test's own, inside its state root.
+    let src = env.root().join("prop");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    let mut guard = Unmount(Vec::new());
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new("mount")
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount {args:?}");
+    };
+    let s = src.to_str().unwrap();
+    run(&["--bind", s, s]);
+    guard.0.push(src.clone());
+    run(&["--make-shared", s]);
+    env.write(
+        "compose.yaml",
+        &format!(
+            r#"services:
+  slave:
+    image: busybox
+    command: [sleep, "1000"]
+    volumes:
+      - type: bind
+        source: {s}
+        target: /mnt
+        bind: {{propagation: rslave}}
+  private:
+    image: busybox
+    command: [sleep, "1001"]
+    volumes: ["{s}:/mnt"]
+"#
+        ),
+    );
+    env.ok(&["up", "-d"]);
+    // Mounted on the host after the containers started.
+    let sub = src.join("sub");
+    run(&["-t", "tmpfs", "tmpfs", sub.to_str().unwrap()]);
+    guard.0.push(sub.clone());
+    std::fs::write(sub.join("late"), "late\n").unwrap();
+    let cat = |svc: &str| env.berth(&["exec", "-T", svc, "cat", "/mnt/sub/late"]);
+    assert_eq!(util::text(&cat("slave").stdout), "late\n");
+    assert!(!cat("private").status.success());
+    env.ok(&["down", "-t", "0"]);
+    drop(guard);
+}

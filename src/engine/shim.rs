@@ -366,6 +366,10 @@ fn create(
         .with_detach(true)
         .build()
         .map_err(|e| anyhow!("creating the container: {e}"))?;
+    if let Some(pid) = container.pid() {
+        super::rootfs::set_bind_propagation(pid.as_raw(), &spec)
+            .context("setting the propagation of the container's bind mounts")?;
+    }
     if let Some(c) = console {
         let master = c.receive().context("receiving the container's terminal")?;
         // The pipes' write ends went with the builder, so the stderr pipe reads as closed.
