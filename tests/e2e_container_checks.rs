@@ -86,3 +86,63 @@ fn the_images_healthcheck_is_honoured_and_the_service_overrides_it() {
     let v = env.wait_ps("disabled", "running", |v| v["State"] == "running");
     assert_eq!(v["Health"], "", "{v}");
 }
+
+#[test]
+fn exec_index_detach_and_user_groups() {
+    require_root!();
+    let env = Env::new("ctrexec");
+    env.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: busybox\n    user: www-data\n    scale: 2\n    command: [sleep, \"1000\"]\n",
+    );
+    env.ok(&["up", "-d"]);
+    let host = |i: &str| env.ok(&["exec", "-T", "--index", i, "app", "hostname"]);
+    let (one, two) = (host("1"), host("2"));
+    assert_ne!(one, two);
+    let err = env.fails(&["exec", "-T", "--index", "3", "app", "true"]);
+    assert!(err.contains("index 3"), "{err}");
+
+    // -d returns at once; the command runs on.
+    let started = Instant::now();
+    env.ok(&[
+        "exec",
+        "-d",
+        "app",
+        "sh",
+        "-c",
+        "sleep 0.5; touch /tmp/done",
+    ]);
+    assert!(started.elapsed() < Duration::from_millis(450), "-d waited");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env
+        .berth(&["exec", "-T", "app", "test", "-f", "/tmp/done"])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the detached command did not run"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // -u: that user with its own groups (root is in wheel), not the container's user's.
+    assert_eq!(env.ok(&["exec", "-T", "app", "id", "-u"]), "33\n");
+    assert_eq!(
+        env.ok(&["exec", "-T", "-u", "root", "app", "id", "-G"]),
+        "0 10\n"
+    );
+    // The exec'd process has the container's limits, not a default 1024 open files.
+    let limits = |args: &[&str]| {
+        let mut a = vec!["exec", "-T"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["app", "cat", "/proc/1/limits", "/proc/self/limits"]);
+        let out = env.ok(&a);
+        out.lines()
+            .filter(|l| l.starts_with("Max open files"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let l = limits(&[]);
+    assert_eq!(l[0], l[1], "{l:?}");
+}

@@ -595,13 +595,16 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
     use crate::engine::exec::{self, ExecSpec};
     let name = project_name(g)?;
     let rec = service_container(paths, &name, &a.service, a.index)?;
-    let (uid, gid) = match &a.user {
+    let (uid, gid, additional_gids) = match &a.user {
         Some(u) => {
             let (uid, gid) = crate::project::container::resolve_user(u, &rec.layers)
                 .map_err(|e| anyhow::anyhow!("service {:?}: {e}", a.service))?;
-            (Some(uid), Some(gid))
+            let groups =
+                crate::project::container::supplementary_groups(u, uid, gid, &[], &rec.layers)
+                    .map_err(|e| anyhow::anyhow!("service {:?}: {e}", a.service))?;
+            (Some(uid), Some(gid), Some(groups))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let spec = ExecSpec {
         args: a.command.clone(),
@@ -616,6 +619,7 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
         cwd: a.workdir.clone(),
         uid,
         gid,
+        additional_gids,
         privileged: a.privileged,
     };
     use std::io::IsTerminal;

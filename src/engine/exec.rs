@@ -36,6 +36,8 @@ pub struct ExecSpec {
     pub cwd: Option<String>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Supplementary groups of `uid` (`exec -u`); without `uid`, the container's.
+    pub additional_gids: Option<Vec<u32>>,
     /// Every capability berth holds (`exec --privileged`); the seccomp filter stays.
     pub privileged: bool,
 }
@@ -159,8 +161,8 @@ fn start_process(
     process.set_cwd(cwd.into());
     let mut user = process.user().clone();
     if spec.uid.is_some() || spec.gid.is_some() {
-        // Another user than the container's: not its supplementary groups.
-        user.set_additional_gids(None);
+        // Another user than the container's: that user's supplementary groups.
+        user.set_additional_gids(spec.additional_gids.clone());
     }
     user.set_uid(uid);
     user.set_gid(gid);
