@@ -146,3 +146,40 @@ fn exec_index_detach_and_user_groups() {
     let l = limits(&[]);
     assert_eq!(l[0], l[1], "{l:?}");
 }
+
+#[test]
+fn systempaths_unconfined_unmasks_proc() {
+    require_root!();
+    let env = Env::new("ctrsyspaths");
+    env.write(
+        "compose.yaml",
+        "services:\n  open:\n    image: busybox\n    security_opt: [systempaths=unconfined]\n    command: [sleep, \"1000\"]\n  masked:\n    image: busybox\n    command: [sleep, \"1000\"]\n",
+    );
+    env.ok(&["up", "-d"]);
+    // /proc/timer_list is masked (a bind of /dev/null) unless unconfined.
+    let timers = |svc: &str| env.ok(&["exec", "-T", svc, "sh", "-c", "wc -c < /proc/timer_list"]);
+    assert_eq!(timers("masked").trim(), "0");
+    assert_ne!(timers("open").trim(), "0");
+    let ro = |svc: &str| {
+        env.ok(&[
+            "exec",
+            "-T",
+            svc,
+            "grep",
+            "-c",
+            " /proc/sys ",
+            "/proc/self/mountinfo",
+        ])
+    };
+    assert_eq!(ro("masked"), "1\n");
+    let out = env.berth(&[
+        "exec",
+        "-T",
+        "open",
+        "grep",
+        "-c",
+        " /proc/sys ",
+        "/proc/self/mountinfo",
+    ]);
+    assert_eq!(util::text(&out.stdout), "0\n");
+}

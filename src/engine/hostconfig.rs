@@ -20,6 +20,8 @@ pub struct HostConfig {
     pub cap_drop: Vec<String>,
     pub seccomp: Seccomp,
     pub no_new_privileges: bool,
+    /// No masked or read-only `/proc` and `/sys` paths (`security_opt: systempaths=unconfined`).
+    pub systempaths_unconfined: bool,
     /// The root filesystem is mounted read-only.
     pub read_only: bool,
     pub tmpfs: Vec<Tmpfs>,

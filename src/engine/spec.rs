@@ -332,7 +332,7 @@ pub fn build(
         .collect();
     sysctl.extend(host.sysctls.clone());
 
-    let (masked, readonly) = if host.privileged {
+    let (masked, readonly) = if host.privileged || host.systempaths_unconfined {
         (Vec::new(), Vec::new())
     } else {
         (

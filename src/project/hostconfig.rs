@@ -68,6 +68,7 @@ pub fn host_config(project: &Project, svc: &Service) -> Result<HostConfig, Vec<S
             ("no-new-privileges", "" | "true") => h.no_new_privileges = true,
             ("no-new-privileges", "false") => h.no_new_privileges = false,
             ("seccomp", "unconfined") => h.seccomp = Seccomp::Unconfined,
+            ("systempaths", "unconfined") => h.systempaths_unconfined = true,
             ("seccomp", file) if !file.is_empty() => {
                 match seccomp_file(&project.working_dir.join(file)) {
                     Ok(v) => h.seccomp = Seccomp::Profile(v),
