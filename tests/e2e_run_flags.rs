@@ -54,3 +54,45 @@ fn run_takes_capabilities_env_files_and_pull_and_build_flags() {
         "two\n"
     );
 }
+
+#[test]
+fn a_one_off_answers_to_the_service_name_only_with_use_aliases() {
+    require_root!();
+    let env = Env::new("runalias");
+    env.write(
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n    command: [sleep, \"1000\"]\n  client:\n    image: busybox\n    command: [sleep, \"1000\"]\n",
+    );
+    env.ok(&["up", "-d"]);
+    let addresses = |name: &str| {
+        let out = env.berth(&["exec", "-T", "client", "nslookup", "-type=a", name]);
+        util::text(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("Address:"))
+            .filter(|a| a.trim().parse::<std::net::Ipv4Addr>().is_ok())
+            .count()
+    };
+    assert_eq!(addresses("web"), 1);
+    let plain = env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "oneoff-plain",
+        "web",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(plain.trim(), "oneoff-plain");
+    // Its own name resolves; the service name still means the service's container only.
+    assert_eq!(addresses("oneoff-plain"), 1);
+    assert_eq!(addresses("web"), 1);
+    env.ok(&["run", "-d", "--use-aliases", "web", "sleep", "1000"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while addresses("web") != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "--use-aliases: web is not the one-off too"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

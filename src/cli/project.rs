@@ -720,7 +720,7 @@ pub struct RunArgs {
     /// Run command with the service's ports enabled and mapped to the host.
     #[arg(short = 'P', long)]
     pub service_ports: bool,
-    /// Use the service's network aliases (berth always does).
+    /// Use the service's network aliases in the networks the container joins.
     #[arg(long)]
     pub use_aliases: bool,
     /// Run as specified username or uid.
@@ -809,6 +809,7 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
         pull,
         build: a.build,
         remove_orphans: a.remove_orphans,
+        use_aliases: a.use_aliases,
         name: a.name.clone(),
         no_deps: a.no_deps,
         service_ports: a.service_ports,

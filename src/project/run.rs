@@ -26,6 +26,9 @@ pub struct RunOptions {
     pub build: bool,
     /// `--remove-orphans`, for the dependencies' `up`.
     pub remove_orphans: bool,
+    /// `--use-aliases`: the service name and its aliases resolve to the one-off too; without
+    /// it only the container's own name does, as docker compose does.
+    pub use_aliases: bool,
     pub name: Option<String>,
     pub no_deps: bool,
     pub service_ports: bool,
@@ -191,6 +194,11 @@ pub async fn run(
     .await?;
     if let Some((_, _, e)) = later.pop() {
         return Err(e);
+    }
+    if !opts.use_aliases {
+        for n in &mut rec.networks {
+            n.aliases.clear();
+        }
     }
 
     let mut peers: Vec<ContainerRecord> = super::containers(paths, &project.name)?
