@@ -96,3 +96,36 @@ fn a_one_off_answers_to_the_service_name_only_with_use_aliases() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_detached_run_with_rm_is_removed_when_it_exits() {
+    require_root!();
+    let env = Env::new("runrmd");
+    env.write(
+        "compose.yaml",
+        "services:\n  box:\n    image: busybox\n    volumes: [/anon]\n",
+    );
+    let name = env.ok(&["run", "-d", "--rm", "box", "sh", "-c", "sleep 0.5"]);
+    let name = name.trim();
+    assert!(env.ok(&["ps", "-a", "--format", "json"]).contains(name));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while env.ok(&["ps", "-a", "--format", "json"]).contains(name) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} was not removed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Nothing of it is left: its directory, its mounts, its anonymous volume.
+    let left = util::leftovers(env.root(), &[]);
+    assert!(
+        !left
+            .iter()
+            .any(|l| l.starts_with("containers/") || l.starts_with("mount")),
+        "{left:?}"
+    );
+    let volumes = std::fs::read_dir(env.root().join("volumes"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(volumes, 0);
+}

@@ -820,6 +820,7 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
         tty,
         interactive,
         attach: !a.detach,
+        rm: a.rm,
         terminal_size: crate::sys::pty::size(std::os::fd::AsFd::as_fd(&std::io::stdout())),
         volumes: a.volume.clone(),
         labels: a
@@ -870,6 +871,26 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
         project::anonymous::remove(paths, &rec)?;
     }
     Ok(code)
+}
+
+/// `berth __autoremove ID`: removes a `run -d --rm` container once its shim is done, with its
+/// anonymous volumes.
+pub fn auto_remove(paths: &Paths, id: &str) -> Result<i32> {
+    let Some(rec) = crate::engine::container::list(paths)?
+        .into_iter()
+        .find(|r| r.id == id)
+    else {
+        return Ok(0);
+    };
+    let host = project::net_host(paths);
+    runtime()?.block_on(project::down::remove_container(
+        paths,
+        &host,
+        &rec,
+        Some(Duration::ZERO),
+    ))?;
+    project::anonymous::remove(paths, &rec)?;
+    Ok(0)
 }
 
 /// Whether `run` gives the container a terminal, as docker compose decides: `-t` yes, `-T`

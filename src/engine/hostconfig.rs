@@ -22,6 +22,8 @@ pub struct HostConfig {
     pub no_new_privileges: bool,
     /// No masked or read-only `/proc` and `/sys` paths (`security_opt: systempaths=unconfined`).
     pub systempaths_unconfined: bool,
+    /// Removed once it exits, by a process its shim starts (`run -d --rm`).
+    pub auto_remove: bool,
     /// The root filesystem is mounted read-only.
     pub read_only: bool,
     pub tmpfs: Vec<Tmpfs>,

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 /// Set to `1` in the shim's environment when its stdin is the container's (`run -i`).
@@ -211,6 +212,9 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
 
         let stop = super::runtime::stop_requested(paths, id);
         if !policy.restarts(code, state.restart_count, stop) {
+            if rec.host.auto_remove {
+                auto_remove(paths, id);
+            }
             return 0;
         }
         let delay = super::container::restart_delay(backoff, ran_from.elapsed());
@@ -291,6 +295,27 @@ fn attach_terminal(
         let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0);
     }
     Ok(Some(socket))
+}
+
+/// Starts `berth __autoremove ID` on its own (it waits for this shim to be gone, then removes
+/// the container as `rm` does), for a container that asked to be removed when it exits.
+fn auto_remove(paths: &Paths, id: &str) {
+    let spawned = std::process::Command::new("/proc/self/exe")
+        .arg("__autoremove")
+        .arg("--data")
+        .arg(&paths.data)
+        .arg("--run")
+        .arg(&paths.run)
+        .arg(id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .current_dir("/")
+        .spawn();
+    if let Err(e) = spawned {
+        tracing::warn!("container {id}: cannot start its removal: {e}");
+    }
 }
 
 /// Waits for the CLI's word on stdin; then stdin is no longer needed.

@@ -47,6 +47,8 @@ pub struct RunOptions {
     /// The caller stays attached (not `-d`): with `tty` [`run`] hands back the terminal to
     /// relay; without, the caller's stdin becomes the container's when `interactive`.
     pub attach: bool,
+    /// `--rm`.
+    pub rm: bool,
     /// The window size (rows, columns) the terminal starts with.
     pub terminal_size: Option<(u16, u16)>,
     /// `-v` short volume specs.
@@ -180,6 +182,8 @@ pub async fn run(
         rec.labels.insert(k.clone(), v.clone());
     }
     rec.supervision.restart = RestartPolicy::No;
+    // Detached, nobody is left to remove it: its shim has it done (attached, the CLI does).
+    rec.host.auto_remove = opts.rm && !opts.attach;
     let mut later = Vec::new();
     up::materialize(
         paths,
