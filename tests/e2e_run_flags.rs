@@ -129,3 +129,25 @@ fn a_detached_run_with_rm_is_removed_when_it_exits() {
         .unwrap_or(0);
     assert_eq!(volumes, 0);
 }
+
+#[test]
+fn run_creates_missing_bind_sources_like_up() {
+    require_root!();
+    let env = Env::new("runbind");
+    env.write(
+        "compose.yaml",
+        "services:\n  box:\n    image: busybox\n    volumes: [./fromfile:/a]\n",
+    );
+    env.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "./fromflag:/b",
+        "box",
+        "sh",
+        "-c",
+        "touch /a/x /b/y",
+    ]);
+    assert!(env.dir.join("fromfile/x").exists());
+    assert!(env.dir.join("fromflag/y").exists());
+}

@@ -165,6 +165,7 @@ pub async fn run(
     svc.tty = opts.tty;
     svc.stdin_open = opts.interactive;
 
+    up::create_service_bind_sources(&svc)?;
     let image = images
         .remove(&opts.service)
         .ok_or_else(|| anyhow!("no image for service {}", opts.service))?;
