@@ -192,8 +192,8 @@ pub fn reap_orphan(paths: &Paths, rec: &ContainerRecord) {
 
 /// Forwards the signals a foreground `run` gets (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
 /// SIGUSR2) to the container's init, as docker compose run does, until this process exits.
-/// They are blocked in the calling thread (call it before starting other threads, once the
-/// container runs) and read from a signalfd by a thread of their own.
+/// They stay blocked in the calling thread (call it before starting other threads, once the
+/// container runs) and are read from a signalfd by a thread of their own.
 pub fn forward_signals(paths: &Paths, rec: &ContainerRecord) {
     use nix::sys::signal::SigSet;
     use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -208,11 +208,17 @@ pub fn forward_signals(paths: &Paths, rec: &ContainerRecord) {
     ] {
         set.add(s);
     }
-    if set.thread_block().is_err() {
+    // The reader thread starts with every signal blocked, so none meant for this process (a
+    // SIGWINCH for the terminal relay) is lost to it; this thread gets its mask back plus `set`.
+    let Ok(old) = SigSet::all().thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK) else {
         return;
+    };
+    let mut mask = old;
+    for s in set.iter() {
+        mask.add(s);
     }
     let Ok(sfd) = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC) else {
-        let _ = set.thread_unblock();
+        let _ = old.thread_set_mask();
         return;
     };
     let (paths, rec) = (paths.clone(), rec.clone());
@@ -232,4 +238,5 @@ pub fn forward_signals(paths: &Paths, rec: &ContainerRecord) {
             }
         }
     });
+    let _ = mask.thread_set_mask();
 }

@@ -48,11 +48,12 @@ pub fn relay_with(master: &OwnedFd, output: Option<BorrowedFd>, input: bool) {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let source = output.unwrap_or(master.as_fd());
-    copy_size(stdout.as_fd(), master.as_fd());
+    // Blocked before the size is first copied, so no resize falls between the two.
     let mut winch = SigSet::empty();
     winch.add(Signal::SIGWINCH);
     let _ = winch.thread_block();
     let sfd = SignalFd::with_flags(&winch, SfdFlags::SFD_CLOEXEC).ok();
+    copy_size(stdout.as_fd(), master.as_fd());
     let _raw = RawMode::enter();
     let mut stdin_open = input;
     let mut buf = [0u8; 16 * 1024];
