@@ -210,24 +210,7 @@ pub fn build(
     }
     let mut user_mounts = Vec::new();
     for m in &rec.mounts {
-        let source = match &m.subpath {
-            Some(sub) => super::volume::subpath_source(&m.source, sub).map_err(|reason| {
-                SpecError::Subpath {
-                    target: m.target.clone(),
-                    reason,
-                }
-            })?,
-            None => m.source.clone(),
-        };
-        let mut b = bind(&source, &m.target, m.read_only)?;
-        if let Some(p) = &m.propagation {
-            // In place of the default `rprivate`.
-            let mut options: Vec<String> = b.options().clone().unwrap_or_default();
-            options.retain(|o| o != "rprivate");
-            options.push(p.clone());
-            b.set_options(Some(options));
-        }
-        user_mounts.push(b);
+        user_mounts.push(record_bind(m, m.read_only)?);
     }
     for t in &host.tmpfs {
         user_mounts.push(tmpfs(t)?);
@@ -252,16 +235,7 @@ pub fn build(
             {
                 continue;
             }
-            let source = match &m.subpath {
-                Some(sub) => super::volume::subpath_source(&m.source, sub).map_err(|reason| {
-                    SpecError::VolumesFrom {
-                        from: from.clone(),
-                        reason,
-                    }
-                })?,
-                None => m.source.clone(),
-            };
-            user_mounts.push(bind(&source, &m.target, mode.unwrap_or(m.read_only))?);
+            user_mounts.push(record_bind(&m, mode.unwrap_or(m.read_only))?);
         }
     }
     if host.init {
@@ -467,6 +441,28 @@ fn seccomp(host: &HostConfig, caps: &[Capability]) -> Result<Option<LinuxSeccomp
             )))
         }
     }
+}
+
+/// The bind of a mount of a container record: its `subpath` resolved now (it must exist, and
+/// be reached without a symlink), its propagation in place of the default `rprivate`.
+fn record_bind(m: &super::container::Mount, read_only: bool) -> Result<Mount, SpecError> {
+    let source = match &m.subpath {
+        Some(sub) => {
+            super::volume::subpath_source(&m.source, sub).map_err(|reason| SpecError::Subpath {
+                target: m.target.clone(),
+                reason,
+            })?
+        }
+        None => m.source.clone(),
+    };
+    let mut b = bind(&source, &m.target, read_only)?;
+    if let Some(p) = &m.propagation {
+        let mut options: Vec<String> = b.options().clone().unwrap_or_default();
+        options.retain(|o| o != "rprivate");
+        options.push(p.clone());
+        b.set_options(Some(options));
+    }
+    Ok(b)
 }
 
 /// Where the host-side `/dev/shm` of a container lives (see [`HostConfig::ipc_shareable`]).
