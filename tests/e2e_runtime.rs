@@ -323,7 +323,7 @@ fn run_passes_piped_stdin_to_the_container() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(util::text(&out.stdout), "PIPED IN\n");
     assert_eq!(out.status.code(), Some(3));
-    // Detached, stdin is not attached: the container sees end of file at once.
+    // Detached: nobody is attached; stdin stays open (`-i`, the default; see e2e_run_tty.rs).
     let out = env.ok(&["run", "-d", "app", "cat"]);
     assert!(!out.trim().is_empty());
 }

@@ -118,7 +118,7 @@ pub fn container(paths: &Paths, rec: &ContainerRecord) -> Result<Value> {
             "CapDrop": rec.host.cap_drop,
             "ReadonlyRootfs": rec.host.read_only,
             "PidMode": rec.host.pid_join.as_deref().unwrap_or(if rec.host.pid_host { "host" } else { "" }),
-            "IpcMode": rec.host.ipc_join.as_deref().unwrap_or(if rec.host.ipc_host { "host" } else { "private" }),
+            "IpcMode": rec.host.ipc_join.as_deref().unwrap_or(if rec.host.ipc_host { "host" } else if rec.host.ipc_shareable { "shareable" } else { "private" }),
         },
         "Mounts": mounts,
         "Config": {

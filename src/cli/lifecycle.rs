@@ -300,9 +300,6 @@ pub fn rm(paths: &Paths, g: &Global, a: &RmArgs) -> Result<i32> {
             return Ok(0);
         }
     }
-    // berth has no anonymous volumes (a service must name its volumes), so `-v` has nothing
-    // more to remove.
-    let _ = a.volumes;
     let host = project::net_host(paths);
     let rt = runtime()?;
     for rec in &stopped {
@@ -313,6 +310,9 @@ pub fn rm(paths: &Paths, g: &Global, a: &RmArgs) -> Result<i32> {
             rec,
             Some(Duration::ZERO),
         ))?;
+        if a.volumes {
+            project::anonymous::remove(paths, rec)?;
+        }
         output::reporter().event("Container", &rec.name, "Removed");
     }
     Ok(0)

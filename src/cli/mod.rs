@@ -155,6 +155,15 @@ pub enum Command {
         run: PathBuf,
         id: String,
     },
+    /// Removes an exited container that asked for it (`run -d --rm`; internal).
+    #[command(name = "__autoremove", hide = true)]
+    AutoRemove {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        run: PathBuf,
+        id: String,
+    },
 }
 
 /// Options that take a value, so `compose` is found as the first positional word.
@@ -226,6 +235,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             &crate::state::Paths { data, run },
             &id,
         )),
+        Command::AutoRemove { data, run, id } => {
+            project::auto_remove(&crate::state::Paths { data, run }, &id)
+        }
         Command::Version => {
             output::data(&format!("berth version {}", env!("CARGO_PKG_VERSION")));
             Ok(0)

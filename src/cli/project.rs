@@ -595,13 +595,16 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
     use crate::engine::exec::{self, ExecSpec};
     let name = project_name(g)?;
     let rec = service_container(paths, &name, &a.service, a.index)?;
-    let (uid, gid) = match &a.user {
+    let (uid, gid, additional_gids) = match &a.user {
         Some(u) => {
             let (uid, gid) = crate::project::container::resolve_user(u, &rec.layers)
                 .map_err(|e| anyhow::anyhow!("service {:?}: {e}", a.service))?;
-            (Some(uid), Some(gid))
+            let groups =
+                crate::project::container::supplementary_groups(u, uid, gid, &[], &rec.layers)
+                    .map_err(|e| anyhow::anyhow!("service {:?}: {e}", a.service))?;
+            (Some(uid), Some(gid), Some(groups))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let spec = ExecSpec {
         args: a.command.clone(),
@@ -616,6 +619,7 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
         cwd: a.workdir.clone(),
         uid,
         gid,
+        additional_gids,
         privileged: a.privileged,
     };
     use std::io::IsTerminal;
@@ -674,6 +678,33 @@ pub struct RunArgs {
     /// Set environment variables.
     #[arg(short, long = "env", value_name = "KEY[=VAL]")]
     pub env: Vec<String>,
+    /// Set environment variables from file.
+    #[arg(long, value_name = "FILE")]
+    pub env_from_file: Vec<std::path::PathBuf>,
+    /// Add Linux capabilities.
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities.
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Pull image before running ("always"|"missing"|"never").
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<String>,
+    /// Build image before starting container.
+    #[arg(long)]
+    pub build: bool,
+    /// Don't print anything to STDOUT (progress included).
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Suppress progress output from the build process.
+    #[arg(long)]
+    pub quiet_build: bool,
+    /// Pull without printing progress information.
+    #[arg(long)]
+    pub quiet_pull: bool,
+    /// Remove containers for services not defined in the Compose file.
+    #[arg(long)]
+    pub remove_orphans: bool,
     /// Override the entrypoint of the image.
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -689,27 +720,30 @@ pub struct RunArgs {
     /// Run command with the service's ports enabled and mapped to the host.
     #[arg(short = 'P', long)]
     pub service_ports: bool,
-    /// Use the service's network aliases (berth always does).
+    /// Use the service's network aliases in the networks the container joins.
     #[arg(long)]
     pub use_aliases: bool,
     /// Run as specified username or uid.
     #[arg(short, long)]
     pub user: Option<String>,
     /// Bind mount a volume.
-    #[arg(short, long)]
+    #[arg(short, long, alias = "volumes")]
     pub volume: Vec<String>,
     /// Working directory inside the container.
     #[arg(short, long)]
     pub workdir: Option<String>,
     /// Add or override a label.
-    #[arg(short, long)]
+    #[arg(short, long, alias = "labels")]
     pub label: Vec<String>,
-    /// Disable pseudo-TTY allocation (berth does not allocate one yet).
-    #[arg(short = 'T', long = "no-TTY")]
+    /// Disable pseudo-TTY allocation (default: auto-detected).
+    #[arg(short = 'T', long = "no-tty", alias = "no-TTY")]
     pub no_tty: bool,
-    /// Keep STDIN open (the default, as in docker compose run; not with -d).
-    #[arg(short, long)]
-    pub interactive: bool,
+    /// Allocate a pseudo-TTY (the default on a terminal).
+    #[arg(short = 't', long = "tty", hide = true)]
+    pub tty: bool,
+    /// Keep STDIN open even if not attached (the default; `-i=false` closes it).
+    #[arg(short, long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub interactive: Option<bool>,
     /// Run an init inside the container that forwards signals and reaps processes.
     #[arg(long)]
     pub init: bool,
@@ -743,18 +777,39 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
     if a.publish.iter().any(|_| a.service_ports) {
         bail!("--service-ports and --publish are incompatible");
     }
+    let tty = run_tty(a)?;
+    let interactive = a.interactive.unwrap_or(true);
+    // `--env-from-file` first, then `-e`, which wins.
+    let mut env: Vec<(String, Option<String>)> = Vec::new();
+    for f in &a.env_from_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("--env-from-file {}", f.display()))?;
+        let vars = crate::compose::dotenv::read(&text, &|k| std::env::var(k).ok())
+            .map_err(|e| anyhow::anyhow!("--env-from-file {}: {e}", f.display()))?;
+        env.extend(vars.into_iter().map(|(k, v)| (k, Some(v))));
+    }
+    env.extend(a.env.iter().map(|e| match e.split_once('=') {
+        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+        None => (e.clone(), None),
+    }));
+    let pull = a
+        .pull
+        .as_deref()
+        .filter(|p| *p != "policy")
+        .map(project::pull::PullPolicy::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--pull: {e}"))?;
     let opts = RunOptions {
         service,
         command,
         entrypoint: a.entrypoint.as_deref().map(shell_words_split).transpose()?,
-        env: a
-            .env
-            .iter()
-            .map(|e| match e.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None => (e.clone(), None),
-            })
-            .collect(),
+        env,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        pull,
+        build: a.build,
+        remove_orphans: a.remove_orphans,
+        use_aliases: a.use_aliases,
         name: a.name.clone(),
         no_deps: a.no_deps,
         service_ports: a.service_ports,
@@ -762,9 +817,11 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
         user: a.user.clone(),
         workdir: a.workdir.clone(),
         init: a.init,
-        // A terminal would need a pty of the container's (not done yet for run); a pipe or a
-        // file is passed as it is.
-        stdin: !a.detach && !std::io::IsTerminal::is_terminal(&std::io::stdin()),
+        tty,
+        interactive,
+        attach: !a.detach,
+        rm: a.rm,
+        terminal_size: crate::sys::pty::size(std::os::fd::AsFd::as_fd(&std::io::stdout())),
         volumes: a.volume.clone(),
         labels: a
             .label
@@ -777,23 +834,94 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
     };
     let rt = runtime()?;
     let quiet = crate::project::Quiet;
-    let progress: &dyn crate::project::Progress = if a.detach {
+    let progress: &dyn crate::project::Progress = if a.detach && !a.quiet && !a.quiet_pull {
         output::progress(&g.progress)
     } else {
         &quiet
     };
-    let rec = rt.block_on(crate::project::run::run(paths, &project, &opts, progress))?;
+    let (rec, terminal) =
+        rt.block_on(crate::project::run::run(paths, &project, &opts, progress))?;
     if a.detach {
         output::data(&rec.name);
         return Ok(0);
     }
-    // Stream its output as it is, stdout to stdout and stderr to stderr, until it exits.
+    // Signals to us go to the container (with a terminal, ^C reaches it through the pty). No
+    // other thread may take them first: the runtime's (a pull's blocking pool) go with it.
+    drop(rt);
+    crate::engine::control::forward_signals(paths, &rec);
+    // A terminal is relayed as it is (raw mode, window size) until the container side closes
+    // it; otherwise its output is streamed from the log, stdout to stdout and stderr to stderr.
+    if let Some(t) = &terminal {
+        crate::engine::tty::relay_with(
+            &t.master,
+            Some(std::os::fd::AsFd::as_fd(&t.output)),
+            interactive,
+        );
+    }
+    let code = follow_run(paths, &rec, terminal.is_none())?;
+    if a.rm {
+        let host = project::net_host(paths);
+        runtime()?.block_on(project::down::remove_container(
+            paths,
+            &host,
+            &rec,
+            Some(Duration::ZERO),
+        ))?;
+        // As `docker run --rm`: its anonymous volumes go with it.
+        project::anonymous::remove(paths, &rec)?;
+    }
+    Ok(code)
+}
+
+/// `berth __autoremove ID`: removes a `run -d --rm` container once its shim is done, with its
+/// anonymous volumes.
+pub fn auto_remove(paths: &Paths, id: &str) -> Result<i32> {
+    let Some(rec) = crate::engine::container::list(paths)?
+        .into_iter()
+        .find(|r| r.id == id)
+    else {
+        return Ok(0);
+    };
+    let host = project::net_host(paths);
+    runtime()?.block_on(project::down::remove_container(
+        paths,
+        &host,
+        &rec,
+        Some(Duration::ZERO),
+    ))?;
+    project::anonymous::remove(paths, &rec)?;
+    Ok(0)
+}
+
+/// Whether `run` gives the container a terminal, as docker compose decides: `-t` yes, `-T`
+/// no; by default when stdout is a terminal, and stdin too unless `-i` was given explicitly.
+fn run_tty(a: &RunArgs) -> Result<bool> {
+    use std::io::IsTerminal;
+    let stdin_terminal = std::io::stdin().is_terminal();
+    let tty = match (a.tty, a.no_tty) {
+        (true, true) => bail!("--tty and --no-tty can't be used together"),
+        (true, false) => true,
+        (false, true) => false,
+        (false, false) => {
+            std::io::stdout().is_terminal() && (stdin_terminal || a.interactive.is_some())
+        }
+    };
+    if tty && !a.detach && a.interactive.unwrap_or(true) && !stdin_terminal {
+        bail!("the input device is not a TTY");
+    }
+    Ok(tty)
+}
+
+/// Waits for a foreground `run` container to exit and returns its code; with `print`, its
+/// output is streamed from the log meanwhile, stdout to stdout and stderr to stderr.
+fn follow_run(paths: &Paths, rec: &ContainerRecord, print: bool) -> Result<i32> {
     let log = rec.dir(paths).join(logs::LOG_FILE);
     let mut offset = 0;
-    let code = loop {
-        let st = rec.state(paths)?;
+    let print_from = |offset: u64| -> Result<u64> {
+        if !print {
+            return Ok(offset);
+        }
         let (records, off) = logs::read_from(&log, offset)?;
-        offset = off;
         for r in records {
             let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
             if r.stream == "stderr" {
@@ -802,30 +930,17 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
                 output::data(text);
             }
         }
+        Ok(off)
+    };
+    loop {
+        let st = rec.state(paths)?;
+        offset = print_from(offset)?;
         if st.status == Status::Exited && !crate::sys::proc::alive(st.shim_pid, st.shim_start) {
-            let (records, _) = logs::read_from(&log, offset)?;
-            for r in records {
-                let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
-                if r.stream == "stderr" {
-                    output::note(text);
-                } else {
-                    output::data(text);
-                }
-            }
-            break st.exit_code.unwrap_or(0);
+            print_from(offset)?;
+            return Ok(st.exit_code.unwrap_or(0));
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
-    if a.rm {
-        let host = project::net_host(paths);
-        rt.block_on(project::down::remove_container(
-            paths,
-            &host,
-            &rec,
-            Some(Duration::ZERO),
-        ))?;
     }
-    Ok(code)
 }
 
 fn shell_words_split(s: &str) -> Result<Vec<String>> {

@@ -47,6 +47,52 @@ pub fn namespace_donor(
         .ok_or_else(|| format!("{mode:?}: its container is not running"))
 }
 
+/// Docker's restart backoff: the wait before a restart, from the wait before the previous one
+/// (`None` at the first) and how long the container ran: 100 ms, doubling up to a minute, and
+/// 100 ms again after a run of 10 s or more.
+pub fn restart_delay(
+    previous: Option<std::time::Duration>,
+    ran_for: std::time::Duration,
+) -> std::time::Duration {
+    use std::time::Duration;
+    match previous {
+        Some(p) if ran_for < Duration::from_secs(10) => (p * 2).min(Duration::from_secs(60)),
+        _ => Duration::from_millis(100),
+    }
+}
+
+/// The container whose mounts `from` (`service:NAME` of `rec`'s project, its first replica, or
+/// `container:NAME`) names for `volumes_from`; it need not run.
+pub fn mounts_donor(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    from: &str,
+) -> Result<ContainerRecord, String> {
+    let all = list(paths).map_err(|e| e.to_string())?;
+    let mut found: Vec<ContainerRecord> = if let Some(service) = from.strip_prefix("service:") {
+        all.into_iter()
+            .filter(|c| {
+                c.id != rec.id
+                    && c.project().is_some()
+                    && c.project() == rec.project()
+                    && c.service() == Some(service)
+                    && c.label(labels::ONEOFF) != Some("True")
+            })
+            .collect()
+    } else if let Some(name) = from.strip_prefix("container:") {
+        all.into_iter()
+            .filter(|c| c.id != rec.id && (c.name == name || c.id.starts_with(name)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    found.sort_by_key(|c| c.label(labels::NUMBER).and_then(|n| n.parse::<u32>().ok()));
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{from:?}: no such container"))
+}
+
 /// The definition of a container, fixed at creation.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ContainerRecord {
@@ -153,15 +199,30 @@ pub struct ProcessSpec {
     pub additional_gids: Vec<u32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Mount {
-    /// Host path (bind or a named volume's `_data`).
+    /// Host path (bind, a named volume's `_data`, or a `subpath` below it).
     pub source: PathBuf,
     pub target: String,
     pub read_only: bool,
     /// The named volume this mount comes from, if any.
     #[serde(default)]
     pub volume: Option<String>,
+    /// Leave a new empty volume empty instead of copying the image's content at the target
+    /// into it (`nocopy`; also with a `subpath`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nocopy: bool,
+    /// Bind propagation as the user wrote it (`rprivate` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<String>,
+    /// Mount this directory of the volume (`volume.subpath`), resolved at each start, when it
+    /// must exist (another container may have made it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subpath: Option<String>,
+    /// An anonymous volume (`- /data`, or the image's `VOLUME`): a volume of its own with a
+    /// random name, given to the container that replaces this one on a recreate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -352,4 +413,31 @@ pub mod labels {
     pub const VOLUME: &str = "com.docker.compose.volume";
     pub const DEPENDS_ON: &str = "com.docker.compose.depends_on";
     pub const IMAGE: &str = "com.docker.compose.image";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restart_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn restart_backoff_doubles_to_a_minute_and_resets_after_ten_seconds_up() {
+        let ms = Duration::from_millis;
+        let mut d = None;
+        let mut seen = Vec::new();
+        for _ in 0..12 {
+            let next = restart_delay(d, ms(50));
+            seen.push(next.as_millis());
+            d = Some(next);
+        }
+        assert_eq!(
+            seen,
+            [
+                100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 51200, 60000, 60000
+            ]
+        );
+        // A run of 10 s or more starts over; 9.9 s does not.
+        assert_eq!(restart_delay(d, ms(10_000)), ms(100));
+        assert_eq!(restart_delay(Some(ms(400)), ms(9_900)), ms(800));
+    }
 }

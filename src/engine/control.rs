@@ -187,4 +187,56 @@ pub fn reap_orphan(paths: &Paths, rec: &ContainerRecord) {
         let _ = st.save(paths, &rec.id);
     }
     let _ = std::fs::remove_file(paths.container(&rec.id).join(PAUSED_MARKER));
+    super::shim::release_shm(paths, &rec.id);
+}
+
+/// Forwards the signals a foreground `run` gets (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
+/// SIGUSR2) to the container's init, as docker compose run does, until this process exits.
+/// They stay blocked in the calling thread (call it before starting other threads, once the
+/// container runs) and are read from a signalfd by a thread of their own.
+pub fn forward_signals(paths: &Paths, rec: &ContainerRecord) {
+    use nix::sys::signal::SigSet;
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        set.add(s);
+    }
+    // The reader thread starts with every signal blocked, so none meant for this process (a
+    // SIGWINCH for the terminal relay) is lost to it; this thread gets its mask back plus `set`.
+    let Ok(old) = SigSet::all().thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK) else {
+        return;
+    };
+    let mut mask = old;
+    for s in set.iter() {
+        mask.add(s);
+    }
+    let Ok(sfd) = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC) else {
+        let _ = old.thread_set_mask();
+        return;
+    };
+    let (paths, rec) = (paths.clone(), rec.clone());
+    std::thread::spawn(move || {
+        loop {
+            match sfd.read_signal() {
+                Ok(Some(info)) => {
+                    let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                        continue;
+                    };
+                    if let Ok(st) = load_state(&paths, &rec.id) {
+                        crate::sys::proc::signal(st.pid, st.pid_start, sig);
+                    }
+                }
+                Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return,
+            }
+        }
+    });
+    let _ = mask.thread_set_mask();
 }

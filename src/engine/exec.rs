@@ -36,6 +36,8 @@ pub struct ExecSpec {
     pub cwd: Option<String>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Supplementary groups of `uid` (`exec -u`); without `uid`, the container's.
+    pub additional_gids: Option<Vec<u32>>,
     /// Every capability berth holds (`exec --privileged`); the seccomp filter stays.
     pub privileged: bool,
 }
@@ -119,34 +121,24 @@ fn start(
         .with_root_path(paths.runtime())
         .map_err(fail)?
         .with_executor(executor);
-    let Some([stdin, stdout, stderr]) = stdio else {
-        return start_tty(paths, rec, builder, &init_spec, spec, env, (cwd, uid, gid));
-    };
-    builder
-        .with_stdin(stdin)
-        .with_stdout(stdout)
-        .with_stderr(stderr)
-        .as_tenant()
-        .with_container_args(spec.args.clone())
-        .with_capabilities(if spec.privileged {
-            all_capabilities()
-        } else {
-            Vec::new()
-        })
-        .with_env(env)
-        .with_cwd(Some(cwd))
-        .with_user(Some(uid))
-        .with_group(Some(gid))
-        .with_detach(true)
-        .build()
-        .map(|pid| (pid, None))
-        .map_err(fail)
+    start_process(
+        paths,
+        rec,
+        builder,
+        &init_spec,
+        spec,
+        env,
+        (cwd, uid, gid),
+        stdio,
+    )
 }
 
-/// The terminal case: the process is given as a `process.json` (the container's own process
-/// with our args, env, cwd and user, and `terminal: true`), and libcontainer sends the pty
+/// The process is given as a `process.json`: the container's own process (so it keeps the
+/// container's rlimits, capabilities and the rest, as `docker exec` does) with our args, env,
+/// cwd and user. Without `stdio` it asks for `terminal: true`, and libcontainer sends the pty
 /// master to a console socket we listen on.
-fn start_tty(
+#[allow(clippy::too_many_arguments)]
+fn start_process(
     paths: &Paths,
     rec: &ContainerRecord,
     builder: ContainerBuilder,
@@ -154,6 +146,7 @@ fn start_tty(
     spec: &ExecSpec,
     env: HashMap<String, String>,
     (cwd, uid, gid): (String, u32, u32),
+    stdio: Option<[OwnedFd; 3]>,
 ) -> Result<(Pid, Option<OwnedFd>), ExecError> {
     let failed = |message: String| ExecError::Failed {
         name: rec.name.clone(),
@@ -167,10 +160,14 @@ fn start_tty(
     process.set_env(Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
     process.set_cwd(cwd.into());
     let mut user = process.user().clone();
+    if spec.uid.is_some() || spec.gid.is_some() {
+        // Another user than the container's: that user's supplementary groups.
+        user.set_additional_gids(spec.additional_gids.clone());
+    }
     user.set_uid(uid);
     user.set_gid(gid);
     process.set_user(user);
-    process.set_terminal(Some(true));
+    process.set_terminal(Some(stdio.is_none()));
     if spec.privileged {
         let all: std::collections::HashSet<_> = all_capabilities()
             .iter()
@@ -184,7 +181,7 @@ fn start_tty(
             .map_err(|e| failed(e.to_string()))?;
         process.set_capabilities(Some(caps));
     }
-    // As on the stdio path: the seccomp load in our executor needs it without CAP_SYS_ADMIN.
+    // The seccomp load in our executor needs it without CAP_SYS_ADMIN.
     process.set_no_new_privileges(Some(true));
     let dir = paths.container(&rec.id);
     let json = dir.join(format!("exec-{:016x}.json", rand::random::<u64>()));
@@ -194,6 +191,18 @@ fn start_tty(
         serde_json::to_vec(&process).map_err(|e| failed(e.to_string()))?,
     )
     .map_err(|e| failed(format!("{}: {e}", json.display())))?;
+    if let Some([stdin, stdout, stderr]) = stdio {
+        let pid = builder
+            .with_stdin(stdin)
+            .with_stdout(stdout)
+            .with_stderr(stderr)
+            .as_tenant()
+            .with_process(Some(&json))
+            .with_detach(true)
+            .build()
+            .map_err(|e| failed(e.to_string()))?;
+        return Ok((pid, None));
+    }
     let console = ConsoleSocket::bind(&dir).map_err(|e| failed(e.to_string()))?;
     let pid = builder
         .with_console_socket(Some(console.path()))

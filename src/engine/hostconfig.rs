@@ -20,6 +20,10 @@ pub struct HostConfig {
     pub cap_drop: Vec<String>,
     pub seccomp: Seccomp,
     pub no_new_privileges: bool,
+    /// No masked or read-only `/proc` and `/sys` paths (`security_opt: systempaths=unconfined`).
+    pub systempaths_unconfined: bool,
+    /// Removed once it exits, by a process its shim starts (`run -d --rm`).
+    pub auto_remove: bool,
     /// The root filesystem is mounted read-only.
     pub read_only: bool,
     pub tmpfs: Vec<Tmpfs>,
@@ -42,6 +46,13 @@ pub struct HostConfig {
     pub pid_join: Option<String>,
     /// Join another container's ipc namespace when starting (`service:` or `container:`).
     pub ipc_join: Option<String>,
+    /// `/dev/shm` is a tmpfs the shim mounts on the host (`shm` in the container's directory)
+    /// and binds in, so a container joining this one's ipc namespace binds it too, as Docker
+    /// does for `ipc: shareable` (also set for a service another one names in `ipc: service:`).
+    pub ipc_shareable: bool,
+    /// `volumes_from`, each as `service:NAME` or `container:NAME` with an optional `:ro` or
+    /// `:rw`: that container's mounts, found when this one starts.
+    pub volumes_from: Vec<String>,
     pub oom_score_adj: Option<i32>,
     /// Run a reaper as pid 1 (`init: true`); recorded for the shim.
     pub init: bool,

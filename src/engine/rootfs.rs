@@ -68,14 +68,113 @@ impl Overlay {
 
     /// Unmounts the overlay; a no-op when it is not mounted.
     pub fn unmount(&self) -> Result<(), RootfsError> {
-        if !is_mountpoint(&self.merged) {
-            return Ok(());
-        }
-        umount2(&self.merged, MntFlags::MNT_DETACH).map_err(|source| RootfsError::Unmount {
-            path: self.merged.clone(),
-            source,
-        })
+        unmount_if_mounted(&self.merged)
     }
+}
+
+/// Mounts the host-side `/dev/shm` of a shareable container at `path` (a tmpfs with Docker's
+/// options) unless it is mounted already.
+pub fn mount_shm(path: &Path, size: u64) -> Result<(), RootfsError> {
+    if is_mountpoint(path) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(path).map_err(|source| RootfsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    mount(
+        Some("shm"),
+        path,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
+        Some(format!("mode=1777,size={size}").as_str()),
+    )
+    .map_err(|source| RootfsError::Mount {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Unmounts `path` (detached: containers that bound it keep it) if it is a mount point.
+pub fn unmount_if_mounted(path: &Path) -> Result<(), RootfsError> {
+    if !is_mountpoint(path) {
+        return Ok(());
+    }
+    umount2(path, MntFlags::MNT_DETACH).map_err(|source| RootfsError::Unmount {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Gives the bind mounts of a created container (its init waits to be started) the
+/// propagation their options ask for, `rprivate` unless said otherwise, as Docker's are.
+///
+/// libcontainer 0.7 binds with `open_tree(OPEN_TREE_CLONE)` and never applies propagation
+/// options, so a bind of a source on a shared mount (a systemd host's `/`) would stay a peer
+/// of the host's: host mounts would appear in the container, and a privileged container's
+/// mounts on the host. A thread of ours takes a private `fs` (`unshare(CLONE_FS)`, allowed in
+/// a multi-threaded process where `setns` of a mount namespace alone is not), enters the
+/// container's mount namespace and sets each one; the thread then ends, and with it its view.
+pub fn set_bind_propagation(
+    pid: i32,
+    spec: &libcontainer::oci_spec::runtime::Spec,
+) -> Result<(), RootfsError> {
+    let mut todo: Vec<(PathBuf, MsFlags)> = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        if m.typ().as_deref() != Some("bind") {
+            continue;
+        }
+        let options = m.options().clone().unwrap_or_default();
+        let flags = options
+            .iter()
+            .rev()
+            .find_map(|o| propagation_flags(o))
+            .unwrap_or(MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+        todo.push((m.destination().clone(), flags));
+    }
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let ns = PathBuf::from(format!("/proc/{pid}/ns/mnt"));
+    std::thread::spawn(move || -> Result<(), RootfsError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source: nix::Error| RootfsError::Mount { path, source }
+        };
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(io(&ns))?;
+        let f = std::fs::File::open(&ns).map_err(|source| RootfsError::Io {
+            path: ns.clone(),
+            source,
+        })?;
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNS).map_err(io(&ns))?;
+        for (dest, flags) in &todo {
+            mount(None::<&str>, dest, None::<&str>, *flags, None::<&str>).map_err(io(dest))?;
+        }
+        Ok(())
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(RootfsError::Io {
+            path: PathBuf::from(format!("/proc/{pid}")),
+            source: std::io::Error::other("the propagation thread panicked"),
+        })
+    })
+}
+
+/// The `mount(2)` flags of a propagation option.
+fn propagation_flags(option: &str) -> Option<MsFlags> {
+    let r = MsFlags::MS_REC;
+    Some(match option {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | r,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | r,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | r,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | r,
+        _ => return None,
+    })
 }
 
 /// Whether `path` is a mount point, from `/proc/self/mountinfo` (exact path match).

@@ -45,6 +45,15 @@ pub fn prepare(
     write_file(&dir.join("hosts"), hosts)?;
     write_file(&dir.join("resolv.conf"), resolv)?;
     Overlay::new(&dir).mount(&rec.layers)?;
+    for m in &rec.mounts {
+        super::volume::copy_up(&Overlay::new(&dir).merged, m).map_err(|e| StateError::Io {
+            path: m.source.clone(),
+            source: std::io::Error::other(format!(
+                "copying the image's {} into the volume: {e}",
+                m.target
+            )),
+        })?;
+    }
     write_file(&dir.join(PREPARED_MARKER), "")?;
     super::events::emit(paths, rec, "create", &[]);
     Ok(())
@@ -98,6 +107,45 @@ pub fn start_with(
     // The shim keeps running; the kernel reparents it when we exit. Do not wait for it.
     drop(child);
     parse_report(paths, rec, &out)
+}
+
+/// The terminal of a foreground container (`berth run` on a terminal): the pty's master, for
+/// input and the window size, and a socket on which the shim forwards what it reads from the
+/// master (it also logs it, so the container's output is in `logs` too).
+pub struct Terminal {
+    pub master: std::os::fd::OwnedFd,
+    pub output: std::os::unix::net::UnixStream,
+}
+
+/// [`start`] for a container with `tty: true` whose terminal the caller relays: `size` is the
+/// window size (rows, columns) the pty gets before the process starts.
+pub fn start_with_terminal(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    size: Option<(u16, u16)>,
+) -> Result<(Ready, Terminal), RuntimeError> {
+    let failed = |message: String| RuntimeError::Start {
+        name: rec.name.clone(),
+        message,
+    };
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| failed(format!("socketpair: {e}")))?;
+    let mut child = spawn_shim(paths, rec, Hold::Terminal(theirs.into(), size))?;
+    let mut out = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    drop(child);
+    let ready = parse_report(paths, rec, &out)?;
+    let master = crate::sys::pty::receive_one_fd(&ours)
+        .map_err(|e| failed(format!("receiving the container's terminal: {e}")))?;
+    Ok((
+        ready,
+        Terminal {
+            master,
+            output: ours,
+        },
+    ))
 }
 
 /// A container created by its shim, not started yet (`up` creates every container at once and
@@ -174,7 +222,6 @@ fn parse_report(paths: &Paths, rec: &ContainerRecord, out: &str) -> Result<Ready
 
 /// Spawns `berth __shim` for the container, in its own process group, its report on a pipe.
 /// How the shim's stdin is used.
-#[derive(Clone, Copy, PartialEq)]
 enum Hold {
     /// Start right away; stdin is /dev/null.
     No,
@@ -182,6 +229,9 @@ enum Hold {
     Yes,
     /// Start right away and hand our stdin to the container (`run -i`).
     Stdin,
+    /// Start right away; stdin is a socket on which the shim sends the pty's master and then
+    /// forwards its output (`run` on a terminal), with the window size to give the pty.
+    Terminal(std::os::fd::OwnedFd, Option<(u16, u16)>),
 }
 
 fn spawn_shim(
@@ -221,6 +271,11 @@ fn spawn_shim(
         }
         Hold::Stdin => {
             cmd.env(super::shim::STDIN_ENV, "1").stdin(Stdio::inherit());
+        }
+        Hold::Terminal(socket, size) => {
+            let (rows, cols) = size.unwrap_or((0, 0));
+            cmd.env(super::shim::TERMINAL_ENV, format!("{rows} {cols}"))
+                .stdin(Stdio::from(socket));
         }
     }
     cmd.spawn().map_err(|source| RuntimeError::Spawn {
@@ -325,6 +380,7 @@ fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
 pub fn remove(paths: &Paths, rec: &ContainerRecord) -> Result<(), RuntimeError> {
     let dir = rec.dir(paths);
     Overlay::new(&dir).unmount()?;
+    super::rootfs::unmount_if_mounted(&super::spec::shm_dir(paths, &rec.id))?;
     let left = mounts_under(&dir);
     if !left.is_empty() {
         return Err(RuntimeError::MountsRemain { dir, mounts: left });

@@ -18,10 +18,16 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 /// Set to `1` in the shim's environment when its stdin is the container's (`run -i`).
 pub const STDIN_ENV: &str = "BERTH_SHIM_STDIN";
+
+/// Set to `ROWS COLS` in the environment of a shim whose stdin is a socket to a caller that
+/// relays the container's terminal (`run` on a terminal): the pty's master is sent there and
+/// its output forwarded there as well as logged.
+pub const TERMINAL_ENV: &str = "BERTH_SHIM_TERMINAL";
 
 /// What the shim tells the CLI once the container runs (or failed to).
 #[derive(Debug, Serialize, Deserialize)]
@@ -65,12 +71,13 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
     proxy_loopback6(&rec, &ports);
     let log_path = paths.container(id).join(logs::LOG_FILE);
     let policy = rec.supervision.restart;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = None;
     let mut first = true;
     // `up` creates every container first and starts each when its dependencies allow: it asks
     // us to hold between the two (see `runtime::spawn`).
     let mut hold = std::env::var_os(HOLD_ENV).is_some();
     let mut aborted = false;
+    let mut terminal: Option<std::os::unix::net::UnixStream> = None;
     loop {
         let created = create(paths, &rec).and_then(|(mut container, out_r, err_r, stdin_w)| {
             if hold {
@@ -91,6 +98,10 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                     return Err(anyhow!("start cancelled"));
                 }
             }
+            if first && let Err(e) = attach_terminal(&rec, &out_r).map(|t| terminal = t) {
+                discard(&mut container);
+                return Err(e);
+            }
             if let Err(e) = container.start() {
                 discard(&mut container);
                 return Err(anyhow!("starting the container: {e}"));
@@ -104,6 +115,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                 // Never started: the container stays created, as docker's does when a
                 // dependency fails; a later start spawns a new shim.
                 cleanup_runtime(paths, id);
+                release_shm(paths, id);
                 let _ = State::default().save(paths, id);
                 return 0;
             }
@@ -114,6 +126,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                 state.finished_at = Some(logs::now());
                 let _ = state.save(paths, id);
                 cleanup_runtime(paths, id);
+                release_shm(paths, id);
                 if first {
                     return report(&mut out, Err(e));
                 }
@@ -176,7 +189,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
             paths,
             &rec,
             &mut state,
-            (out_r, err_r),
+            (out_r, err_r, terminal.take()),
             &log_path,
             health.as_mut(),
             dns.as_mut(),
@@ -189,6 +202,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
         let _ = container.refresh_status();
         let _ = container.delete(true);
         cleanup_runtime(paths, id);
+        release_shm(paths, id);
         state.status = Status::Exited;
         state.exit_code = Some(code);
         state.finished_at = Some(logs::now());
@@ -198,20 +212,20 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
 
         let stop = super::runtime::stop_requested(paths, id);
         if !policy.restarts(code, state.restart_count, stop) {
+            if rec.host.auto_remove {
+                auto_remove(paths, id);
+            }
             return 0;
         }
-        // Docker's backoff: 100 ms doubling up to a minute, reset after 10 s of running.
-        if ran_from.elapsed() >= Duration::from_secs(10) {
-            backoff = Duration::from_millis(100);
-        }
-        let until = Instant::now() + backoff;
+        let delay = super::container::restart_delay(backoff, ran_from.elapsed());
+        backoff = Some(delay);
+        let until = Instant::now() + delay;
         while Instant::now() < until {
             if super::runtime::stop_requested(paths, id) {
                 return 0;
             }
             std::thread::sleep(Duration::from_millis(20).min(until - Instant::now()));
         }
-        backoff = (backoff * 2).min(Duration::from_secs(60));
         state.restart_count += 1;
     }
 }
@@ -248,6 +262,62 @@ fn discard(container: &mut libcontainer::container::Container) {
     }
 }
 
+/// `run` on a terminal ([`TERMINAL_ENV`]): gives the pty the caller's window size before the
+/// process starts and sends its master to the caller over our stdin, a socket, which is
+/// returned to carry the output too. `None` when nobody asked.
+fn attach_terminal(
+    rec: &ContainerRecord,
+    master: &OwnedFd,
+) -> Result<Option<std::os::unix::net::UnixStream>> {
+    let Some(size) = std::env::var_os(TERMINAL_ENV) else {
+        return Ok(None);
+    };
+    if !rec.host.tty {
+        return Err(anyhow!(
+            "a terminal was asked for, but the container has none"
+        ));
+    }
+    let size = size.to_string_lossy().into_owned();
+    if let Some((rows, cols)) = size.split_once(' ')
+        && let (Ok(rows), Ok(cols)) = (rows.parse::<u16>(), cols.parse::<u16>())
+        && rows > 0
+    {
+        crate::sys::pty::set_size(master.as_fd(), (rows, cols));
+    }
+    let socket = std::os::unix::net::UnixStream::from(
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicating the terminal socket")?,
+    );
+    crate::sys::pty::send_fd(&socket, master.as_fd()).context("sending the terminal")?;
+    if let Ok(null) = File::open("/dev/null") {
+        let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0);
+    }
+    Ok(Some(socket))
+}
+
+/// Starts `berth __autoremove ID` on its own (it waits for this shim to be gone, then removes
+/// the container as `rm` does), for a container that asked to be removed when it exits.
+fn auto_remove(paths: &Paths, id: &str) {
+    let spawned = std::process::Command::new("/proc/self/exe")
+        .arg("__autoremove")
+        .arg("--data")
+        .arg(&paths.data)
+        .arg("--run")
+        .arg(&paths.run)
+        .arg(id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .current_dir("/")
+        .spawn();
+    if let Err(e) = spawned {
+        tracing::warn!("container {id}: cannot start its removal: {e}");
+    }
+}
+
 /// Waits for the CLI's word on stdin; then stdin is no longer needed.
 fn go_ahead() -> bool {
     let mut line = String::new();
@@ -273,6 +343,11 @@ fn create(
     std::fs::create_dir_all(&bundle).with_context(|| format!("creating {}", bundle.display()))?;
     if rec.host.init {
         super::init::install(paths)?;
+    }
+    if rec.host.ipc_shareable && !rec.host.ipc_host {
+        let size = rec.host.shm_size.unwrap_or(super::spec::DEFAULT_SHM_SIZE);
+        super::rootfs::mount_shm(&super::spec::shm_dir(paths, &rec.id), size)
+            .context("mounting the shareable /dev/shm")?;
     }
     let spec = super::spec::build(rec, paths, &dir.join("rootfs"), &dir)
         .context("building the OCI spec")?;
@@ -316,6 +391,10 @@ fn create(
         .with_detach(true)
         .build()
         .map_err(|e| anyhow!("creating the container: {e}"))?;
+    if let Some(pid) = container.pid() {
+        super::rootfs::set_bind_propagation(pid.as_raw(), &spec)
+            .context("setting the propagation of the container's bind mounts")?;
+    }
     if let Some(c) = console {
         let master = c.receive().context("receiving the container's terminal")?;
         // The pipes' write ends went with the builder, so the stderr pipe reads as closed.
@@ -323,6 +402,12 @@ fn create(
         return Ok((container, master, err_r, stdin_w));
     }
     Ok((container, out_r, err_r, stdin_w))
+}
+
+/// Unmounts a shareable container's host-side `/dev/shm` once it stopped (as Docker does; a
+/// container that joined it keeps its own reference until it stops too).
+pub fn release_shm(paths: &Paths, id: &str) {
+    let _ = super::rootfs::unmount_if_mounted(&super::spec::shm_dir(paths, id));
 }
 
 fn cleanup_runtime(paths: &Paths, id: &str) {
@@ -333,12 +418,12 @@ fn cleanup_runtime(paths: &Paths, id: &str) {
 }
 
 /// Copies both pipes into the log file until both reach end of file, running the healthcheck
-/// on its schedule in between.
+/// on its schedule in between; stdout also goes to the caller relaying the terminal, if any.
 fn supervise(
     paths: &Paths,
     rec: &ContainerRecord,
     state: &mut State,
-    (out_r, err_r): (OwnedFd, OwnedFd),
+    (out_r, err_r, mut terminal): (OwnedFd, OwnedFd, Option<std::os::unix::net::UnixStream>),
     log_path: &std::path::Path,
     mut health: Option<&mut super::health::Checker>,
     mut dns: Option<&mut (crate::net::dns::Server, Peers)>,
@@ -424,8 +509,20 @@ fn supervise(
                 Ok(0) | Err(_) => {
                     open[i] = false;
                     let _ = writers[i].finish(&mut log);
+                    if i == 0 {
+                        // End of file for the caller relaying the terminal.
+                        terminal = None;
+                    }
                 }
                 Ok(n) => {
+                    // The caller's terminal first (someone is typing), then the log. A caller
+                    // gone (EPIPE) stops the forwarding; the container runs on.
+                    if i == 0
+                        && let Some(t) = &mut terminal
+                        && t.write_all(&buf[..n]).is_err()
+                    {
+                        terminal = None;
+                    }
                     let _ = writers[i].feed(&buf[..n], &mut log);
                 }
             }

@@ -37,6 +37,10 @@ pub enum SpecError {
     Capability(String),
     #[error("cannot join the {kind} namespace of {reason}")]
     Join { kind: &'static str, reason: String },
+    #[error("volumes_from {from}: {reason}")]
+    VolumesFrom { from: String, reason: String },
+    #[error("volume mounted at {target}: {reason}")]
+    Subpath { target: String, reason: String },
     #[error("cannot add {0}: berth itself runs without it (see CapBnd in /proc/self/status)")]
     NotHeld(String),
 }
@@ -196,7 +200,7 @@ pub fn build(
     spec.set_hostname(Some(rec.hostname.clone()));
     spec.set_domainname(host.domainname.clone());
 
-    let mut mounts = default_mounts(host)?;
+    let mut mounts = default_mounts(host, shared_shm(rec, paths).as_deref())?;
     for (file, target) in [
         ("hosts", "/etc/hosts"),
         ("hostname", "/etc/hostname"),
@@ -206,10 +210,33 @@ pub fn build(
     }
     let mut user_mounts = Vec::new();
     for m in &rec.mounts {
-        user_mounts.push(bind(&m.source, &m.target, m.read_only)?);
+        user_mounts.push(record_bind(m, m.read_only)?);
     }
     for t in &host.tmpfs {
         user_mounts.push(tmpfs(t)?);
+    }
+    // `volumes_from`: the other container's mounts at the same places, unless this container
+    // mounts something there itself; `:ro`/`:rw` overrides their mode.
+    for from in &host.volumes_from {
+        let (who, mode) = match from.rsplit_once(':') {
+            Some((w, m @ ("ro" | "rw"))) => (w, Some(m == "ro")),
+            _ => (from.as_str(), None),
+        };
+        let donor = super::container::mounts_donor(paths, rec, who).map_err(|reason| {
+            SpecError::VolumesFrom {
+                from: from.clone(),
+                reason,
+            }
+        })?;
+        for m in donor.mounts {
+            if user_mounts
+                .iter()
+                .any(|u| u.destination() == Path::new(&m.target))
+            {
+                continue;
+            }
+            user_mounts.push(record_bind(&m, mode.unwrap_or(m.read_only))?);
+        }
     }
     if host.init {
         // Installed by the shim before the spec is built.
@@ -279,7 +306,7 @@ pub fn build(
         .collect();
     sysctl.extend(host.sysctls.clone());
 
-    let (masked, readonly) = if host.privileged {
+    let (masked, readonly) = if host.privileged || host.systempaths_unconfined {
         (Vec::new(), Vec::new())
     } else {
         (
@@ -416,8 +443,51 @@ fn seccomp(host: &HostConfig, caps: &[Capability]) -> Result<Option<LinuxSeccomp
     }
 }
 
-/// Docker's mounts, in Docker's order (security.md §1.3).
-fn default_mounts(host: &HostConfig) -> Result<Vec<Mount>, SpecError> {
+/// The bind of a mount of a container record: its `subpath` resolved now (it must exist, and
+/// be reached without a symlink), its propagation in place of the default `rprivate`.
+fn record_bind(m: &super::container::Mount, read_only: bool) -> Result<Mount, SpecError> {
+    let source = match &m.subpath {
+        Some(sub) => {
+            super::volume::subpath_source(&m.source, sub).map_err(|reason| SpecError::Subpath {
+                target: m.target.clone(),
+                reason,
+            })?
+        }
+        None => m.source.clone(),
+    };
+    let mut b = bind(&source, &m.target, read_only)?;
+    if let Some(p) = &m.propagation {
+        let mut options: Vec<String> = b.options().clone().unwrap_or_default();
+        options.retain(|o| o != "rprivate");
+        options.push(p.clone());
+        b.set_options(Some(options));
+    }
+    Ok(b)
+}
+
+/// Where the host-side `/dev/shm` of a container lives (see [`HostConfig::ipc_shareable`]).
+pub fn shm_dir(paths: &Paths, id: &str) -> PathBuf {
+    paths.container(id).join("shm")
+}
+
+/// The host-side `/dev/shm` to bind into the container: its own when shareable, else that of
+/// the shareable container whose ipc namespace it joins (mounted while that one runs).
+fn shared_shm(rec: &ContainerRecord, paths: &Paths) -> Option<PathBuf> {
+    if rec.host.ipc_host {
+        return None;
+    }
+    if rec.host.ipc_shareable {
+        return Some(shm_dir(paths, &rec.id));
+    }
+    let (donor, _) =
+        super::container::namespace_donor(paths, rec, rec.host.ipc_join.as_deref()?).ok()?;
+    let dir = shm_dir(paths, &donor.id);
+    (donor.host.ipc_shareable && super::rootfs::is_mountpoint(&dir)).then_some(dir)
+}
+
+/// Docker's mounts, in Docker's order (security.md §1.3); `shm` is a host directory to bind
+/// at `/dev/shm` in place of a tmpfs of the container's own.
+fn default_mounts(host: &HostConfig, shm: Option<&Path>) -> Result<Vec<Mount>, SpecError> {
     let sys_mode = if host.privileged { "rw" } else { "ro" };
     let shm_size = host.shm_size.unwrap_or(DEFAULT_SHM_SIZE);
     let mut mounts = vec![
@@ -462,6 +532,8 @@ fn default_mounts(host: &HostConfig) -> Result<Vec<Mount>, SpecError> {
     ];
     if host.ipc_host {
         mounts.push(bind(Path::new("/dev/shm"), "/dev/shm", false)?);
+    } else if let Some(shm) = shm {
+        mounts.push(bind(shm, "/dev/shm", false)?);
     } else {
         mounts.push(mount(
             "/dev/shm",

@@ -37,19 +37,28 @@ impl Drop for RawMode {
 /// Copies stdin to `master` and `master` to stdout until the container side closes (every
 /// process holding the pty's slave is gone), following the window size of our terminal.
 pub fn relay(master: OwnedFd) {
+    relay_with(&master, None, true);
+}
+
+/// [`relay`], with the output read from `output` instead of the master (a container's shim
+/// reads the master, logs it and forwards it there) until its end of file; stdin is copied to
+/// the master only when `input`.
+pub fn relay_with(master: &OwnedFd, output: Option<BorrowedFd>, input: bool) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
-    copy_size(stdout.as_fd(), master.as_fd());
+    let source = output.unwrap_or(master.as_fd());
+    // Blocked before the size is first copied, so no resize falls between the two.
     let mut winch = SigSet::empty();
     winch.add(Signal::SIGWINCH);
     let _ = winch.thread_block();
     let sfd = SignalFd::with_flags(&winch, SfdFlags::SFD_CLOEXEC).ok();
+    copy_size(stdout.as_fd(), master.as_fd());
     let _raw = RawMode::enter();
-    let mut stdin_open = true;
+    let mut stdin_open = input;
     let mut buf = [0u8; 16 * 1024];
     loop {
-        let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(source, PollFlags::POLLIN)];
         if stdin_open {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
@@ -67,7 +76,7 @@ pub fn relay(master: OwnedFd) {
                 .and_then(|f| f.revents())
                 .is_some_and(|r| !r.is_empty())
         };
-        let (master_ready, stdin_ready, winch_ready) = (
+        let (source_ready, stdin_ready, winch_ready) = (
             ready(0),
             stdin_open && ready(1),
             sfd.is_some() && ready(sfd_at),
@@ -84,14 +93,14 @@ pub fn relay(master: OwnedFd) {
                 Ok(0) | Err(_) => stdin_open = false,
                 Ok(n) => {
                     if write_all(master.as_fd(), &buf[..n]).is_err() {
-                        return;
+                        stdin_open = false;
                     }
                 }
             }
         }
-        if master_ready {
-            // EIO: the last holder of the slave closed it.
-            match nix::unistd::read(master.as_raw_fd(), &mut buf) {
+        if source_ready {
+            // EIO from a master: the last holder of the slave closed it.
+            match nix::unistd::read(source.as_raw_fd(), &mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     let _ = write_all(stdout.as_fd(), &buf[..n]);

@@ -2,6 +2,7 @@
 use crate::state::{Paths, StateError, io_err, read_json, write_json};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -84,6 +85,96 @@ pub fn list(paths: &Paths) -> Result<Vec<VolumeRecord>, VolumeError> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Docker's copy-up: a named volume that is still empty gets the image's content at the
+/// mount's target (files, owners, modes, links; the target directory's own owner and mode go
+/// to the volume's root), unless the mount says `nocopy`. `rootfs` is the container's mounted
+/// overlay, which shows only the image then. Paths in it resolve inside it (`openat2`), and
+/// nothing is followed while copying ([`super::copy`]).
+pub fn copy_up(
+    rootfs: &std::path::Path,
+    m: &super::container::Mount,
+) -> Result<(), super::copy::CopyError> {
+    use nix::fcntl::OFlag;
+    if m.volume.is_none() || m.nocopy {
+        return Ok(());
+    }
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |e: nix::errno::Errno| super::copy::CopyError::Io {
+            path: path.clone(),
+            source: e.into(),
+        }
+    };
+    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let empty = std::fs::read_dir(&m.source)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false);
+    if !empty {
+        return Ok(());
+    }
+    let root = crate::sys::fsat::open(rootfs, dir_flags).map_err(io(rootfs))?;
+    let target = std::path::Path::new(&m.target);
+    match crate::sys::fsat::open_in_root(root.as_fd(), target, dir_flags) {
+        Ok(_) => {}
+        // Nothing (or no directory) there in the image: nothing to copy.
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => return Ok(()),
+        Err(e) => return Err(io(target)(e)),
+    }
+    let volume = crate::sys::fsat::open(&m.source, dir_flags).map_err(io(&m.source))?;
+    super::copy::copy(
+        root.as_fd(),
+        &format!("{}/.", m.target.trim_end_matches('/')),
+        volume.as_fd(),
+        "/",
+        super::copy::Owner::Keep,
+        false,
+    )
+}
+
+/// What a `volume.subpath` may be: a relative path without `..`.
+pub fn check_subpath(sub: &str) -> Result<(), String> {
+    use std::path::Component;
+    let ok = !sub.is_empty()
+        && std::path::Path::new(sub)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "subpath {sub:?} must be a relative path inside the volume, without \"..\""
+        ))
+    }
+}
+
+/// The directory `sub` of the volume at `volume`: it must exist and be reached without a
+/// symlink (resolved inside the volume with `openat2`, then compared with where that landed),
+/// so a container cannot point the mount outside the volume by planting a link.
+pub fn subpath_source(volume: &std::path::Path, sub: &str) -> Result<PathBuf, String> {
+    use nix::fcntl::OFlag;
+    check_subpath(sub)?;
+    let rel = std::path::Path::new(sub);
+    let flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
+    let root = crate::sys::fsat::open(volume, flags | OFlag::O_DIRECTORY)
+        .map_err(|e| format!("{}: {e}", volume.display()))?;
+    let fd = crate::sys::fsat::open_in_root(root.as_fd(), rel, flags)
+        .map_err(|e| format!("subpath {sub:?} of the volume: {e}"))?;
+    let real = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ))
+    .map_err(|e| format!("subpath {sub:?}: {e}"))?;
+    let base = volume
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", volume.display()))?;
+    if real != base.join(rel) {
+        return Err(format!(
+            "subpath {sub:?} goes through a symbolic link; name the directory it leads to"
+        ));
+    }
+    Ok(real)
 }
 
 #[cfg(test)]

@@ -73,6 +73,11 @@ pub fn record(
         .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     let hostname = svc.hostname.clone().unwrap_or_else(|| id[..12].to_string());
     env.insert("HOSTNAME".into(), hostname.clone());
+    if svc.tty {
+        // Docker's daemon environment: `TERM=xterm` with a terminal, unless the image or the
+        // service sets it.
+        env.entry("TERM".into()).or_insert_with(|| "xterm".into());
+    }
 
     let cwd = svc
         .working_dir
@@ -95,13 +100,19 @@ pub fn record(
     for v in svc.volumes.iter().filter(|v| v.kind != VolumeType::Tmpfs) {
         let (source, volume) = match v.kind {
             VolumeType::Bind => (PathBuf::from(v.source.clone().unwrap_or_default()), None),
+            VolumeType::Volume if v.source.is_none() => {
+                // Its volume is made (or inherited) when the container is (`anonymous`).
+                mounts.push(Mount {
+                    target: v.target.clone(),
+                    read_only: v.read_only,
+                    nocopy: v.volume.as_ref().is_some_and(|o| o.nocopy),
+                    anonymous: true,
+                    ..Default::default()
+                });
+                continue;
+            }
             VolumeType::Volume => {
-                let key = v.source.clone().ok_or_else(|| {
-                    invalid(format!(
-                        "anonymous volume {} is not supported yet: name it",
-                        v.target
-                    ))
-                })?;
+                let key = v.source.clone().unwrap_or_default();
                 let dir = volume_dirs
                     .get(&key)
                     .ok_or_else(|| invalid(format!("undefined volume {key:?}")))?;
@@ -119,12 +130,55 @@ pub fn record(
                 )));
             }
         };
+        let subpath = v
+            .volume
+            .as_ref()
+            .and_then(|o| o.subpath.clone())
+            .filter(|_| volume.is_some());
+        if let Some(sub) = &subpath {
+            crate::engine::volume::check_subpath(sub)
+                .map_err(|e| invalid(format!("{}: {e}", v.target)))?;
+        }
+        let propagation = v.bind.as_ref().and_then(|b| b.propagation.clone());
+        if let Some(p) = &propagation
+            && !matches!(
+                p.as_str(),
+                "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
+            )
+        {
+            return Err(invalid(format!(
+                "{}: unknown bind propagation {p:?} (private, rprivate, shared, rshared, slave or rslave)",
+                v.target
+            )));
+        }
         mounts.push(Mount {
             source,
             target: v.target.clone(),
             read_only: v.read_only,
             volume,
+            // Docker copies the image's content into a volume's root only.
+            nocopy: v.volume.as_ref().is_some_and(|o| o.nocopy) || subpath.is_some(),
+            propagation,
+            subpath,
+            anonymous: false,
         });
+    }
+
+    // The image's `VOLUME`s that no mount of the service covers get anonymous volumes, as
+    // Docker gives them.
+    let mut image_volumes: Vec<&String> = cfg.volumes().iter().flatten().collect();
+    image_volumes.sort();
+    for target in image_volumes {
+        let target = crate::compose::loader::clean_path(std::path::Path::new(target))
+            .to_string_lossy()
+            .into_owned();
+        if !svc.volumes.iter().any(|v| v.target == target) {
+            mounts.push(Mount {
+                target,
+                anonymous: true,
+                ..Default::default()
+            });
+        }
     }
 
     let mut ports = Vec::new();

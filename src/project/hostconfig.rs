@@ -68,6 +68,7 @@ pub fn host_config(project: &Project, svc: &Service) -> Result<HostConfig, Vec<S
             ("no-new-privileges", "" | "true") => h.no_new_privileges = true,
             ("no-new-privileges", "false") => h.no_new_privileges = false,
             ("seccomp", "unconfined") => h.seccomp = Seccomp::Unconfined,
+            ("systempaths", "unconfined") => h.systempaths_unconfined = true,
             ("seccomp", file) if !file.is_empty() => {
                 match seccomp_file(&project.working_dir.join(file)) {
                     Ok(v) => h.seccomp = Seccomp::Profile(v),
@@ -222,7 +223,38 @@ pub fn host_config(project: &Project, svc: &Service) -> Result<HostConfig, Vec<S
             "pid: {other:?} is not supported (host, service:NAME or container:NAME)"
         )),
     }
-    // Every private ipc namespace can be joined, so `shareable` is `private`.
+    // Every private ipc namespace can be joined; `shareable` (or being named by another
+    // service's `ipc: service:`) also puts `/dev/shm` on the host, so joiners share it.
+    let joined = format!("service:{}", svc.name);
+    h.ipc_shareable = svc.ipc.as_deref() == Some("shareable")
+        || project
+            .services
+            .values()
+            .any(|s| s.ipc.as_deref() == Some(joined.as_str()));
+    for from in &svc.volumes_from {
+        let (name, mode) = match from.rsplit_once(':') {
+            Some((n, m @ ("ro" | "rw"))) => (n, Some(m)),
+            _ => (from.as_str(), None),
+        };
+        let (kind, name) = match name.strip_prefix("container:") {
+            Some(c) => ("container", c),
+            None => ("service", name),
+        };
+        if name.is_empty() || name.contains(':') {
+            errors.push(format!(
+                "volumes_from {from:?}: use SERVICE, container:NAME, with :ro or :rw"
+            ));
+        } else if kind == "service" && !project.services.contains_key(name) {
+            errors.push(format!(
+                "volumes_from {from:?} refers to undefined service {name:?}"
+            ));
+        } else {
+            h.volumes_from.push(match mode {
+                Some(m) => format!("{kind}:{name}:{m}"),
+                None => format!("{kind}:{name}"),
+            });
+        }
+    }
     match svc.ipc.as_deref() {
         None | Some("" | "private" | "shareable") => {}
         Some("host") => h.ipc_host = true,

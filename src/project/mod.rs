@@ -4,6 +4,7 @@
 //! networks and volumes under the state root carry its `com.docker.compose.project` label, as
 //! with docker compose; `down -p NAME` therefore works without the compose file, and a crashed
 //! `up` leaves records that the next `up` or `down` finds.
+pub mod anonymous;
 pub mod build;
 pub mod container;
 pub mod down;
@@ -13,6 +14,7 @@ pub mod network;
 pub mod par;
 pub mod pull;
 pub mod run;
+pub mod secrets;
 pub mod start;
 pub mod supervision;
 pub mod up;

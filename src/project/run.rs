@@ -17,6 +17,18 @@ pub struct RunOptions {
     pub command: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
     pub env: Vec<(String, Option<String>)>,
+    /// `--cap-add` / `--cap-drop`, added to the service's.
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `--pull`.
+    pub pull: Option<super::pull::PullPolicy>,
+    /// `--build`: build the images first.
+    pub build: bool,
+    /// `--remove-orphans`, for the dependencies' `up`.
+    pub remove_orphans: bool,
+    /// `--use-aliases`: the service name and its aliases resolve to the one-off too; without
+    /// it only the container's own name does, as docker compose does.
+    pub use_aliases: bool,
     pub name: Option<String>,
     pub no_deps: bool,
     pub service_ports: bool,
@@ -26,20 +38,32 @@ pub struct RunOptions {
     pub workdir: Option<String>,
     /// `--init`: a reaper as process 1.
     pub init: bool,
-    /// The caller's stdin becomes the container's (`-i`; docker compose's default unless `-d`).
-    pub stdin: bool,
+    /// The container gets a pseudo-terminal (docker compose's default when stdin and stdout
+    /// are terminals; `-T` disables it).
+    pub tty: bool,
+    /// Its stdin stays open (`-i`, the default): the caller's while attached, else a pipe
+    /// that never ends, as a service's `stdin_open`.
+    pub interactive: bool,
+    /// The caller stays attached (not `-d`): with `tty` [`run`] hands back the terminal to
+    /// relay; without, the caller's stdin becomes the container's when `interactive`.
+    pub attach: bool,
+    /// `--rm`.
+    pub rm: bool,
+    /// The window size (rows, columns) the terminal starts with.
+    pub terminal_size: Option<(u16, u16)>,
     /// `-v` short volume specs.
     pub volumes: Vec<String>,
     pub labels: Vec<(String, String)>,
 }
 
-/// Creates and starts the one-off container; returns its record.
+/// Creates and starts the one-off container; returns its record, and its terminal when the
+/// caller relays one.
 pub async fn run(
     paths: &crate::state::Paths,
     project: &Project,
     opts: &RunOptions,
     progress: &dyn Progress,
-) -> Result<ContainerRecord> {
+) -> Result<(ContainerRecord, Option<runtime::Terminal>)> {
     let base = project
         .services
         .get(&opts.service)
@@ -57,11 +81,11 @@ pub async fn run(
                 wait: false,
                 wait_timeout: None,
                 scale: Default::default(),
-                remove_orphans: false,
+                remove_orphans: opts.remove_orphans,
                 dry_run: false,
                 services: deps,
-                pull: None,
-                build: super::pull::BuildMode::Missing,
+                pull: opts.pull,
+                build: build_mode(opts),
             };
             up::up(paths, project, &up_opts, progress).await?;
         }
@@ -71,7 +95,8 @@ pub async fn run(
     let store = ImageStore::open(&paths.images())?;
     let image_opts = ImageOptions {
         services: BTreeSet::from([opts.service.clone()]),
-        ..Default::default()
+        pull: opts.pull,
+        build: build_mode(opts),
     };
     let mut images = ensure_images(paths, project, &store, &image_opts, progress).await?;
     let _lock = super::lock(paths, &project.name)?;
@@ -109,6 +134,8 @@ pub async fn run(
     if opts.user.is_some() {
         svc.user = opts.user.clone();
     }
+    svc.cap_add.extend(opts.cap_add.iter().cloned());
+    svc.cap_drop.extend(opts.cap_drop.iter().cloned());
     if opts.workdir.is_some() {
         svc.working_dir = opts.workdir.clone();
     }
@@ -134,7 +161,11 @@ pub async fn run(
     }
     svc.restart = None;
     svc.container_name = None;
+    // As docker compose: the run's own flags decide, whatever the service says.
+    svc.tty = opts.tty;
+    svc.stdin_open = opts.interactive;
 
+    up::create_service_bind_sources(&svc)?;
     let image = images
         .remove(&opts.service)
         .ok_or_else(|| anyhow!("no image for service {}", opts.service))?;
@@ -152,6 +183,8 @@ pub async fn run(
         rec.labels.insert(k.clone(), v.clone());
     }
     rec.supervision.restart = RestartPolicy::No;
+    // Detached, nobody is left to remove it: its shim has it done (attached, the CLI does).
+    rec.host.auto_remove = opts.rm && !opts.attach;
     let mut later = Vec::new();
     up::materialize(
         paths,
@@ -166,6 +199,11 @@ pub async fn run(
     .await?;
     if let Some((_, _, e)) = later.pop() {
         return Err(e);
+    }
+    if !opts.use_aliases {
+        for n in &mut rec.networks {
+            n.aliases.clear();
+        }
     }
 
     let mut peers: Vec<ContainerRecord> = super::containers(paths, &project.name)?
@@ -183,9 +221,23 @@ pub async fn run(
     crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
     runtime::prepare(paths, &rec, &up::with_own(&hosts, &rec, gateway), &resolv)?;
     progress.event("Container", &rec.name, "Created");
-    let ready = runtime::start_with(paths, &rec, opts.stdin)?;
+    let (ready, terminal) = if opts.attach && opts.tty {
+        let (ready, t) = runtime::start_with_terminal(paths, &rec, opts.terminal_size)?;
+        (ready, Some(t))
+    } else {
+        let stdin = opts.attach && opts.interactive;
+        (runtime::start_with(paths, &rec, stdin)?, None)
+    };
     up::publish(&host, &rec, &ready.ports)?;
-    Ok(rec)
+    Ok((rec, terminal))
+}
+
+fn build_mode(opts: &RunOptions) -> super::pull::BuildMode {
+    if opts.build {
+        super::pull::BuildMode::Always
+    } else {
+        super::pull::BuildMode::Missing
+    }
 }
 
 /// A project for `berth run IMAGE`, outside any compose file: one service `run` on the

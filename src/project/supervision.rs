@@ -11,7 +11,7 @@ const TIMEOUT_MS: u64 = 30_000;
 const RETRIES: u32 = 3;
 const START_INTERVAL_MS: u64 = 5_000;
 
-pub fn from_service(svc: &Service, _image: &Image) -> Result<Supervision, String> {
+pub fn from_service(svc: &Service, image: &Image) -> Result<Supervision, String> {
     let restart = match (
         &svc.restart,
         svc.deploy.as_ref().and_then(|d| d.restart_policy.as_ref()),
@@ -30,43 +30,7 @@ pub fn from_service(svc: &Service, _image: &Image) -> Result<Supervision, String
         },
         (None, None) => RestartPolicy::No,
     };
-    let healthcheck = match &svc.healthcheck {
-        None => None,
-        Some(h) if h.disable => None,
-        Some(h) => {
-            let test = h.test.clone().unwrap_or_default();
-            let args = match test.first().map(String::as_str) {
-                None | Some("NONE") => None,
-                Some("CMD") => Some(test[1..].to_vec()),
-                Some("CMD-SHELL") => Some(vec!["/bin/sh".into(), "-c".into(), test[1..].join(" ")]),
-                Some(other) => {
-                    return Err(format!(
-                        "healthcheck test must start with CMD, CMD-SHELL or NONE, not {other:?}"
-                    ));
-                }
-            };
-            let ms = |v: &Option<String>, default: u64, key: &str| -> Result<u64, String> {
-                match v {
-                    None => Ok(default),
-                    Some(s) => parse_duration(s)
-                        .map(|d| d.as_millis() as u64)
-                        .ok_or_else(|| format!("healthcheck {key}: invalid duration {s:?}")),
-                }
-            };
-            match args {
-                None => None,
-                Some(args) if args.is_empty() => None,
-                Some(args) => Some(HealthSpec {
-                    args,
-                    interval_ms: ms(&h.interval, INTERVAL_MS, "interval")?,
-                    timeout_ms: ms(&h.timeout, TIMEOUT_MS, "timeout")?,
-                    retries: h.retries.map_or(RETRIES, |r| r.max(0) as u32),
-                    start_period_ms: ms(&h.start_period, 0, "start_period")?,
-                    start_interval_ms: ms(&h.start_interval, START_INTERVAL_MS, "start_interval")?,
-                }),
-            }
-        }
-    };
+    let healthcheck = healthcheck(svc.healthcheck.as_ref(), image.healthcheck.as_ref())?;
     let logs = match &svc.logging {
         Some(l)
             if l.driver
@@ -88,4 +52,131 @@ pub fn from_service(svc: &Service, _image: &Image) -> Result<Supervision, String
         healthcheck,
         logs,
     })
+}
+
+/// The healthcheck, as Docker merges the service's over the image's `HEALTHCHECK`: each field
+/// the service leaves out (the test too) comes from the image, then Docker's defaults. `NONE`
+/// (or `disable: true`) means none.
+fn healthcheck(
+    h: Option<&crate::compose::Healthcheck>,
+    image: Option<&crate::engine::build::config::Healthcheck>,
+) -> Result<Option<HealthSpec>, String> {
+    if h.is_some_and(|h| h.disable) || (h.is_none() && image.is_none()) {
+        return Ok(None);
+    }
+    let test = h
+        .and_then(|h| h.test.clone())
+        .filter(|t| !t.is_empty())
+        .or_else(|| image.map(|i| i.test.clone()))
+        .unwrap_or_default();
+    let args = match test.first().map(String::as_str) {
+        None | Some("NONE") => return Ok(None),
+        Some("CMD") => test[1..].to_vec(),
+        Some("CMD-SHELL") => vec!["/bin/sh".into(), "-c".into(), test[1..].join(" ")],
+        Some(other) => {
+            return Err(format!(
+                "healthcheck test must start with CMD, CMD-SHELL or NONE, not {other:?}"
+            ));
+        }
+    };
+    if args.is_empty() {
+        return Ok(None);
+    }
+    // The service's value, else the image's (nanoseconds; 0 is unset), else the default.
+    let ms = |v: Option<&String>, from_image: Option<u64>, default: u64, key: &str| match v {
+        Some(s) => parse_duration(s)
+            .map(|d| d.as_millis() as u64)
+            .ok_or_else(|| format!("healthcheck {key}: invalid duration {s:?}")),
+        None => Ok(from_image
+            .filter(|n| *n > 0)
+            .map_or(default, |n| n / 1_000_000)),
+    };
+    Ok(Some(HealthSpec {
+        args,
+        interval_ms: ms(
+            h.and_then(|h| h.interval.as_ref()),
+            image.and_then(|i| i.interval),
+            INTERVAL_MS,
+            "interval",
+        )?,
+        timeout_ms: ms(
+            h.and_then(|h| h.timeout.as_ref()),
+            image.and_then(|i| i.timeout),
+            TIMEOUT_MS,
+            "timeout",
+        )?,
+        retries: h
+            .and_then(|h| h.retries)
+            .map(|r| r.max(0) as u32)
+            .or_else(|| {
+                image
+                    .and_then(|i| i.retries)
+                    .filter(|r| *r > 0)
+                    .map(|r| r as u32)
+            })
+            .unwrap_or(RETRIES),
+        start_period_ms: ms(
+            h.and_then(|h| h.start_period.as_ref()),
+            image.and_then(|i| i.start_period),
+            0,
+            "start_period",
+        )?,
+        start_interval_ms: ms(
+            h.and_then(|h| h.start_interval.as_ref()),
+            image.and_then(|i| i.start_interval),
+            START_INTERVAL_MS,
+            "start_interval",
+        )?,
+    }))
+}
+
+#[cfg(test)]
+mod healthcheck_tests {
+    use super::healthcheck;
+    use crate::compose::Healthcheck;
+    use crate::engine::build::config::Healthcheck as ImageCheck;
+
+    fn image() -> ImageCheck {
+        ImageCheck {
+            test: vec!["CMD".into(), "true".into()],
+            interval: Some(5_000_000_000),
+            retries: Some(2),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_image_healthcheck_is_used_and_the_service_overrides_it_field_by_field() {
+        let h = healthcheck(None, Some(&image())).unwrap().unwrap();
+        assert_eq!(h.args, ["true"]);
+        assert_eq!((h.interval_ms, h.retries, h.timeout_ms), (5_000, 2, 30_000));
+        let svc = Healthcheck {
+            interval: Some("1s".into()),
+            ..Default::default()
+        };
+        let h = healthcheck(Some(&svc), Some(&image())).unwrap().unwrap();
+        assert_eq!(
+            (h.args.clone(), h.interval_ms, h.retries),
+            (vec!["true".to_string()], 1_000, 2)
+        );
+        let svc = Healthcheck {
+            test: Some(vec!["CMD-SHELL".into(), "exit 0".into()]),
+            ..Default::default()
+        };
+        let h = healthcheck(Some(&svc), Some(&image())).unwrap().unwrap();
+        assert_eq!(h.args, ["/bin/sh", "-c", "exit 0"]);
+        assert_eq!(h.interval_ms, 5_000);
+        // disable, NONE.
+        let off = Healthcheck {
+            disable: true,
+            ..Default::default()
+        };
+        assert!(healthcheck(Some(&off), Some(&image())).unwrap().is_none());
+        let none = Healthcheck {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        };
+        assert!(healthcheck(Some(&none), Some(&image())).unwrap().is_none());
+        assert!(healthcheck(None, None).unwrap().is_none());
+    }
 }

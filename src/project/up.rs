@@ -369,7 +369,12 @@ pub async fn up(
                 service, number, ..
             } => {
                 let svc = &project.services[service];
-                let rec = record(project, svc, *number, &images[service], &volume_dirs)?;
+                let mut rec = record(project, svc, *number, &images[service], &volume_dirs)?;
+                if let Action::Recreate { container, .. } = a
+                    && let Some((old, _)) = existing.iter().find(|(c, _)| &c.name == container)
+                {
+                    super::anonymous::inherit(&mut rec, old);
+                }
                 if shares_other_netns(svc) {
                     shared_ns.push(rec);
                 } else {
@@ -595,6 +600,8 @@ pub async fn materialize(
     share_later: &mut Vec<(PathBuf, String, anyhow::Error)>,
 ) -> Result<()> {
     let service = &svc.name;
+    super::anonymous::ensure(paths, rec)?;
+    super::secrets::inject(paths, project, svc, rec)?;
     for (key, sn) in &svc.networks {
         let n = networks
             .get(key)
@@ -915,23 +922,39 @@ pub fn resolv_conf(
     ))
 }
 
-/// Directories of the project's bind mounts that do not exist are created, as docker does.
+/// Directories of the project's bind mounts that do not exist are created, as docker does,
+/// unless the bind says `create_host_path: false`: then a missing source is an error.
 pub fn create_bind_sources(project: &Project) -> Result<()> {
-    for svc in project.services.values() {
-        for v in &svc.volumes {
-            if v.kind == VolumeType::Bind
-                && let Some(src) = &v.source
-            {
-                let p = PathBuf::from(src);
-                if !p.exists() {
-                    std::fs::create_dir_all(&p).with_context(|| {
-                        format!(
-                            "service {:?}: cannot create bind mount source {}",
-                            svc.name,
-                            p.display()
-                        )
-                    })?;
-                }
+    project
+        .services
+        .values()
+        .try_for_each(create_service_bind_sources)
+}
+
+/// [`create_bind_sources`] for one service.
+pub fn create_service_bind_sources(svc: &crate::compose::Service) -> Result<()> {
+    for v in &svc.volumes {
+        if v.kind == VolumeType::Bind
+            && let Some(src) = &v.source
+        {
+            let p = PathBuf::from(src);
+            let create = v.bind.as_ref().is_none_or(|b| b.create_host_path);
+            if !create && !p.exists() {
+                anyhow::bail!(
+                    "service {:?}: bind source path {} does not exist\n\
+                     hint: create it, or drop `create_host_path: false` to have it created",
+                    svc.name,
+                    p.display()
+                );
+            }
+            if !p.exists() {
+                std::fs::create_dir_all(&p).with_context(|| {
+                    format!(
+                        "service {:?}: cannot create bind mount source {}",
+                        svc.name,
+                        p.display()
+                    )
+                })?;
             }
         }
     }

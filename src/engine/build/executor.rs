@@ -870,7 +870,7 @@ impl<'a> Builder<'a> {
                 source,
                 target: target.clone(),
                 read_only,
-                volume: None,
+                ..Default::default()
             };
             match m.kind {
                 MountKind::Bind => {

@@ -70,6 +70,22 @@ pub struct Image {
     pub config: ImageConfiguration,
     /// Unpacked layer directories, lowest first, all present on disk.
     pub layers: Vec<PathBuf>,
+    /// Docker's `config.Healthcheck` (`HEALTHCHECK`), which the OCI config type does not
+    /// carry.
+    pub healthcheck: Option<crate::engine::build::config::Healthcheck>,
+}
+
+/// The part of a Docker image config the OCI type drops that containers need.
+#[derive(Debug, Default, serde::Deserialize)]
+struct DockerExtras {
+    #[serde(default)]
+    config: Option<DockerExtrasConfig>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct DockerExtrasConfig {
+    #[serde(default, rename = "Healthcheck")]
+    healthcheck: Option<crate::engine::build::config::Healthcheck>,
 }
 
 /// One row of `images`.
@@ -339,9 +355,12 @@ impl ImageStore {
                 .map_err(|e| ImageError::invalid(&at, "manifest", e))?;
         let config_digest = Digest::from_oci(manifest.config().digest())
             .ok_or_else(|| ImageError::invalid(&at, "manifest", "config digest is not sha256"))?;
-        let config: ImageConfiguration =
-            serde_json::from_slice(&self.blobs.read_json(&config_digest)?)
-                .map_err(|e| ImageError::invalid(config_digest.to_string(), "image config", e))?;
+        let raw = self.blobs.read_json(&config_digest)?;
+        let config: ImageConfiguration = serde_json::from_slice(&raw)
+            .map_err(|e| ImageError::invalid(config_digest.to_string(), "image config", e))?;
+        let healthcheck = serde_json::from_slice::<DockerExtras>(&raw)
+            .ok()
+            .and_then(|x| x.config?.healthcheck);
         let diff_ids = config.rootfs().diff_ids();
         if diff_ids.len() != manifest.layers().len() {
             return Err(ImageError::invalid(
@@ -365,6 +384,7 @@ impl ImageStore {
             manifest_digest: at,
             config,
             layers,
+            healthcheck,
         })
     }
 
