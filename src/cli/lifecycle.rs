@@ -300,9 +300,6 @@ pub fn rm(paths: &Paths, g: &Global, a: &RmArgs) -> Result<i32> {
             return Ok(0);
         }
     }
-    // berth has no anonymous volumes (a service must name its volumes), so `-v` has nothing
-    // more to remove.
-    let _ = a.volumes;
     let host = project::net_host(paths);
     let rt = runtime()?;
     for rec in &stopped {
@@ -314,6 +311,9 @@ pub fn rm(paths: &Paths, g: &Global, a: &RmArgs) -> Result<i32> {
             Some(Duration::ZERO),
         ))?;
         output::reporter().event("Container", &rec.name, "Removed");
+        if a.volumes {
+            project::container::remove_anonymous_volumes(paths, rec)?;
+        }
     }
     Ok(0)
 }

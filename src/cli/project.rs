@@ -62,6 +62,9 @@ pub struct UpArgs {
     /// If containers already exist, don't recreate them.
     #[arg(long)]
     pub no_recreate: bool,
+    /// Recreate anonymous volumes instead of retrieving data from the previous containers.
+    #[arg(short = 'V', long)]
+    pub renew_anon_volumes: bool,
     /// Produce monochrome output.
     #[arg(long)]
     pub no_color: bool,
@@ -146,6 +149,7 @@ pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
         remove_orphans: remove_orphans(a.remove_orphans),
         dry_run: a.dry_run,
         services: project::up::with_dependencies(&project, &a.services, false)?,
+        renew_anon_volumes: false,
     };
     runtime()?.block_on(project::up::up(
         paths,
@@ -268,7 +272,8 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     let project = load_enabling(g, &a.services)?;
     check_up_flags(a, &project)?;
     let opts = UpOptions {
-        recreate: recreate_policy(a.force_recreate, a.no_recreate),
+        // docker compose: `-V` recreates the containers (with new anonymous volumes).
+        recreate: recreate_policy(a.force_recreate || a.renew_anon_volumes, a.no_recreate),
         no_start: false,
         timeout: a.timeout.map(Duration::from_secs),
         wait: a.wait,
@@ -279,6 +284,7 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         remove_orphans: remove_orphans(a.remove_orphans),
         dry_run: a.dry_run,
         services: project::up::with_dependencies(&project, &a.services, a.no_deps)?,
+        renew_anon_volumes: a.renew_anon_volumes,
     };
     runtime()?.block_on(project::up::up(
         paths,
@@ -341,6 +347,9 @@ fn check_up_flags(a: &UpArgs, project: &Project) -> Result<()> {
         bail!(
             "--wait cannot be combined with --abort-on-container-exit, --abort-on-container-failure or --exit-code-from"
         );
+    }
+    if a.renew_anon_volumes && a.no_recreate {
+        bail!("--no-recreate and --renew-anon-volumes are incompatible");
     }
     if let Some(s) = &a.exit_code_from
         && !project.services.contains_key(s)
@@ -824,6 +833,8 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
             &rec,
             Some(Duration::ZERO),
         ))?;
+        // As `docker run --rm`, its anonymous volumes go with it.
+        project::container::remove_anonymous_volumes(paths, &rec)?;
     }
     Ok(code)
 }

@@ -25,13 +25,16 @@ pub fn config_hash(svc: &Service, image_id: &str) -> String {
     crate::state::short_hash(json.as_bytes(), 64)
 }
 
-/// Builds the record of replica `number` of `svc`. Volumes are given as resolved host paths.
+/// Builds the record of replica `number` of `svc`. Volumes are given as resolved host paths:
+/// named ones by their compose key, anonymous ones (`- /data`) by their target (see
+/// [`anonymous_volumes`]).
 pub fn record(
     project: &Project,
     svc: &Service,
     number: u32,
     image: &Image,
     volume_dirs: &BTreeMap<String, PathBuf>,
+    anonymous: &AnonymousVolumes,
 ) -> Result<ContainerRecord, ServiceError> {
     let invalid = |message: String| ServiceError::Invalid {
         service: svc.name.clone(),
@@ -95,13 +98,14 @@ pub fn record(
     for v in svc.volumes.iter().filter(|v| v.kind != VolumeType::Tmpfs) {
         let (source, volume) = match v.kind {
             VolumeType::Bind => (PathBuf::from(v.source.clone().unwrap_or_default()), None),
-            VolumeType::Volume => {
-                let key = v.source.clone().ok_or_else(|| {
-                    invalid(format!(
-                        "anonymous volume {} is not supported yet: name it",
-                        v.target
-                    ))
+            VolumeType::Volume if v.source.is_none() => {
+                let (name, dir) = anonymous.get(&v.target).ok_or_else(|| {
+                    invalid(format!("anonymous volume {} was not created", v.target))
                 })?;
+                (dir.clone(), Some(name.clone()))
+            }
+            VolumeType::Volume => {
+                let key = v.source.clone().unwrap_or_default();
                 let dir = volume_dirs
                     .get(&key)
                     .ok_or_else(|| invalid(format!("undefined volume {key:?}")))?;
@@ -233,6 +237,79 @@ pub fn record(
         ports,
         host,
     })
+}
+
+/// A container's anonymous volumes: target → (volume name, directory to mount).
+pub type AnonymousVolumes = BTreeMap<String, (String, PathBuf)>;
+
+/// The label Docker puts on the volumes it creates for a container (`- /data`, image
+/// `VOLUME`s): `volume prune` and `rm -v` remove them.
+pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
+
+/// The anonymous volumes (`- /data`) of a new container of `svc`. As docker compose does, a
+/// container that replaces `inherit` takes over its volume at the same target, so the data
+/// survives a recreate; the others are made new (`up -V` passes no `inherit`). A new one is
+/// named by a random id and labelled anonymous and with the project, so `down -v` removes it.
+pub fn anonymous_volumes(
+    paths: &crate::state::Paths,
+    project: &Project,
+    svc: &Service,
+    inherit: Option<&ContainerRecord>,
+) -> Result<AnonymousVolumes, crate::engine::volume::VolumeError> {
+    let mut out = AnonymousVolumes::new();
+    for v in &svc.volumes {
+        if v.kind != VolumeType::Volume || v.source.is_some() {
+            continue;
+        }
+        let old = inherit.and_then(|c| {
+            c.mounts.iter().find_map(|m| {
+                let name = m.volume.as_ref()?;
+                let same_target = Path::new(&m.target)
+                    .components()
+                    .eq(Path::new(&v.target).components());
+                (same_target && paths.volumes().join(name).join("volume.json").is_file())
+                    .then(|| (name.clone(), m.source.clone()))
+            })
+        });
+        let volume = match old {
+            Some(old) => old,
+            None => {
+                let name = crate::state::new_id();
+                let labels = BTreeMap::from([
+                    (ANONYMOUS_LABEL.to_string(), String::new()),
+                    (labels::PROJECT.to_string(), project.name.clone()),
+                ]);
+                let (dir, _) = crate::engine::volume::ensure(paths, &name, &labels)?;
+                (name, dir)
+            }
+        };
+        out.insert(v.target.clone(), volume);
+    }
+    Ok(out)
+}
+
+/// Removes the anonymous volumes a removed container used (`rm -v`, `run --rm`, `up -V`), unless
+/// another container still mounts them.
+pub fn remove_anonymous_volumes(
+    paths: &crate::state::Paths,
+    rec: &ContainerRecord,
+) -> Result<Vec<String>, crate::engine::volume::VolumeError> {
+    let volumes = crate::engine::volume::list(paths)?;
+    let others = crate::engine::container::list(paths).unwrap_or_default();
+    let mut removed = Vec::new();
+    for m in &rec.mounts {
+        let Some(name) = &m.volume else { continue };
+        let anonymous = volumes
+            .iter()
+            .any(|v| &v.name == name && v.labels.contains_key(ANONYMOUS_LABEL));
+        let used = others
+            .iter()
+            .any(|c| c.id != rec.id && c.mounts.iter().any(|o| o.volume.as_ref() == Some(name)));
+        if anonymous && !used && crate::engine::volume::remove(paths, name)? {
+            removed.push(name.clone());
+        }
+    }
+    Ok(removed)
 }
 
 /// Resolves `user[:group]` (names or numbers) through the image's `/etc/passwd` and `/etc/group`.

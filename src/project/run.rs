@@ -60,6 +60,7 @@ pub async fn run(
                 remove_orphans: false,
                 dry_run: false,
                 services: deps,
+                renew_anon_volumes: false,
                 pull: None,
                 build: super::pull::BuildMode::Missing,
             };
@@ -140,7 +141,8 @@ pub async fn run(
         .ok_or_else(|| anyhow!("no image for service {}", opts.service))?;
     let host = net_host(paths);
     let (volume_dirs, networks) = up::ensure_resources(paths, &host, project, progress).await?;
-    let mut rec = record(project, &svc, 1, &image, &volume_dirs)?;
+    let anonymous = super::container::anonymous_volumes(paths, project, &svc, None)?;
+    let mut rec = record(project, &svc, 1, &image, &volume_dirs, &anonymous)?;
     rec.name = opts
         .name
         .clone()

@@ -3,7 +3,7 @@
 //! The planner compares what exists (containers carrying the project label) with what the
 //! compose file asks for and returns a `Plan`; the executor applies it. Everything that could
 //! fail because of bad input (images, ports, names) is checked before anything is created.
-use super::container::{config_hash, container_name, record};
+use super::container::{anonymous_volumes, config_hash, container_name, record};
 use super::{Progress, containers, graph, net_host, network};
 use crate::compose::{Project, VolumeType};
 use crate::engine::container::{ContainerRecord, NetworkAttachment, Status, labels};
@@ -230,6 +230,9 @@ pub struct UpOptions {
     pub dry_run: bool,
     /// `up SERVICE...` with their dependencies (see [`with_dependencies`]); empty means all.
     pub services: BTreeSet<String>,
+    /// `-V`: a recreated container gets new anonymous volumes instead of its predecessor's
+    /// (which are removed).
+    pub renew_anon_volumes: bool,
 }
 
 /// The named services and, unless `no_deps`, everything they depend on.
@@ -344,6 +347,9 @@ pub async fn up(
         {
             super::down::remove_container(paths, &host, c, opts.timeout).await?;
             progress.event("Container", &c.name, "Removed");
+            if opts.renew_anon_volumes {
+                super::container::remove_anonymous_volumes(paths, c)?;
+            }
         }
     }
 
@@ -369,7 +375,23 @@ pub async fn up(
                 service, number, ..
             } => {
                 let svc = &project.services[service];
-                let rec = record(project, svc, *number, &images[service], &volume_dirs)?;
+                // A replacement keeps its predecessor's anonymous volumes, unless `-V`.
+                let inherit = match a {
+                    Action::Recreate { container, .. } if !opts.renew_anon_volumes => existing
+                        .iter()
+                        .find(|(c, _)| &c.name == container)
+                        .map(|(c, _)| c),
+                    _ => None,
+                };
+                let anonymous = anonymous_volumes(paths, project, svc, inherit)?;
+                let rec = record(
+                    project,
+                    svc,
+                    *number,
+                    &images[service],
+                    &volume_dirs,
+                    &anonymous,
+                )?;
                 if shares_other_netns(svc) {
                     shared_ns.push(rec);
                 } else {
