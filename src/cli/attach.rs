@@ -20,6 +20,51 @@ pub struct AttachOptions {
     pub timeout: Option<Duration>,
     pub color: bool,
     pub prefix: bool,
+    /// `--timestamps`: each line starts with the time it was written.
+    pub timestamps: bool,
+    /// The services whose output is shown (`--attach`, `--no-attach`, `attach: false`, the
+    /// services named to `up`); `None` shows every one.
+    pub attach: Option<std::collections::BTreeSet<String>>,
+    /// The services whose exits are reported and awaited: `up` returns once they have all
+    /// exited. Empty means every service.
+    pub watch: std::collections::BTreeSet<String>,
+}
+
+impl AttachOptions {
+    fn shows(&self, rec: &ContainerRecord) -> bool {
+        self.attach
+            .as_ref()
+            .is_none_or(|a| rec.service().is_some_and(|s| a.contains(s)))
+    }
+    fn watches(&self, rec: &ContainerRecord) -> bool {
+        self.watch.is_empty() || rec.service().is_some_and(|s| self.watch.contains(s))
+    }
+    /// One output line as docker compose prints it: `name  | ` (unless `--no-log-prefix`),
+    /// then the time (`--timestamps`), then the text.
+    fn line(&self, prefix: &str, style: &console::Style, r: &logs::Record) -> String {
+        let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
+        let time = if self.timestamps {
+            format!("{} ", fixed_nanos(&r.time))
+        } else {
+            String::new()
+        };
+        if self.prefix {
+            format!("{}{time}{text}", style.apply_to(prefix))
+        } else {
+            format!("{time}{text}")
+        }
+    }
+}
+
+/// A record's time with nine fractional digits, as docker compose's `--timestamps` prints
+/// (`2024-05-01T10:00:00.120000000Z`).
+fn fixed_nanos(time: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(time)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        })
+        .unwrap_or_else(|_| time.to_string())
 }
 
 /// A colour per service, stable across runs (docker compose cycles through a palette too).
@@ -56,7 +101,13 @@ pub fn attach(
         .into_iter()
         .filter(|r| !crate::project::up::is_oneoff(r))
         .collect();
-    let width = recs.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let width = recs
+        .iter()
+        .filter(|r| opts.shows(r))
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0);
+    let watched = recs.iter().filter(|r| opts.watches(r)).count();
     // Each log is followed across rotations (by inode), so a chatty container with a small
     // `max-size` loses no line.
     let mut followers: Vec<Option<logs::Follower>> = recs.iter().map(|_| None).collect();
@@ -85,20 +136,16 @@ pub fn attach(
             let records =
                 read(i, &path).with_context(|| format!("reading the logs of {}", rec.name))?;
             let style = style_for(rec.service().unwrap_or_default(), opts.color);
-            for r in records {
-                let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
-                let line = if opts.prefix {
-                    let prefix = format!("{:<width$}  | ", rec.name);
-                    format!("{}{text}", style.apply_to(prefix))
-                } else {
-                    text.to_string()
-                };
-                batch.push((r.time, line));
+            let prefix = format!("{:<width$}  | ", rec.name);
+            if opts.shows(rec) {
+                for r in records {
+                    batch.push((r.time.clone(), opts.line(&prefix, &style, &r)));
+                }
             }
             // An exit the shim will not restart from is final.
             let final_exit =
                 st.status == Status::Exited && !crate::sys::proc::alive(st.shim_pid, st.shim_start);
-            if final_exit && !exited.contains_key(&rec.name) {
+            if final_exit && opts.watches(rec) && !exited.contains_key(&rec.name) {
                 let code = st.exit_code.unwrap_or(0);
                 exited.insert(rec.name.clone(), code);
                 let time = st.finished_at.clone().unwrap_or_default();
@@ -133,24 +180,21 @@ pub fn attach(
             // Collect the output and exit codes of what the stop ended.
             for (i, rec) in recs.iter().enumerate() {
                 let path = rec.dir(paths).join(logs::LOG_FILE);
-                if let Ok(records) = read(i, &path) {
-                    let style = style_for(rec.service().unwrap_or_default(), opts.color);
+                let style = style_for(rec.service().unwrap_or_default(), opts.color);
+                if let Ok(records) = read(i, &path)
+                    && opts.shows(rec)
+                {
+                    let prefix = format!("{:<width$}  | ", rec.name);
                     for r in records {
-                        let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
-                        if opts.prefix {
-                            let prefix = format!("{:<width$}  | ", rec.name);
-                            output::data(&format!("{}{text}", style.apply_to(prefix)));
-                        } else {
-                            output::data(text);
-                        }
+                        output::data(&opts.line(&prefix, &style, &r));
                     }
                 }
                 // As docker compose, the containers the stop ended say so too.
-                if !exited.contains_key(&rec.name)
+                if opts.watches(rec)
+                    && !exited.contains_key(&rec.name)
                     && let Ok(st) = rec.state(paths)
                     && st.status == Status::Exited
                 {
-                    let style = style_for(rec.service().unwrap_or_default(), opts.color);
                     let code = st.exit_code.unwrap_or(0);
                     output::data(&format!(
                         "{}",
@@ -163,7 +207,7 @@ pub fn attach(
             }
             return Ok(exit_code(paths, &recs, opts, abort.unwrap_or(0)));
         }
-        if exited.len() == recs.len() {
+        if exited.len() == watched {
             return Ok(match &opts.exit_code_from {
                 Some(_) => exit_code(paths, &recs, opts, 0),
                 None => 0,

@@ -8,6 +8,7 @@ use crate::project::pull::{BuildMode, PullPolicy};
 use crate::project::{self, down::DownOptions, up::UpOptions};
 use crate::state::Paths;
 use anyhow::{Context, Result, bail};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -71,6 +72,33 @@ pub struct UpArgs {
     /// Don't prefix the container's output with its name.
     #[arg(long)]
     pub no_log_prefix: bool,
+    /// Show timestamps.
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Restrict attaching to the specified services. Incompatible with --attach-dependencies.
+    #[arg(long, value_name = "SERVICE")]
+    pub attach: Vec<String>,
+    /// Do not attach (stream logs) to the specified services.
+    #[arg(long, value_name = "SERVICE")]
+    pub no_attach: Vec<String>,
+    /// Automatically attach to log output of dependent services.
+    #[arg(long)]
+    pub attach_dependencies: bool,
+    /// Don't start the services after creating them.
+    #[arg(long)]
+    pub no_start: bool,
+    /// Pull without printing progress information.
+    #[arg(long)]
+    pub quiet_pull: bool,
+    /// Suppress the build output.
+    #[arg(long)]
+    pub quiet_build: bool,
+    /// Enable interactive shortcuts when running attached (berth has none: accepted, ignored).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub menu: Option<bool>,
+    /// Assume "yes" as answer to all prompts and run non-interactively.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
     /// Services to start (and their dependencies); all by default.
     pub services: Vec<String>,
 }
@@ -274,7 +302,7 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     let opts = UpOptions {
         // docker compose: `-V` recreates the containers (with new anonymous volumes).
         recreate: recreate_policy(a.force_recreate || a.renew_anon_volumes, a.no_recreate),
-        no_start: false,
+        no_start: a.no_start,
         timeout: a.timeout.map(Duration::from_secs),
         wait: a.wait,
         wait_timeout: a.wait_timeout.map(Duration::from_secs),
@@ -286,13 +314,15 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         services: project::up::with_dependencies(&project, &a.services, a.no_deps)?,
         renew_anon_volumes: a.renew_anon_volumes,
     };
+    // Checked before anything is made.
+    let (attach, watch) = attached_services(a, &project, &opts.services)?;
     runtime()?.block_on(project::up::up(
         paths,
         &project,
         &opts,
         output::progress(&g.progress),
     ))?;
-    if a.detach || a.wait {
+    if a.detach || a.wait || a.no_start {
         return Ok(0);
     }
     // The containers' output follows: the live progress lines end here.
@@ -321,6 +351,9 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         timeout: opts.timeout,
         color,
         prefix: !a.no_log_prefix,
+        timestamps: a.timestamps,
+        attach: Some(attach),
+        watch,
     };
     super::attach::attach(
         paths,
@@ -331,8 +364,77 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     )
 }
 
+/// Whose output attached `up` shows, and whose exits it waits for, as docker compose decides:
+/// `--attach` names them (each must be part of this `up`); otherwise the services named to
+/// `up` (all when none), with their dependencies under `--attach-dependencies`, except those
+/// saying `attach: false`; then `--no-attach` takes some out. `up` returns once the services
+/// named to it (else the attached ones; else all) have exited.
+fn attached_services(
+    a: &UpArgs,
+    project: &Project,
+    selected: &BTreeSet<String>,
+) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+    let in_up = |s: &String| {
+        project.services.contains_key(s) && (selected.is_empty() || selected.contains(s))
+    };
+    let mut attach: BTreeSet<String> = if !a.attach.is_empty() {
+        let unknown: Vec<&str> = a
+            .attach
+            .iter()
+            .filter(|s| !in_up(s))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            bail!(
+                "cannot attach to services not included in up: {}",
+                unknown.join(", ")
+            );
+        }
+        a.attach.iter().cloned().collect()
+    } else {
+        let named: BTreeSet<String> = if a.services.is_empty() {
+            project.services.keys().cloned().collect()
+        } else if a.attach_dependencies {
+            project::up::with_dependencies(project, &a.services, a.no_deps)?
+        } else {
+            a.services.iter().cloned().collect()
+        };
+        named
+            .into_iter()
+            .filter(|s| {
+                project
+                    .services
+                    .get(s)
+                    .is_some_and(|svc| svc.attach != Some(false))
+            })
+            .collect()
+    };
+    for s in &a.no_attach {
+        attach.remove(s);
+    }
+    let watch = if a.services.is_empty() {
+        attach.clone()
+    } else {
+        a.services.iter().cloned().collect()
+    };
+    Ok((attach, watch))
+}
+
 /// docker compose's flag rules for `up`.
 fn check_up_flags(a: &UpArgs, project: &Project) -> Result<()> {
+    if !a.attach.is_empty() && a.attach_dependencies {
+        bail!("cannot combine --attach and --attach-dependencies");
+    }
+    if a.detach && (!a.attach.is_empty() || a.attach_dependencies) {
+        bail!(
+            "--detach cannot be combined with --abort-on-container-exit, --abort-on-container-failure, --attach, --attach-dependencies or --watch"
+        );
+    }
+    if a.wait && (!a.attach.is_empty() || a.attach_dependencies) {
+        bail!(
+            "--wait cannot be combined with --abort-on-container-exit, --attach or --attach-dependencies"
+        );
+    }
     let abort =
         a.abort_on_container_exit || a.abort_on_container_failure || a.exit_code_from.is_some();
     if a.abort_on_container_exit && a.abort_on_container_failure {
