@@ -8,6 +8,24 @@ use util::Env;
 
 const LOOP: &str = r#"[sh, -c, 'trap "exit 0" TERM; while true; do sleep 1 & wait $$!; done']"#;
 
+fn names(env: &Env) -> Vec<String> {
+    env.ok(&["ps", "-a", "--format", "json"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["Name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The id of a container, by name.
+fn id(env: &Env, name: &str) -> String {
+    env.ok(&["ps", "-a", "--format", "json"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["Name"] == name)
+        .map(|v| v["ID"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
 /// The volumes of the state root, by name.
 fn volumes(env: &Env) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(env.root().join("volumes"))
@@ -80,4 +98,65 @@ fn anonymous_volumes_survive_a_recreate_and_are_renewed_with_v() {
     assert_eq!(volumes(&env), renewed);
     env.ok(&["down", "-v"]);
     assert_eq!(volumes(&env), Vec::<String>::new());
+}
+
+#[test]
+fn scale_command() {
+    require_root!();
+    let env = Env::new("scl");
+    env.write(
+        "compose.yaml",
+        &format!("services:\n  db:\n    image: busybox\n    command: {LOOP}\n  web:\n    image: busybox\n    command: {LOOP}\n    depends_on: [db]\n"),
+    );
+    // Up from nothing, with the dependency.
+    env.ok(&["scale", "web=3"]);
+    assert_eq!(
+        names(&env),
+        ["scl-db-1", "scl-web-1", "scl-web-2", "scl-web-3"]
+    );
+    let web1 = id(&env, "scl-web-1");
+    // Down: the highest numbers go, the rest is untouched.
+    env.ok(&["scale", "web=1"]);
+    assert_eq!(names(&env), ["scl-db-1", "scl-web-1"]);
+    assert_eq!(id(&env, "scl-web-1"), web1);
+    // Up again: free numbers are reused.
+    env.ok(&["scale", "web=2", "db=2"]);
+    assert_eq!(
+        names(&env),
+        ["scl-db-1", "scl-db-2", "scl-web-1", "scl-web-2"]
+    );
+    assert_eq!(id(&env, "scl-web-1"), web1);
+    let ps = env.ok(&["ps", "--status", "running", "-q"]);
+    assert_eq!(ps.lines().count(), 4, "{ps}");
+    // The dependencies converge too: db goes back to the compose file's one replica.
+    env.ok(&["scale", "web=0"]);
+    assert_eq!(names(&env), ["scl-db-1"]);
+
+    // --no-deps: the dependency is neither started nor waited for.
+    env.ok(&["down", "-t", "0"]);
+    env.ok(&["scale", "--no-deps", "web=2"]);
+    assert_eq!(names(&env), ["scl-web-1", "scl-web-2"]);
+    let web1 = id(&env, "scl-web-1");
+    env.ok(&["up", "-d", "--no-deps", "web"]);
+    assert_eq!(names(&env), ["scl-web-1"]);
+    // `scale:` in the file changing recreates nothing (it is not part of the config hash).
+    env.write(
+        "compose.yaml",
+        &format!("services:\n  db:\n    image: busybox\n    command: {LOOP}\n  web:\n    image: busybox\n    command: {LOOP}\n    depends_on: [db]\n    scale: 2\n"),
+    );
+    env.ok(&["up", "-d", "--no-deps", "web"]);
+    assert_eq!(names(&env), ["scl-web-1", "scl-web-2"]);
+    assert_eq!(id(&env, "scl-web-1"), web1);
+
+    // docker compose's errors.
+    let err = env.fails(&["scale", "web"]);
+    assert!(err.contains("invalid scale specifier: web"), "{err}");
+    let err = env.fails(&["scale", "web=x"]);
+    assert!(
+        err.contains("invalid scale specifier: can't parse replica value as int: web=x"),
+        "{err}"
+    );
+    let err = env.fails(&["scale", "nope=1"]);
+    assert!(err.contains("no such service: nope"), "{err}");
+    env.ok(&["down", "-t", "0"]);
 }

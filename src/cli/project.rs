@@ -188,6 +188,60 @@ pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
     Ok(0)
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ScaleArgs {
+    /// Don't start linked services.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// SERVICE=REPLICAS pairs.
+    #[arg(value_name = "SERVICE=REPLICAS", required = true)]
+    pub services: Vec<String>,
+}
+
+/// `scale web=3 db=1`: `up -d` of those services (and their dependencies, unless `--no-deps`)
+/// with these replica counts, as docker compose does. Scaling down removes the highest
+/// numbers; scaling up fills the lowest free ones.
+pub fn scale(paths: &Paths, g: &Global, a: &ScaleArgs) -> Result<i32> {
+    let mut replicas = std::collections::BTreeMap::new();
+    for arg in &a.services {
+        let (s, n) = match arg.split_once('=') {
+            Some((s, n)) if !s.is_empty() && !n.is_empty() => (s, n),
+            _ => bail!("invalid scale specifier: {arg}"),
+        };
+        let n: u32 = n.parse().map_err(|_| {
+            anyhow::anyhow!("invalid scale specifier: can't parse replica value as int: {arg}")
+        })?;
+        replicas.insert(s.to_string(), n);
+    }
+    let names: Vec<String> = replicas.keys().cloned().collect();
+    let mut project = load_enabling(g, &names)?;
+    let services = project::up::with_dependencies(&project, &names, a.no_deps)?;
+    if a.no_deps {
+        project::up::drop_unselected_dependencies(&mut project, &services);
+    }
+    let opts = UpOptions {
+        recreate: project::up::Recreate::Diverged,
+        no_start: false,
+        timeout: None,
+        wait: false,
+        wait_timeout: None,
+        pull: None,
+        build: BuildMode::Missing,
+        scale: replicas,
+        remove_orphans: false,
+        dry_run: false,
+        services,
+        renew_anon_volumes: false,
+    };
+    runtime()?.block_on(project::up::up(
+        paths,
+        &project,
+        &opts,
+        output::progress(&g.progress),
+    ))?;
+    Ok(0)
+}
+
 /// `--scale web=3` → {"web": 3}.
 fn parse_scale(items: &[String]) -> Result<std::collections::BTreeMap<String, u32>> {
     items
@@ -297,8 +351,12 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
-    let project = load_enabling(g, &a.services)?;
+    let mut project = load_enabling(g, &a.services)?;
     check_up_flags(a, &project)?;
+    let services = project::up::with_dependencies(&project, &a.services, a.no_deps)?;
+    if a.no_deps {
+        project::up::drop_unselected_dependencies(&mut project, &services);
+    }
     let opts = UpOptions {
         // docker compose: `-V` recreates the containers (with new anonymous volumes).
         recreate: recreate_policy(a.force_recreate || a.renew_anon_volumes, a.no_recreate),
@@ -311,7 +369,7 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         scale: parse_scale(&a.scale)?,
         remove_orphans: remove_orphans(a.remove_orphans),
         dry_run: a.dry_run,
-        services: project::up::with_dependencies(&project, &a.services, a.no_deps)?,
+        services,
         renew_anon_volumes: a.renew_anon_volumes,
     };
     // Checked before anything is made.

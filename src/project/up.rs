@@ -254,6 +254,20 @@ pub fn with_dependencies(
     Ok(out)
 }
 
+/// `--no-deps`: the selected services' `depends_on` entries naming a service outside the
+/// selection are dropped, as docker compose drops them with the unselected services, so such a
+/// dependency is neither started nor waited for.
+pub fn drop_unselected_dependencies(project: &mut Project, selected: &BTreeSet<String>) {
+    if selected.is_empty() {
+        return;
+    }
+    for (name, svc) in project.services.iter_mut() {
+        if selected.contains(name) {
+            svc.depends_on.retain(|dep, _| selected.contains(dep));
+        }
+    }
+}
+
 /// Runs `up -d`. On error, what was created stays recorded so `up` or `down` can finish.
 pub async fn up(
     paths: &Paths,
