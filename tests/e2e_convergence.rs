@@ -160,3 +160,59 @@ fn scale_command() {
     assert!(err.contains("no such service: nope"), "{err}");
     env.ok(&["down", "-t", "0"]);
 }
+
+#[test]
+fn down_leaves_orphans_and_one_offs_without_remove_orphans() {
+    require_root!();
+    let env = Env::new("dor");
+    let both = format!(
+        "services:\n  a:\n    image: busybox\n    command: {LOOP}\n  b:\n    image: busybox\n    command: {LOOP}\n  c:\n    image: busybox\n    command: {LOOP}\n    profiles: [extra]\n"
+    );
+    env.write("compose.yaml", &both);
+    env.ok(&["--profile", "extra", "up", "-d"]);
+    let oneoff = env.ok(&["run", "-d", "a"]);
+    assert!(!oneoff.trim().is_empty());
+    assert_eq!(names(&env).len(), 4);
+    // b is no longer in the file: an orphan. c's profile is not active: not an orphan.
+    env.write(
+        "compose.yaml",
+        &format!(
+            "services:\n  a:\n    image: busybox\n    command: {LOOP}\n  c:\n    image: busybox\n    command: {LOOP}\n    profiles: [extra]\n"
+        ),
+    );
+    let out = env.berth(&["up", "-d"]);
+    let err = util::text(&out.stderr);
+    assert!(err.contains("orphan containers (dor-b-1)"), "{err}");
+
+    // docker compose's down removes only the file's active services: b (orphan), c (profile
+    // not active) and the one-off stay, and so does the network they use.
+    let out = env.berth(&["down", "-t", "0"]);
+    assert!(out.status.success());
+    let err = util::text(&out.stderr);
+    assert!(
+        err.contains("dor_default") && err.contains("Resource is still in use"),
+        "{err}"
+    );
+    let left = names(&env);
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(left.contains(&"dor-b-1".to_string()) && left.contains(&"dor-c-1".to_string()));
+    assert!(left.iter().any(|n| n.starts_with("dor-a-run-")), "{left:?}");
+    // c's containers go with its profile; --remove-orphans takes the rest and the network.
+    env.ok(&["--profile", "extra", "down", "-t", "0"]);
+    assert_eq!(names(&env).len(), 2);
+    env.ok(&["down", "-t", "0", "--remove-orphans"]);
+    assert_eq!(names(&env), Vec::<String>::new());
+    assert!(util::bridges(env.root()).is_empty());
+
+    // With -p alone (no compose file read), every service's containers go, one-offs stay.
+    env.ok(&["up", "-d"]);
+    env.ok(&["run", "-d", "a"]);
+    env.ok(&["-p", "dor", "down", "-t", "0"]);
+    let left = names(&env);
+    assert!(
+        left.len() == 1 && left[0].starts_with("dor-a-run-"),
+        "{left:?}"
+    );
+    env.ok(&["-p", "dor", "down", "-t", "0", "--remove-orphans"]);
+    assert_eq!(names(&env), Vec::<String>::new());
+}

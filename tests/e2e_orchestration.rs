@@ -159,7 +159,10 @@ fn run_one_off_containers() {
     ]);
     assert_eq!(name.trim(), "oneoff");
     assert!(names(&env).contains(&"oneoff".to_string()));
+    // As docker compose's, down leaves one-off containers to --remove-orphans.
     env.ok(&["down", "-t", "0"]);
+    assert_eq!(names(&env), ["oneoff"]);
+    env.ok(&["down", "-t", "0", "--remove-orphans"]);
     assert!(names(&env).is_empty());
 }
 

@@ -269,8 +269,7 @@ pub struct DownArgs {
     /// Remove images used by services: "local" those without a custom tag, "all" every one.
     #[arg(long, value_parser = ["local", "all"])]
     pub rmi: Option<String>,
-    /// Remove containers for services not defined in the Compose file (berth's down always
-    /// removes every container of the project).
+    /// Remove containers for services not defined in the Compose file.
     #[arg(long)]
     pub remove_orphans: bool,
 }
@@ -533,10 +532,25 @@ pub fn down(paths: &Paths, g: &Global, a: &DownArgs) -> Result<i32> {
             }
         }
     };
+    // As docker compose: the compose file is read unless only `-p` is given; with it, only
+    // its services' containers go (orphans and one-offs with --remove-orphans).
+    let services = if g.files.is_empty() && g.project_name.is_some() {
+        None
+    } else {
+        load(g)
+            .ok()
+            .filter(|p| p.name == name)
+            .map(|p| project::down::ProjectServices {
+                enabled: p.services.keys().cloned().collect(),
+                disabled: p.disabled_services.keys().cloned().collect(),
+            })
+    };
     let opts = DownOptions {
         volumes: a.volumes,
         timeout: a.timeout.map(Duration::from_secs),
         images,
+        remove_orphans: remove_orphans(a.remove_orphans),
+        services,
     };
     runtime()?.block_on(project::down::down(
         paths,
@@ -1101,6 +1115,8 @@ pub fn wait(paths: &Paths, g: &Global, a: &WaitArgs) -> Result<i32> {
             volumes: false,
             timeout: None,
             images: Vec::new(),
+            remove_orphans: false,
+            services: None,
         };
         runtime()?.block_on(project::down::down(
             paths,

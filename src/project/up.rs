@@ -176,9 +176,11 @@ pub fn orphans<'a>(
     existing
         .iter()
         .filter(|(c, _)| {
+            // A service disabled by its profile is still the project's (docker compose).
             !is_oneoff(c)
-                && c.service()
-                    .is_some_and(|s| !project.services.contains_key(s))
+                && c.service().is_some_and(|s| {
+                    !project.services.contains_key(s) && !project.disabled_services.contains_key(s)
+                })
         })
         .collect()
 }

@@ -197,7 +197,15 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let _ = self.berth(&["-p", &self.project.clone(), "down", "-v", "-t", "0"]);
+        let _ = self.berth(&[
+            "-p",
+            &self.project.clone(),
+            "down",
+            "-v",
+            "-t",
+            "0",
+            "--remove-orphans",
+        ]);
     }
 }
 
