@@ -216,3 +216,100 @@ fn down_leaves_orphans_and_one_offs_without_remove_orphans() {
     env.ok(&["-p", "dor", "down", "-t", "0", "--remove-orphans"]);
     assert_eq!(names(&env), Vec::<String>::new());
 }
+
+fn inspect_network(env: &Env, name: &str) -> serde_json::Value {
+    let out = env.ok(&["network", "inspect", name]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v.as_array().map_or(v.clone(), |a| a[0].clone())
+}
+
+#[test]
+fn a_changed_network_or_volume_is_recreated_with_its_containers() {
+    require_root!();
+    let env = Env::new("drift");
+    let file = |internal: bool, label: &str| {
+        format!(
+            "services:\n  app:\n    image: busybox\n    command: {LOOP}\n    networks: [front]\n  other:\n    image: busybox\n    command: {LOOP}\n  store:\n    image: busybox\n    command: {LOOP}\n    volumes: ['data:/data']\nnetworks:\n  front:\n    internal: {internal}\nvolumes:\n  data:\n    labels:\n      tier: {label}\n"
+        )
+    };
+    env.write("compose.yaml", &file(false, "a"));
+    env.ok(&["up", "-d"]);
+    env.ok(&["exec", "store", "sh", "-c", "echo kept > /data/f"]);
+    let (app, other, store) = (
+        id(&env, "drift-app-1"),
+        id(&env, "drift-other-1"),
+        id(&env, "drift-store-1"),
+    );
+    assert_eq!(inspect_network(&env, "drift_front")["Internal"], false);
+
+    // The network changed: it is made anew, and the containers on it are recreated; the rest
+    // is untouched.
+    env.write("compose.yaml", &file(true, "a"));
+    let out = env.berth(&["up", "-d"]);
+    assert!(out.status.success(), "{}", util::text(&out.stderr));
+    let err = util::text(&out.stderr);
+    assert!(
+        err.contains("Network drift_front  Removed")
+            && err.contains("Network drift_front  Created"),
+        "{err}"
+    );
+    assert_eq!(inspect_network(&env, "drift_front")["Internal"], true);
+    assert_ne!(id(&env, "drift-app-1"), app);
+    assert_eq!(id(&env, "drift-other-1"), other);
+    assert_eq!(id(&env, "drift-store-1"), store);
+    let app = id(&env, "drift-app-1");
+    // Nothing changed since: nothing is touched.
+    env.ok(&["up", "-d"]);
+    assert_eq!(id(&env, "drift-app-1"), app);
+
+    // The volume changed: docker compose asks first, as its data would be lost. No answer (stdin
+    // is empty): the volume and its container stay as they are, and the question comes again.
+    env.write("compose.yaml", &file(true, "b"));
+    let out = env.berth(&["up", "-d"]);
+    assert!(out.status.success(), "{}", util::text(&out.stderr));
+    let err = util::text(&out.stderr);
+    assert!(
+        err.contains("Volume \"drift_data\" exists but doesn't match configuration in compose file. Recreate (data will be lost)?"),
+        "{err}"
+    );
+    assert_eq!(id(&env, "drift-store-1"), store);
+    assert_eq!(env.ok(&["exec", "store", "cat", "/data/f"]), "kept\n");
+    // Yes (-y): the container goes, the volume is made anew (empty), the container comes back.
+    env.ok(&["up", "-d", "-y"]);
+    assert_ne!(id(&env, "drift-store-1"), store);
+    assert!(
+        !env.berth(&["exec", "store", "test", "-e", "/data/f"])
+            .status
+            .success()
+    );
+    let store = id(&env, "drift-store-1");
+    env.ok(&["up", "-d"]);
+    assert_eq!(id(&env, "drift-store-1"), store);
+
+    // Something `up` would not recreate (a one-off) on a changed network: an error, before
+    // anything changes.
+    env.ok(&["run", "-d", "--no-deps", "app"]);
+    env.write("compose.yaml", &file(false, "b"));
+    let err = env.fails(&["up", "-d"]);
+    assert!(
+        err.contains("network drift_front must be recreated as its configuration changed, but container drift-app-run-"),
+        "{err}"
+    );
+    assert_eq!(id(&env, "drift-app-1"), app);
+    assert_eq!(inspect_network(&env, "drift_front")["Internal"], true);
+    env.ok(&["down", "-t", "0", "--remove-orphans"]);
+
+    // A network of that name this project did not create is used as it is, with docker
+    // compose's warning.
+    env.ok(&["network", "create", "drift_front"]);
+    let out = env.berth(&["up", "-d"]);
+    assert!(out.status.success(), "{}", util::text(&out.stderr));
+    assert!(
+        util::text(&out.stderr)
+            .contains("a network with name drift_front exists but was not created by compose"),
+        "{}",
+        util::text(&out.stderr)
+    );
+    env.ok(&["down", "-t", "0"]);
+    env.ok(&["network", "rm", "drift_front"]);
+}

@@ -178,6 +178,7 @@ pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
         dry_run: a.dry_run,
         services: project::up::with_dependencies(&project, &a.services, false)?,
         renew_anon_volumes: false,
+        confirm: ask,
     };
     runtime()?.block_on(project::up::up(
         paths,
@@ -232,6 +233,7 @@ pub fn scale(paths: &Paths, g: &Global, a: &ScaleArgs) -> Result<i32> {
         dry_run: false,
         services,
         renew_anon_volumes: false,
+        confirm: ask,
     };
     runtime()?.block_on(project::up::up(
         paths,
@@ -240,6 +242,28 @@ pub fn scale(paths: &Paths, g: &Global, a: &ScaleArgs) -> Result<i32> {
         output::progress(&g.progress),
     ))?;
     Ok(0)
+}
+
+/// docker compose's prompt: the question, then a line from stdin; `y`, `yes`, `true` or `1`
+/// is yes (an empty line or the end of input is no). On stderr, which is not data.
+fn ask(question: &str) -> bool {
+    use std::io::Write;
+    output::finish();
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{question} [y/N] ");
+    let _ = err.flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    let _ = writeln!(err);
+    matches!(
+        line.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes" | "true" | "1"
+    )
+}
+
+/// `-y`: yes to every question.
+fn yes(_: &str) -> bool {
+    true
 }
 
 /// `--scale web=3` → {"web": 3}.
@@ -370,6 +394,7 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         dry_run: a.dry_run,
         services,
         renew_anon_volumes: a.renew_anon_volumes,
+        confirm: if a.yes { yes } else { ask },
     };
     // Checked before anything is made.
     let (attach, watch) = attached_services(a, &project, &opts.services)?;

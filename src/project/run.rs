@@ -61,6 +61,7 @@ pub async fn run(
                 dry_run: false,
                 services: deps,
                 renew_anon_volumes: false,
+                confirm: up::never,
                 pull: None,
                 build: super::pull::BuildMode::Missing,
             };

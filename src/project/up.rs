@@ -74,11 +74,13 @@ pub fn plan(
     images: &BTreeMap<String, Image>,
     existing: &[(ContainerRecord, Status)],
     opts: &UpOptions,
+    force: &BTreeSet<String>,
 ) -> Vec<Action> {
     let (scale, remove_orphans) = (&opts.scale, opts.remove_orphans);
     let mut actions = Vec::new();
     for (name, svc) in &project.services {
-        if !opts.services.is_empty() && !opts.services.contains(name) {
+        let forced = force.contains(name);
+        if !opts.services.is_empty() && !opts.services.contains(name) && !forced {
             continue;
         }
         let hash = config_hash(svc, &images[name].id);
@@ -94,11 +96,14 @@ pub fn plan(
                 None => Action::Create { service, number },
                 Some((c, status)) => {
                     let container = c.name.clone();
-                    let same = match opts.recreate {
-                        Recreate::Diverged => c.label(labels::CONFIG_HASH) == Some(hash.as_str()),
-                        Recreate::Force => false,
-                        Recreate::Never => true,
-                    };
+                    let same = !forced
+                        && match opts.recreate {
+                            Recreate::Diverged => {
+                                c.label(labels::CONFIG_HASH) == Some(hash.as_str())
+                            }
+                            Recreate::Force => false,
+                            Recreate::Never => true,
+                        };
                     match (same, status) {
                         (true, Status::Running) => Action::Keep { service, container },
                         // Made by `create` (its preparation finished, no shim ever spawned for
@@ -235,6 +240,14 @@ pub struct UpOptions {
     /// `-V`: a recreated container gets new anonymous volumes instead of its predecessor's
     /// (which are removed).
     pub renew_anon_volumes: bool,
+    /// Asks the user a yes/no question (recreating a volume whose definition changed loses its
+    /// data): `-y` answers yes, [`never`] no.
+    pub confirm: fn(&str) -> bool,
+}
+
+/// A [`UpOptions::confirm`] that answers no without asking.
+pub fn never(_: &str) -> bool {
+    false
 }
 
 /// The named services and, unless `no_deps`, everything they depend on.
@@ -296,7 +309,10 @@ pub async fn up(
             (c, s)
         })
         .collect();
-    let mut actions = plan(paths, project, &images, &existing, opts);
+    // Networks and volumes whose definition changed: the containers using them are
+    // recreated, and they are made anew in between.
+    let drift = drift(paths, project, opts, &existing)?;
+    let mut actions = plan(paths, project, &images, &existing, opts, &drift.services);
     if !opts.no_start {
         restart_dependents(project, &mut actions);
     }
@@ -367,6 +383,29 @@ pub async fn up(
                 super::container::remove_anonymous_volumes(paths, c)?;
             }
         }
+    }
+
+    // Changed networks and volumes, now that no container uses them: removed and made anew.
+    let (mut volume_dirs, mut networks) = (volume_dirs, networks);
+    for (key, host_name) in &drift.networks {
+        if let Some(r) = network::load(paths, host_name)? {
+            network::remove(paths, &host, &r.network).await?;
+            progress.event("Network", host_name, "Removed");
+        }
+        let net = &project.networks[key];
+        let spec = network::NetworkSpec::from_compose(host_name, net)?;
+        let l = network_labels(project, key, host_name, net);
+        let (n, _) = network::ensure(paths, &host, host_name, &spec, &l).await?;
+        progress.event("Network", host_name, "Created");
+        networks.insert(key.clone(), n);
+    }
+    for (key, host_name) in &drift.volumes {
+        volume::remove(paths, host_name)?;
+        progress.event("Volume", host_name, "Removed");
+        let l = volume_labels(project, key, host_name, &project.volumes[key]);
+        let (dir, _) = volume::ensure(paths, host_name, &l)?;
+        progress.event("Volume", host_name, "Created");
+        volume_dirs.insert(key.clone(), dir);
     }
 
     // 4. New containers: records, addresses, namespaces and links, before any starts.
@@ -555,6 +594,165 @@ pub async fn up(
     Ok(())
 }
 
+/// A compose network's labels: the user's, the project's and docker compose's config hash.
+fn network_labels(
+    project: &Project,
+    key: &str,
+    host_name: &str,
+    net: &crate::compose::Network,
+) -> BTreeMap<String, String> {
+    let mut l = net.labels.clone();
+    l.insert(labels::PROJECT.into(), project.name.clone());
+    l.insert(labels::NETWORK.into(), key.to_string());
+    l.insert(labels::CONFIG_HASH.into(), network_hash(host_name, net));
+    l
+}
+
+fn volume_labels(
+    project: &Project,
+    key: &str,
+    host_name: &str,
+    vol: &crate::compose::Volume,
+) -> BTreeMap<String, String> {
+    let mut l = vol.labels.clone();
+    l.insert(labels::PROJECT.into(), project.name.clone());
+    l.insert(labels::VOLUME.into(), key.to_string());
+    l.insert(labels::CONFIG_HASH.into(), volume_hash(host_name, vol));
+    l
+}
+
+/// The hash of a network's definition (every key, with its name on the host), kept in its
+/// `config-hash` label: when it changes, `up` recreates the network.
+pub fn network_hash(host_name: &str, net: &crate::compose::Network) -> String {
+    let json = serde_json::to_string(&(host_name, net)).unwrap_or_default();
+    short_hash(json.as_bytes(), 64)
+}
+
+/// The same for a volume (`driver` defaults to `local`, as docker compose's hash has it).
+pub fn volume_hash(host_name: &str, vol: &crate::compose::Volume) -> String {
+    let mut vol = vol.clone();
+    vol.driver.get_or_insert_with(|| "local".into());
+    let json = serde_json::to_string(&(host_name, &vol)).unwrap_or_default();
+    short_hash(json.as_bytes(), 64)
+}
+
+/// Networks and volumes of the project whose definition changed since the project made them
+/// (their `config-hash` label differs; one without the label is left alone, as docker compose
+/// does), keyed as in the compose file with their host names, and the services whose
+/// containers use them, which `up` recreates.
+#[derive(Debug, Default)]
+pub struct Drift {
+    pub networks: BTreeMap<String, String>,
+    pub volumes: BTreeMap<String, String>,
+    pub services: BTreeSet<String>,
+}
+
+/// Finds the [`Drift`]. As docker compose: a network is recreated (it holds no data); a volume
+/// only once the user agrees (`-y`, or an answer on stdin), since its data is lost; a network or
+/// volume of that name that this project did not create is used as it is, with a warning. Fails,
+/// before anything changes, when something `up` does not recreate (a one-off, another
+/// project's container) uses what must be made anew.
+fn drift(
+    paths: &Paths,
+    project: &Project,
+    opts: &UpOptions,
+    existing: &[(ContainerRecord, Status)],
+) -> Result<Drift> {
+    let host_name = |key: &str, name: &Option<String>| {
+        name.clone()
+            .unwrap_or_else(|| format!("{}_{key}", project.name))
+    };
+    let mut drift = Drift::default();
+    for (key, net) in project.networks.iter().filter(|(_, n)| !n.external) {
+        let name = host_name(key, &net.name);
+        let Some(r) = network::load(paths, &name)? else {
+            continue;
+        };
+        match r.labels.get(labels::PROJECT) {
+            None => tracing::warn!(
+                "a network with name {name} exists but was not created by compose.
+Set `external: true` to use an existing network"
+            ),
+            Some(p) if p != &project.name => tracing::warn!(
+                "a network with name {name} exists but was not created for project {:?}.
+Set `external: true` to use an existing network",
+                project.name
+            ),
+            Some(_) => {
+                if r.labels
+                    .get(labels::CONFIG_HASH)
+                    .is_some_and(|h| *h != network_hash(&name, net))
+                {
+                    drift.networks.insert(key.clone(), name);
+                }
+            }
+        }
+    }
+    let volumes = volume::list(paths)?;
+    for (key, vol) in project.volumes.iter().filter(|(_, v)| !v.external) {
+        let name = host_name(key, &vol.name);
+        let Some(r) = volumes.iter().find(|v| v.name == name) else {
+            continue;
+        };
+        match r.labels.get(labels::PROJECT) {
+            None => tracing::warn!(
+                "volume {name:?} already exists but was not created by Docker Compose. Use `external: true` to use an existing volume"
+            ),
+            Some(p) if p != &project.name => tracing::warn!(
+                "volume {name:?} already exists but was created for project {p:?} (expected {:?}). Use `external: true` to use an existing volume",
+                project.name
+            ),
+            Some(_) => {
+                if r.labels
+                    .get(labels::CONFIG_HASH)
+                    .is_some_and(|h| *h != volume_hash(&name, vol))
+                    && (opts.confirm)(&format!(
+                        "Volume {name:?} exists but doesn't match configuration in compose file. Recreate (data will be lost)?"
+                    ))
+                {
+                    drift.volumes.insert(key.clone(), name);
+                }
+            }
+        }
+    }
+    if drift.networks.is_empty() && drift.volumes.is_empty() {
+        return Ok(drift);
+    }
+    let uses = |c: &ContainerRecord| {
+        c.networks
+            .iter()
+            .find(|a| drift.networks.values().any(|n| *n == a.network))
+            .map(|a| format!("network {}", a.network))
+            .or_else(|| {
+                c.mounts
+                    .iter()
+                    .filter_map(|m| m.volume.as_ref())
+                    .find(|v| drift.volumes.values().any(|d| d == *v))
+                    .map(|v| format!("volume {v}"))
+            })
+    };
+    let orphans: Vec<&str> = orphans(project, existing)
+        .iter()
+        .map(|(c, _)| c.name.as_str())
+        .collect();
+    for c in crate::engine::container::list(paths)? {
+        let Some(what) = uses(&c) else { continue };
+        let ours = c.project() == Some(project.name.as_str()) && !is_oneoff(&c);
+        match c.service() {
+            Some(s) if ours && project.services.contains_key(s) => {
+                drift.services.insert(s.to_string());
+            }
+            _ if ours && opts.remove_orphans && orphans.contains(&c.name.as_str()) => {}
+            _ => bail!(
+                "{what} must be recreated as its configuration changed, but container {} uses it
+hint: remove that container first, or run `down` (with --remove-orphans) and `up` again",
+                c.name
+            ),
+        }
+    }
+    Ok(drift)
+}
+
 /// Makes the project's named volumes and networks exist; returns the volume directories and
 /// the networks, both keyed as in the compose file.
 pub async fn ensure_resources(
@@ -572,11 +770,11 @@ pub async fn ensure_resources(
             .name
             .clone()
             .unwrap_or_else(|| format!("{}_{key}", project.name));
-        let mut l = vol.labels.clone();
-        if !vol.external {
-            l.insert(labels::PROJECT.into(), project.name.clone());
-            l.insert(labels::VOLUME.into(), key.clone());
-        }
+        let l = if vol.external {
+            vol.labels.clone()
+        } else {
+            volume_labels(project, key, &host_name, vol)
+        };
         let (dir, created) = volume::ensure(paths, &host_name, &l)?;
         if created {
             progress.event("Volume", &host_name, "Created");
@@ -605,9 +803,7 @@ pub async fn ensure_resources(
             continue;
         }
         let spec = network::NetworkSpec::from_compose(&host_name, net)?;
-        let mut l = net.labels.clone();
-        l.insert(labels::PROJECT.into(), project.name.clone());
-        l.insert(labels::NETWORK.into(), key.clone());
+        let l = network_labels(project, key, &host_name, net);
         let (n, created) = network::ensure(paths, host, &host_name, &spec, &l).await?;
         if created {
             progress.event("Network", &host_name, "Created");
