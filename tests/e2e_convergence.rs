@@ -313,3 +313,37 @@ fn a_changed_network_or_volume_is_recreated_with_its_containers() {
     env.ok(&["down", "-t", "0"]);
     env.ok(&["network", "rm", "drift_front"]);
 }
+
+#[test]
+fn force_recreate_applies_to_the_named_services_and_deps_follow_always_recreate_deps() {
+    require_root!();
+    let env = Env::new("frd");
+    env.write(
+        "compose.yaml",
+        &format!("services:\n  db:\n    image: busybox\n    command: {LOOP}\n  web:\n    image: busybox\n    command: {LOOP}\n    depends_on: [db]\n"),
+    );
+    env.ok(&["up", "-d"]);
+    let ids = || (id(&env, "frd-db-1"), id(&env, "frd-web-1"));
+    let (db, web) = ids();
+    // docker compose: --force-recreate recreates the named service, its dependencies only if
+    // their configuration diverged...
+    env.ok(&["up", "-d", "--force-recreate", "web"]);
+    let (db2, web2) = ids();
+    assert_eq!(db2, db);
+    assert_ne!(web2, web);
+    // ...or with --always-recreate-deps.
+    env.ok(&["up", "-d", "--always-recreate-deps", "web"]);
+    let (db3, web3) = ids();
+    assert_ne!(db3, db2);
+    assert_eq!(web3, web2, "web itself had not changed");
+    // Without services named, every service is named.
+    env.ok(&["up", "-d", "--force-recreate"]);
+    let (db4, web4) = ids();
+    assert!(db4 != db3 && web4 != web3);
+    let err = env.fails(&["up", "-d", "--always-recreate-deps", "--no-recreate"]);
+    assert!(
+        err.contains("--always-recreate-deps and --no-recreate are incompatible"),
+        "{err}"
+    );
+    env.ok(&["down", "-t", "0"]);
+}

@@ -63,6 +63,9 @@ pub struct UpArgs {
     /// If containers already exist, don't recreate them.
     #[arg(long)]
     pub no_recreate: bool,
+    /// Recreate dependent containers. Incompatible with --no-recreate.
+    #[arg(long)]
+    pub always_recreate_deps: bool,
     /// Recreate anonymous volumes instead of retrieving data from the previous containers.
     #[arg(short = 'V', long)]
     pub renew_anon_volumes: bool,
@@ -167,6 +170,8 @@ pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
     let project = load_enabling(g, &a.services)?;
     let opts = UpOptions {
         recreate: recreate_policy(a.force_recreate, a.no_recreate),
+        recreate_deps: recreate_policy(false, a.no_recreate),
+        named: a.services.iter().cloned().collect(),
         no_start: true,
         timeout: None,
         wait: false,
@@ -222,6 +227,8 @@ pub fn scale(paths: &Paths, g: &Global, a: &ScaleArgs) -> Result<i32> {
     }
     let opts = UpOptions {
         recreate: project::up::Recreate::Diverged,
+        recreate_deps: project::up::Recreate::Diverged,
+        named: names.iter().cloned().collect(),
         no_start: false,
         timeout: None,
         wait: false,
@@ -383,6 +390,8 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     let opts = UpOptions {
         // docker compose: `-V` recreates the containers (with new anonymous volumes).
         recreate: recreate_policy(a.force_recreate || a.renew_anon_volumes, a.no_recreate),
+        recreate_deps: recreate_policy(a.always_recreate_deps, a.no_recreate),
+        named: a.services.iter().cloned().collect(),
         no_start: a.no_start,
         timeout: a.timeout.map(Duration::from_secs),
         wait: a.wait,
@@ -531,6 +540,9 @@ fn check_up_flags(a: &UpArgs, project: &Project) -> Result<()> {
         bail!(
             "--wait cannot be combined with --abort-on-container-exit, --abort-on-container-failure or --exit-code-from"
         );
+    }
+    if a.always_recreate_deps && a.no_recreate {
+        bail!("--always-recreate-deps and --no-recreate are incompatible");
     }
     if a.renew_anon_volumes && a.no_recreate {
         bail!("--no-recreate and --renew-anon-volumes are incompatible");

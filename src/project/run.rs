@@ -52,6 +52,8 @@ pub async fn run(
         if !deps.is_empty() {
             let up_opts = UpOptions {
                 recreate: Default::default(),
+                recreate_deps: Default::default(),
+                named: Default::default(),
                 no_start: false,
                 timeout: None,
                 wait: false,

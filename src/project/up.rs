@@ -97,7 +97,7 @@ pub fn plan(
                 Some((c, status)) => {
                     let container = c.name.clone();
                     let same = !forced
-                        && match opts.recreate {
+                        && match opts.recreate_policy(name) {
                             Recreate::Diverged => {
                                 c.label(labels::CONFIG_HASH) == Some(hash.as_str())
                             }
@@ -216,8 +216,12 @@ pub enum Recreate {
 }
 
 pub struct UpOptions {
-    /// `--force-recreate` / `--no-recreate`.
+    /// `--force-recreate` / `--no-recreate`, for the services named to `up` (all when none).
     pub recreate: Recreate,
+    /// For their dependencies: `--always-recreate-deps` forces, `--no-recreate` never.
+    pub recreate_deps: Recreate,
+    /// The services named on the command line (empty: all of them are).
+    pub named: BTreeSet<String>,
     /// `create`: make the containers but leave them in state `created`.
     pub no_start: bool,
     /// `-t` for containers that are recreated; `None` uses their grace period.
@@ -243,6 +247,18 @@ pub struct UpOptions {
     /// Asks the user a yes/no question (recreating a volume whose definition changed loses its
     /// data): `-y` answers yes, [`never`] no.
     pub confirm: fn(&str) -> bool,
+}
+
+impl UpOptions {
+    /// The recreate policy of a service: `recreate` for the services named to `up`,
+    /// `recreate_deps` for the dependencies it brings along, as docker compose has it.
+    pub fn recreate_policy(&self, service: &str) -> Recreate {
+        if self.named.is_empty() || self.named.contains(service) {
+            self.recreate
+        } else {
+            self.recreate_deps
+        }
+    }
 }
 
 /// A [`UpOptions::confirm`] that answers no without asking.
