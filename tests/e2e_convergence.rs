@@ -345,5 +345,13 @@ fn force_recreate_applies_to_the_named_services_and_deps_follow_always_recreate_
         err.contains("--always-recreate-deps and --no-recreate are incompatible"),
         "{err}"
     );
+    // down SERVICE takes the services depending on it along, not its dependencies.
+    env.ok(&["down", "-t", "0", "web"]);
+    assert_eq!(names(&env), ["frd-db-1"]);
+    env.ok(&["up", "-d"]);
+    env.ok(&["down", "-t", "0", "db"]);
+    assert_eq!(names(&env), Vec::<String>::new());
+    let err = env.fails(&["down", "nope"]);
+    assert!(err.contains("no such service: nope"), "{err}");
     env.ok(&["down", "-t", "0"]);
 }

@@ -318,3 +318,184 @@ fn up_exit_code_from_container_killed() {
     assert!(stdout.contains("exiting with error"), "{stdout}");
     assert_eq!(code(&out), 143, "{stdout}\n{}", util::text(&out.stderr));
 }
+
+/// The replica numbers of a service's containers, sorted.
+fn replicas(env: &Env, service: &str) -> Vec<u32> {
+    let mut n: Vec<u32> = env
+        .ok(&["ps", "-a", "--format", "json"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["Service"] == service)
+        .filter_map(|v| v["Name"].as_str()?.rsplit('-').next()?.parse().ok())
+        .collect();
+    n.sort();
+    n
+}
+
+fn container_id(env: &Env, name: &str) -> String {
+    env.ok(&["ps", "-a", "--format", "json"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["Name"] == name)
+        .and_then(|v| v["ID"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+#[test]
+fn scale_doesnt_recreate() {
+    require_root!();
+    let Some(env) = project("testdata/TestScaleDoesntRecreate", "e2e-scale-norecreate") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    assert_eq!(replicas(&env, "simple"), [1]);
+    let first = container_id(&env, "e2e-scale-norecreate-simple-1");
+    let out = env.berth(&["up", "--scale", "simple=2", "-d"]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(replicas(&env, "simple"), [1, 2]);
+    assert!(!util::text(&out.stderr).contains("Recreated"));
+    assert_eq!(container_id(&env, "e2e-scale-norecreate-simple-1"), first);
+}
+
+#[test]
+fn scale_with_deps_cases() {
+    require_root!();
+    let Some(env) = project("testdata/TestScaleWithDepsCases", "e2e-scale-deps") else {
+        return;
+    };
+    env.ok(&["up", "-d", "--scale", "db=2"]);
+    assert_eq!(replicas(&env, "db"), [1, 2]);
+    // scale --no-deps leaves the dependency alone...
+    env.ok(&["scale", "--no-deps", "back=2"]);
+    assert_eq!(replicas(&env, "back"), [1, 2]);
+    assert_eq!(replicas(&env, "db"), [1, 2]);
+    // ...a plain scale reconciles it to the model.
+    env.ok(&["scale", "back=2"]);
+    assert_eq!(replicas(&env, "back"), [1, 2]);
+    assert_eq!(replicas(&env, "db"), [1]);
+}
+
+#[test]
+fn scale_up_and_down_preserve_container_number() {
+    require_root!();
+    let Some(env) = project(
+        "testdata/TestScaleUpAndDownPreserveContainerNumber",
+        "e2e-scale-numbers",
+    ) else {
+        return;
+    };
+    env.ok(&["up", "-d", "--scale", "db=2", "db"]);
+    assert_eq!(replicas(&env, "db"), [1, 2]);
+    env.ok(&["up", "-d", "--scale", "db=1", "db"]);
+    assert_eq!(replicas(&env, "db"), [1]);
+    env.ok(&["up", "-d", "--scale", "db=2", "db"]);
+    assert_eq!(replicas(&env, "db"), [1, 2]);
+}
+
+#[test]
+fn scale_down_removes_obsolete() {
+    require_root!();
+    let Some(env) = project(
+        "testdata/TestScaleDownRemovesObsolete",
+        "e2e-scale-obsolete",
+    ) else {
+        return;
+    };
+    env.ok(&["up", "-d", "db"]);
+    assert_eq!(replicas(&env, "db"), [1]);
+    let with_env = |args: &[&str]| {
+        let out = env.command(args).env("MAYBE", "value").output().unwrap();
+        assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    };
+    with_env(&["up", "-d", "--scale", "db=2", "db"]);
+    assert_eq!(replicas(&env, "db"), [1, 2]);
+    with_env(&["up", "-d", "--scale", "db=1", "db"]);
+    assert_eq!(replicas(&env, "db"), [1]);
+}
+
+#[test]
+fn up_recreate_volumes() {
+    require_root!();
+    let Some(env) = project("testdata/TestUpRecreateVolumes", "e2e-recreate-volumes") else {
+        return;
+    };
+    // berth has no `volume inspect`: the label is read from the volume's record.
+    let label = |env: &Env| -> String {
+        let rec = std::fs::read_to_string(
+            env.root()
+                .join("volumes/e2e-recreate-volumes_my_vol/volume.json"),
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&rec).unwrap();
+        v["labels"]["foo"].as_str().unwrap_or_default().to_string()
+    };
+    env.ok(&["up", "-d"]);
+    assert_eq!(label(&env), "bar");
+    let out = env
+        .command(&["up", "-d", "-y"])
+        .env("VOL_LABEL", "zot")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    assert_eq!(label(&env), "zot");
+}
+
+#[test]
+fn remove_orphaned() {
+    require_root!();
+    let Some(env) = project("testdata/TestRemoveOrphaned", "e2e-remove-orphaned") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    // down scoped to one service leaves the others alone.
+    env.ok(&["down", "--remove-orphans", "web"]);
+    let s = states(&env);
+    assert!(!s.iter().any(|c| c.0.contains("-web-")), "{s:?}");
+    for svc in ["words", "db"] {
+        assert!(
+            s.iter()
+                .any(|c| c.0 == format!("e2e-remove-orphaned-{svc}-1") && c.1 == "running"),
+            "{s:?}"
+        );
+    }
+}
+
+#[test]
+fn network_recreate() {
+    require_root!();
+    let Some(env) = project("fixtures/network-recreate", "e2e-network-recreate") else {
+        return;
+    };
+    env.ok(&["tag", "busybox", "nginx"]);
+    env.ok(&["up", "-d"]);
+    // The network's labels change (FOO): it is recreated with the container on it.
+    let out = env
+        .command(&["--progress=plain", "up", "-d"])
+        .env("FOO", "bar")
+        .output()
+        .unwrap();
+    let err = util::text(&out.stderr);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(err.contains("Stopped"), "{err}");
+    assert!(
+        err.contains("Started") || err.contains("Recreated"),
+        "{err}"
+    );
+}
+
+#[test]
+fn up_recreate_volumes_ignore_binds() {
+    require_root!();
+    let Some(env) = project(
+        "testdata/TestUpRecreateVolumesIgnoreBinds",
+        "e2e-ignore-binds",
+    ) else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    let first = container_id(&env, "e2e-ignore-binds-app-1");
+    let out = env.berth(&["up", "-d"]);
+    assert_eq!(code(&out), 0);
+    assert!(!util::text(&out.stderr).contains("Recreated"));
+    assert_eq!(container_id(&env, "e2e-ignore-binds-app-1"), first);
+}

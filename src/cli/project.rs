@@ -303,6 +303,8 @@ pub struct DownArgs {
     /// Remove containers for services not defined in the Compose file.
     #[arg(long)]
     pub remove_orphans: bool,
+    /// Services to take down, with those depending on them (all by default).
+    pub services: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -571,23 +573,65 @@ pub fn down(paths: &Paths, g: &Global, a: &DownArgs) -> Result<i32> {
     };
     // As docker compose: the compose file is read unless only `-p` is given; with it, only
     // its services' containers go (orphans and one-offs with --remove-orphans).
-    let services = if g.files.is_empty() && g.project_name.is_some() {
+    let file = if g.files.is_empty() && g.project_name.is_some() {
         None
     } else {
-        load(g)
-            .ok()
-            .filter(|p| p.name == name)
-            .map(|p| project::down::ProjectServices {
-                enabled: p.services.keys().cloned().collect(),
-                disabled: p.disabled_services.keys().cloned().collect(),
-            })
+        load(g).ok().filter(|p| p.name == name)
     };
+    let services = file.as_ref().map(|p| project::down::ProjectServices {
+        enabled: p.services.keys().cloned().collect(),
+        disabled: p.disabled_services.keys().cloned().collect(),
+    });
+    // `down SERVICE...`: with a compose file every name must be one of its services; without,
+    // the names no container has are skipped (docker compose cannot tell a typo from a service
+    // already gone).
+    let mut only = std::collections::BTreeSet::new();
+    if !a.services.is_empty() {
+        let deps: std::collections::BTreeMap<String, Vec<String>> = match &file {
+            Some(p) => p
+                .services
+                .iter()
+                .map(|(k, s)| (k.clone(), s.depends_on.keys().cloned().collect()))
+                .collect(),
+            None => project::containers(paths, &name)?
+                .iter()
+                .filter_map(|c| {
+                    let deps = c
+                        .label(crate::engine::container::labels::DEPENDS_ON)
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter_map(|d| d.split(':').next())
+                        .filter(|d| !d.is_empty())
+                        .map(String::from)
+                        .collect();
+                    Some((c.service()?.to_string(), deps))
+                })
+                .collect(),
+        };
+        let mut named = Vec::new();
+        for s in &a.services {
+            if deps.contains_key(s) {
+                named.push(s.clone());
+            } else if file.is_some() {
+                bail!("no such service: {s}");
+            }
+        }
+        if named.is_empty() {
+            output::note(&format!(
+                "Any of the services {:?} not running in project {name:?}",
+                a.services
+            ));
+            return Ok(0);
+        }
+        only = project::down::with_dependents(&deps, &named);
+    }
     let opts = DownOptions {
         volumes: a.volumes,
         timeout: a.timeout.map(Duration::from_secs),
         images,
         remove_orphans: remove_orphans(a.remove_orphans),
         services,
+        only,
     };
     runtime()?.block_on(project::down::down(
         paths,
@@ -1154,6 +1198,7 @@ pub fn wait(paths: &Paths, g: &Global, a: &WaitArgs) -> Result<i32> {
             images: Vec::new(),
             remove_orphans: false,
             services: None,
+            only: Default::default(),
         };
         runtime()?.block_on(project::down::down(
             paths,

@@ -20,6 +20,29 @@ pub struct DownOptions {
     /// The compose file's services (enabled, and disabled by profiles), when `down` read one;
     /// `None` (`down -p NAME`): every service the containers name is the project's.
     pub services: Option<ProjectServices>,
+    /// `down SERVICE...`: these services and those depending on them (see [`with_dependents`]);
+    /// empty means all.
+    pub only: std::collections::BTreeSet<String>,
+}
+
+/// The named services and every service that depends on one of them, directly or not
+/// (`deps`: each service's `depends_on`), as `down SERVICE` takes them down.
+pub fn with_dependents(
+    deps: &std::collections::BTreeMap<String, Vec<String>>,
+    names: &[String],
+) -> std::collections::BTreeSet<String> {
+    let mut out: std::collections::BTreeSet<String> = names.iter().cloned().collect();
+    loop {
+        let more: Vec<String> = deps
+            .iter()
+            .filter(|(s, d)| !out.contains(*s) && d.iter().any(|d| out.contains(d)))
+            .map(|(s, _)| s.clone())
+            .collect();
+        if more.is_empty() {
+            return out;
+        }
+        out.extend(more);
+    }
 }
 
 /// The services of the compose file `down` read.
@@ -35,16 +58,19 @@ impl DownOptions {
     /// Whether `down` removes this container of the project, as docker compose decides:
     /// one-off containers and orphans only with `--remove-orphans`; containers of a service
     /// disabled by its profile never.
-    pub fn removes(&self, rec: &ContainerRecord) -> bool {
+    /// With `down SERVICE...`, only those services' (and their dependents') containers,
+    /// plus, with `--remove-orphans`, every orphan and exited one-off.
+    pub fn removes(&self, rec: &ContainerRecord, exited: bool) -> bool {
+        let service = rec.service().unwrap_or_default();
+        let chosen = self.only.is_empty() || self.only.contains(service);
         if super::up::is_oneoff(rec) {
-            return self.remove_orphans;
+            return self.remove_orphans && (chosen || exited);
         }
         let Some(services) = &self.services else {
-            return true;
+            return chosen;
         };
-        let service = rec.service().unwrap_or_default();
         if services.enabled.contains(service) {
-            true
+            chosen
         } else if services.disabled.contains(service) {
             false
         } else {
@@ -94,7 +120,12 @@ pub async fn down(
     let host = net_host(paths);
     let recs: Vec<ContainerRecord> = containers(paths, project)?
         .into_iter()
-        .filter(|c| opts.removes(c))
+        .filter(|c| {
+            let exited = c
+                .state(paths)
+                .is_ok_and(|s| s.status == crate::engine::container::Status::Exited);
+            opts.removes(c, exited)
+        })
         .collect();
 
     // Every container at once, each stopped (it may take its whole grace period) then removed

@@ -393,6 +393,12 @@ pub async fn up(
         if let Action::Recreate { container, .. } | Action::Remove { container, .. } = a
             && let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container)
         {
+            // Those on a changed network or volume are stopped first, as docker compose says.
+            if c.service().is_some_and(|s| drift.services.contains(s)) {
+                progress.event("Container", &c.name, "Stopping");
+                runtime::stop(paths, c, runtime::grace(c, opts.timeout))?;
+                progress.event("Container", &c.name, "Stopped");
+            }
             super::down::remove_container(paths, &host, c, opts.timeout).await?;
             progress.event("Container", &c.name, "Removed");
             if opts.renew_anon_volumes {
