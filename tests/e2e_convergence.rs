@@ -182,7 +182,10 @@ fn down_leaves_orphans_and_one_offs_without_remove_orphans() {
     );
     let out = env.berth(&["up", "-d"]);
     let err = util::text(&out.stderr);
-    assert!(err.contains("orphan containers (dor-b-1)"), "{err}");
+    assert!(
+        err.contains("Found orphan containers (dor-b-1) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up."),
+        "{err}"
+    );
 
     // docker compose's down removes only the file's active services: b (orphan), c (profile
     // not active) and the one-off stay, and so does the network they use.
@@ -353,5 +356,43 @@ fn force_recreate_applies_to_the_named_services_and_deps_follow_always_recreate_
     assert_eq!(names(&env), Vec::<String>::new());
     let err = env.fails(&["down", "nope"]);
     assert!(err.contains("no such service: nope"), "{err}");
+    env.ok(&["down", "-t", "0"]);
+}
+
+#[test]
+fn exited_one_offs_are_orphans_and_compose_remove_orphans_comes_from_dot_env() {
+    require_root!();
+    let env = Env::new("oo");
+    env.write(
+        "compose.yaml",
+        &format!("services:\n  test:\n    image: busybox\n    command: {LOOP}\n  once:\n    image: busybox\n    command: [echo, hello]\n    profiles: [run]\n"),
+    );
+    env.ok(&["run", "once"]);
+    let oneoff = names(&env);
+    assert!(
+        oneoff.len() == 1 && oneoff[0].starts_with("oo-once-run-"),
+        "{oneoff:?}"
+    );
+    // An exited one-off is an orphan: up warns about it...
+    let out = env.berth(&["up", "-d"]);
+    let err = util::text(&out.stderr);
+    assert!(
+        err.contains(&format!("Found orphan containers ({})", oneoff[0])),
+        "{err}"
+    );
+    assert_eq!(names(&env).len(), 2);
+    // ...unless COMPOSE_IGNORE_ORPHANS, and removes it with COMPOSE_REMOVE_ORPHANS, read from
+    // the project's .env too.
+    env.write(".env", "COMPOSE_IGNORE_ORPHANS=true\n");
+    let out = env.berth(&["up", "-d"]);
+    assert!(!util::text(&out.stderr).contains("orphan"));
+    let err = env.fails(&["up", "-d", "--remove-orphans"]);
+    assert!(
+        err.contains("cannot combine COMPOSE_IGNORE_ORPHANS and --remove-orphans"),
+        "{err}"
+    );
+    env.write(".env", "COMPOSE_REMOVE_ORPHANS=1\n");
+    env.ok(&["up", "-d"]);
+    assert_eq!(names(&env), ["oo-test-1"]);
     env.ok(&["down", "-t", "0"]);
 }

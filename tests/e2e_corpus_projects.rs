@@ -499,3 +499,29 @@ fn up_recreate_volumes_ignore_binds() {
     assert!(!util::text(&out.stderr).contains("Recreated"));
     assert_eq!(container_id(&env, "e2e-ignore-binds-app-1"), first);
 }
+
+#[test]
+fn remove_orphans_from_dot_env() {
+    require_root!();
+    let Some(env) = project("testdata/TestRemoveOrphans", "e2e-remove-orphans") else {
+        return;
+    };
+    // The project's `.env` (docker compose's fixture has it; the corpus copy dropped dot files).
+    env.write(".env", "COMPOSE_REMOVE_ORPHANS=true\n");
+    env.ok(&["run", "orphan"]);
+    let s = states(&env);
+    assert!(
+        s.len() == 1 && s[0].0.starts_with("e2e-remove-orphans-orphan-run-") && s[0].1 == "exited",
+        "{s:?}"
+    );
+    env.ok(&["up", "-d"]);
+    let s = states(&env);
+    assert_eq!(
+        s,
+        [(
+            "e2e-remove-orphans-test-1".to_string(),
+            "running".to_string(),
+            0
+        )]
+    );
+}

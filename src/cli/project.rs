@@ -130,8 +130,19 @@ fn pull_policy(pull: Option<&str>) -> Result<Option<PullPolicy>> {
         .map_err(anyhow::Error::msg)
 }
 
+/// `--remove-orphans`, or `COMPOSE_REMOVE_ORPHANS` from the environment (or, when a project is
+/// loaded, its `.env`).
 fn remove_orphans(flag: bool) -> bool {
-    flag || std::env::var("COMPOSE_REMOVE_ORPHANS").is_ok_and(|v| v == "1" || v == "true")
+    flag || project::up::truthy(std::env::var("COMPOSE_REMOVE_ORPHANS").ok().as_deref())
+}
+
+fn remove_orphans_in(flag: bool, project: &Project) -> bool {
+    flag || project::up::truthy(
+        project
+            .environment
+            .get("COMPOSE_REMOVE_ORPHANS")
+            .map(String::as_str),
+    )
 }
 
 #[derive(Debug, clap::Args)]
@@ -179,7 +190,7 @@ pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
         pull: pull_policy(a.pull.as_deref())?,
         build: build_mode(a.build, a.no_build),
         scale: parse_scale(&a.scale)?,
-        remove_orphans: remove_orphans(a.remove_orphans),
+        remove_orphans: remove_orphans_in(a.remove_orphans, &project),
         dry_run: a.dry_run,
         services: project::up::with_dependencies(&project, &a.services, false)?,
         renew_anon_volumes: false,
@@ -401,7 +412,7 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         pull: pull_policy(a.pull.as_deref())?,
         build: build_mode(a.build, a.no_build),
         scale: parse_scale(&a.scale)?,
-        remove_orphans: remove_orphans(a.remove_orphans),
+        remove_orphans: remove_orphans_in(a.remove_orphans, &project),
         dry_run: a.dry_run,
         services,
         renew_anon_volumes: a.renew_anon_volumes,
@@ -543,6 +554,9 @@ fn check_up_flags(a: &UpArgs, project: &Project) -> Result<()> {
             "--wait cannot be combined with --abort-on-container-exit, --abort-on-container-failure or --exit-code-from"
         );
     }
+    if project::up::ignore_orphans(project) && remove_orphans_in(a.remove_orphans, project) {
+        bail!("cannot combine COMPOSE_IGNORE_ORPHANS and --remove-orphans");
+    }
     if a.always_recreate_deps && a.no_recreate {
         bail!("--always-recreate-deps and --no-recreate are incompatible");
     }
@@ -629,7 +643,10 @@ pub fn down(paths: &Paths, g: &Global, a: &DownArgs) -> Result<i32> {
         volumes: a.volumes,
         timeout: a.timeout.map(Duration::from_secs),
         images,
-        remove_orphans: remove_orphans(a.remove_orphans),
+        remove_orphans: match &file {
+            Some(p) => remove_orphans_in(a.remove_orphans, p),
+            None => remove_orphans(a.remove_orphans),
+        },
         services,
         only,
     };
@@ -987,7 +1004,8 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
     use crate::project::run::RunOptions;
     let command = (!a.command.is_empty()).then(|| a.command.clone());
     // In a project folder SERVICE is a service; with no compose file it is an image (docker run).
-    let (project, service) = match load(g) {
+    // The service is enabled whatever its profiles, as docker compose's run does.
+    let (project, service) = match load_enabling(g, std::slice::from_ref(&a.service)) {
         Ok(p) => (p, a.service.clone()),
         Err(e)
             if e.chain().any(|c| {

@@ -173,21 +173,44 @@ pub fn restart_dependents(project: &Project, actions: &mut [Action]) {
     }
 }
 
-/// Containers of the project whose service is no longer in the compose file.
+/// Containers of the project whose service is no longer in the compose file, and one-off
+/// (`run`) containers that have exited, as docker compose counts them.
 pub fn orphans<'a>(
     project: &Project,
     existing: &'a [(ContainerRecord, Status)],
 ) -> Vec<&'a (ContainerRecord, Status)> {
     existing
         .iter()
-        .filter(|(c, _)| {
+        .filter(|(c, status)| {
+            if is_oneoff(c) {
+                return *status == Status::Exited;
+            }
             // A service disabled by its profile is still the project's (docker compose).
-            !is_oneoff(c)
-                && c.service().is_some_and(|s| {
-                    !project.services.contains_key(s) && !project.disabled_services.contains_key(s)
-                })
+            c.service().is_some_and(|s| {
+                !project.services.contains_key(s) && !project.disabled_services.contains_key(s)
+            })
         })
         .collect()
+}
+
+/// A boolean setting as docker compose reads one (Go's `ParseBool`, plus `y`).
+pub fn truthy(v: Option<&str>) -> bool {
+    v.is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "t" | "true" | "y"
+        )
+    })
+}
+
+/// `COMPOSE_IGNORE_ORPHANS`, from the environment or the project's `.env`.
+pub fn ignore_orphans(project: &Project) -> bool {
+    truthy(
+        project
+            .environment
+            .get("COMPOSE_IGNORE_ORPHANS")
+            .map(String::as_str),
+    )
 }
 
 /// A container `create` made whole and nothing tried to start yet. One with a shim recorded was
@@ -333,11 +356,10 @@ pub async fn up(
         restart_dependents(project, &mut actions);
     }
     let left = orphans(project, &existing);
-    if !opts.remove_orphans && !left.is_empty() && std::env::var("COMPOSE_IGNORE_ORPHANS").is_err()
-    {
+    if !opts.remove_orphans && !left.is_empty() && !ignore_orphans(project) {
         let names: Vec<&str> = left.iter().map(|(c, _)| c.name.as_str()).collect();
         tracing::warn!(
-            "found orphan containers ({}) for this project; if you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up",
+            "Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
             names.join(", ")
         );
     }
