@@ -525,3 +525,21 @@ fn remove_orphans_from_dot_env() {
         )]
     );
 }
+
+#[test]
+fn attach_restart() {
+    require_root!();
+    let Some(env) = project("fixtures/attach-restart", "attach-restart") else {
+        return;
+    };
+    // Every exit is reported, also those the restart policy (on-failure, 2 attempts) restarts
+    // from; up returns after the last.
+    let out = env.berth(&["--ansi=never", "up"]);
+    let stdout = util::text(&out.stdout);
+    assert_eq!(
+        stdout.matches("failing-1 exited with code 1").count(),
+        3,
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("failing-1  | world").count(), 3, "{stdout}");
+}

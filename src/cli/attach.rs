@@ -122,6 +122,9 @@ pub fn attach(
         }
     };
     let mut exited: BTreeMap<String, i32> = BTreeMap::new();
+    // The exit (its time) each container last said `exited with code N` for: docker compose
+    // says it at every exit, also those a restart policy restarts from.
+    let mut said: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut first_exit: Option<i32> = None;
     let abort_on_exit = opts.abort_on_exit || opts.exit_code_from.is_some();
     let mut abort: Option<i32> = None;
@@ -145,14 +148,20 @@ pub fn attach(
             // An exit the shim will not restart from is final.
             let final_exit =
                 st.status == Status::Exited && !crate::sys::proc::alive(st.shim_pid, st.shim_start);
-            if final_exit && opts.watches(rec) && !exited.contains_key(&rec.name) {
-                let code = st.exit_code.unwrap_or(0);
-                exited.insert(rec.name.clone(), code);
-                let time = st.finished_at.clone().unwrap_or_default();
+            let code = st.exit_code.unwrap_or(0);
+            let time = st.finished_at.clone().unwrap_or_default();
+            if st.status == Status::Exited
+                && opts.watches(rec)
+                && said.get(&rec.name) != Some(&st.finished_at)
+            {
+                said.insert(rec.name.clone(), st.finished_at.clone());
                 let line = style
                     .apply_to(format!("{} exited with code {code}", rec.name))
                     .to_string();
                 batch.push((time.clone(), line));
+            }
+            if final_exit && opts.watches(rec) && !exited.contains_key(&rec.name) {
+                exited.insert(rec.name.clone(), code);
                 exits.push((time, rec, code));
             }
         }
@@ -194,6 +203,7 @@ pub fn attach(
                     && !exited.contains_key(&rec.name)
                     && let Ok(st) = rec.state(paths)
                     && st.status == Status::Exited
+                    && said.get(&rec.name) != Some(&st.finished_at)
                 {
                     let code = st.exit_code.unwrap_or(0);
                     output::data(&format!(
