@@ -232,7 +232,7 @@ fn a_changed_network_or_volume_is_recreated_with_its_containers() {
     let env = Env::new("drift");
     let file = |internal: bool, label: &str| {
         format!(
-            "services:\n  app:\n    image: busybox\n    command: {LOOP}\n    networks: [front]\n  other:\n    image: busybox\n    command: {LOOP}\n  store:\n    image: busybox\n    command: {LOOP}\n    volumes: ['data:/data']\nnetworks:\n  front:\n    internal: {internal}\nvolumes:\n  data:\n    labels:\n      tier: {label}\n"
+            "services:\n  app:\n    image: busybox\n    command: {LOOP}\n    networks: [front]\n  peer:\n    image: busybox\n    command: {LOOP}\n    networks: [front]\n  other:\n    image: busybox\n    command: {LOOP}\n  store:\n    image: busybox\n    command: {LOOP}\n    volumes: ['data:/data']\nnetworks:\n  front:\n    internal: {internal}\nvolumes:\n  data:\n    labels:\n      tier: {label}\n"
         )
     };
     env.write("compose.yaml", &file(false, "a"));
@@ -245,22 +245,26 @@ fn a_changed_network_or_volume_is_recreated_with_its_containers() {
     );
     assert_eq!(inspect_network(&env, "drift_front")["Internal"], false);
 
-    // The network changed: it is made anew, and the containers on it are recreated; the rest
-    // is untouched.
+    // The network changed: it is made anew; the containers on it are stopped, moved onto it and
+    // started again (the same containers, as docker compose keeps them); the rest is untouched.
     env.write("compose.yaml", &file(true, "a"));
     let out = env.berth(&["up", "-d"]);
     assert!(out.status.success(), "{}", util::text(&out.stderr));
     let err = util::text(&out.stderr);
-    assert!(
-        err.contains("Network drift_front  Removed")
-            && err.contains("Network drift_front  Created"),
-        "{err}"
-    );
+    for want in [
+        "Container drift-app-1  Stopped",
+        "Network drift_front  Removed",
+        "Network drift_front  Created",
+        "Container drift-app-1  Started",
+    ] {
+        assert!(err.contains(want), "{want}:\n{err}");
+    }
     assert_eq!(inspect_network(&env, "drift_front")["Internal"], true);
-    assert_ne!(id(&env, "drift-app-1"), app);
+    assert_eq!(id(&env, "drift-app-1"), app);
     assert_eq!(id(&env, "drift-other-1"), other);
     assert_eq!(id(&env, "drift-store-1"), store);
-    let app = id(&env, "drift-app-1");
+    // They reach each other on the new network, by name.
+    env.ok(&["exec", "app", "ping", "-c", "1", "-W", "2", "peer"]);
     // Nothing changed since: nothing is touched.
     env.ok(&["up", "-d"]);
     assert_eq!(id(&env, "drift-app-1"), app);

@@ -543,3 +543,41 @@ fn attach_restart() {
     );
     assert_eq!(stdout.matches("failing-1  | world").count(), 3, "{stdout}");
 }
+
+#[test]
+fn network_config_changed() {
+    require_root!();
+    let Some(env) = project("testdata/TestNetworkConfigChanged", "e2e-net-changed") else {
+        return;
+    };
+    // docker compose's test uses 172.99.0.0/16, then 192.168.0.0/16, which may be a LAN of the
+    // host: two /24s at the top of this test's own pool instead.
+    let third: u32 = env.pool.split('.').nth(2).unwrap().parse().unwrap();
+    let subnet = |i: u32| format!("10.213.{}.0/24", third + i);
+    let up = |subnet: &str| {
+        let out = env
+            .command(&["up", "-d"])
+            .env("SUBNET", subnet)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    };
+    up(&subnet(14));
+    let ip = env.ok(&["exec", "test", "hostname", "-i"]);
+    assert!(ip.starts_with(&format!("10.213.{}.", third + 14)), "{ip}");
+    let first = container_id(&env, "e2e-net-changed-test-1");
+    // A changed subnet replaces the network and moves the same container onto it.
+    up(&subnet(15));
+    let s = states(&env);
+    assert_eq!(
+        s,
+        [(
+            "e2e-net-changed-test-1".to_string(),
+            "running".to_string(),
+            0
+        )]
+    );
+    assert_eq!(container_id(&env, "e2e-net-changed-test-1"), first);
+    let ip = env.ok(&["exec", "test", "hostname", "-i"]);
+    assert!(ip.starts_with(&format!("10.213.{}.", third + 15)), "{ip}");
+}

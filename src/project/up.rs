@@ -74,13 +74,15 @@ pub fn plan(
     images: &BTreeMap<String, Image>,
     existing: &[(ContainerRecord, Status)],
     opts: &UpOptions,
-    force: &BTreeSet<String>,
+    drift: &Drift,
 ) -> Vec<Action> {
     let (scale, remove_orphans) = (&opts.scale, opts.remove_orphans);
     let mut actions = Vec::new();
     for (name, svc) in &project.services {
-        let forced = force.contains(name);
-        if !opts.services.is_empty() && !opts.services.contains(name) && !forced {
+        // Services on a changed network or volume are part of the plan even when not selected.
+        let forced = drift.recreate.contains(name);
+        let drifted = forced || drift.reattach.contains(name);
+        if !opts.services.is_empty() && !opts.services.contains(name) && !drifted {
             continue;
         }
         let hash = config_hash(svc, &images[name].id);
@@ -351,9 +353,21 @@ pub async fn up(
     // Networks and volumes whose definition changed: the containers using them are
     // recreated, and they are made anew in between.
     let drift = drift(paths, project, opts, &existing)?;
-    let mut actions = plan(paths, project, &images, &existing, opts, &drift.services);
+    let mut actions = plan(paths, project, &images, &existing, opts, &drift);
     if !opts.no_start {
         restart_dependents(project, &mut actions);
+    }
+    // A container on a changed network keeps its identity: it is stopped, moved to the new
+    // network and started again, as docker compose does.
+    for a in actions.iter_mut() {
+        if let Action::Keep { service, container } = a
+            && drift.reattach.contains(service.as_str())
+        {
+            *a = Action::Start {
+                service: std::mem::take(service),
+                container: std::mem::take(container),
+            };
+        }
     }
     let left = orphans(project, &existing);
     if !opts.remove_orphans && !left.is_empty() && !ignore_orphans(project) {
@@ -395,9 +409,11 @@ pub async fn up(
 
     // Dependents restarted with a recreated dependency (`depends_on.restart`) stop first, and
     // start again in step 5 once the dependency is back.
+    // So do the containers on a changed network (docker compose says they stop, running or not).
     for a in &actions {
-        if let Action::Start { container, .. } = a
-            && let Some((c, Status::Running)) = existing.iter().find(|(c, _)| &c.name == container)
+        if let Action::Start { container, service } = a
+            && let Some((c, status)) = existing.iter().find(|(c, _)| &c.name == container)
+            && (*status == Status::Running || drift.reattach.contains(service.as_str()))
         {
             progress.event("Container", &c.name, "Stopping");
             runtime::stop(paths, c, runtime::grace(c, opts.timeout))?;
@@ -416,7 +432,7 @@ pub async fn up(
             && let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container)
         {
             // Those on a changed network or volume are stopped first, as docker compose says.
-            if c.service().is_some_and(|s| drift.services.contains(s)) {
+            if c.service().is_some_and(|s| drift.recreate.contains(s)) {
                 progress.event("Container", &c.name, "Stopping");
                 runtime::stop(paths, c, runtime::grace(c, opts.timeout))?;
                 progress.event("Container", &c.name, "Stopped");
@@ -429,9 +445,38 @@ pub async fn up(
         }
     }
 
-    // Changed networks and volumes, now that no container uses them: removed and made anew.
+    // Changed networks and volumes, now that no running container uses them: removed and made
+    // anew. The containers that stay (stopped above) are detached first and attached again to
+    // the new network, with new addresses.
     let (mut volume_dirs, mut networks) = (volume_dirs, networks);
+    let mut existing = existing;
+    let gone: BTreeSet<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Recreate { container, .. } | Action::Remove { container, .. } => {
+                Some(container.as_str())
+            }
+            _ => None,
+        })
+        .collect();
     for (key, host_name) in &drift.networks {
+        let staying: Vec<usize> = (0..existing.len())
+            .filter(|&i| {
+                let c = &existing[i].0;
+                !gone.contains(c.name.as_str())
+                    && c.networks.iter().any(|a| &a.network == host_name)
+            })
+            .collect();
+        for &i in &staying {
+            for att in existing[i]
+                .0
+                .networks
+                .iter()
+                .filter(|a| &a.network == host_name)
+            {
+                host.detach(&att.host_ifname).await?;
+            }
+        }
         if let Some(r) = network::load(paths, host_name)? {
             network::remove(paths, &host, &r.network).await?;
             progress.event("Network", host_name, "Removed");
@@ -441,6 +486,9 @@ pub async fn up(
         let l = network_labels(project, key, host_name, net);
         let (n, _) = network::ensure(paths, &host, host_name, &spec, &l).await?;
         progress.event("Network", host_name, "Created");
+        for &i in &staying {
+            reattach(paths, &host, project, &mut existing[i].0, key, &n).await?;
+        }
         networks.insert(key.clone(), n);
     }
     for (key, host_name) in &drift.volumes {
@@ -683,12 +731,72 @@ pub fn volume_hash(host_name: &str, vol: &crate::compose::Volume) -> String {
 /// Networks and volumes of the project whose definition changed since the project made them
 /// (their `config-hash` label differs; one without the label is left alone, as docker compose
 /// does), keyed as in the compose file with their host names, and the services whose
-/// containers use them, which `up` recreates.
+/// containers use them.
 #[derive(Debug, Default)]
 pub struct Drift {
     pub networks: BTreeMap<String, String>,
     pub volumes: BTreeMap<String, String>,
-    pub services: BTreeSet<String>,
+    /// Services on a changed volume: their containers are recreated.
+    pub recreate: BTreeSet<String>,
+    /// Services on a changed network only: their containers are stopped, attached to the new
+    /// network and started again.
+    pub reattach: BTreeSet<String>,
+}
+
+/// Attaches a stopped container that stays to the network `key` made anew: new addresses (or
+/// the compose file's static ones), a new veth into its namespace, its record saved.
+async fn reattach(
+    paths: &Paths,
+    host: &crate::net::NetHost,
+    project: &Project,
+    rec: &mut ContainerRecord,
+    key: &str,
+    n: &crate::net::BridgeNetwork,
+) -> Result<()> {
+    let svc = rec.service().and_then(|s| project.services.get(s));
+    let sn = svc.and_then(|s| s.networks.get(key));
+    let netns = paths.netns(&rec.id);
+    for i in 0..rec.networks.len() {
+        if rec.networks[i].network != n.name {
+            continue;
+        }
+        let alloc = network::allocator(paths, n);
+        let ip = match sn.and_then(|sn| sn.ipv4_address.as_deref()) {
+            Some(want) => {
+                let ip = want
+                    .parse()
+                    .with_context(|| format!("ipv4_address {want:?} is not an IPv4 address"))?;
+                alloc.allocate_static(&rec.id, ip)?;
+                ip
+            }
+            None => alloc.allocate(&rec.id)?,
+        };
+        let want6 = sn
+            .and_then(|sn| sn.ipv6_address.as_deref())
+            .map(|w| {
+                w.parse::<std::net::Ipv6Addr>()
+                    .with_context(|| format!("ipv6_address {w:?} is not an IPv6 address"))
+            })
+            .transpose()?;
+        let ip6 = network::address6(paths, n, &rec.id, ip, want6)?;
+        let mac = sn
+            .and_then(|sn| sn.mac_address.as_deref())
+            .or(if i == 0 {
+                svc.and_then(|s| s.mac_address.as_deref())
+            } else {
+                None
+            })
+            .map(parse_mac)
+            .transpose()?;
+        let att = &mut rec.networks[i];
+        att.ip = ip;
+        att.ip6 = ip6;
+        host.attach_with_mac(&netns, n, (ip, ip6), &att.host_ifname, &att.ifname, mac)
+            .await
+            .with_context(|| format!("attaching {} to network {}", rec.name, n.name))?;
+    }
+    rec.save(paths)?;
+    Ok(())
 }
 
 /// Finds the [`Drift`]. As docker compose: a network is recreated (it holds no data); a volume
@@ -762,29 +870,37 @@ Set `external: true` to use an existing network",
     if drift.networks.is_empty() && drift.volumes.is_empty() {
         return Ok(drift);
     }
-    let uses = |c: &ContainerRecord| {
+    let on_network = |c: &ContainerRecord| {
         c.networks
             .iter()
             .find(|a| drift.networks.values().any(|n| *n == a.network))
             .map(|a| format!("network {}", a.network))
-            .or_else(|| {
-                c.mounts
-                    .iter()
-                    .filter_map(|m| m.volume.as_ref())
-                    .find(|v| drift.volumes.values().any(|d| d == *v))
-                    .map(|v| format!("volume {v}"))
-            })
+    };
+    let on_volume = |c: &ContainerRecord| {
+        c.mounts
+            .iter()
+            .filter_map(|m| m.volume.as_ref())
+            .find(|v| drift.volumes.values().any(|d| d == *v))
+            .map(|v| format!("volume {v}"))
     };
     let orphans: Vec<&str> = orphans(project, existing)
         .iter()
         .map(|(c, _)| c.name.as_str())
         .collect();
+    let (mut recreate, mut reattach) = (BTreeSet::new(), BTreeSet::new());
     for c in crate::engine::container::list(paths)? {
-        let Some(what) = uses(&c) else { continue };
+        let (net, vol) = (on_network(&c), on_volume(&c));
+        let Some(what) = vol.clone().or(net.clone()) else {
+            continue;
+        };
         let ours = c.project() == Some(project.name.as_str()) && !is_oneoff(&c);
         match c.service() {
             Some(s) if ours && project.services.contains_key(s) => {
-                drift.services.insert(s.to_string());
+                if vol.is_some() {
+                    recreate.insert(s.to_string());
+                } else {
+                    reattach.insert(s.to_string());
+                }
             }
             _ if ours && opts.remove_orphans && orphans.contains(&c.name.as_str()) => {}
             _ => bail!(
@@ -794,6 +910,8 @@ hint: remove that container first, or run `down` (with --remove-orphans) and `up
             ),
         }
     }
+    reattach.retain(|s| !recreate.contains(s));
+    (drift.recreate, drift.reattach) = (recreate, reattach);
     Ok(drift)
 }
 
