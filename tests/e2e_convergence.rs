@@ -268,6 +268,30 @@ fn a_changed_network_or_volume_is_recreated_with_its_containers() {
     // Nothing changed since: nothing is touched.
     env.ok(&["up", "-d"]);
     assert_eq!(id(&env, "drift-app-1"), app);
+    // A stopped container whose link is gone (an `up` killed while moving it) is attached
+    // again before it starts.
+    env.ok(&["stop", "-t", "0", "app"]);
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            env.root()
+                .join("containers")
+                .join(&app)
+                .join("container.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let veth = rec["networks"][0]["host_ifname"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let del = std::process::Command::new("ip")
+        .args(["link", "del", &veth])
+        .status()
+        .unwrap();
+    assert!(del.success());
+    env.ok(&["up", "-d"]);
+    env.ok(&["exec", "app", "ping", "-c", "1", "-W", "2", "peer"]);
 
     // The volume changed: docker compose asks first, as its data would be lost. No answer (stdin
     // is empty): the volume and its container stay as they are, and the question comes again.

@@ -491,6 +491,31 @@ pub async fn up(
         }
         networks.insert(key.clone(), n);
     }
+    // A stopped container to start again whose link to a network is gone (an `up` killed while
+    // moving it to a remade network) is attached again, so it never starts cut off.
+    let starting: BTreeSet<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start { container, .. } => Some(container.as_str()),
+            _ => None,
+        })
+        .collect();
+    for (c, status) in existing.iter_mut() {
+        if *status == Status::Running || !starting.contains(c.name.as_str()) {
+            continue;
+        }
+        for (key, n) in &networks {
+            let cut = c.networks.iter().any(|a| {
+                a.network == n.name
+                    && !std::path::Path::new("/sys/class/net")
+                        .join(&a.host_ifname)
+                        .exists()
+            });
+            if cut {
+                reattach(paths, &host, project, c, key, n).await?;
+            }
+        }
+    }
     for (key, host_name) in &drift.volumes {
         volume::remove(paths, host_name)?;
         progress.event("Volume", host_name, "Removed");
