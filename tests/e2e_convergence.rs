@@ -424,3 +424,44 @@ fn exited_one_offs_are_orphans_and_compose_remove_orphans_comes_from_dot_env() {
     assert_eq!(names(&env), ["oo-test-1"]);
     env.ok(&["down", "-t", "0"]);
 }
+
+#[test]
+fn empty_volumes_are_filled_from_the_image_and_image_volumes_are_anonymous_volumes() {
+    require_root!();
+    let env = Env::new("vcopy");
+    env.write(
+        "compose.yaml",
+        &format!(
+            "services:\n  app:\n    image: busybox\n    command: {LOOP}\n    volumes:\n      - conf:/etc\n      - type: volume\n        source: bare\n        target: /root/etc\n        volume: {{nocopy: true}}\n  seeded:\n    build:\n      context: .\n      dockerfile_inline: |\n        FROM busybox\n        RUN mkdir /data && echo seeded > /data/f\n        VOLUME /data\n    command: {LOOP}\nvolumes:\n  conf: {{}}\n  bare: {{}}\n"
+        ),
+    );
+    env.ok(&["up", "-d"]);
+    // An empty named volume gets the image's files at its target (as Docker copies them);
+    // `nocopy` leaves it empty.
+    let conf = env.root().join("volumes/vcopy_conf/_data");
+    assert!(
+        std::fs::read_to_string(conf.join("passwd"))
+            .unwrap()
+            .starts_with("root:x:0:0:"),
+    );
+    assert!(
+        env.ok(&["exec", "app", "cat", "/etc/group"])
+            .contains("wheel:x:10:root")
+    );
+    let bare = env.root().join("volumes/vcopy_bare/_data");
+    assert_eq!(std::fs::read_dir(&bare).unwrap().count(), 0);
+    // A volume with data is never overwritten.
+    env.ok(&["exec", "app", "sh", "-c", "echo mine > /etc/passwd"]);
+    env.ok(&["up", "-d", "--force-recreate", "app"]);
+    assert_eq!(env.ok(&["exec", "app", "cat", "/etc/passwd"]), "mine\n");
+
+    // The image's VOLUME is an anonymous volume, filled from the image, kept across a
+    // recreate.
+    assert_eq!(env.ok(&["exec", "seeded", "cat", "/data/f"]), "seeded\n");
+    env.ok(&["exec", "seeded", "sh", "-c", "echo changed > /data/f"]);
+    env.ok(&["up", "-d", "--force-recreate", "seeded"]);
+    assert_eq!(env.ok(&["exec", "seeded", "cat", "/data/f"]), "changed\n");
+    assert_eq!(volumes(&env).len(), 3, "{:?}", volumes(&env));
+    env.ok(&["down", "-v", "-t", "0"]);
+    assert_eq!(volumes(&env), Vec::<String>::new());
+}

@@ -143,6 +143,19 @@ pub fn record(
         });
     }
 
+    // The image's own `VOLUME`s, each an anonymous volume (Docker's rule).
+    for target in image_volumes(svc, image) {
+        let (name, dir) = anonymous
+            .get(&target)
+            .ok_or_else(|| invalid(format!("anonymous volume {target} was not created")))?;
+        mounts.push(Mount {
+            source: dir.clone(),
+            target,
+            read_only: false,
+            volume: Some(name.clone()),
+        });
+    }
+
     let mut ports = Vec::new();
     for p in &svc.ports {
         // `::` is every address (IPv4 through DNAT, `[::1]` through the proxy); another IPv6
@@ -258,29 +271,53 @@ pub type AnonymousVolumes = BTreeMap<String, (String, PathBuf)>;
 /// `VOLUME`s): `volume prune` and `rm -v` remove them.
 pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
 
-/// The anonymous volumes (`- /data`) of a new container of `svc`. As docker compose does, a
-/// container that replaces `inherit` takes over its volume at the same target, so the data
-/// survives a recreate; the others are made new (`up -V` passes no `inherit`). A new one is
-/// named by a random id and labelled anonymous and with the project, so `down -v` removes it.
+/// The image's `VOLUME`s that no volume or mount of the service covers: Docker gives each an
+/// anonymous volume.
+pub fn image_volumes(svc: &Service, image: &Image) -> Vec<String> {
+    let declared = image
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.volumes().clone())
+        .unwrap_or_default();
+    declared
+        .into_iter()
+        .filter(|t| t.starts_with('/'))
+        .filter(|t| !svc.volumes.iter().any(|v| same_path(&v.target, t)))
+        .collect()
+}
+
+fn same_path(a: &str, b: &str) -> bool {
+    Path::new(a).components().eq(Path::new(b).components())
+}
+
+/// The anonymous volumes (`- /data`, and the image's `VOLUME`s) of a new container of `svc`.
+/// As docker compose does, a container that replaces `inherit` takes over its volume at the
+/// same target, so the data survives a recreate; the others are made new (`up -V` passes no
+/// `inherit`). A new one is named by a random id and labelled anonymous and with the project,
+/// so `down -v` removes it.
 pub fn anonymous_volumes(
     paths: &crate::state::Paths,
     project: &Project,
     svc: &Service,
+    image: &Image,
     inherit: Option<&ContainerRecord>,
 ) -> Result<AnonymousVolumes, crate::engine::volume::VolumeError> {
     let mut out = AnonymousVolumes::new();
-    for v in &svc.volumes {
-        if v.kind != VolumeType::Volume || v.source.is_some() {
-            continue;
-        }
+    let targets: Vec<String> = svc
+        .volumes
+        .iter()
+        .filter(|v| v.kind == VolumeType::Volume && v.source.is_none())
+        .map(|v| v.target.clone())
+        .chain(image_volumes(svc, image))
+        .collect();
+    for target in targets {
         let old = inherit.and_then(|c| {
             c.mounts.iter().find_map(|m| {
                 let name = m.volume.as_ref()?;
-                let same_target = Path::new(&m.target)
-                    .components()
-                    .eq(Path::new(&v.target).components());
-                (same_target && paths.volumes().join(name).join("volume.json").is_file())
-                    .then(|| (name.clone(), m.source.clone()))
+                (same_path(&m.target, &target)
+                    && paths.volumes().join(name).join("volume.json").is_file())
+                .then(|| (name.clone(), m.source.clone()))
             })
         });
         let volume = match old {
@@ -295,9 +332,54 @@ pub fn anonymous_volumes(
                 (name, dir)
             }
         };
-        out.insert(v.target.clone(), volume);
+        out.insert(target, volume);
     }
     Ok(out)
+}
+
+/// Fills the container's empty volumes with what its image has at their targets, as Docker
+/// does when a volume is first mounted (unless the service says `nocopy`). Runs once the
+/// container's rootfs is mounted and before it starts; the copy reads the image side through
+/// `engine::copy` (resolved inside the rootfs, no symlink followed out of it) and keeps owners.
+pub fn populate_volumes(paths: &crate::state::Paths, svc: &Service, rec: &ContainerRecord) {
+    use crate::engine::copy::{self, CopyError};
+    use std::os::fd::AsFd;
+    for m in rec.mounts.iter().filter(|m| m.volume.is_some()) {
+        let nocopy = svc.volumes.iter().any(|v| {
+            same_path(&v.target, &m.target) && v.volume.as_ref().is_some_and(|o| o.nocopy)
+        });
+        let empty = std::fs::read_dir(&m.source).is_ok_and(|mut d| d.next().is_none());
+        if nocopy || !empty {
+            continue;
+        }
+        let copied = (|| -> Result<(), CopyError> {
+            let src = copy::container_root(paths, rec)?;
+            let flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY;
+            let dst = crate::sys::fsat::open(&m.source, flags).map_err(|e| CopyError::Io {
+                path: m.source.clone(),
+                source: e.into(),
+            })?;
+            copy::copy(
+                src.as_fd(),
+                &format!("{}/.", m.target.trim_end_matches('/')),
+                dst.as_fd(),
+                "/",
+                copy::Owner::Keep,
+                false,
+            )
+        })();
+        match copied {
+            Ok(()) => {}
+            // Nothing at the target in the image: the volume stays empty.
+            Err(CopyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(CopyError::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(
+                "container {}: copying the image's {} into its volume: {e}",
+                rec.name,
+                m.target
+            ),
+        }
+    }
 }
 
 /// Removes the anonymous volumes a removed container used (`rm -v`, `run --rm`, `up -V`), unless

@@ -144,7 +144,7 @@ pub async fn run(
         .ok_or_else(|| anyhow!("no image for service {}", opts.service))?;
     let host = net_host(paths);
     let (volume_dirs, networks) = up::ensure_resources(paths, &host, project, progress).await?;
-    let anonymous = super::container::anonymous_volumes(paths, project, &svc, None)?;
+    let anonymous = super::container::anonymous_volumes(paths, project, &svc, &image, None)?;
     let mut rec = record(project, &svc, 1, &image, &volume_dirs, &anonymous)?;
     rec.name = opts
         .name
@@ -187,6 +187,7 @@ pub async fn run(
     let (resolv, dns) = up::resolv_conf(&svc, &networks, &up::host_resolv_conf())?;
     crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
     runtime::prepare(paths, &rec, &up::with_own(&hosts, &rec, gateway), &resolv)?;
+    super::container::populate_volumes(paths, &svc, &rec);
     progress.event("Container", &rec.name, "Created");
     let ready = runtime::start_with(paths, &rec, opts.stdin)?;
     up::publish(&host, &rec, &ready.ports)?;

@@ -555,7 +555,7 @@ pub async fn up(
                         .map(|(c, _)| c),
                     _ => None,
                 };
-                let anonymous = anonymous_volumes(paths, project, svc, inherit)?;
+                let anonymous = anonymous_volumes(paths, project, svc, &images[service], inherit)?;
                 let rec = record(
                     project,
                     svc,
@@ -644,6 +644,7 @@ pub async fn up(
             let (resolv, dns) = resolv_conf(svc, &networks, &host_resolv)?;
             crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
             runtime::prepare(paths, rec, &with_own(&hosts, rec, gateway(rec)), &resolv)?;
+            super::container::populate_volumes(paths, svc, rec);
             progress.event("Container", &rec.name, "Created");
             Ok(())
         },
