@@ -171,6 +171,9 @@ pub struct CreateArgs {
     /// Execute command in dry run mode: print the plan, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Assume "yes" as answer to all prompts and run non-interactively.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
     /// Services to create (and their dependencies); all by default.
     pub services: Vec<String>,
 }
@@ -194,7 +197,7 @@ pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
         dry_run: a.dry_run,
         services: project::up::with_dependencies(&project, &a.services, false)?,
         renew_anon_volumes: false,
-        confirm: ask,
+        confirm: if a.yes { yes } else { ask },
     };
     runtime()?.block_on(project::up::up(
         paths,
