@@ -348,8 +348,16 @@ pub fn populate_volumes(paths: &crate::state::Paths, svc: &Service, rec: &Contai
         let nocopy = svc.volumes.iter().any(|v| {
             same_path(&v.target, &m.target) && v.volume.as_ref().is_some_and(|o| o.nocopy)
         });
+        if nocopy {
+            continue;
+        }
+        // Replicas made at once may share the volume: one fills it, under the volume's lock.
+        let _lock = m
+            .source
+            .parent()
+            .and_then(|dir| crate::state::Lock::acquire(&dir.join("populate.lock")).ok());
         let empty = std::fs::read_dir(&m.source).is_ok_and(|mut d| d.next().is_none());
-        if nocopy || !empty {
+        if !empty {
             continue;
         }
         let copied = (|| -> Result<(), CopyError> {
