@@ -42,16 +42,18 @@ fn up_service_attaches_to_it_alone_and_returns_when_it_exits() {
     // docker compose: `up web` shows web only (its dependency runs, silently) and returns once
     // web has exited, leaving the dependency running.
     let out = up(&env, &["web"]);
-    assert!(out.contains("at-web-1  | web-out"), "{out}");
-    assert!(out.contains("at-web-1 exited with code 0"), "{out}");
-    assert!(!out.contains("db-out") && !out.contains("at-db-1"), "{out}");
+    // docker compose's names: without the project, as `Attaching to` lists them first.
+    assert!(out.starts_with("Attaching to web-1\n"), "{out}");
+    assert!(out.contains("web-1  | web-out"), "{out}");
+    assert!(out.contains("web-1 exited with code 0"), "{out}");
+    assert!(!out.contains("db-out") && !out.contains("db-1"), "{out}");
     let running = env.ok(&["ps", "--status", "running", "--services"]);
     assert_eq!(running.trim(), "db");
 
     // --attach-dependencies adds the dependencies' output.
     let out = up(&env, &["--attach-dependencies", "web"]);
-    assert!(out.contains("at-db-1   | db-out"), "{out}");
-    assert!(out.contains("at-web-1  | web-out"), "{out}");
+    assert!(out.contains("db-1   | db-out"), "{out}");
+    assert!(out.contains("web-1  | web-out"), "{out}");
     env.ok(&["down", "-t", "0"]);
 }
 
@@ -70,9 +72,9 @@ fn attach_no_attach_and_timestamps() {
         .lines()
         .find(|l| l.ends_with("web-out"))
         .unwrap_or_else(|| panic!("{out}"));
-    // `at-web-1  | 2024-05-01T10:00:00.123456789Z web-out`
+    // `web-1  | 2024-05-01T10:00:00.123456789Z web-out`
     let stamp = line
-        .strip_prefix("at-web-1  | ")
+        .strip_prefix("web-1  | ")
         .and_then(|l| l.strip_suffix(" web-out"))
         .unwrap_or_else(|| panic!("{line}"));
     assert!(

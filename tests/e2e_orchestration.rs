@@ -89,8 +89,8 @@ fn attached_up_ci_flags_and_exit_codes() {
     let out = env.berth(&["up", "--abort-on-container-exit"]);
     assert_eq!(out.status.code(), Some(3), "{}", util::text(&out.stderr));
     let stdout = util::text(&out.stdout);
-    assert!(stdout.contains("ci-tests-1   | testing"), "{stdout}");
-    assert!(stdout.contains("ci-tests-1 exited with code 3"), "{stdout}");
+    assert!(stdout.contains("tests-1   | testing"), "{stdout}");
+    assert!(stdout.contains("tests-1 exited with code 3"), "{stdout}");
     // The abort stopped the server too.
     let ps = env.ok(&["ps"]);
     assert_eq!(ps.lines().count(), 1, "{ps}");

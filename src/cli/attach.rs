@@ -104,9 +104,19 @@ pub fn attach(
     let width = recs
         .iter()
         .filter(|r| opts.shows(r))
-        .map(|r| r.name.len())
+        .map(|r| super::logs::display_name(r).len())
         .max()
         .unwrap_or(0);
+    // docker compose's first line: the containers whose output follows, by name.
+    let mut shown: Vec<String> = recs
+        .iter()
+        .filter(|r| opts.shows(r))
+        .map(super::logs::display_name)
+        .collect();
+    shown.sort();
+    if !shown.is_empty() {
+        output::data(&format!("Attaching to {}", shown.join(", ")));
+    }
     let watched = recs.iter().filter(|r| opts.watches(r)).count();
     // Each log is followed across rotations (by inode), so a chatty container with a small
     // `max-size` loses no line.
@@ -139,7 +149,7 @@ pub fn attach(
             let records =
                 read(i, &path).with_context(|| format!("reading the logs of {}", rec.name))?;
             let style = style_for(rec.service().unwrap_or_default(), opts.color);
-            let prefix = format!("{:<width$}  | ", rec.name);
+            let prefix = format!("{:<width$}  | ", super::logs::display_name(rec));
             if opts.shows(rec) {
                 for r in records {
                     batch.push((r.time.clone(), opts.line(&prefix, &style, &r)));
@@ -156,7 +166,10 @@ pub fn attach(
             {
                 said.insert(rec.name.clone(), st.finished_at.clone());
                 let line = style
-                    .apply_to(format!("{} exited with code {code}", rec.name))
+                    .apply_to(format!(
+                        "{} exited with code {code}",
+                        super::logs::display_name(rec)
+                    ))
                     .to_string();
                 batch.push((time.clone(), line));
             }
@@ -193,7 +206,7 @@ pub fn attach(
                 if let Ok(records) = read(i, &path)
                     && opts.shows(rec)
                 {
-                    let prefix = format!("{:<width$}  | ", rec.name);
+                    let prefix = format!("{:<width$}  | ", super::logs::display_name(rec));
                     for r in records {
                         output::data(&opts.line(&prefix, &style, &r));
                     }
@@ -208,7 +221,10 @@ pub fn attach(
                     let code = st.exit_code.unwrap_or(0);
                     output::data(&format!(
                         "{}",
-                        style.apply_to(format!("{} exited with code {code}", rec.name))
+                        style.apply_to(format!(
+                            "{} exited with code {code}",
+                            super::logs::display_name(rec)
+                        ))
                     ));
                 }
             }
