@@ -572,3 +572,74 @@ fn network_config_changed() {
     let ip = env.ok(&["exec", "test", "hostname", "-i"]);
     assert!(ip.starts_with(&format!("10.213.{}.", third + 15)), "{ip}");
 }
+
+#[test]
+fn up_dependencies_not_stopped() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    require_root!();
+    let Some(env) = project("fixtures/ups-deps-stop", "up-deps-stop") else {
+        return;
+    };
+    let state = |service: &str| -> String {
+        states(&env)
+            .into_iter()
+            .find(|s| s.0 == format!("up-deps-stop-{service}-1"))
+            .map(|s| s.1)
+            .unwrap_or_default()
+    };
+    env.ok(&["-f", "orphan.yaml", "up", "--wait", "--detach", "orphan"]);
+    assert_eq!(state("orphan"), "running");
+    // An attached `up app`, in a process group of its own as a shell would run it.
+    let mut child = env
+        .command(&["-f", "compose.yaml", "up", "--menu=false", "app"])
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("hello app") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("app never said hello");
+    assert_eq!(state("app"), "running");
+    assert_eq!(state("dependency"), "running");
+    // Ctrl-C: the services named to up stop, their dependencies and the rest keep running.
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success() || status.code() == Some(130), "{status:?}");
+    assert_eq!(state("app"), "exited");
+    assert_eq!(state("dependency"), "running");
+    assert_eq!(state("orphan"), "running");
+}
+
+#[test]
+fn stop_with_dependencies_attached() {
+    require_root!();
+    let Some(env) = project(
+        "testdata/TestStopWithDependenciesAttached",
+        "e2e-stop-deps-attached",
+    ) else {
+        return;
+    };
+    // up returns when the attached service exits, reporting its exit.
+    let out = env.berth(&["up", "--attach-dependencies", "foo", "--menu=false"]);
+    let stdout = util::text(&out.stdout);
+    assert_eq!(code(&out), 0, "{stdout}\n{}", util::text(&out.stderr));
+    assert!(stdout.contains("exited with code 0"), "{stdout}");
+}

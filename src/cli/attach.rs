@@ -28,6 +28,9 @@ pub struct AttachOptions {
     /// The services whose exits are reported and awaited: `up` returns once they have all
     /// exited. Empty means every service.
     pub watch: std::collections::BTreeSet<String>,
+    /// What Ctrl-C and an abort stop: the services named to `up` and those depending on them,
+    /// as docker compose does (their dependencies keep running); empty means every service.
+    pub stop: std::collections::BTreeSet<String>,
 }
 
 impl AttachOptions {
@@ -198,7 +201,14 @@ pub fn attach(
         };
         if let Some(reason) = stop_reason {
             output::note(reason);
-            stop_all(paths, &recs, opts.timeout, progress);
+            let stopping: Vec<ContainerRecord> = recs
+                .iter()
+                .filter(|r| {
+                    opts.stop.is_empty() || r.service().is_some_and(|s| opts.stop.contains(s))
+                })
+                .cloned()
+                .collect();
+            stop_all(paths, &stopping, opts.timeout, progress);
             // Collect the output and exit codes of what the stop ended.
             for (i, rec) in recs.iter().enumerate() {
                 let path = rec.dir(paths).join(logs::LOG_FILE);

@@ -461,6 +461,16 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         timestamps: a.timestamps,
         attach: Some(attach),
         watch,
+        stop: if a.services.is_empty() {
+            BTreeSet::new()
+        } else {
+            let deps: std::collections::BTreeMap<String, Vec<String>> = project
+                .services
+                .iter()
+                .map(|(k, s)| (k.clone(), s.depends_on.keys().cloned().collect()))
+                .collect();
+            project::down::with_dependents(&deps, &a.services)
+        },
     };
     super::attach::attach(
         paths,
