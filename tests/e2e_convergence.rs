@@ -218,6 +218,14 @@ fn down_leaves_orphans_and_one_offs_without_remove_orphans() {
     );
     env.ok(&["-p", "dor", "down", "-t", "0", "--remove-orphans"]);
     assert_eq!(names(&env), Vec::<String>::new());
+    // Nothing left: said, as docker compose says it, and still a success.
+    let out = env.berth(&["down"]);
+    assert!(out.status.success());
+    let err = util::text(&out.stderr);
+    assert!(
+        err.contains("No resource found to remove for project \"dor\""),
+        "{err}"
+    );
 }
 
 fn inspect_network(env: &Env, name: &str) -> serde_json::Value {

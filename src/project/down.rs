@@ -158,6 +158,7 @@ pub async fn down(
     for r in results {
         r?;
     }
+    let mut found = !recs.is_empty();
 
     // What the containers left (orphans, one-offs, other projects' or `berth run`'s joined
     // with `network connect`) still use stays, with docker compose's warning.
@@ -166,6 +167,7 @@ pub async fn down(
     for n in network::list(paths)? {
         if n.labels.get(labels::PROJECT).map(String::as_str) == Some(project) {
             let name = &n.network.name;
+            found = true;
             if others
                 .iter()
                 .any(|c| c.networks.iter().any(|a| &a.network == name))
@@ -180,6 +182,7 @@ pub async fn down(
     if opts.volumes {
         for v in volume::list(paths)? {
             if v.labels.get(labels::PROJECT).map(String::as_str) == Some(project) {
+                found = true;
                 if others
                     .iter()
                     .any(|c| c.mounts.iter().any(|m| m.volume.as_ref() == Some(&v.name)))
@@ -205,6 +208,9 @@ pub async fn down(
             }
         }
         store.gc(&paths.containers())?;
+    }
+    if !found && opts.images.is_empty() {
+        tracing::warn!("Warning: No resource found to remove for project {project:?}.");
     }
     remove_cgroup_parents(paths);
     Ok(())
