@@ -62,7 +62,13 @@ fn anonymous_volumes_survive_a_recreate_and_are_renewed_with_v() {
 
     // A recreate (forced, or because the configuration changed) hands the anonymous volume to
     // the new container.
-    env.ok(&["up", "-d", "--force-recreate"]);
+    let out = env.berth(&["up", "-d", "--force-recreate"]);
+    let err = util::text(&out.stderr);
+    assert!(
+        err.contains("Container anon-app-1  Recreate\n")
+            && err.contains("Container anon-app-1  Recreated"),
+        "docker compose's words: {err}"
+    );
     assert_eq!(env.ok(&["exec", "app", "cat", "/data/f"]), "one\n");
     env.write(
         "compose.yaml",

@@ -437,8 +437,15 @@ pub async fn up(
                 runtime::stop(paths, c, runtime::grace(c, opts.timeout))?;
                 progress.event("Container", &c.name, "Stopped");
             }
+            // docker compose's words: a replaced container is `Recreate`d, then `Recreated`.
+            let recreate = matches!(a, Action::Recreate { .. });
+            if recreate {
+                progress.event("Container", &c.name, "Recreate");
+            }
             super::down::remove_container(paths, &host, c, opts.timeout).await?;
-            progress.event("Container", &c.name, "Removed");
+            if !recreate {
+                progress.event("Container", &c.name, "Removed");
+            }
             if opts.renew_anon_volumes {
                 super::container::remove_anonymous_volumes(paths, c)?;
             }
@@ -633,6 +640,13 @@ pub async fn up(
             .map(|n| n.gateway)
     };
     let host_resolv = host_resolv_conf();
+    let replaced: BTreeSet<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Recreate { container, .. } => Some(container.as_str()),
+            _ => None,
+        })
+        .collect();
     let fresh_recs: Vec<&ContainerRecord> =
         all.values().filter(|r| fresh.contains(&r.name)).collect();
     // Files and the overlay mount of each new container, also in parallel.
@@ -645,7 +659,12 @@ pub async fn up(
             crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
             runtime::prepare(paths, rec, &with_own(&hosts, rec, gateway(rec)), &resolv)?;
             super::container::populate_volumes(paths, svc, rec);
-            progress.event("Container", &rec.name, "Created");
+            let done = if replaced.contains(rec.name.as_str()) {
+                "Recreated"
+            } else {
+                "Created"
+            };
+            progress.event("Container", &rec.name, done);
             Ok(())
         },
     );
