@@ -118,4 +118,18 @@ fn attach_no_attach_and_timestamps() {
     // Accepted for compatibility.
     env.ok(&["up", "-d", "--quiet-pull", "--menu=false", "-y", "db"]);
     env.ok(&["down", "-t", "0"]);
+    // --no-start: created, not started, and up returns at once.
+    env.ok(&["up", "--no-start", "web"]);
+    let ps = env.ok(&["ps", "-a", "--format", "json"]);
+    let states: Vec<String> = ps
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| format!("{} {}", v["Service"], v["State"]))
+        .collect();
+    assert_eq!(
+        states,
+        ["\"db\" \"created\"", "\"web\" \"created\""],
+        "{ps}"
+    );
+    env.ok(&["down", "-t", "0"]);
 }
