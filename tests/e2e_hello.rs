@@ -65,7 +65,7 @@ fn hello_example_up_ps_logs_down() {
         let logs = env.ok(&["logs", "client"]);
         if logs
             .lines()
-            .any(|l| l.starts_with("hello-client-1  | ") && l.ends_with(page.trim_end()))
+            .any(|l| l.starts_with("client-1  | ") && l.ends_with(page.trim_end()))
         {
             break;
         }

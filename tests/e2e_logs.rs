@@ -61,7 +61,7 @@ fn filters_prefixes_and_rotation() {
     let tail = env.ok(&["logs", "--tail", "2"]);
     let tail: Vec<&str> = tail.lines().collect();
     assert_eq!(tail.len(), 2);
-    assert!(tail[0].starts_with("lg-chatty-1  | line 399"), "{tail:?}");
+    assert!(tail[0].starts_with("chatty-1  | line 399"), "{tail:?}");
     assert!(tail[1].ends_with("| oops"), "{tail:?}");
     // Not a terminal: no colour codes.
     assert!(!tail[0].contains('\u{1b}'));

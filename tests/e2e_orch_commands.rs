@@ -305,10 +305,7 @@ fn attached_up_follows_a_log_across_rotations() {
         .collect();
     let want: Vec<String> = (1..=150).map(|i| format!("line-{i}")).collect();
     assert_eq!(lines, want, "{stdout}");
-    assert!(
-        stdout.contains("orchrotate-talk-1 exited with code 0"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("talk-1 exited with code 0"), "{stdout}");
     // The log did rotate.
     let (id, _) = container(&env, "talk");
     assert!(

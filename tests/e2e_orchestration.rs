@@ -89,8 +89,8 @@ fn attached_up_ci_flags_and_exit_codes() {
     let out = env.berth(&["up", "--abort-on-container-exit"]);
     assert_eq!(out.status.code(), Some(3), "{}", util::text(&out.stderr));
     let stdout = util::text(&out.stdout);
-    assert!(stdout.contains("ci-tests-1   | testing"), "{stdout}");
-    assert!(stdout.contains("ci-tests-1 exited with code 3"), "{stdout}");
+    assert!(stdout.contains("tests-1   | testing"), "{stdout}");
+    assert!(stdout.contains("tests-1 exited with code 3"), "{stdout}");
     // The abort stopped the server too.
     let ps = env.ok(&["ps"]);
     assert_eq!(ps.lines().count(), 1, "{ps}");
@@ -159,7 +159,10 @@ fn run_one_off_containers() {
     ]);
     assert_eq!(name.trim(), "oneoff");
     assert!(names(&env).contains(&"oneoff".to_string()));
+    // As docker compose's, down leaves one-off containers to --remove-orphans.
     env.ok(&["down", "-t", "0"]);
+    assert_eq!(names(&env), ["oneoff"]);
+    env.ok(&["down", "-t", "0", "--remove-orphans"]);
     assert!(names(&env).is_empty());
 }
 

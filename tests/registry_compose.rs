@@ -76,7 +76,7 @@ fn project_push_pull_and_pull_policies() {
     env.ok(&["tag", &v1_id, &other]);
     let err = up(&env, &[]);
     assert!(
-        err.contains("Removed"),
+        err.contains("Recreated"),
         "the changed image recreates: {err}"
     );
     env.wait_logs("other", "v2");

@@ -20,6 +20,54 @@ pub struct AttachOptions {
     pub timeout: Option<Duration>,
     pub color: bool,
     pub prefix: bool,
+    /// `--timestamps`: each line starts with the time it was written.
+    pub timestamps: bool,
+    /// The services whose output is shown (`--attach`, `--no-attach`, `attach: false`, the
+    /// services named to `up`); `None` shows every one.
+    pub attach: Option<std::collections::BTreeSet<String>>,
+    /// The services whose exits are reported and awaited: `up` returns once they have all
+    /// exited. Empty means every service.
+    pub watch: std::collections::BTreeSet<String>,
+    /// What Ctrl-C and an abort stop: the services named to `up` and those depending on them,
+    /// as docker compose does (their dependencies keep running); empty means every service.
+    pub stop: std::collections::BTreeSet<String>,
+}
+
+impl AttachOptions {
+    fn shows(&self, rec: &ContainerRecord) -> bool {
+        self.attach
+            .as_ref()
+            .is_none_or(|a| rec.service().is_some_and(|s| a.contains(s)))
+    }
+    fn watches(&self, rec: &ContainerRecord) -> bool {
+        self.watch.is_empty() || rec.service().is_some_and(|s| self.watch.contains(s))
+    }
+    /// One output line as docker compose prints it: `name  | ` (unless `--no-log-prefix`),
+    /// then the time (`--timestamps`), then the text.
+    fn line(&self, prefix: &str, style: &console::Style, r: &logs::Record) -> String {
+        let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
+        let time = if self.timestamps {
+            format!("{} ", fixed_nanos(&r.time))
+        } else {
+            String::new()
+        };
+        if self.prefix {
+            format!("{}{time}{text}", style.apply_to(prefix))
+        } else {
+            format!("{time}{text}")
+        }
+    }
+}
+
+/// A record's time with nine fractional digits, as docker compose's `--timestamps` prints
+/// (`2024-05-01T10:00:00.120000000Z`).
+fn fixed_nanos(time: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(time)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        })
+        .unwrap_or_else(|_| time.to_string())
 }
 
 /// A colour per service, stable across runs (docker compose cycles through a palette too).
@@ -56,7 +104,23 @@ pub fn attach(
         .into_iter()
         .filter(|r| !crate::project::up::is_oneoff(r))
         .collect();
-    let width = recs.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let width = recs
+        .iter()
+        .filter(|r| opts.shows(r))
+        .map(|r| super::logs::display_name(r).len())
+        .max()
+        .unwrap_or(0);
+    // docker compose's first line: the containers whose output follows, by name.
+    let mut shown: Vec<String> = recs
+        .iter()
+        .filter(|r| opts.shows(r))
+        .map(super::logs::display_name)
+        .collect();
+    shown.sort();
+    if !shown.is_empty() {
+        output::data(&format!("Attaching to {}", shown.join(", ")));
+    }
+    let watched = recs.iter().filter(|r| opts.watches(r)).count();
     // Each log is followed across rotations (by inode), so a chatty container with a small
     // `max-size` loses no line.
     let mut followers: Vec<Option<logs::Follower>> = recs.iter().map(|_| None).collect();
@@ -71,6 +135,9 @@ pub fn attach(
         }
     };
     let mut exited: BTreeMap<String, i32> = BTreeMap::new();
+    // The exit (its time) each container last said `exited with code N` for: docker compose
+    // says it at every exit, also those a restart policy restarts from.
+    let mut said: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut first_exit: Option<i32> = None;
     let abort_on_exit = opts.abort_on_exit || opts.exit_code_from.is_some();
     let mut abort: Option<i32> = None;
@@ -85,27 +152,32 @@ pub fn attach(
             let records =
                 read(i, &path).with_context(|| format!("reading the logs of {}", rec.name))?;
             let style = style_for(rec.service().unwrap_or_default(), opts.color);
-            for r in records {
-                let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
-                let line = if opts.prefix {
-                    let prefix = format!("{:<width$}  | ", rec.name);
-                    format!("{}{text}", style.apply_to(prefix))
-                } else {
-                    text.to_string()
-                };
-                batch.push((r.time, line));
+            let prefix = format!("{:<width$}  | ", super::logs::display_name(rec));
+            if opts.shows(rec) {
+                for r in records {
+                    batch.push((r.time.clone(), opts.line(&prefix, &style, &r)));
+                }
             }
             // An exit the shim will not restart from is final.
             let final_exit =
                 st.status == Status::Exited && !crate::sys::proc::alive(st.shim_pid, st.shim_start);
-            if final_exit && !exited.contains_key(&rec.name) {
-                let code = st.exit_code.unwrap_or(0);
-                exited.insert(rec.name.clone(), code);
-                let time = st.finished_at.clone().unwrap_or_default();
+            let code = st.exit_code.unwrap_or(0);
+            let time = st.finished_at.clone().unwrap_or_default();
+            if st.status == Status::Exited
+                && opts.watches(rec)
+                && said.get(&rec.name) != Some(&st.finished_at)
+            {
+                said.insert(rec.name.clone(), st.finished_at.clone());
                 let line = style
-                    .apply_to(format!("{} exited with code {code}", rec.name))
+                    .apply_to(format!(
+                        "{} exited with code {code}",
+                        super::logs::display_name(rec)
+                    ))
                     .to_string();
                 batch.push((time.clone(), line));
+            }
+            if final_exit && opts.watches(rec) && !exited.contains_key(&rec.name) {
+                exited.insert(rec.name.clone(), code);
                 exits.push((time, rec, code));
             }
         }
@@ -129,32 +201,40 @@ pub fn attach(
         };
         if let Some(reason) = stop_reason {
             output::note(reason);
-            stop_all(paths, &recs, opts.timeout, progress);
+            let stopping: Vec<ContainerRecord> = recs
+                .iter()
+                .filter(|r| {
+                    opts.stop.is_empty() || r.service().is_some_and(|s| opts.stop.contains(s))
+                })
+                .cloned()
+                .collect();
+            stop_all(paths, &stopping, opts.timeout, progress);
             // Collect the output and exit codes of what the stop ended.
             for (i, rec) in recs.iter().enumerate() {
                 let path = rec.dir(paths).join(logs::LOG_FILE);
-                if let Ok(records) = read(i, &path) {
-                    let style = style_for(rec.service().unwrap_or_default(), opts.color);
+                let style = style_for(rec.service().unwrap_or_default(), opts.color);
+                if let Ok(records) = read(i, &path)
+                    && opts.shows(rec)
+                {
+                    let prefix = format!("{:<width$}  | ", super::logs::display_name(rec));
                     for r in records {
-                        let text = r.log.strip_suffix('\n').unwrap_or(&r.log);
-                        if opts.prefix {
-                            let prefix = format!("{:<width$}  | ", rec.name);
-                            output::data(&format!("{}{text}", style.apply_to(prefix)));
-                        } else {
-                            output::data(text);
-                        }
+                        output::data(&opts.line(&prefix, &style, &r));
                     }
                 }
                 // As docker compose, the containers the stop ended say so too.
-                if !exited.contains_key(&rec.name)
+                if opts.watches(rec)
+                    && !exited.contains_key(&rec.name)
                     && let Ok(st) = rec.state(paths)
                     && st.status == Status::Exited
+                    && said.get(&rec.name) != Some(&st.finished_at)
                 {
-                    let style = style_for(rec.service().unwrap_or_default(), opts.color);
                     let code = st.exit_code.unwrap_or(0);
                     output::data(&format!(
                         "{}",
-                        style.apply_to(format!("{} exited with code {code}", rec.name))
+                        style.apply_to(format!(
+                            "{} exited with code {code}",
+                            super::logs::display_name(rec)
+                        ))
                     ));
                 }
             }
@@ -163,7 +243,7 @@ pub fn attach(
             }
             return Ok(exit_code(paths, &recs, opts, abort.unwrap_or(0)));
         }
-        if exited.len() == recs.len() {
+        if exited.len() == watched {
             return Ok(match &opts.exit_code_from {
                 Some(_) => exit_code(paths, &recs, opts, 0),
                 None => 0,

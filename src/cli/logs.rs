@@ -184,13 +184,17 @@ pub fn show(
     {
         bail!("no such service: {s}");
     }
-    let width = recs.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let width = recs
+        .iter()
+        .map(|r| display_name(r).len())
+        .max()
+        .unwrap_or(0);
     let mut sources = Vec::new();
     for rec in &recs {
         let prefix = if view.no_prefix {
             String::new()
         } else {
-            let p = format!("{:<width$}  | ", rec.name);
+            let p = format!("{:<width$}  | ", display_name(rec));
             if view.color {
                 service_style(rec.service().unwrap_or(&rec.name))
                     .apply_to(p)
@@ -241,6 +245,20 @@ pub fn show(
         };
     }
     Ok(())
+}
+
+/// The name docker compose shows in logs: `web-1` for `<project>-web-1`, a `container_name`
+/// as it is.
+pub fn display_name(rec: &ContainerRecord) -> String {
+    if let (Some(project), Some(service), Some(number)) = (
+        rec.project(),
+        rec.service(),
+        rec.label(crate::engine::container::labels::NUMBER),
+    ) && rec.name == format!("{project}-{service}-{number}")
+    {
+        return rec.name[project.len() + 1..].to_string();
+    }
+    rec.name.clone()
 }
 
 /// A container is finished when it was removed, or exited with no shim left that could

@@ -68,6 +68,8 @@ pub enum Command {
     Up(project::UpArgs),
     /// Creates containers for a service.
     Create(project::CreateArgs),
+    /// Scale services.
+    Scale(project::ScaleArgs),
     /// Receive real time events from containers.
     Events(events::EventsArgs),
     /// Stop and remove containers and networks.
@@ -259,6 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::System(c) => images::system(&paths, &c),
         Command::Up(a) => project::up(&paths, &cli.global, &a),
         Command::Create(a) => project::create(&paths, &cli.global, &a),
+        Command::Scale(a) => project::scale(&paths, &cli.global, &a),
         Command::Events(a) => events::events(&paths, &cli.global, &a),
         Command::Down(a) => project::down(&paths, &cli.global, &a),
         Command::Ps(a) => project::ps(&paths, &cli.global, &a),

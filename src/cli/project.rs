@@ -8,6 +8,7 @@ use crate::project::pull::{BuildMode, PullPolicy};
 use crate::project::{self, down::DownOptions, up::UpOptions};
 use crate::state::Paths;
 use anyhow::{Context, Result, bail};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -62,12 +63,45 @@ pub struct UpArgs {
     /// If containers already exist, don't recreate them.
     #[arg(long)]
     pub no_recreate: bool,
+    /// Recreate dependent containers. Incompatible with --no-recreate.
+    #[arg(long)]
+    pub always_recreate_deps: bool,
+    /// Recreate anonymous volumes instead of retrieving data from the previous containers.
+    #[arg(short = 'V', long)]
+    pub renew_anon_volumes: bool,
     /// Produce monochrome output.
     #[arg(long)]
     pub no_color: bool,
     /// Don't prefix the container's output with its name.
     #[arg(long)]
     pub no_log_prefix: bool,
+    /// Show timestamps.
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Restrict attaching to the specified services. Incompatible with --attach-dependencies.
+    #[arg(long, value_name = "SERVICE")]
+    pub attach: Vec<String>,
+    /// Do not attach (stream logs) to the specified services.
+    #[arg(long, value_name = "SERVICE")]
+    pub no_attach: Vec<String>,
+    /// Automatically attach to log output of dependent services.
+    #[arg(long)]
+    pub attach_dependencies: bool,
+    /// Don't start the services after creating them.
+    #[arg(long)]
+    pub no_start: bool,
+    /// Pull without printing progress information.
+    #[arg(long)]
+    pub quiet_pull: bool,
+    /// Suppress the build output.
+    #[arg(long)]
+    pub quiet_build: bool,
+    /// Enable interactive shortcuts when running attached (berth has none: accepted, ignored).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub menu: Option<bool>,
+    /// Assume "yes" as answer to all prompts and run non-interactively.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
     /// Services to start (and their dependencies); all by default.
     pub services: Vec<String>,
 }
@@ -96,8 +130,19 @@ fn pull_policy(pull: Option<&str>) -> Result<Option<PullPolicy>> {
         .map_err(anyhow::Error::msg)
 }
 
+/// `--remove-orphans`, or `COMPOSE_REMOVE_ORPHANS` from the environment (or, when a project is
+/// loaded, its `.env`).
 fn remove_orphans(flag: bool) -> bool {
-    flag || std::env::var("COMPOSE_REMOVE_ORPHANS").is_ok_and(|v| v == "1" || v == "true")
+    flag || project::up::truthy(std::env::var("COMPOSE_REMOVE_ORPHANS").ok().as_deref())
+}
+
+fn remove_orphans_in(flag: bool, project: &Project) -> bool {
+    flag || project::up::truthy(
+        project
+            .environment
+            .get("COMPOSE_REMOVE_ORPHANS")
+            .map(String::as_str),
+    )
 }
 
 #[derive(Debug, clap::Args)]
@@ -126,6 +171,9 @@ pub struct CreateArgs {
     /// Execute command in dry run mode: print the plan, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Assume "yes" as answer to all prompts and run non-interactively.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
     /// Services to create (and their dependencies); all by default.
     pub services: Vec<String>,
 }
@@ -136,6 +184,8 @@ pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
     let project = load_enabling(g, &a.services)?;
     let opts = UpOptions {
         recreate: recreate_policy(a.force_recreate, a.no_recreate),
+        recreate_deps: recreate_policy(false, a.no_recreate),
+        named: a.services.iter().cloned().collect(),
         no_start: true,
         timeout: None,
         wait: false,
@@ -143,9 +193,11 @@ pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
         pull: pull_policy(a.pull.as_deref())?,
         build: build_mode(a.build, a.no_build),
         scale: parse_scale(&a.scale)?,
-        remove_orphans: remove_orphans(a.remove_orphans),
+        remove_orphans: remove_orphans_in(a.remove_orphans, &project),
         dry_run: a.dry_run,
         services: project::up::with_dependencies(&project, &a.services, false)?,
+        renew_anon_volumes: false,
+        confirm: if a.yes { yes } else { ask },
     };
     runtime()?.block_on(project::up::up(
         paths,
@@ -154,6 +206,85 @@ pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
         output::progress(&g.progress),
     ))?;
     Ok(0)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScaleArgs {
+    /// Don't start linked services.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// SERVICE=REPLICAS pairs.
+    #[arg(value_name = "SERVICE=REPLICAS", required = true)]
+    pub services: Vec<String>,
+}
+
+/// `scale web=3 db=1`: `up -d` of those services (and their dependencies, unless `--no-deps`)
+/// with these replica counts, as docker compose does. Scaling down removes the highest
+/// numbers; scaling up fills the lowest free ones.
+pub fn scale(paths: &Paths, g: &Global, a: &ScaleArgs) -> Result<i32> {
+    let mut replicas = std::collections::BTreeMap::new();
+    for arg in &a.services {
+        let (s, n) = match arg.split_once('=') {
+            Some((s, n)) if !s.is_empty() && !n.is_empty() => (s, n),
+            _ => bail!("invalid scale specifier: {arg}"),
+        };
+        let n: u32 = n.parse().map_err(|_| {
+            anyhow::anyhow!("invalid scale specifier: can't parse replica value as int: {arg}")
+        })?;
+        replicas.insert(s.to_string(), n);
+    }
+    let names: Vec<String> = replicas.keys().cloned().collect();
+    let mut project = load_enabling(g, &names)?;
+    let services = project::up::with_dependencies(&project, &names, a.no_deps)?;
+    if a.no_deps {
+        project::up::drop_unselected_dependencies(&mut project, &services);
+    }
+    let opts = UpOptions {
+        recreate: project::up::Recreate::Diverged,
+        recreate_deps: project::up::Recreate::Diverged,
+        named: names.iter().cloned().collect(),
+        no_start: false,
+        timeout: None,
+        wait: false,
+        wait_timeout: None,
+        pull: None,
+        build: BuildMode::Missing,
+        scale: replicas,
+        remove_orphans: false,
+        dry_run: false,
+        services,
+        renew_anon_volumes: false,
+        confirm: ask,
+    };
+    runtime()?.block_on(project::up::up(
+        paths,
+        &project,
+        &opts,
+        output::progress(&g.progress),
+    ))?;
+    Ok(0)
+}
+
+/// docker compose's prompt: the question, then a line from stdin; `y`, `yes`, `true` or `1`
+/// is yes (an empty line or the end of input is no). On stderr, which is not data.
+fn ask(question: &str) -> bool {
+    use std::io::Write;
+    output::finish();
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{question} [y/N] ");
+    let _ = err.flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    let _ = writeln!(err);
+    matches!(
+        line.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes" | "true" | "1"
+    )
+}
+
+/// `-y`: yes to every question.
+fn yes(_: &str) -> bool {
+    true
 }
 
 /// `--scale web=3` → {"web": 3}.
@@ -183,10 +314,11 @@ pub struct DownArgs {
     /// Remove images used by services: "local" those without a custom tag, "all" every one.
     #[arg(long, value_parser = ["local", "all"])]
     pub rmi: Option<String>,
-    /// Remove containers for services not defined in the Compose file (berth's down always
-    /// removes every container of the project).
+    /// Remove containers for services not defined in the Compose file.
     #[arg(long)]
     pub remove_orphans: bool,
+    /// Services to take down, with those depending on them (all by default).
+    pub services: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -265,28 +397,39 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
-    let project = load_enabling(g, &a.services)?;
+    let mut project = load_enabling(g, &a.services)?;
     check_up_flags(a, &project)?;
+    let services = project::up::with_dependencies(&project, &a.services, a.no_deps)?;
+    if a.no_deps {
+        project::up::drop_unselected_dependencies(&mut project, &services);
+    }
     let opts = UpOptions {
-        recreate: recreate_policy(a.force_recreate, a.no_recreate),
-        no_start: false,
+        // docker compose: `-V` recreates the containers (with new anonymous volumes).
+        recreate: recreate_policy(a.force_recreate || a.renew_anon_volumes, a.no_recreate),
+        recreate_deps: recreate_policy(a.always_recreate_deps, a.no_recreate),
+        named: a.services.iter().cloned().collect(),
+        no_start: a.no_start,
         timeout: a.timeout.map(Duration::from_secs),
         wait: a.wait,
         wait_timeout: a.wait_timeout.map(Duration::from_secs),
         pull: pull_policy(a.pull.as_deref())?,
         build: build_mode(a.build, a.no_build),
         scale: parse_scale(&a.scale)?,
-        remove_orphans: remove_orphans(a.remove_orphans),
+        remove_orphans: remove_orphans_in(a.remove_orphans, &project),
         dry_run: a.dry_run,
-        services: project::up::with_dependencies(&project, &a.services, a.no_deps)?,
+        services,
+        renew_anon_volumes: a.renew_anon_volumes,
+        confirm: if a.yes { yes } else { ask },
     };
+    // Checked before anything is made.
+    let (attach, watch) = attached_services(a, &project, &opts.services)?;
     runtime()?.block_on(project::up::up(
         paths,
         &project,
         &opts,
         output::progress(&g.progress),
     ))?;
-    if a.detach || a.wait {
+    if a.detach || a.wait || a.no_start {
         return Ok(0);
     }
     // The containers' output follows: the live progress lines end here.
@@ -315,6 +458,19 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         timeout: opts.timeout,
         color,
         prefix: !a.no_log_prefix,
+        timestamps: a.timestamps,
+        attach: Some(attach),
+        watch,
+        stop: if a.services.is_empty() {
+            BTreeSet::new()
+        } else {
+            let deps: std::collections::BTreeMap<String, Vec<String>> = project
+                .services
+                .iter()
+                .map(|(k, s)| (k.clone(), s.depends_on.keys().cloned().collect()))
+                .collect();
+            project::down::with_dependents(&deps, &a.services)
+        },
     };
     super::attach::attach(
         paths,
@@ -325,8 +481,77 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     )
 }
 
+/// Whose output attached `up` shows, and whose exits it waits for, as docker compose decides:
+/// `--attach` names them (each must be part of this `up`); otherwise the services named to
+/// `up` (all when none), with their dependencies under `--attach-dependencies`, except those
+/// saying `attach: false`; then `--no-attach` takes some out. `up` returns once the services
+/// named to it (else the attached ones; else all) have exited.
+fn attached_services(
+    a: &UpArgs,
+    project: &Project,
+    selected: &BTreeSet<String>,
+) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+    let in_up = |s: &String| {
+        project.services.contains_key(s) && (selected.is_empty() || selected.contains(s))
+    };
+    let mut attach: BTreeSet<String> = if !a.attach.is_empty() {
+        let unknown: Vec<&str> = a
+            .attach
+            .iter()
+            .filter(|s| !in_up(s))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            bail!(
+                "cannot attach to services not included in up: {}",
+                unknown.join(", ")
+            );
+        }
+        a.attach.iter().cloned().collect()
+    } else {
+        let named: BTreeSet<String> = if a.services.is_empty() {
+            project.services.keys().cloned().collect()
+        } else if a.attach_dependencies {
+            project::up::with_dependencies(project, &a.services, a.no_deps)?
+        } else {
+            a.services.iter().cloned().collect()
+        };
+        named
+            .into_iter()
+            .filter(|s| {
+                project
+                    .services
+                    .get(s)
+                    .is_some_and(|svc| svc.attach != Some(false))
+            })
+            .collect()
+    };
+    for s in &a.no_attach {
+        attach.remove(s);
+    }
+    let watch = if a.services.is_empty() {
+        attach.clone()
+    } else {
+        a.services.iter().cloned().collect()
+    };
+    Ok((attach, watch))
+}
+
 /// docker compose's flag rules for `up`.
 fn check_up_flags(a: &UpArgs, project: &Project) -> Result<()> {
+    if !a.attach.is_empty() && a.attach_dependencies {
+        bail!("cannot combine --attach and --attach-dependencies");
+    }
+    if a.detach && (!a.attach.is_empty() || a.attach_dependencies) {
+        bail!(
+            "--detach cannot be combined with --abort-on-container-exit, --abort-on-container-failure, --attach, --attach-dependencies or --watch"
+        );
+    }
+    if a.wait && (!a.attach.is_empty() || a.attach_dependencies) {
+        bail!(
+            "--wait cannot be combined with --abort-on-container-exit, --attach or --attach-dependencies"
+        );
+    }
     let abort =
         a.abort_on_container_exit || a.abort_on_container_failure || a.exit_code_from.is_some();
     if a.abort_on_container_exit && a.abort_on_container_failure {
@@ -341,6 +566,15 @@ fn check_up_flags(a: &UpArgs, project: &Project) -> Result<()> {
         bail!(
             "--wait cannot be combined with --abort-on-container-exit, --abort-on-container-failure or --exit-code-from"
         );
+    }
+    if project::up::ignore_orphans(project) && remove_orphans_in(a.remove_orphans, project) {
+        bail!("cannot combine COMPOSE_IGNORE_ORPHANS and --remove-orphans");
+    }
+    if a.always_recreate_deps && a.no_recreate {
+        bail!("--always-recreate-deps and --no-recreate are incompatible");
+    }
+    if a.renew_anon_volumes && a.no_recreate {
+        bail!("--no-recreate and --renew-anon-volumes are incompatible");
     }
     if let Some(s) = &a.exit_code_from
         && !project.services.contains_key(s)
@@ -364,10 +598,70 @@ pub fn down(paths: &Paths, g: &Global, a: &DownArgs) -> Result<i32> {
             }
         }
     };
+    // As docker compose: the compose file is read unless only `-p` is given; with it, only
+    // its services' containers go (orphans and one-offs with --remove-orphans).
+    let file = if g.files.is_empty() && g.project_name.is_some() {
+        None
+    } else {
+        load(g).ok().filter(|p| p.name == name)
+    };
+    let services = file.as_ref().map(|p| project::down::ProjectServices {
+        enabled: p.services.keys().cloned().collect(),
+        disabled: p.disabled_services.keys().cloned().collect(),
+    });
+    // `down SERVICE...`: with a compose file every name must be one of its services; without,
+    // the names no container has are skipped (docker compose cannot tell a typo from a service
+    // already gone).
+    let mut only = std::collections::BTreeSet::new();
+    if !a.services.is_empty() {
+        let deps: std::collections::BTreeMap<String, Vec<String>> = match &file {
+            Some(p) => p
+                .services
+                .iter()
+                .map(|(k, s)| (k.clone(), s.depends_on.keys().cloned().collect()))
+                .collect(),
+            None => project::containers(paths, &name)?
+                .iter()
+                .filter_map(|c| {
+                    let deps = c
+                        .label(crate::engine::container::labels::DEPENDS_ON)
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter_map(|d| d.split(':').next())
+                        .filter(|d| !d.is_empty())
+                        .map(String::from)
+                        .collect();
+                    Some((c.service()?.to_string(), deps))
+                })
+                .collect(),
+        };
+        let mut named = Vec::new();
+        for s in &a.services {
+            if deps.contains_key(s) {
+                named.push(s.clone());
+            } else if file.is_some() {
+                bail!("no such service: {s}");
+            }
+        }
+        if named.is_empty() {
+            output::note(&format!(
+                "Any of the services {:?} not running in project {name:?}",
+                a.services
+            ));
+            return Ok(0);
+        }
+        only = project::down::with_dependents(&deps, &named);
+    }
     let opts = DownOptions {
         volumes: a.volumes,
         timeout: a.timeout.map(Duration::from_secs),
         images,
+        remove_orphans: match &file {
+            Some(p) => remove_orphans_in(a.remove_orphans, p),
+            None => remove_orphans(a.remove_orphans),
+        },
+        services,
+        only,
     };
     runtime()?.block_on(project::down::down(
         paths,
@@ -757,7 +1051,8 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
     use crate::project::run::RunOptions;
     let command = (!a.command.is_empty()).then(|| a.command.clone());
     // In a project folder SERVICE is a service; with no compose file it is an image (docker run).
-    let (project, service) = match load(g) {
+    // The service is enabled whatever its profiles, as docker compose's run does.
+    let (project, service) = match load_enabling(g, std::slice::from_ref(&a.service)) {
         Ok(p) => (p, a.service.clone()),
         Err(e)
             if e.chain().any(|c| {
@@ -1045,6 +1340,9 @@ pub fn wait(paths: &Paths, g: &Global, a: &WaitArgs) -> Result<i32> {
             volumes: false,
             timeout: None,
             images: Vec::new(),
+            remove_orphans: false,
+            services: None,
+            only: Default::default(),
         };
         runtime()?.block_on(project::down::down(
             paths,

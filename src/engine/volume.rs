@@ -108,6 +108,11 @@ pub fn copy_up(
         }
     };
     let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    // Replicas made at once may share the volume: one fills it, under the volume's lock.
+    let _lock = m
+        .source
+        .parent()
+        .and_then(|dir| crate::state::Lock::acquire(&dir.join("copy-up.lock")).ok());
     let empty = std::fs::read_dir(&m.source)
         .map(|mut d| d.next().is_none())
         .unwrap_or(false);

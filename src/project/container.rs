@@ -20,12 +20,26 @@ pub fn container_name(project: &str, svc: &Service, number: u32) -> String {
 }
 
 /// A stable hash of the service's configuration: `up` recreates a container when it changes.
+/// As docker compose's, it leaves out what does not change the container: `build`,
+/// `pull_policy`, `scale`, `deploy.replicas`, `depends_on` and `profiles` (a new image changes
+/// `image_id`).
 pub fn config_hash(svc: &Service, image_id: &str) -> String {
+    let mut svc = svc.clone();
+    svc.build = None;
+    svc.pull_policy = None;
+    svc.scale = None;
+    if let Some(d) = svc.deploy.as_mut() {
+        d.replicas = None;
+    }
+    svc.depends_on.clear();
+    svc.profiles.clear();
     let json = serde_json::to_string(&(svc, image_id)).unwrap_or_default();
     crate::state::short_hash(json.as_bytes(), 64)
 }
 
-/// Builds the record of replica `number` of `svc`. Volumes are given as resolved host paths.
+/// Builds the record of replica `number` of `svc`. Volumes are given as resolved host paths:
+/// named ones by their compose key; anonymous ones (`- /data`) get theirs when the container is
+/// made (`project::anonymous`).
 pub fn record(
     project: &Project,
     svc: &Service,

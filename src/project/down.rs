@@ -14,6 +14,69 @@ pub struct DownOptions {
     pub timeout: Option<Duration>,
     /// `--rmi`: image references to remove once the containers are gone.
     pub images: Vec<String>,
+    /// `--remove-orphans`: also the containers of services the compose file no longer has,
+    /// and one-off (`run`) containers.
+    pub remove_orphans: bool,
+    /// The compose file's services (enabled, and disabled by profiles), when `down` read one;
+    /// `None` (`down -p NAME`): every service the containers name is the project's.
+    pub services: Option<ProjectServices>,
+    /// `down SERVICE...`: these services and those depending on them (see [`with_dependents`]);
+    /// empty means all.
+    pub only: std::collections::BTreeSet<String>,
+}
+
+/// The named services and every service that depends on one of them, directly or not
+/// (`deps`: each service's `depends_on`), as `down SERVICE` takes them down.
+pub fn with_dependents(
+    deps: &std::collections::BTreeMap<String, Vec<String>>,
+    names: &[String],
+) -> std::collections::BTreeSet<String> {
+    let mut out: std::collections::BTreeSet<String> = names.iter().cloned().collect();
+    loop {
+        let more: Vec<String> = deps
+            .iter()
+            .filter(|(s, d)| !out.contains(*s) && d.iter().any(|d| out.contains(d)))
+            .map(|(s, _)| s.clone())
+            .collect();
+        if more.is_empty() {
+            return out;
+        }
+        out.extend(more);
+    }
+}
+
+/// The services of the compose file `down` read.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectServices {
+    /// Active services: their containers are removed.
+    pub enabled: std::collections::BTreeSet<String>,
+    /// Services whose profile is not active: their containers stay and are not orphans.
+    pub disabled: std::collections::BTreeSet<String>,
+}
+
+impl DownOptions {
+    /// Whether `down` removes this container of the project, as docker compose decides:
+    /// one-off containers and orphans only with `--remove-orphans`; containers of a service
+    /// disabled by its profile never.
+    /// With `down SERVICE...`, only those services' (and their dependents') containers,
+    /// plus, with `--remove-orphans`, every orphan and exited one-off.
+    pub fn removes(&self, rec: &ContainerRecord, exited: bool) -> bool {
+        let service = rec.service().unwrap_or_default();
+        let chosen = self.only.is_empty() || self.only.contains(service);
+        if super::up::is_oneoff(rec) {
+            return self.remove_orphans && (chosen || exited);
+        }
+        let Some(services) = &self.services else {
+            return chosen;
+        };
+        if services.enabled.contains(service) {
+            chosen
+        } else if services.disabled.contains(service) {
+            false
+        } else {
+            self.remove_orphans
+        }
+    }
 }
 
 /// The images `down --rmi` removes: every service's (`all`), or only those without a custom
@@ -55,7 +118,15 @@ pub async fn down(
 ) -> Result<()> {
     let _lock = super::lock(paths, project)?;
     let host = net_host(paths);
-    let recs = containers(paths, project)?;
+    let recs: Vec<ContainerRecord> = containers(paths, project)?
+        .into_iter()
+        .filter(|c| {
+            let exited = c
+                .state(paths)
+                .is_ok_and(|s| s.status == crate::engine::container::Status::Exited);
+            opts.removes(c, exited)
+        })
+        .collect();
 
     // Every container at once, each stopped (it may take its whole grace period) then removed
     // by its own thread: most of the cost is waiting for the kernel to tear down links.
@@ -87,21 +158,44 @@ pub async fn down(
     for r in results {
         r?;
     }
+    let mut found = !recs.is_empty();
 
+    // What the containers left (orphans, one-offs, other projects' or `berth run`'s joined
+    // with `network connect`) still use stays, with docker compose's warning.
+    let others = crate::engine::container::list(paths)?;
+    const IN_USE: &str = "Resource is still in use";
     for n in network::list(paths)? {
         if n.labels.get(labels::PROJECT).map(String::as_str) == Some(project) {
+            let name = &n.network.name;
+            found = true;
+            if others
+                .iter()
+                .any(|c| c.networks.iter().any(|a| &a.network == name))
+            {
+                progress.event("Network", name, IN_USE);
+                continue;
+            }
             network::remove(paths, &host, &n.network).await?;
-            progress.event("Network", &n.network.name, "Removed");
+            progress.event("Network", name, "Removed");
         }
     }
     if opts.volumes {
         for v in volume::list(paths)? {
             if v.labels.get(labels::PROJECT).map(String::as_str) == Some(project) {
+                found = true;
+                if others
+                    .iter()
+                    .any(|c| c.mounts.iter().any(|m| m.volume.as_ref() == Some(&v.name)))
+                {
+                    progress.event("Volume", &v.name, IN_USE);
+                    continue;
+                }
                 volume::remove(paths, &v.name)?;
                 progress.event("Volume", &v.name, "Removed");
             }
         }
     }
+
     if !opts.images.is_empty() {
         let store = crate::engine::image::ImageStore::open(&paths.images())?;
         for image in &opts.images {
@@ -114,6 +208,9 @@ pub async fn down(
             }
         }
         store.gc(&paths.containers())?;
+    }
+    if !found && opts.images.is_empty() {
+        tracing::warn!("Warning: No resource found to remove for project {project:?}.");
     }
     remove_cgroup_parents(paths);
     Ok(())

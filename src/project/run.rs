@@ -76,6 +76,8 @@ pub async fn run(
         if !deps.is_empty() {
             let up_opts = UpOptions {
                 recreate: Default::default(),
+                recreate_deps: Default::default(),
+                named: Default::default(),
                 no_start: false,
                 timeout: None,
                 wait: false,
@@ -84,6 +86,8 @@ pub async fn run(
                 remove_orphans: opts.remove_orphans,
                 dry_run: false,
                 services: deps,
+                renew_anon_volumes: false,
+                confirm: up::never,
                 pull: opts.pull,
                 build: build_mode(opts),
             };

@@ -74,11 +74,15 @@ pub fn plan(
     images: &BTreeMap<String, Image>,
     existing: &[(ContainerRecord, Status)],
     opts: &UpOptions,
+    drift: &Drift,
 ) -> Vec<Action> {
     let (scale, remove_orphans) = (&opts.scale, opts.remove_orphans);
     let mut actions = Vec::new();
     for (name, svc) in &project.services {
-        if !opts.services.is_empty() && !opts.services.contains(name) {
+        // Services on a changed network or volume are part of the plan even when not selected.
+        let forced = drift.recreate.contains(name);
+        let drifted = forced || drift.reattach.contains(name);
+        if !opts.services.is_empty() && !opts.services.contains(name) && !drifted {
             continue;
         }
         let hash = config_hash(svc, &images[name].id);
@@ -94,11 +98,14 @@ pub fn plan(
                 None => Action::Create { service, number },
                 Some((c, status)) => {
                     let container = c.name.clone();
-                    let same = match opts.recreate {
-                        Recreate::Diverged => c.label(labels::CONFIG_HASH) == Some(hash.as_str()),
-                        Recreate::Force => false,
-                        Recreate::Never => true,
-                    };
+                    let same = !forced
+                        && match opts.recreate_policy(name) {
+                            Recreate::Diverged => {
+                                c.label(labels::CONFIG_HASH) == Some(hash.as_str())
+                            }
+                            Recreate::Force => false,
+                            Recreate::Never => true,
+                        };
                     match (same, status) {
                         (true, Status::Running) => Action::Keep { service, container },
                         // Made by `create` (its preparation finished, no shim ever spawned for
@@ -168,19 +175,44 @@ pub fn restart_dependents(project: &Project, actions: &mut [Action]) {
     }
 }
 
-/// Containers of the project whose service is no longer in the compose file.
+/// Containers of the project whose service is no longer in the compose file, and one-off
+/// (`run`) containers that have exited, as docker compose counts them.
 pub fn orphans<'a>(
     project: &Project,
     existing: &'a [(ContainerRecord, Status)],
 ) -> Vec<&'a (ContainerRecord, Status)> {
     existing
         .iter()
-        .filter(|(c, _)| {
-            !is_oneoff(c)
-                && c.service()
-                    .is_some_and(|s| !project.services.contains_key(s))
+        .filter(|(c, status)| {
+            if is_oneoff(c) {
+                return *status == Status::Exited;
+            }
+            // A service disabled by its profile is still the project's (docker compose).
+            c.service().is_some_and(|s| {
+                !project.services.contains_key(s) && !project.disabled_services.contains_key(s)
+            })
         })
         .collect()
+}
+
+/// A boolean setting as docker compose reads one (Go's `ParseBool`, plus `y`).
+pub fn truthy(v: Option<&str>) -> bool {
+    v.is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "t" | "true" | "y"
+        )
+    })
+}
+
+/// `COMPOSE_IGNORE_ORPHANS`, from the environment or the project's `.env`.
+pub fn ignore_orphans(project: &Project) -> bool {
+    truthy(
+        project
+            .environment
+            .get("COMPOSE_IGNORE_ORPHANS")
+            .map(String::as_str),
+    )
 }
 
 /// A container `create` made whole and nothing tried to start yet. One with a shim recorded was
@@ -209,8 +241,12 @@ pub enum Recreate {
 }
 
 pub struct UpOptions {
-    /// `--force-recreate` / `--no-recreate`.
+    /// `--force-recreate` / `--no-recreate`, for the services named to `up` (all when none).
     pub recreate: Recreate,
+    /// For their dependencies: `--always-recreate-deps` forces, `--no-recreate` never.
+    pub recreate_deps: Recreate,
+    /// The services named on the command line (empty: all of them are).
+    pub named: BTreeSet<String>,
     /// `create`: make the containers but leave them in state `created`.
     pub no_start: bool,
     /// `-t` for containers that are recreated; `None` uses their grace period.
@@ -230,6 +266,29 @@ pub struct UpOptions {
     pub dry_run: bool,
     /// `up SERVICE...` with their dependencies (see [`with_dependencies`]); empty means all.
     pub services: BTreeSet<String>,
+    /// `-V`: a recreated container gets new anonymous volumes instead of its predecessor's
+    /// (which are removed).
+    pub renew_anon_volumes: bool,
+    /// Asks the user a yes/no question (recreating a volume whose definition changed loses its
+    /// data): `-y` answers yes, [`never`] no.
+    pub confirm: fn(&str) -> bool,
+}
+
+impl UpOptions {
+    /// The recreate policy of a service: `recreate` for the services named to `up`,
+    /// `recreate_deps` for the dependencies it brings along, as docker compose has it.
+    pub fn recreate_policy(&self, service: &str) -> Recreate {
+        if self.named.is_empty() || self.named.contains(service) {
+            self.recreate
+        } else {
+            self.recreate_deps
+        }
+    }
+}
+
+/// A [`UpOptions::confirm`] that answers no without asking.
+pub fn never(_: &str) -> bool {
+    false
 }
 
 /// The named services and, unless `no_deps`, everything they depend on.
@@ -249,6 +308,20 @@ pub fn with_dependencies(
         }
     }
     Ok(out)
+}
+
+/// `--no-deps`: the selected services' `depends_on` entries naming a service outside the
+/// selection are dropped, as docker compose drops them with the unselected services, so such a
+/// dependency is neither started nor waited for.
+pub fn drop_unselected_dependencies(project: &mut Project, selected: &BTreeSet<String>) {
+    if selected.is_empty() {
+        return;
+    }
+    for (name, svc) in project.services.iter_mut() {
+        if selected.contains(name) {
+            svc.depends_on.retain(|dep, _| selected.contains(dep));
+        }
+    }
 }
 
 /// Runs `up -d`. On error, what was created stays recorded so `up` or `down` can finish.
@@ -277,16 +350,30 @@ pub async fn up(
             (c, s)
         })
         .collect();
-    let mut actions = plan(paths, project, &images, &existing, opts);
+    // Networks and volumes whose definition changed: the containers using them are
+    // recreated, and they are made anew in between.
+    let drift = drift(paths, project, opts, &existing)?;
+    let mut actions = plan(paths, project, &images, &existing, opts, &drift);
     if !opts.no_start {
         restart_dependents(project, &mut actions);
     }
+    // A container on a changed network keeps its identity: it is stopped, moved to the new
+    // network and started again, as docker compose does.
+    for a in actions.iter_mut() {
+        if let Action::Keep { service, container } = a
+            && drift.reattach.contains(service.as_str())
+        {
+            *a = Action::Start {
+                service: std::mem::take(service),
+                container: std::mem::take(container),
+            };
+        }
+    }
     let left = orphans(project, &existing);
-    if !opts.remove_orphans && !left.is_empty() && std::env::var("COMPOSE_IGNORE_ORPHANS").is_err()
-    {
+    if !opts.remove_orphans && !left.is_empty() && !ignore_orphans(project) {
         let names: Vec<&str> = left.iter().map(|(c, _)| c.name.as_str()).collect();
         tracing::warn!(
-            "found orphan containers ({}) for this project; if you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up",
+            "Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
             names.join(", ")
         );
     }
@@ -322,9 +409,11 @@ pub async fn up(
 
     // Dependents restarted with a recreated dependency (`depends_on.restart`) stop first, and
     // start again in step 5 once the dependency is back.
+    // So do the containers on a changed network (docker compose says they stop, running or not).
     for a in &actions {
-        if let Action::Start { container, .. } = a
-            && let Some((c, Status::Running)) = existing.iter().find(|(c, _)| &c.name == container)
+        if let Action::Start { container, service } = a
+            && let Some((c, status)) = existing.iter().find(|(c, _)| &c.name == container)
+            && (*status == Status::Running || drift.reattach.contains(service.as_str()))
         {
             progress.event("Container", &c.name, "Stopping");
             runtime::stop(paths, c, runtime::grace(c, opts.timeout))?;
@@ -342,9 +431,105 @@ pub async fn up(
         if let Action::Recreate { container, .. } | Action::Remove { container, .. } = a
             && let Some((c, _)) = existing.iter().find(|(c, _)| &c.name == container)
         {
+            // Those on a changed network or volume are stopped first, as docker compose says.
+            if c.service().is_some_and(|s| drift.recreate.contains(s)) {
+                progress.event("Container", &c.name, "Stopping");
+                runtime::stop(paths, c, runtime::grace(c, opts.timeout))?;
+                progress.event("Container", &c.name, "Stopped");
+            }
+            // docker compose's words: a replaced container is `Recreate`d, then `Recreated`.
+            let recreate = matches!(a, Action::Recreate { .. });
+            if recreate {
+                progress.event("Container", &c.name, "Recreate");
+            }
             super::down::remove_container(paths, &host, c, opts.timeout).await?;
-            progress.event("Container", &c.name, "Removed");
+            if !recreate {
+                progress.event("Container", &c.name, "Removed");
+            }
+            if opts.renew_anon_volumes {
+                super::anonymous::remove(paths, c)?;
+            }
         }
+    }
+
+    // Changed networks and volumes, now that no running container uses them: removed and made
+    // anew. The containers that stay (stopped above) are detached first and attached again to
+    // the new network, with new addresses.
+    let (mut volume_dirs, mut networks) = (volume_dirs, networks);
+    let mut existing = existing;
+    let gone: BTreeSet<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Recreate { container, .. } | Action::Remove { container, .. } => {
+                Some(container.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    for (key, host_name) in &drift.networks {
+        let staying: Vec<usize> = (0..existing.len())
+            .filter(|&i| {
+                let c = &existing[i].0;
+                !gone.contains(c.name.as_str())
+                    && c.networks.iter().any(|a| &a.network == host_name)
+            })
+            .collect();
+        for &i in &staying {
+            for att in existing[i]
+                .0
+                .networks
+                .iter()
+                .filter(|a| &a.network == host_name)
+            {
+                host.detach(&att.host_ifname).await?;
+            }
+        }
+        if let Some(r) = network::load(paths, host_name)? {
+            network::remove(paths, &host, &r.network).await?;
+            progress.event("Network", host_name, "Removed");
+        }
+        let net = &project.networks[key];
+        let spec = network::NetworkSpec::from_compose(host_name, net)?;
+        let l = network_labels(project, key, host_name, net);
+        let (n, _) = network::ensure(paths, &host, host_name, &spec, &l).await?;
+        progress.event("Network", host_name, "Created");
+        for &i in &staying {
+            reattach(paths, &host, project, &mut existing[i].0, key, &n).await?;
+        }
+        networks.insert(key.clone(), n);
+    }
+    // A stopped container to start again whose link to a network is gone (an `up` killed while
+    // moving it to a remade network) is attached again, so it never starts cut off.
+    let starting: BTreeSet<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start { container, .. } => Some(container.as_str()),
+            _ => None,
+        })
+        .collect();
+    for (c, status) in existing.iter_mut() {
+        if *status == Status::Running || !starting.contains(c.name.as_str()) {
+            continue;
+        }
+        for (key, n) in &networks {
+            let cut = c.networks.iter().any(|a| {
+                a.network == n.name
+                    && !std::path::Path::new("/sys/class/net")
+                        .join(&a.host_ifname)
+                        .exists()
+            });
+            if cut {
+                reattach(paths, &host, project, c, key, n).await?;
+            }
+        }
+    }
+    for (key, host_name) in &drift.volumes {
+        volume::remove(paths, host_name)?;
+        progress.event("Volume", host_name, "Removed");
+        let l = volume_labels(project, key, host_name, &project.volumes[key]);
+        let (dir, _) = volume::ensure(paths, host_name, &l)?;
+        progress.event("Volume", host_name, "Created");
+        volume_dirs.insert(key.clone(), dir);
     }
 
     // 4. New containers: records, addresses, namespaces and links, before any starts.
@@ -371,6 +556,7 @@ pub async fn up(
                 let svc = &project.services[service];
                 let mut rec = record(project, svc, *number, &images[service], &volume_dirs)?;
                 if let Action::Recreate { container, .. } = a
+                    && !opts.renew_anon_volumes
                     && let Some((old, _)) = existing.iter().find(|(c, _)| &c.name == container)
                 {
                     super::anonymous::inherit(&mut rec, old);
@@ -444,6 +630,13 @@ pub async fn up(
             .map(|n| n.gateway)
     };
     let host_resolv = host_resolv_conf();
+    let replaced: BTreeSet<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Recreate { container, .. } => Some(container.as_str()),
+            _ => None,
+        })
+        .collect();
     let fresh_recs: Vec<&ContainerRecord> =
         all.values().filter(|r| fresh.contains(&r.name)).collect();
     // Files and the overlay mount of each new container, also in parallel.
@@ -455,7 +648,12 @@ pub async fn up(
             let (resolv, dns) = resolv_conf(svc, &networks, &host_resolv)?;
             crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
             runtime::prepare(paths, rec, &with_own(&hosts, rec, gateway(rec)), &resolv)?;
-            progress.event("Container", &rec.name, "Created");
+            let done = if replaced.contains(rec.name.as_str()) {
+                "Recreated"
+            } else {
+                "Created"
+            };
+            progress.event("Container", &rec.name, done);
             Ok(())
         },
     );
@@ -522,6 +720,235 @@ pub async fn up(
     Ok(())
 }
 
+/// A compose network's labels: the user's, the project's and docker compose's config hash.
+fn network_labels(
+    project: &Project,
+    key: &str,
+    host_name: &str,
+    net: &crate::compose::Network,
+) -> BTreeMap<String, String> {
+    let mut l = net.labels.clone();
+    l.insert(labels::PROJECT.into(), project.name.clone());
+    l.insert(labels::NETWORK.into(), key.to_string());
+    l.insert(labels::CONFIG_HASH.into(), network_hash(host_name, net));
+    l
+}
+
+fn volume_labels(
+    project: &Project,
+    key: &str,
+    host_name: &str,
+    vol: &crate::compose::Volume,
+) -> BTreeMap<String, String> {
+    let mut l = vol.labels.clone();
+    l.insert(labels::PROJECT.into(), project.name.clone());
+    l.insert(labels::VOLUME.into(), key.to_string());
+    l.insert(labels::CONFIG_HASH.into(), volume_hash(host_name, vol));
+    l
+}
+
+/// The hash of a network's definition (every key, with its name on the host), kept in its
+/// `config-hash` label: when it changes, `up` recreates the network.
+pub fn network_hash(host_name: &str, net: &crate::compose::Network) -> String {
+    let json = serde_json::to_string(&(host_name, net)).unwrap_or_default();
+    short_hash(json.as_bytes(), 64)
+}
+
+/// The same for a volume (`driver` defaults to `local`, as docker compose's hash has it).
+pub fn volume_hash(host_name: &str, vol: &crate::compose::Volume) -> String {
+    let mut vol = vol.clone();
+    vol.driver.get_or_insert_with(|| "local".into());
+    let json = serde_json::to_string(&(host_name, &vol)).unwrap_or_default();
+    short_hash(json.as_bytes(), 64)
+}
+
+/// Networks and volumes of the project whose definition changed since the project made them
+/// (their `config-hash` label differs; one without the label is left alone, as docker compose
+/// does), keyed as in the compose file with their host names, and the services whose
+/// containers use them.
+#[derive(Debug, Default)]
+pub struct Drift {
+    pub networks: BTreeMap<String, String>,
+    pub volumes: BTreeMap<String, String>,
+    /// Services on a changed volume: their containers are recreated.
+    pub recreate: BTreeSet<String>,
+    /// Services on a changed network only: their containers are stopped, attached to the new
+    /// network and started again.
+    pub reattach: BTreeSet<String>,
+}
+
+/// Attaches a stopped container that stays to the network `key` made anew: new addresses (or
+/// the compose file's static ones), a new veth into its namespace, its record saved.
+async fn reattach(
+    paths: &Paths,
+    host: &crate::net::NetHost,
+    project: &Project,
+    rec: &mut ContainerRecord,
+    key: &str,
+    n: &crate::net::BridgeNetwork,
+) -> Result<()> {
+    let svc = rec.service().and_then(|s| project.services.get(s));
+    let sn = svc.and_then(|s| s.networks.get(key));
+    let netns = paths.netns(&rec.id);
+    for i in 0..rec.networks.len() {
+        if rec.networks[i].network != n.name {
+            continue;
+        }
+        let alloc = network::allocator(paths, n);
+        let ip = match sn.and_then(|sn| sn.ipv4_address.as_deref()) {
+            Some(want) => {
+                let ip = want
+                    .parse()
+                    .with_context(|| format!("ipv4_address {want:?} is not an IPv4 address"))?;
+                alloc.allocate_static(&rec.id, ip)?;
+                ip
+            }
+            None => alloc.allocate(&rec.id)?,
+        };
+        let want6 = sn
+            .and_then(|sn| sn.ipv6_address.as_deref())
+            .map(|w| {
+                w.parse::<std::net::Ipv6Addr>()
+                    .with_context(|| format!("ipv6_address {w:?} is not an IPv6 address"))
+            })
+            .transpose()?;
+        let ip6 = network::address6(paths, n, &rec.id, ip, want6)?;
+        let mac = sn
+            .and_then(|sn| sn.mac_address.as_deref())
+            .or(if i == 0 {
+                svc.and_then(|s| s.mac_address.as_deref())
+            } else {
+                None
+            })
+            .map(parse_mac)
+            .transpose()?;
+        let att = &mut rec.networks[i];
+        att.ip = ip;
+        att.ip6 = ip6;
+        host.attach_with_mac(&netns, n, (ip, ip6), &att.host_ifname, &att.ifname, mac)
+            .await
+            .with_context(|| format!("attaching {} to network {}", rec.name, n.name))?;
+    }
+    rec.save(paths)?;
+    Ok(())
+}
+
+/// Finds the [`Drift`]. As docker compose: a network is recreated (it holds no data); a volume
+/// only once the user agrees (`-y`, or an answer on stdin), since its data is lost; a network or
+/// volume of that name that this project did not create is used as it is, with a warning. Fails,
+/// before anything changes, when something `up` does not recreate (a one-off, another
+/// project's container) uses what must be made anew.
+fn drift(
+    paths: &Paths,
+    project: &Project,
+    opts: &UpOptions,
+    existing: &[(ContainerRecord, Status)],
+) -> Result<Drift> {
+    let host_name = |key: &str, name: &Option<String>| {
+        name.clone()
+            .unwrap_or_else(|| format!("{}_{key}", project.name))
+    };
+    let mut drift = Drift::default();
+    for (key, net) in project.networks.iter().filter(|(_, n)| !n.external) {
+        let name = host_name(key, &net.name);
+        let Some(r) = network::load(paths, &name)? else {
+            continue;
+        };
+        match r.labels.get(labels::PROJECT) {
+            None => tracing::warn!(
+                "a network with name {name} exists but was not created by compose.
+Set `external: true` to use an existing network"
+            ),
+            Some(p) if p != &project.name => tracing::warn!(
+                "a network with name {name} exists but was not created for project {:?}.
+Set `external: true` to use an existing network",
+                project.name
+            ),
+            Some(_) => {
+                if r.labels
+                    .get(labels::CONFIG_HASH)
+                    .is_some_and(|h| *h != network_hash(&name, net))
+                {
+                    drift.networks.insert(key.clone(), name);
+                }
+            }
+        }
+    }
+    let volumes = volume::list(paths)?;
+    for (key, vol) in project.volumes.iter().filter(|(_, v)| !v.external) {
+        let name = host_name(key, &vol.name);
+        let Some(r) = volumes.iter().find(|v| v.name == name) else {
+            continue;
+        };
+        match r.labels.get(labels::PROJECT) {
+            None => tracing::warn!(
+                "volume {name:?} already exists but was not created by Docker Compose. Use `external: true` to use an existing volume"
+            ),
+            Some(p) if p != &project.name => tracing::warn!(
+                "volume {name:?} already exists but was created for project {p:?} (expected {:?}). Use `external: true` to use an existing volume",
+                project.name
+            ),
+            Some(_) => {
+                if r.labels
+                    .get(labels::CONFIG_HASH)
+                    .is_some_and(|h| *h != volume_hash(&name, vol))
+                    && (opts.confirm)(&format!(
+                        "Volume {name:?} exists but doesn't match configuration in compose file. Recreate (data will be lost)?"
+                    ))
+                {
+                    drift.volumes.insert(key.clone(), name);
+                }
+            }
+        }
+    }
+    if drift.networks.is_empty() && drift.volumes.is_empty() {
+        return Ok(drift);
+    }
+    let on_network = |c: &ContainerRecord| {
+        c.networks
+            .iter()
+            .find(|a| drift.networks.values().any(|n| *n == a.network))
+            .map(|a| format!("network {}", a.network))
+    };
+    let on_volume = |c: &ContainerRecord| {
+        c.mounts
+            .iter()
+            .filter_map(|m| m.volume.as_ref())
+            .find(|v| drift.volumes.values().any(|d| d == *v))
+            .map(|v| format!("volume {v}"))
+    };
+    let orphans: Vec<&str> = orphans(project, existing)
+        .iter()
+        .map(|(c, _)| c.name.as_str())
+        .collect();
+    let (mut recreate, mut reattach) = (BTreeSet::new(), BTreeSet::new());
+    for c in crate::engine::container::list(paths)? {
+        let (net, vol) = (on_network(&c), on_volume(&c));
+        let Some(what) = vol.clone().or(net.clone()) else {
+            continue;
+        };
+        let ours = c.project() == Some(project.name.as_str()) && !is_oneoff(&c);
+        match c.service() {
+            Some(s) if ours && project.services.contains_key(s) => {
+                if vol.is_some() {
+                    recreate.insert(s.to_string());
+                } else {
+                    reattach.insert(s.to_string());
+                }
+            }
+            _ if ours && opts.remove_orphans && orphans.contains(&c.name.as_str()) => {}
+            _ => bail!(
+                "{what} must be recreated as its configuration changed, but container {} uses it
+hint: remove that container first, or run `down` (with --remove-orphans) and `up` again",
+                c.name
+            ),
+        }
+    }
+    reattach.retain(|s| !recreate.contains(s));
+    (drift.recreate, drift.reattach) = (recreate, reattach);
+    Ok(drift)
+}
+
 /// Makes the project's named volumes and networks exist; returns the volume directories and
 /// the networks, both keyed as in the compose file.
 pub async fn ensure_resources(
@@ -539,11 +966,11 @@ pub async fn ensure_resources(
             .name
             .clone()
             .unwrap_or_else(|| format!("{}_{key}", project.name));
-        let mut l = vol.labels.clone();
-        if !vol.external {
-            l.insert(labels::PROJECT.into(), project.name.clone());
-            l.insert(labels::VOLUME.into(), key.clone());
-        }
+        let l = if vol.external {
+            vol.labels.clone()
+        } else {
+            volume_labels(project, key, &host_name, vol)
+        };
         let (dir, created) = volume::ensure(paths, &host_name, &l)?;
         if created {
             progress.event("Volume", &host_name, "Created");
@@ -572,9 +999,7 @@ pub async fn ensure_resources(
             continue;
         }
         let spec = network::NetworkSpec::from_compose(&host_name, net)?;
-        let mut l = net.labels.clone();
-        l.insert(labels::PROJECT.into(), project.name.clone());
-        l.insert(labels::NETWORK.into(), key.clone());
+        let l = network_labels(project, key, &host_name, net);
         let (n, created) = network::ensure(paths, host, &host_name, &spec, &l).await?;
         if created {
             progress.event("Network", &host_name, "Created");

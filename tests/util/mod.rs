@@ -161,14 +161,18 @@ impl Env {
     }
 
     pub fn berth(&self, args: &[&str]) -> Output {
-        Command::new(BERTH)
-            .args(args)
+        self.command(args).output().unwrap()
+    }
+
+    /// The command `berth` runs, to add to (environment variables, stdin).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BERTH);
+        cmd.args(args)
             .current_dir(&self.dir)
             .env("BERTH_ROOT", self.root.path())
             .env("BERTH_SUBNET_POOL", &self.pool)
-            .env_remove("COMPOSE_PROJECT_NAME")
-            .output()
-            .unwrap()
+            .env_remove("COMPOSE_PROJECT_NAME");
+        cmd
     }
 
     /// Runs berth and asserts success; returns stdout.
@@ -197,7 +201,15 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let _ = self.berth(&["-p", &self.project.clone(), "down", "-v", "-t", "0"]);
+        let _ = self.berth(&[
+            "-p",
+            &self.project.clone(),
+            "down",
+            "-v",
+            "-t",
+            "0",
+            "--remove-orphans",
+        ]);
     }
 }
 
