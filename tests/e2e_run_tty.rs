@@ -284,3 +284,32 @@ fn signals_to_a_foreground_run_reach_the_container() {
     );
     assert_eq!(status.code(), Some(7));
 }
+
+#[test]
+fn exec_and_run_with_stdout_redirected_get_no_terminal() {
+    require_root!();
+    let env = Env::new("ttyredir");
+    env.write("compose.yaml", COMPOSE);
+    env.ok(&["up", "-d"]);
+    // stdin is a terminal, stdout a pipe (`berth exec box cat f > file` from a shell).
+    let pty = nix::pty::openpty(None, None).unwrap();
+    for args in [
+        vec!["exec", "box", "sh", "-c", "tty; printf 'a\\nb\\n'"],
+        vec!["run", "--rm", "box", "sh", "-c", "tty; printf 'a\\nb\\n'"],
+    ] {
+        let out = Command::new(util::BERTH)
+            .args(&args)
+            .current_dir(&env.dir)
+            .env("BERTH_ROOT", env.root())
+            .env("BERTH_SUBNET_POOL", &env.pool)
+            .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            util::text(&out.stderr)
+        );
+        assert_eq!(util::text(&out.stdout), "not a tty\na\nb\n", "{args:?}");
+    }
+}

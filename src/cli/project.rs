@@ -917,7 +917,9 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
         privileged: a.privileged,
     };
     use std::io::IsTerminal;
-    if !a.detach && !a.no_tty && std::io::stdin().is_terminal() {
+    // docker compose's default: a terminal when stdout is one (so `exec db dump > file` from
+    // a shell gets no `\r\n`); berth also wants stdin to be one rather than refusing.
+    if !a.detach && !a.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
         let (pid, master) = match exec::spawn_tty(paths, &rec, &spec) {
             Ok(x) => x,
             Err(e) => return exec_failed(e),
