@@ -201,14 +201,17 @@ pub fn build(
     spec.set_domainname(host.domainname.clone());
 
     let mut mounts = default_mounts(host, shared_shm(rec, paths).as_deref())?;
+    // The /etc files go with the user's mounts, sorted below: a volume mounted at /etc must
+    // not cover them (Docker sorts them the same way); at equal depth they come first, so a
+    // user's own bind of /etc/hosts wins.
+    let mut user_mounts = Vec::new();
     for (file, target) in [
         ("hosts", "/etc/hosts"),
         ("hostname", "/etc/hostname"),
         ("resolv.conf", "/etc/resolv.conf"),
     ] {
-        mounts.push(bind(&dir.join(file), target, host.read_only)?);
+        user_mounts.push(bind(&dir.join(file), target, host.read_only)?);
     }
-    let mut user_mounts = Vec::new();
     for m in &rec.mounts {
         user_mounts.push(record_bind(m, m.read_only)?);
     }
