@@ -1236,7 +1236,8 @@ fn follow_run(paths: &Paths, rec: &ContainerRecord, print: bool) -> Result<i32> 
             print_from(offset)?;
             return Ok(st.exit_code.unwrap_or(0));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Output is polled every 20 ms; the shim's exit ends the wait at once.
+        crate::sys::proc::wait_exit(st.shim_pid, st.shim_start, Duration::from_millis(20));
     }
 }
 

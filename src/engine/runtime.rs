@@ -338,11 +338,9 @@ pub fn stop(paths: &Paths, rec: &ContainerRecord, timeout: Duration) -> Result<(
         super::events::emit(paths, rec, "kill", &[("signal", (sig as i32).to_string())]);
         // A frozen container acts on the signal only once thawed.
         super::control::thaw_for_signal(paths, rec);
-        if !wait_until(timeout, || !crate::sys::proc::alive(st.pid, st.pid_start)) {
+        if !crate::sys::proc::wait_gone(st.pid, st.pid_start, timeout) {
             crate::sys::proc::signal(st.pid, st.pid_start, Signal::SIGKILL);
-            if !wait_until(Duration::from_secs(10), || {
-                !crate::sys::proc::alive(st.pid, st.pid_start)
-            }) {
+            if !crate::sys::proc::wait_gone(st.pid, st.pid_start, Duration::from_secs(10)) {
                 return Err(RuntimeError::StillRunning {
                     name: rec.name.clone(),
                 });
@@ -350,9 +348,7 @@ pub fn stop(paths: &Paths, rec: &ContainerRecord, timeout: Duration) -> Result<(
         }
     }
     // The shim drains the logs and cleans up the cgroup after init is gone.
-    wait_until(Duration::from_secs(10), || {
-        !crate::sys::proc::alive(st.shim_pid, st.shim_start)
-    });
+    crate::sys::proc::wait_gone(st.shim_pid, st.shim_start, Duration::from_secs(10));
     // A shim killed before its container leaves that work to us.
     super::control::reap_orphan(paths, rec);
     if st.status == Status::Running {

@@ -33,9 +33,81 @@ pub fn signal(pid: Option<i32>, start: Option<u64>, sig: Signal) -> bool {
     pid.is_some_and(|p| kill(Pid::from_raw(p), sig).is_ok())
 }
 
+/// Waits up to `timeout` for the process `pid` (started at `start`) to end; returns at once
+/// when it is gone already. A pidfd makes the wake-up immediate, where a sleep-and-look loop
+/// would add half its period on average. Falls back to sleeping when pidfds are unavailable.
+pub fn wait_exit(pid: Option<i32>, start: Option<u64>, timeout: std::time::Duration) {
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    let Some(p) = pid.filter(|p| *p > 0) else {
+        return;
+    };
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no memory
+    // is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p, 0) };
+    if fd < 0 {
+        // No such process: nothing to wait for. Otherwise (no pidfds here) sleep instead.
+        if nix::errno::Errno::last() != nix::errno::Errno::ESRCH {
+            std::thread::sleep(timeout);
+        }
+        return;
+    }
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // Checked after opening: the pidfd now pins this pid, so the start time says whether it
+    // is the process meant, not a reuse of its number.
+    if !alive(pid, start) {
+        return;
+    }
+    let mut fds = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+}
+
+/// Waits until the process `pid` (started at `start`) is gone, at most `timeout`; whether it
+/// is gone.
+pub fn wait_gone(pid: Option<i32>, start: Option<u64>, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if !alive(pid, start) {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        // Bounded: a pid whose pidfd cannot be had is looked at again soon.
+        wait_exit(pid, start, left.min(std::time::Duration::from_millis(200)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_exit_returns_when_the_process_ends_not_at_the_timeout() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.1")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let st = start_time(pid);
+        let t = std::time::Instant::now();
+        wait_exit(Some(pid), st, std::time::Duration::from_secs(20));
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            t.elapsed()
+        );
+        child.wait().unwrap();
+        // Gone (reaped): immediate.
+        let t = std::time::Instant::now();
+        wait_exit(Some(pid), st, std::time::Duration::from_secs(20));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    }
 
     #[test]
     fn own_process_is_alive_and_others_are_not() {
