@@ -247,6 +247,7 @@ pub(super) fn load_without_env_files(g: &Global) -> Result<Project> {
 fn load_enabling(g: &Global, services: &[String]) -> Result<Project> {
     let mut opts = load_options(g)?;
     opts.enabled_services = services.to_vec();
+    opts.create_checks = true;
     Ok(crate::compose::load(&opts)?)
 }
 
