@@ -19,12 +19,6 @@ pub fn container_name(project: &str, svc: &Service, number: u32) -> String {
         .unwrap_or_else(|| format!("{project}-{}-{number}", svc.name))
 }
 
-/// A stable hash of the service's configuration: `up` recreates a container when it changes.
-pub fn config_hash(svc: &Service, image_id: &str) -> String {
-    let json = serde_json::to_string(&(svc, image_id)).unwrap_or_default();
-    crate::state::short_hash(json.as_bytes(), 64)
-}
-
 /// Builds the record of replica `number` of `svc`. Volumes are given as resolved host paths.
 pub fn record(
     project: &Project,
@@ -180,7 +174,7 @@ pub fn record(
     all_labels.insert(labels::SERVICE.into(), svc.name.clone());
     all_labels.insert(labels::NUMBER.into(), number.to_string());
     all_labels.insert(labels::ONEOFF.into(), "False".into());
-    all_labels.insert(labels::CONFIG_HASH.into(), config_hash(svc, &image.id));
+    all_labels.insert(labels::CONFIG_HASH.into(), svc.config_hash());
     all_labels.insert(
         labels::WORKING_DIR.into(),
         project.working_dir.to_string_lossy().into_owned(),
