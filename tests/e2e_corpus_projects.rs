@@ -397,11 +397,14 @@ fn unused_missing_env_file() {
         return;
     };
     env.ok(&["tag", "busybox", "nginx:latest"]);
-    // busybox's own command exits at once: serviceA sleeps (and publishes a port) instead.
+    // busybox's own command exits at once: serviceA sleeps (and publishes a port) instead;
+    // its image is never pulled (the tag is local), so `pull` needs no registry.
     env.write(
         "compose.override.yaml",
-        "services:\n  serviceA:\n    command: [sleep, infinity]\n    ports: ['127.0.0.1::80']\n",
+        "services:\n  serviceA:\n    command: [sleep, infinity]\n    ports: ['127.0.0.1::80']\n    pull_policy: never\n",
     );
+    env.ok(&["pull", "serviceA"]);
+    env.ok(&["build"]);
     env.ok(&["up", "-d", "serviceA"]);
     env.ok(&["ps"]);
     env.ok(&["logs"]);
