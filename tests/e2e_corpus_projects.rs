@@ -643,3 +643,181 @@ fn stop_with_dependencies_attached() {
     assert_eq!(code(&out), 0, "{stdout}\n{}", util::text(&out.stderr));
     assert!(stdout.contains("exited with code 0"), "{stdout}");
 }
+
+/// The `config-hash` label of a service's first container, from `berth inspect`.
+fn hash_label(env: &Env, service: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", service])).unwrap();
+    let v = if v.is_array() { v[0].clone() } else { v };
+    v["Config"]["Labels"]["com.docker.compose.config-hash"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no config-hash label on {service}: {v}"))
+        .to_string()
+}
+
+fn ids(env: &Env) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = env
+        .ok(&["ps", "-a", "--format", "json"])
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["Service"].as_str().unwrap().to_string(),
+                v["ID"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// TestConfigHashMatchesContainerLabel: `config --hash` prints each container's label; and
+/// `up` recreates exactly the service whose hash changed.
+#[test]
+fn config_hash_matches_container_label() {
+    require_root!();
+    let Some(env) = project("fixtures/config_hash", "e2e-config-hash") else {
+        return;
+    };
+    env.ok(&["up", "-d", "--force-recreate"]);
+    let mut labels = Vec::new();
+    for service in ["optional-env", "plain", "with-env-file"] {
+        let label = hash_label(&env, service);
+        let out = env.ok(&["config", "--hash", service]);
+        let fields: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(fields, [service, label.as_str()], "config --hash {service}");
+        labels.push(format!("{service} {label}"));
+    }
+    assert_eq!(env.ok(&["config", "--hash", "*"]).trim(), labels.join("\n"));
+
+    // Nothing changed: nothing is recreated.
+    let before = ids(&env);
+    env.ok(&["up", "-d"]);
+    assert_eq!(ids(&env), before);
+    // The env file's content is part of the hash: only its service is recreated, and its new
+    // label is again what `config --hash` prints.
+    env.write("app.env", "EXAMPLE=changed\n");
+    env.ok(&["up", "-d"]);
+    let after = ids(&env);
+    for ((service, old), (_, new)) in before.iter().zip(&after) {
+        assert_eq!(
+            old == new,
+            service != "with-env-file",
+            "{service}: {old} {new}"
+        );
+    }
+    let out = env.ok(&["config", "--hash", "with-env-file"]);
+    assert_eq!(
+        out.split_whitespace().nth(1),
+        Some(hash_label(&env, "with-env-file").as_str())
+    );
+    env.ok(&["down", "-t", "0"]);
+}
+
+/// TestUnusedMissingEnvFile: a missing env file fails only the commands that
+/// make containers of its service; commands that only read the project work.
+#[test]
+fn unused_missing_env_file() {
+    require_root!();
+    let Some(env) = project("fixtures/env_file", "e2e-unused-env") else {
+        return;
+    };
+    env.ok(&["tag", "busybox", "nginx:latest"]);
+    // busybox's own command exits at once: serviceA sleeps (and publishes a port) instead;
+    // its image is never pulled (the tag is local), so `pull` needs no registry.
+    env.write(
+        "compose.override.yaml",
+        "services:\n  serviceA:\n    command: [sleep, infinity]\n    ports: ['127.0.0.1::80']\n    pull_policy: never\n",
+    );
+    env.ok(&["pull", "serviceA"]);
+    env.ok(&["build"]);
+    env.ok(&["up", "-d", "serviceA"]);
+    env.ok(&["ps"]);
+    env.ok(&["logs"]);
+    assert_eq!(
+        env.ok(&["exec", "-T", "serviceA", "echo", "hello"]),
+        "hello\n"
+    );
+    env.ok(&["top", "serviceA"]);
+    assert!(
+        env.ok(&["port", "serviceA", "80"])
+            .starts_with("127.0.0.1:")
+    );
+    env.ok(&["inspect", "serviceA"]);
+    let copied = env.dir.join("hostname.txt");
+    env.ok(&["cp", "serviceA:/etc/hostname", copied.to_str().unwrap()]);
+    assert!(copied.exists());
+    env.ok(&["pause", "serviceA"]);
+    env.ok(&["unpause", "serviceA"]);
+    env.ok(&["restart", "-t", "0", "serviceA"]);
+    env.ok(&["kill", "serviceA"]);
+    assert_eq!(code(&env.berth(&["wait", "serviceA"])), 137);
+    env.ok(&["start", "serviceA"]);
+    env.ok(&["stop", "-t", "0", "serviceA"]);
+    env.ok(&["rm", "-f", "serviceA"]);
+    env.ok(&["config", "--hash", "serviceA"]);
+    env.ok(&["config", "--no-env-resolution", "--hash", "serviceB"]);
+
+    // What makes serviceB's containers (or shows its resolved environment) fails, pointing at
+    // the env_file entry.
+    for args in [
+        &["up", "-d", "serviceB"][..],
+        &["create", "serviceB"],
+        &["run", "--rm", "serviceB", "true"],
+        &["config", "--hash", "serviceB"],
+        &["config", "--hash", "*"],
+        &["config"],
+    ] {
+        let err = env.fails(args);
+        assert!(
+            err.contains("env file /doesnotexist/.env not found")
+                && err.contains("compose.yaml:8:")
+                && err.contains("services.serviceB.env_file[0]"),
+            "berth {args:?}: {err}"
+        );
+    }
+    // A profiled service named by `run` is enabled, and only its own env file must exist.
+    let out = env.ok(&["run", "--rm", "serviceC", "env"]);
+    assert!(out.lines().any(|l| l == "FOO=BAR"), "{out}");
+    env.ok(&["down", "-t", "0"]);
+    assert!(states(&env).is_empty());
+}
+
+/// TestRunEnvFile: `run` enables the profiled service and reads its env file relative to the
+/// project directory.
+#[test]
+fn run_env_file() {
+    require_root!();
+    let Some(env) = project("testdata/TestRunEnvFile", "e2e-run-env-file") else {
+        return;
+    };
+    let out = env.ok(&["run", "--rm", "serviceC", "env"]);
+    assert!(out.lines().any(|l| l == "FOO=BAR"), "{out}");
+}
+
+/// TestStartInterval: `start_interval` without `start_period` fails `up` of that service with
+/// docker compose's message (before anything is made); another service of the file starts and
+/// its faster start-period checks make it healthy well before its 30 s interval.
+#[test]
+fn start_interval_requires_start_period() {
+    require_root!();
+    let Some(env) = project("testdata/TestStartInterval", "e2e-start-interval") else {
+        return;
+    };
+    let out = env.berth(&["up", "--wait", "-d", "error"]);
+    let err = util::text(&out.stderr);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(
+        err.contains("healthcheck.start_interval requires healthcheck.start_period to be set")
+            && err.contains("compose.yaml:18:")
+            && err.contains("services.error.healthcheck.start_interval"),
+        "{err}"
+    );
+    assert!(states(&env).is_empty(), "{:?}", states(&env));
+    // `config` shows such a file, as docker compose's does.
+    env.ok(&["config", "-q"]);
+    let t = std::time::Instant::now();
+    env.ok(&["up", "--wait", "-d", "test"]);
+    assert!(t.elapsed() < std::time::Duration::from_secs(30));
+    env.wait_ps("test", "healthy", |v| v["Health"] == "healthy");
+    env.ok(&["down", "-t", "0"]);
+}

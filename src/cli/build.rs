@@ -118,15 +118,17 @@ fn form(g: &Global, a: &BuildArgs) -> Result<Form> {
     let project = if dockerfile_only {
         None
     } else {
-        Some(crate::compose::load(&super::project::load_options(g)?))
+        // Builds need no env files (docker compose builds without resolving them either).
+        Some(super::project::load_without_env_files(g))
     };
     match (project, a.args.as_slice()) {
         (Some(Ok(p)), names) if names.iter().all(|n| p.services.contains_key(n)) => {
             Ok(Form::Project(Box::new(p)))
         }
         (_, [dir]) => Ok(Form::Dockerfile(PathBuf::from(dir))),
-        (Some(Err(e)), []) => Err(anyhow::Error::new(e)
-            .context("berth build without a context directory builds the compose project")),
+        (Some(Err(e)), []) => {
+            Err(e.context("berth build without a context directory builds the compose project"))
+        }
         (Some(Ok(_)), names) if !names.is_empty() => bail!("no such service: {}", names.join(", ")),
         _ => bail!(
             "berth build takes one context directory (berth build -t NAME DIR) or service names \

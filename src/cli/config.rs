@@ -5,7 +5,6 @@ use crate::compose::loader::{load_merged, resolve_environment};
 use crate::compose::{LoadOptions, Project, load};
 use anyhow::Context;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -207,24 +206,12 @@ fn keep_services(p: &mut Project, names: &[String]) {
     p.services.retain(|k, _| keep.contains(k));
 }
 
-/// A stable hash of a service's runtime configuration: the canonical JSON with the keys that do
-/// not change the container (build, pull_policy, scale, replicas, depends_on, profiles) left out.
+/// The service's configuration hash, the one `up` stores in its containers' `config-hash` label.
 pub fn service_hash(p: &Project, name: &str) -> anyhow::Result<String> {
-    let mut s = p
-        .services
+    p.services
         .get(name)
-        .cloned()
-        .with_context(|| format!("no such service: {name}"))?;
-    s.build = None;
-    s.pull_policy = None;
-    s.scale = None;
-    if let Some(d) = s.deploy.as_mut() {
-        d.replicas = None;
-    }
-    s.depends_on.clear();
-    s.profiles.clear();
-    let json = serde_json::to_string(&sort(serde_json::to_value(&s)?))?;
-    Ok(hex::encode(Sha256::digest(json.as_bytes())))
+        .map(crate::compose::Service::config_hash)
+        .with_context(|| format!("no such service: {name}"))
 }
 
 /// Sorts object keys recursively (serde_json's map may keep insertion order).

@@ -306,9 +306,12 @@ fn multi_thread() -> Result<tokio::runtime::Runtime> {
 
 /// The compose project when `args` are all its services (or empty and a compose file is
 /// found); `None` when they are image references.
-fn project_form(g: &Global, args: &[String]) -> Result<Option<Project>> {
-    let loaded = crate::compose::load(&super::project::load_options(g)?);
-    match loaded {
+/// `env_files`: whether the services' env files are read (docker compose's `push` reads them,
+/// its `pull` does not).
+fn project_form(g: &Global, args: &[String], env_files: bool) -> Result<Option<Project>> {
+    let mut opts = super::project::load_options(g)?;
+    opts.no_env_resolution = !env_files;
+    match crate::compose::load(&opts) {
         Ok(p) if args.iter().all(|a| p.services.contains_key(a)) => Ok(Some(p)),
         Err(e) if args.is_empty() => Err(anyhow::Error::new(e)
             .context("without image references, berth pull/push work on the compose project")),
@@ -319,7 +322,7 @@ fn project_form(g: &Global, args: &[String]) -> Result<Option<Project>> {
 /// `berth pull REF…` (also `image pull`): each reference in turn; the first failure stops.
 /// Without references, or with service names: the project's service images.
 pub fn pull(paths: &Paths, g: &Global, a: &PullArgs) -> Result<i32> {
-    if let Some(p) = project_form(g, &a.references)? {
+    if let Some(p) = project_form(g, &a.references, false)? {
         let store = ImageStore::open(&paths.images())?;
         let opts = crate::project::pull::PullOptions {
             services: a.references.clone(),
@@ -390,7 +393,7 @@ pub fn pull(paths: &Paths, g: &Global, a: &PullArgs) -> Result<i32> {
 pub fn push(paths: &Paths, g: &Global, a: &PushArgs) -> Result<i32> {
     let store = ImageStore::open(&paths.images())?;
     let config = RegistryConfig::from_env();
-    if let Some(p) = project_form(g, &a.references)? {
+    if let Some(p) = project_form(g, &a.references, true)? {
         let progress: &dyn crate::project::Progress = if a.quiet {
             &crate::project::Quiet
         } else {

@@ -365,14 +365,21 @@ pub fn load_options(g: &Global) -> Result<LoadOptions> {
     })
 }
 
-fn load(g: &Global) -> Result<Project> {
-    Ok(crate::compose::load(&load_options(g)?)?)
+/// The project as commands that only read it need it (its name, its services' images): the
+/// services' env files are not read, so a missing one fails only the commands that make
+/// containers from it (`up`, `create`, `run`), as with docker compose.
+pub(super) fn load_without_env_files(g: &Global) -> Result<Project> {
+    let mut opts = load_options(g)?;
+    opts.no_env_resolution = true;
+    Ok(crate::compose::load(&opts)?)
 }
 
-/// The project with the services named on the command line enabled whatever their profiles.
+/// The project to make containers from (`up`, `create`, `run`), with the services named on the
+/// command line enabled whatever their profiles.
 fn load_enabling(g: &Global, services: &[String]) -> Result<Project> {
     let mut opts = load_options(g)?;
     opts.enabled_services = services.to_vec();
+    opts.create_checks = true;
     Ok(crate::compose::load(&opts)?)
 }
 
@@ -386,7 +393,7 @@ pub(super) fn project_name(g: &Global) -> Result<String> {
     {
         return Ok(p);
     }
-    Ok(load(g)?.name)
+    Ok(load_without_env_files(g)?.name)
 }
 
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -592,7 +599,7 @@ pub fn down(paths: &Paths, g: &Global, a: &DownArgs) -> Result<i32> {
         None => Vec::new(),
         Some(scope) => {
             let local = scope == "local";
-            match load(g) {
+            match load_without_env_files(g) {
                 Ok(p) if p.name == name => project::down::service_images(&p, local),
                 _ => project::down::container_images(paths, &name, local)?,
             }
@@ -603,7 +610,7 @@ pub fn down(paths: &Paths, g: &Global, a: &DownArgs) -> Result<i32> {
     let file = if g.files.is_empty() && g.project_name.is_some() {
         None
     } else {
-        load(g).ok().filter(|p| p.name == name)
+        load_without_env_files(g).ok().filter(|p| p.name == name)
     };
     let services = file.as_ref().map(|p| project::down::ProjectServices {
         enabled: p.services.keys().cloned().collect(),
@@ -1053,7 +1060,8 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
     use crate::project::run::RunOptions;
     let command = (!a.command.is_empty()).then(|| a.command.clone());
     // In a project folder SERVICE is a service; with no compose file it is an image (docker run).
-    // The service is enabled whatever its profiles, as docker compose's run does.
+    // The service is enabled whatever its profile, and only its own and its dependencies' env
+    // files must exist, as with docker compose.
     let (project, service) = match load_enabling(g, std::slice::from_ref(&a.service)) {
         Ok(p) => (p, a.service.clone()),
         Err(e)

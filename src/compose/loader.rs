@@ -63,6 +63,10 @@ pub struct LoadOptions {
     pub skip_consistency: bool,
     /// `config --no-env-resolution`: env files are not read, bare `KEY` entries stay unset.
     pub no_env_resolution: bool,
+    /// The project is loaded to make containers (`up`, `create`, `run`): the checks docker
+    /// compose makes only when it turns a service into a container run too, on the services
+    /// named (with their dependencies), else on all.
+    pub create_checks: bool,
     /// Where git `include`s are checked out; `None` is docker compose's own cache
     /// (`$XDG_CACHE_HOME/docker-compose`, else `~/.cache/docker-compose`).
     pub remote_cache: Option<PathBuf>,
@@ -1088,5 +1092,31 @@ mod tests {
             msg.contains("compose.yaml:4:15: services.a.volumes[0]"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn start_interval_without_start_period_fails_only_container_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("compose.yaml"),
+            "services:\n  ok:\n    image: x\n    healthcheck:\n      start_period: 0s\n      start_interval: 1s\n  bad:\n    image: x\n    healthcheck:\n      interval: 30s\n      start_interval: 1s\n",
+        )
+        .unwrap();
+        let opts = |create_checks: bool, services: &[&str]| LoadOptions {
+            working_dir: dir.path().to_path_buf(),
+            create_checks,
+            enabled_services: services.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        // `config` shows the file; `up ok` makes only `ok`, whose start_period is set.
+        load(&opts(false, &[])).unwrap();
+        load(&opts(true, &["ok"])).unwrap();
+        for services in [&[][..], &["bad"]] {
+            let msg = load(&opts(true, services)).unwrap_err().to_string();
+            assert!(
+                msg.contains("compose.yaml:11:7: services.bad.healthcheck.start_interval: healthcheck.start_interval requires healthcheck.start_period to be set"),
+                "{msg}"
+            );
+        }
     }
 }

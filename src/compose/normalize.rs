@@ -306,7 +306,39 @@ pub(super) fn build_project(
         validate(&project, sources, errors);
         container_names_unique(&project, selected.as_ref(), sources, errors);
     }
+    if opts.create_checks {
+        create_checks(&project, selected.as_ref(), sources, errors);
+    }
     Some(project)
+}
+
+/// What docker compose refuses only when it creates a service's containers (so `config` shows
+/// such a file): a healthcheck `start_interval` without `start_period`, which the engine
+/// would ignore (moby/moby#48874). Same message as docker compose.
+fn create_checks(
+    p: &Project,
+    selected: Option<&BTreeSet<String>>,
+    sources: &Sources,
+    errors: &mut Vec<ComposeError>,
+) {
+    for (name, svc) in &p.services {
+        if selected.is_some_and(|s| !s.contains(name)) {
+            continue;
+        }
+        if let Some(h) = &svc.healthcheck
+            && h.start_interval.is_some()
+            && h.start_period.is_none()
+        {
+            errors.push(sources.error(
+                &format!("services.{name}.healthcheck.start_interval"),
+                "healthcheck.start_interval requires healthcheck.start_period to be set".into(),
+                Some(
+                    "add a start_period (the time during which checks run every start_interval)"
+                        .into(),
+                ),
+            ));
+        }
+    }
 }
 
 /// Active profiles: `--profile` plus `COMPOSE_PROFILES`; `*` enables all.

@@ -19,24 +19,6 @@ pub fn container_name(project: &str, svc: &Service, number: u32) -> String {
         .unwrap_or_else(|| format!("{project}-{}-{number}", svc.name))
 }
 
-/// A stable hash of the service's configuration: `up` recreates a container when it changes.
-/// As docker compose's, it leaves out what does not change the container: `build`,
-/// `pull_policy`, `scale`, `deploy.replicas`, `depends_on` and `profiles` (a new image changes
-/// `image_id`).
-pub fn config_hash(svc: &Service, image_id: &str) -> String {
-    let mut svc = svc.clone();
-    svc.build = None;
-    svc.pull_policy = None;
-    svc.scale = None;
-    if let Some(d) = svc.deploy.as_mut() {
-        d.replicas = None;
-    }
-    svc.depends_on.clear();
-    svc.profiles.clear();
-    let json = serde_json::to_string(&(svc, image_id)).unwrap_or_default();
-    crate::state::short_hash(json.as_bytes(), 64)
-}
-
 /// Builds the record of replica `number` of `svc`. Volumes are given as resolved host paths:
 /// named ones by their compose key; anonymous ones (`- /data`) get theirs when the container is
 /// made (`project::anonymous`).
@@ -248,7 +230,7 @@ pub fn record(
     all_labels.insert(labels::SERVICE.into(), svc.name.clone());
     all_labels.insert(labels::NUMBER.into(), number.to_string());
     all_labels.insert(labels::ONEOFF.into(), "False".into());
-    all_labels.insert(labels::CONFIG_HASH.into(), config_hash(svc, &image.id));
+    all_labels.insert(labels::CONFIG_HASH.into(), svc.config_hash());
     all_labels.insert(
         labels::WORKING_DIR.into(),
         project.working_dir.to_string_lossy().into_owned(),

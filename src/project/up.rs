@@ -3,7 +3,7 @@
 //! The planner compares what exists (containers carrying the project label) with what the
 //! compose file asks for and returns a `Plan`; the executor applies it. Everything that could
 //! fail because of bad input (images, ports, names) is checked before anything is created.
-use super::container::{config_hash, container_name, record};
+use super::container::{container_name, record};
 use super::{Progress, containers, graph, net_host, network};
 use crate::compose::{Project, VolumeType};
 use crate::engine::container::{ContainerRecord, NetworkAttachment, Status, labels};
@@ -85,7 +85,9 @@ pub fn plan(
         if !opts.services.is_empty() && !opts.services.contains(name) && !drifted {
             continue;
         }
-        let hash = config_hash(svc, &images[name].id);
+        // The configuration (the hash `config --hash` prints) and the image, each by its label.
+        let hash = svc.config_hash();
+        let image_id = images[name].id.as_str();
         let want = replicas(project, name, scale);
         let mine: Vec<&(ContainerRecord, Status)> = existing
             .iter()
@@ -102,6 +104,7 @@ pub fn plan(
                         && match opts.recreate_policy(name) {
                             Recreate::Diverged => {
                                 c.label(labels::CONFIG_HASH) == Some(hash.as_str())
+                                    && c.label(labels::IMAGE) == Some(image_id)
                             }
                             Recreate::Force => false,
                             Recreate::Never => true,

@@ -406,6 +406,50 @@ pub struct DependsOn {
     pub restart: bool,
 }
 
+impl Service {
+    /// The hash of what the service's containers are made from, printed by `config --hash` and
+    /// stored in each container's `com.docker.compose.config-hash` label (`up` recreates a
+    /// container when it differs). As docker compose's `ServiceHash`, the keys that do not
+    /// change a container are left out: `build`, `pull_policy`, `scale`, `deploy.replicas`,
+    /// `depends_on`, `profiles` (the image is compared on its own, by id). SHA-256 of the
+    /// canonical JSON (keys sorted), in hex.
+    pub fn config_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut s = self.clone();
+        s.build = None;
+        s.pull_policy = None;
+        s.scale = None;
+        if let Some(d) = s.deploy.as_mut() {
+            d.replicas = None;
+        }
+        s.depends_on.clear();
+        s.profiles.clear();
+        // A service always serializes (every map key is a string).
+        let value = serde_json::to_value(&s).unwrap_or_default();
+        hex::encode(Sha256::digest(canonical_json(&value).as_bytes()))
+    }
+}
+
+/// JSON text with every object's keys sorted, whatever order the map kept.
+fn canonical_json(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) => {
+            let sorted: BTreeMap<&String, &Value> = o.iter().collect();
+            let items: Vec<String> = sorted
+                .into_iter()
+                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), canonical_json(v)))
+                .collect();
+            format!("{{{}}}", items.join(","))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical_json).collect::<Vec<_>>().join(",")
+        ),
+        v => v.to_string(),
+    }
+}
+
 impl Default for DependsOn {
     /// What the short (list) form means.
     fn default() -> Self {
