@@ -177,8 +177,12 @@ fn propagation_flags(option: &str) -> Option<MsFlags> {
     })
 }
 
-/// Whether `path` is a mount point, from `/proc/self/mountinfo` (exact path match).
+/// Whether `path` is a mount point: `statx`'s mount-root attribute, else (an old kernel) an
+/// exact path match in `/proc/self/mountinfo`.
 pub fn is_mountpoint(path: &Path) -> bool {
+    if let Some(yes) = crate::sys::fsat::is_mount_root(path) {
+        return yes;
+    }
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };

@@ -85,3 +85,31 @@ pub fn open(path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     // SAFETY: open just returned this descriptor; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// Whether `path` (not followed if a symlink) is the root of a mount, from `statx`'s
+/// `STATX_ATTR_MOUNT_ROOT`: one call, where reading `/proc/self/mountinfo` grows with every
+/// mount on the host (an `up` of many containers read it once per container). `None` when the
+/// kernel does not report the attribute (before 5.8), `Some(false)` when `path` is missing.
+pub fn is_mount_root(path: &Path) -> Option<bool> {
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statx is plain data; zeroed is a valid value for it.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid, writable statx buffer.
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+            libc::STATX_BASIC_STATS,
+            &mut st,
+        )
+    };
+    if r != 0 {
+        return match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => Some(false),
+            _ => None,
+        };
+    }
+    let bit = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    (st.stx_attributes_mask & bit != 0).then_some(st.stx_attributes & bit != 0)
+}
