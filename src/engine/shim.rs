@@ -439,7 +439,9 @@ fn supervise(
     // Work (a log line, a DNS answer, a check) faults code pages back in; once things have been
     // quiet for a while they are unmapped again, so an idle shim stays small.
     const SETTLE: Duration = Duration::from_secs(5);
-    let mut busy_at: Option<Instant> = None;
+    // Entering this loop is work too (its code was just faulted in, with the kernel's
+    // fault-around mapping neighbours): an idle container's shim drops it SETTLE later.
+    let mut busy_at: Option<Instant> = Some(Instant::now());
     while open.iter().any(|o| *o) {
         let now = Instant::now();
         let settle = busy_at.map(|t| (t + SETTLE).saturating_duration_since(now));
