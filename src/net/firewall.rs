@@ -642,11 +642,21 @@ impl NetHost {
     }
 
     /// Coexistence accepts first, then the network's elements. Caller holds the lock.
-    pub(crate) fn remove_network_firewall(&self, n: &BridgeNetwork) -> Result<(), NetError> {
+    pub(crate) fn remove_network_firewall(
+        &self,
+        n: &BridgeNetwork,
+        drop_table: bool,
+    ) -> Result<(), NetError> {
         check_table(&self.table)?;
         legacy::remove(&n.bridge);
+        // Whether our table exists, from the last listing (asked separately if none worked).
+        let mut present = None;
         for attempt in 0..2 {
             let Some(ruleset) = nft_ruleset() else { break };
+            present = Some(
+                ruleset_objects(&ruleset, "table")
+                    .any(|t| t["family"] == "inet" && t["name"] == self.table.as_str()),
+            );
             let ours = foreign_rules(&ruleset, &n.bridge);
             if ours.is_empty() {
                 break;
@@ -661,8 +671,11 @@ impl NetHost {
                 Err(_) => {}
             }
         }
-        if !self.table_exists() {
+        if !present.unwrap_or_else(|| self.table_exists()) {
             return Ok(());
+        }
+        if drop_table {
+            return self.remove_table();
         }
         run_nft(
             &format!("remove network {}", n.name),

@@ -220,10 +220,20 @@ impl NetHost {
 
     /// Removes the network: firewall first, then the bridge. Idempotent.
     pub async fn remove_network(&self, n: &BridgeNetwork) -> Result<(), NetError> {
+        self.remove_network_then(n, false).await
+    }
+
+    /// [`NetHost::remove_network`]; with `drop_table` (the state root's last network) the whole
+    /// nft table goes in the same step, instead of the network's elements and then the table.
+    pub async fn remove_network_then(
+        &self,
+        n: &BridgeNetwork,
+        drop_table: bool,
+    ) -> Result<(), NetError> {
         check_ifname(&n.bridge)?;
         {
             let _lock = self.lock()?;
-            self.remove_network_firewall(n)?;
+            self.remove_network_firewall(n, drop_table)?;
         }
         let nl = Netlink::connect()?;
         delete_link(&nl.handle, &n.bridge).await

@@ -334,7 +334,9 @@ pub async fn remove(paths: &Paths, host: &NetHost, n: &BridgeNetwork) -> Result<
         name: n.name.clone(),
         source: Box::new(source),
     };
-    host.remove_network(n).await.map_err(net_err)?;
+    // The root's last network takes the whole nft table with it, in the same step.
+    let last = list(paths)?.iter().all(|r| r.network.name == n.name);
+    host.remove_network_then(n, last).await.map_err(net_err)?;
     subnets(paths).release(&n.name).map_err(net_err)?;
     for p in [
         paths.networks().join(format!("{}.addresses.json", n.name)),
@@ -349,7 +351,8 @@ pub async fn remove(paths: &Paths, host: &NetHost, n: &BridgeNetwork) -> Result<
             Err(source) => return Err(StateError::Io { path: p, source }.into()),
         }
     }
-    if list(paths)?.is_empty() {
+    // Another network's removal at the same time may have left the table to us.
+    if !last && list(paths)?.is_empty() {
         host.remove_table().map_err(net_err)?;
     }
     Ok(())
