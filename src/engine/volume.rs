@@ -87,6 +87,33 @@ pub fn list(paths: &Paths) -> Result<Vec<VolumeRecord>, VolumeError> {
     Ok(out)
 }
 
+/// The record of volume `name`, if it exists.
+pub fn load(paths: &Paths, name: &str) -> Result<Option<VolumeRecord>, VolumeError> {
+    check_name(name)?;
+    Ok(read_json::<VolumeRecord>(
+        &paths.volumes().join(name).join("volume.json"),
+    )?)
+}
+
+/// The directory a volume's content lives in (its `Mountpoint`).
+pub fn data_dir(paths: &Paths, name: &str) -> PathBuf {
+    paths.volumes().join(name).join("_data")
+}
+
+/// The ids of the containers (in any state) that mount each volume, by volume name.
+pub fn users(paths: &Paths) -> Result<BTreeMap<String, Vec<String>>, VolumeError> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in super::container::list(paths)? {
+        for v in c.mounts.iter().filter_map(|m| m.volume.as_ref()) {
+            let ids = out.entry(v.clone()).or_default();
+            if !ids.contains(&c.id) {
+                ids.push(c.id.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Docker's copy-up: a named volume that is still empty gets the image's content at the
 /// mount's target (files, owners, modes, links; the target directory's own owner and mode go
 /// to the volume's root), unless the mount says `nocopy`. `rootfs` is the container's mounted
