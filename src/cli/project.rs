@@ -893,9 +893,15 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
         Some(u) => {
             let (uid, gid) = crate::project::container::resolve_user(u, &rec.layers)
                 .map_err(|e| anyhow::anyhow!("service {:?}: {e}", a.service))?;
-            let groups =
-                crate::project::container::supplementary_groups(u, uid, gid, &[], &rec.layers)
-                    .map_err(|e| anyhow::anyhow!("service {:?}: {e}", a.service))?;
+            // As Docker: the user's groups, then the service's `group_add`.
+            let groups = crate::project::container::supplementary_groups(
+                u,
+                uid,
+                gid,
+                &rec.host.group_add,
+                &rec.layers,
+            )
+            .map_err(|e| anyhow::anyhow!("service {:?}: {e}", a.service))?;
             (Some(uid), Some(gid), Some(groups))
         }
         None => (None, None, None),
