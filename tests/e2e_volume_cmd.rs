@@ -177,3 +177,43 @@ fn volumes_in_use_are_never_removed_or_pruned() {
     assert!(out.contains("vuse_data"), "{out}");
     assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
 }
+
+#[test]
+fn subpaths_are_mounted_by_descriptor_and_symlinks_on_the_way_are_refused() {
+    require_root!();
+    let env = Env::new("vsub");
+    let compose = |sub: &str| {
+        format!(
+            "services:\n  fill:\n    image: busybox\n    command: [sleep, \"1000\"]\n    volumes: [data:/v]\n  use:\n    image: busybox\n    command: [sleep, \"1001\"]\n    volumes:\n      - type: volume\n        source: data\n        target: /only\n        volume: {{subpath: {sub}}}\nvolumes:\n  data:\n"
+        )
+    };
+    env.write("compose.yaml", &compose("real/inner"));
+    env.ok(&["up", "-d", "fill"]);
+    env.ok(&[
+        "exec", "-T", "fill", "sh", "-c",
+        "mkdir -p /v/real/inner && echo hi > /v/real/inner/f && ln -s real /v/link && ln -s / /v/root",
+    ]);
+    env.ok(&["up", "-d", "use"]);
+    assert_eq!(env.ok(&["exec", "-T", "use", "cat", "/only/f"]), "hi\n");
+    // Writes land in the volume's directory; the staging mount is gone once it started.
+    env.ok(&["exec", "-T", "use", "sh", "-c", "echo back > /only/g"]);
+    assert_eq!(
+        env.ok(&["exec", "-T", "fill", "cat", "/v/real/inner/g"]),
+        "back\n"
+    );
+    let staged: Vec<_> = util::leftovers(env.root(), &[])
+        .into_iter()
+        .filter(|l| l.contains("subpaths"))
+        .collect();
+    assert!(staged.is_empty(), "{staged:?}");
+    // A restart stages it again.
+    env.ok(&["restart", "-t", "0", "use"]);
+    assert_eq!(env.ok(&["exec", "-T", "use", "cat", "/only/g"]), "back\n");
+
+    // A symlink anywhere on the way (not only the last component) is refused.
+    for sub in ["link/inner", "root/etc"] {
+        env.write("compose.yaml", &compose(sub));
+        let err = env.fails(&["up", "-d", "use"]);
+        assert!(err.contains("symbolic link"), "{sub}: {err}");
+    }
+}
