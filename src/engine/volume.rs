@@ -294,6 +294,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::print_stderr)]
     fn subpaths_are_staged_by_descriptor_and_never_through_a_symlink() {
         if !nix::unistd::geteuid().is_root() {
             eprintln!("skipped: mounting a staged subpath needs root");
