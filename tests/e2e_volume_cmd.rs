@@ -141,6 +141,15 @@ fn volumes_in_use_are_never_removed_or_pruned() {
     assert!(!other.contains("vuse_data"), "{other}");
     assert!(env.ok(&["volumes"]).starts_with("DRIVER    VOLUME NAME\n"));
 
+    // Without -f it asks first; no answer is no.
+    let out = util::output_with_stdin(&mut env.command(&["volume", "prune"]), b"");
+    assert!(out.status.success());
+    assert!(
+        util::text(&out.stderr).contains("remove anonymous local volumes"),
+        "{}",
+        util::text(&out.stderr)
+    );
+    assert!(env.ok(&["volume", "ls", "-q"]).contains(&loose));
     // prune: only the unused anonymous one goes.
     let out = env.ok(&["volume", "prune", "-f"]);
     assert!(out.starts_with("Deleted Volumes:\n"), "{out}");

@@ -267,7 +267,7 @@ pub fn scale(paths: &Paths, g: &Global, a: &ScaleArgs) -> Result<i32> {
 
 /// docker compose's prompt: the question, then a line from stdin; `y`, `yes`, `true` or `1`
 /// is yes (an empty line or the end of input is no). On stderr, which is not data.
-fn ask(question: &str) -> bool {
+pub(super) fn ask(question: &str) -> bool {
     use std::io::Write;
     output::finish();
     let mut err = std::io::stderr();

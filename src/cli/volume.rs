@@ -54,7 +54,7 @@ pub enum VolumeCommand {
         /// Remove all unused volumes, not just anonymous ones.
         #[arg(short, long)]
         all: bool,
-        /// Do not prompt for confirmation (berth never prompts).
+        /// Do not prompt for confirmation.
         #[arg(short, long)]
         force: bool,
         /// Provide filter values (`label=K[=V]`, `label!=K[=V]`).
@@ -301,12 +301,20 @@ pub fn volume(paths: &Paths, cmd: VolumeCommand) -> Result<i32> {
         }
         VolumeCommand::Prune {
             all,
-            force: _,
+            force,
             filters,
         } => {
             let filters = parse_filters(&filters)?;
             if filters.iter().any(|f| !matches!(f, Filter::Label { .. })) {
                 bail!("volume prune accepts only label filters (label=K[=V], label!=K[=V])");
+            }
+            let which = if all { "all" } else { "anonymous" };
+            if !force
+                && !super::project::ask(&format!(
+                    "WARNING! This will remove {which} local volumes not used by at least one container.\nAre you sure you want to continue?"
+                ))
+            {
+                return Ok(0);
             }
             let used = volume::users(paths)?;
             let mut deleted = Vec::new();
