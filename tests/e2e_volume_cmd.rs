@@ -80,7 +80,11 @@ fn create_ls_inspect_rm_with_labels_and_filters() {
     assert_eq!(v["Driver"], "local");
     assert_eq!(v["Scope"], "local");
     assert_eq!(v["Labels"]["tier"], "db");
-    assert!(v["CreatedAt"].as_str().unwrap().starts_with("20"), "{v}");
+    let created = v["CreatedAt"].as_str().unwrap();
+    assert!(
+        created.starts_with("20") && created.ends_with('Z') && created.len() == 20,
+        "{v}"
+    );
     let mountpoint = std::path::PathBuf::from(v["Mountpoint"].as_str().unwrap());
     assert_eq!(mountpoint, env.root().join("volumes/vc-one/_data"));
     assert!(mountpoint.is_dir());

@@ -164,7 +164,10 @@ fn parse_filters(filters: &[String]) -> Result<Vec<Filter>> {
 /// `docker volume inspect`'s object.
 fn inspect_json(paths: &Paths, v: &VolumeRecord) -> serde_json::Value {
     serde_json::json!({
-        "CreatedAt": v.created,
+        // Docker's RFC 3339 to the second.
+        "CreatedAt": chrono::DateTime::parse_from_rfc3339(&v.created)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|_| v.created.clone()),
         "Driver": "local",
         "Labels": if v.labels.is_empty() { serde_json::Value::Null } else { serde_json::json!(v.labels) },
         "Mountpoint": volume::data_dir(paths, &v.name),
