@@ -219,7 +219,7 @@ pub fn stage_subpath(
         .map_err(|e| format!("subpath {sub:?}: {e}"))?;
     let io = |e: std::io::Error| format!("staging subpath {sub:?} at {}: {e}", staging.display());
     // A leftover of a crashed start: unmounted, and removed without recursing.
-    super::rootfs::unmount_if_mounted(staging).map_err(|e| e.to_string())?;
+    unmount_staged(staging);
     match std::fs::symlink_metadata(staging) {
         Ok(m) if m.is_dir() => std::fs::remove_dir(staging).map_err(io)?,
         Ok(_) => std::fs::remove_file(staging).map_err(io)?,
@@ -255,7 +255,7 @@ pub fn stage_subpath(
         MsFlags::MS_PRIVATE,
         None::<&str>,
     ) {
-        let _ = super::rootfs::unmount_if_mounted(staging);
+        unmount_staged(staging);
         return Err(io(e.into()));
     }
     Ok(staging.to_path_buf())
@@ -264,13 +264,22 @@ pub fn stage_subpath(
 /// Unmounts every staged `subpath` of a container (see [`stage_subpath`]); the container's
 /// own binds, made from them, stay.
 pub fn release_subpaths(container_dir: &std::path::Path) {
-    let dir = subpaths_dir(container_dir);
-    let mut mounts = super::rootfs::mounts_under(&dir);
-    // Deepest first, should one ever sit on another.
-    mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for m in mounts {
-        if let Err(e) = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH) {
-            tracing::warn!("unmounting the staged subpath {}: {e}", m.display());
+    let Ok(entries) = std::fs::read_dir(subpaths_dir(container_dir)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        unmount_staged(&e.path());
+    }
+}
+
+/// Unmounts whatever is mounted at `path` (by path, not through `/proc/self/mountinfo`, so a
+/// state root reached through a symlink is no different), never following a symlink there.
+fn unmount_staged(path: &std::path::Path) {
+    use nix::mount::MntFlags;
+    // Mounts stacked by repeated crashes come off one by one; EINVAL once none is left.
+    for _ in 0..16 {
+        if nix::mount::umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW).is_err() {
+            break;
         }
     }
 }
