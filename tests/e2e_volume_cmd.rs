@@ -72,6 +72,29 @@ fn create_ls_inspect_rm_with_labels_and_filters() {
         env.fails(&["volume", "ls", "--filter", "colour=red"])
             .contains("colour")
     );
+    // Go templates, with and without a table header.
+    assert_eq!(
+        env.ok(&[
+            "volume",
+            "ls",
+            "--filter",
+            "name=vc-",
+            "--format",
+            "{{.Name}}={{.Label \"tier\"}}"
+        ]),
+        "vc-one=db\nvc-two=\n"
+    );
+    assert_eq!(
+        env.ok(&[
+            "volume",
+            "ls",
+            "--filter",
+            "name=vc-one",
+            "--format",
+            "table {{.Name}}\\t{{.Scope}}"
+        ]),
+        "VOLUME NAME   SCOPE\nvc-one        local\n"
+    );
 
     let out = env.ok(&["volume", "inspect", "vc-one"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -177,7 +177,89 @@ fn inspect_json(paths: &Paths, v: &VolumeRecord) -> serde_json::Value {
     })
 }
 
-/// Prints volumes as `volume ls` does: names (`-q`), JSON lines, or Docker's table.
+/// A volume as `volume ls --format json` prints it (Docker's field names).
+fn row(paths: &Paths, v: &VolumeRecord) -> serde_json::Value {
+    let labels: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    serde_json::json!({
+        "Availability": "N/A", "Driver": "local", "Group": "N/A",
+        "Labels": labels.join(","), "Links": "N/A",
+        "Mountpoint": volume::data_dir(paths, &v.name), "Name": v.name,
+        "Scope": "local", "Size": "N/A", "Status": "N/A",
+    })
+}
+
+/// The header Docker's table shows for a field.
+fn header(field: &str) -> String {
+    match field {
+        "Name" => "VOLUME NAME".into(),
+        f => f.to_ascii_uppercase(),
+    }
+}
+
+/// One `{{…}}` action of a Go template: `.Field`, `json .` or `.Label "key"`.
+fn action(inner: &str, v: &VolumeRecord, row: &serde_json::Value) -> Result<String> {
+    let inner = inner.trim();
+    if inner == "json ." {
+        return Ok(row.to_string());
+    }
+    if let Some(key) = inner.strip_prefix(".Label ") {
+        let key = key.trim().trim_matches('"');
+        return Ok(v.labels.get(key).cloned().unwrap_or_default());
+    }
+    match inner.strip_prefix('.').and_then(|f| row.get(f)) {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(other) => Ok(other.to_string()),
+        None => bail!("template: can't evaluate {{{{{inner}}}}} for a volume"),
+    }
+}
+
+/// Fills a Go-style `--format` template (the subset people write: fields, `json .`,
+/// `.Label "k"`; `\t` and `\n` escapes).
+fn render(template: &str, v: &VolumeRecord, row: &serde_json::Value) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    let text = |s: &str| s.replace("\\t", "\t").replace("\\n", "\n");
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&text(&rest[..i]));
+        let Some(j) = rest[i..].find("}}") else {
+            bail!("template: unclosed action in {template:?}");
+        };
+        out.push_str(&action(&rest[i + 2..i + j], v, row)?);
+        rest = &rest[i + j + 2..];
+    }
+    out.push_str(&text(rest));
+    Ok(out)
+}
+
+/// Rows as Docker's tabwriter lays them out: cells split at tabs, columns at least 10 wide
+/// with 3 spaces of padding.
+fn print_table(rows: &[Vec<String>]) {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n)
+        .map(|c| {
+            rows.iter()
+                .filter(|r| c + 1 < r.len())
+                .map(|r| r[c].chars().count() + 3)
+                .max()
+                .unwrap_or(0)
+                .max(10)
+        })
+        .collect();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 < r.len() {
+                line.push_str(&format!("{cell:<w$}", w = widths[c]));
+            } else {
+                line.push_str(cell);
+            }
+        }
+        output::data(&line);
+    }
+}
+
+/// Prints volumes as `volume ls` does: names (`-q`), JSON lines, Docker's table, or a Go
+/// template (`table …` adds the header row).
 fn print_list(paths: &Paths, list: &[VolumeRecord], quiet: bool, format: &str) -> Result<()> {
     if quiet {
         for v in list {
@@ -185,30 +267,44 @@ fn print_list(paths: &Paths, list: &[VolumeRecord], quiet: bool, format: &str) -
         }
         return Ok(());
     }
-    match format {
-        "json" => {
-            for v in list {
-                let labels: Vec<String> =
-                    v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                output::data(
-                    &serde_json::json!({
-                        "Availability": "N/A", "Driver": "local", "Group": "N/A",
-                        "Labels": labels.join(","), "Links": "N/A",
-                        "Mountpoint": volume::data_dir(paths, &v.name), "Name": v.name,
-                        "Scope": "local", "Size": "N/A", "Status": "N/A",
-                    })
-                    .to_string(),
-                );
-            }
+    let format = format.trim();
+    let format = match format {
+        "" | "table" => "table {{.Driver}}\\t{{.Name}}",
+        "json" => "{{json .}}",
+        f => f,
+    };
+    if let Some(t) = format.strip_prefix("table") {
+        let t = t.trim_start();
+        // The header: each action's field name in capitals.
+        let mut head = String::new();
+        let mut rest = t;
+        while let Some(i) = rest.find("{{") {
+            head.push_str(&rest[..i]);
+            let j = rest[i..].find("}}").unwrap_or(rest.len() - i);
+            let inner = rest[i + 2..i + j].trim();
+            head.push_str(&header(
+                inner
+                    .trim_start_matches('.')
+                    .split(' ')
+                    .next()
+                    .unwrap_or(""),
+            ));
+            rest = &rest[(i + j + 2).min(rest.len())..];
         }
-        "table" | "" => {
-            // Docker's tabwriter: columns at least 10 wide, 3 spaces of padding.
-            output::data("DRIVER    VOLUME NAME");
-            for v in list {
-                output::data(&format!("{:<10}{}", "local", v.name));
-            }
+        head.push_str(rest);
+        let mut rows = vec![head.replace("\\t", "\t")];
+        for v in list {
+            rows.push(render(t, v, &row(paths, v))?);
         }
-        other => bail!("unsupported format {other:?}: use table or json"),
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| r.split('\t').map(String::from).collect())
+            .collect();
+        print_table(&rows);
+        return Ok(());
+    }
+    for v in list {
+        output::data(&render(format, v, &row(paths, v))?);
     }
     Ok(())
 }
@@ -411,5 +507,19 @@ mod tests {
         assert!(!passes(&f(&["dangling=true"]).unwrap(), &v, true));
         assert!(f(&["dangling=maybe"]).is_err());
         assert!(f(&["colour=red"]).is_err());
+    }
+
+    #[test]
+    fn go_templates_fill_fields_labels_and_json() {
+        let v = rec("proj_data", &[("tier", "db")]);
+        let r = serde_json::json!({"Name": "proj_data", "Driver": "local"});
+        assert_eq!(
+            render("{{.Name}}\\t{{ .Driver }} {{.Label \"tier\"}}", &v, &r).unwrap(),
+            "proj_data\tlocal db"
+        );
+        assert_eq!(render("{{json .}}", &v, &r).unwrap(), r.to_string());
+        assert!(render("{{.Nope}}", &v, &r).is_err());
+        assert!(render("{{.Name", &v, &r).is_err());
+        assert_eq!(header("Name"), "VOLUME NAME");
     }
 }
