@@ -252,4 +252,35 @@ fn subpaths_are_mounted_by_descriptor_and_symlinks_on_the_way_are_refused() {
         let err = env.fails(&["up", "-d", "use"]);
         assert!(err.contains("symbolic link"), "{sub}: {err}");
     }
+
+    // A start killed while a subpath was staged leaves it mounted in the container's dir:
+    // removing the container unmounts it and never deletes the volume's files through it.
+    let data = env.root().join("volumes/vsub_data/_data");
+    let fill = std::fs::read_dir(env.root().join("containers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|d| {
+            std::fs::read_to_string(d.join("container.json"))
+                .is_ok_and(|j| j.contains("vsub-fill-1"))
+        })
+        .unwrap();
+    let staged = fill.join("subpaths/7");
+    std::fs::create_dir_all(&staged).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["--bind"])
+        .arg(data.join("real"))
+        .arg(&staged)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(staged.join("inner/f").is_file());
+    env.ok(&["down", "-t", "0"]);
+    assert!(!fill.exists());
+    assert_eq!(
+        std::fs::read_to_string(data.join("real/inner/f")).unwrap(),
+        "hi\n"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&*env.root().to_string_lossy()), "{mounts}");
 }

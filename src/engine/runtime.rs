@@ -378,8 +378,8 @@ pub fn remove(paths: &Paths, rec: &ContainerRecord) -> Result<(), RuntimeError> 
     Overlay::new(&dir).unmount()?;
     super::rootfs::unmount_if_mounted(&super::spec::shm_dir(paths, &rec.id))?;
     // A start killed while its subpaths were staged leaves them mounted.
-    super::volume::release_subpaths(&dir);
-    let left = mounts_under(&dir);
+    let mut left = super::volume::release_subpaths(&dir);
+    left.extend(mounts_under(&dir));
     if !left.is_empty() {
         return Err(RuntimeError::MountsRemain { dir, mounts: left });
     }

@@ -354,7 +354,7 @@ fn create(
     struct Staged<'a>(&'a std::path::Path);
     impl Drop for Staged<'_> {
         fn drop(&mut self) {
-            super::volume::release_subpaths(self.0);
+            let _ = super::volume::release_subpaths(self.0);
         }
     }
     let _staged = Staged(&dir);

@@ -261,15 +261,27 @@ pub fn stage_subpath(
     Ok(staging.to_path_buf())
 }
 
-/// Unmounts every staged `subpath` of a container (see [`stage_subpath`]); the container's
-/// own binds, made from them, stay.
-pub fn release_subpaths(container_dir: &std::path::Path) {
+/// Unmounts and removes every staged `subpath` of a container (see [`stage_subpath`]); the
+/// container's own binds, made from them, stay. Returns what could not be removed (so that
+/// nobody deletes the container's directory recursively through a mount still there).
+pub fn release_subpaths(container_dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut left = Vec::new();
     let Ok(entries) = std::fs::read_dir(subpaths_dir(container_dir)) else {
-        return;
+        return left;
     };
     for e in entries.flatten() {
-        unmount_staged(&e.path());
+        let path = e.path();
+        unmount_staged(&path);
+        // Never recursive: a mount point still there is EBUSY, not emptied.
+        let gone = match e.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        if gone.is_err() {
+            left.push(path);
+        }
     }
+    left
 }
 
 /// Unmounts whatever is mounted at `path` (by path, not through `/proc/self/mountinfo`, so a
@@ -340,8 +352,14 @@ mod tests {
             super::super::rootfs::mounts_under(&subpaths_dir(&ctr)).len(),
             2
         );
-        release_subpaths(&ctr);
+        assert!(release_subpaths(&ctr).is_empty());
         assert!(super::super::rootfs::mounts_under(&subpaths_dir(&ctr)).is_empty());
+        assert!(
+            std::fs::read_dir(subpaths_dir(&ctr))
+                .unwrap()
+                .next()
+                .is_none()
+        );
         assert!(
             vol.join("real/inner/written").is_file(),
             "the volume is left alone"
