@@ -183,3 +183,33 @@ fn systempaths_unconfined_unmasks_proc() {
     ]);
     assert_eq!(util::text(&out.stdout), "0\n");
 }
+
+#[test]
+fn exec_as_another_user_gets_the_services_group_add() {
+    require_root!();
+    let env = Env::new("ctrgroups");
+    env.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: busybox\n    user: www-data\n    group_add: [staff, \"7\"]\n    command: [sleep, \"1000\"]\n",
+    );
+    env.ok(&["up", "-d"]);
+    let groups = |args: &[&str]| {
+        let mut a = vec!["exec", "-T"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["app", "id", "-G"]);
+        let mut g: Vec<u32> = env
+            .ok(&a)
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        g.sort();
+        g.dedup();
+        g
+    };
+    // The container's own user: its groups and group_add.
+    assert_eq!(groups(&[]), [7, 33, 50]);
+    // Another user (as Docker): that user's groups (root is in wheel), then group_add.
+    assert_eq!(groups(&["-u", "root"]), [0, 7, 10, 50]);
+    // A uid the image does not know: its gid and group_add.
+    assert_eq!(groups(&["-u", "4321:4321"]), [7, 50, 4321]);
+}

@@ -217,7 +217,7 @@ fn short_id(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
-fn human_size(n: u64) -> String {
+pub(super) fn human_size(n: u64) -> String {
     let f = n as f64;
     if f >= 1e9 {
         format!("{:.3}GB", f / 1e9)

@@ -15,6 +15,7 @@ mod network;
 mod output;
 mod project;
 mod transfer;
+mod volume;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -113,6 +114,11 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
+    /// List volumes of the project.
+    Volumes(volume::VolumesArgs),
     /// List images.
     Images(images::ImagesArgs),
     /// Manage images.
@@ -282,6 +288,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Inspect(a) => lifecycle::inspect(&paths, &cli.global, &a),
         Command::Port(a) => network::port(&paths, &cli.global, &a),
         Command::Network(c) => network::network(&paths, c),
+        Command::Volume(c) => volume::volume(&paths, c),
+        Command::Volumes(a) => volume::volumes(&paths, &cli.global, &a),
         Command::Config(a) => config::run(&a, project::load_options(&cli.global)?),
     }
 }

@@ -267,7 +267,7 @@ pub fn scale(paths: &Paths, g: &Global, a: &ScaleArgs) -> Result<i32> {
 
 /// docker compose's prompt: the question, then a line from stdin; `y`, `yes`, `true` or `1`
 /// is yes (an empty line or the end of input is no). On stderr, which is not data.
-fn ask(question: &str) -> bool {
+pub(super) fn ask(question: &str) -> bool {
     use std::io::Write;
     output::finish();
     let mut err = std::io::stderr();
@@ -900,9 +900,15 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
         Some(u) => {
             let (uid, gid) = crate::project::container::resolve_user(u, &rec.layers)
                 .map_err(|e| anyhow::anyhow!("service {:?}: {e}", a.service))?;
-            let groups =
-                crate::project::container::supplementary_groups(u, uid, gid, &[], &rec.layers)
-                    .map_err(|e| anyhow::anyhow!("service {:?}: {e}", a.service))?;
+            // As Docker: the user's groups, then the service's `group_add`.
+            let groups = crate::project::container::supplementary_groups(
+                u,
+                uid,
+                gid,
+                &rec.host.group_add,
+                &rec.layers,
+            )
+            .map_err(|e| anyhow::anyhow!("service {:?}: {e}", a.service))?;
             (Some(uid), Some(gid), Some(groups))
         }
         None => (None, None, None),

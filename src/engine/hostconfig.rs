@@ -54,6 +54,11 @@ pub struct HostConfig {
     /// `:rw`: that container's mounts, found when this one starts.
     pub volumes_from: Vec<String>,
     pub oom_score_adj: Option<i32>,
+    /// `group_add` as the user wrote it (names or numbers): the process's groups already
+    /// include them; kept for `exec -u USER`, which adds them to that user's groups as Docker
+    /// does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
     /// Run a reaper as pid 1 (`init: true`); recorded for the shim.
     pub init: bool,
     /// The process gets a terminal (`tty: true`); its output is logged from the pty.

@@ -377,7 +377,9 @@ pub fn remove(paths: &Paths, rec: &ContainerRecord) -> Result<(), RuntimeError> 
     let dir = rec.dir(paths);
     Overlay::new(&dir).unmount()?;
     super::rootfs::unmount_if_mounted(&super::spec::shm_dir(paths, &rec.id))?;
-    let left = mounts_under(&dir);
+    // A start killed while its subpaths were staged leaves them mounted.
+    let mut left = super::volume::release_subpaths(&dir);
+    left.extend(mounts_under(&dir));
     if !left.is_empty() {
         return Err(RuntimeError::MountsRemain { dir, mounts: left });
     }

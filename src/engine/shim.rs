@@ -349,6 +349,15 @@ fn create(
         super::rootfs::mount_shm(&super::spec::shm_dir(paths, &rec.id), size)
             .context("mounting the shareable /dev/shm")?;
     }
+    // The staged `subpath` mounts go once the container has made its binds from them (or
+    // failed to), whichever way this function returns.
+    struct Staged<'a>(&'a std::path::Path);
+    impl Drop for Staged<'_> {
+        fn drop(&mut self) {
+            let _ = super::volume::release_subpaths(self.0);
+        }
+    }
+    let _staged = Staged(&dir);
     let spec = super::spec::build(rec, paths, &dir.join("rootfs"), &dir)
         .context("building the OCI spec")?;
     spec.save(bundle.join("config.json"))

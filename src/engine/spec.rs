@@ -212,8 +212,10 @@ pub fn build(
     ] {
         user_mounts.push(bind(&dir.join(file), target, host.read_only)?);
     }
+    // `subpath`s are staged there, and unmounted once the container is created.
+    let mut staging = (super::volume::subpaths_dir(dir), 0);
     for m in &rec.mounts {
-        user_mounts.push(record_bind(m, m.read_only)?);
+        user_mounts.push(record_bind(m, m.read_only, &mut staging)?);
     }
     for t in &host.tmpfs {
         user_mounts.push(tmpfs(t)?);
@@ -238,7 +240,7 @@ pub fn build(
             {
                 continue;
             }
-            user_mounts.push(record_bind(&m, mode.unwrap_or(m.read_only))?);
+            user_mounts.push(record_bind(&m, mode.unwrap_or(m.read_only), &mut staging)?);
         }
     }
     if host.init {
@@ -447,13 +449,22 @@ fn seccomp(host: &HostConfig, caps: &[Capability]) -> Result<Option<LinuxSeccomp
 }
 
 /// The bind of a mount of a container record: its `subpath` resolved now (it must exist, and
-/// be reached without a symlink), its propagation in place of the default `rprivate`.
-fn record_bind(m: &super::container::Mount, read_only: bool) -> Result<Mount, SpecError> {
+/// be reached without a symlink) and staged by descriptor under `staging` (the next free
+/// number), its propagation in place of the default `rprivate`.
+fn record_bind(
+    m: &super::container::Mount,
+    read_only: bool,
+    staging: &mut (PathBuf, usize),
+) -> Result<Mount, SpecError> {
     let source = match &m.subpath {
         Some(sub) => {
-            super::volume::subpath_source(&m.source, sub).map_err(|reason| SpecError::Subpath {
-                target: m.target.clone(),
-                reason,
+            staging.1 += 1;
+            let at = staging.0.join(staging.1.to_string());
+            super::volume::stage_subpath(&m.source, sub, &at).map_err(|reason| {
+                SpecError::Subpath {
+                    target: m.target.clone(),
+                    reason,
+                }
             })?
         }
         None => m.source.clone(),

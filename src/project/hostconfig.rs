@@ -43,6 +43,7 @@ pub fn host_config(project: &Project, svc: &Service) -> Result<HostConfig, Vec<S
         tty: svc.tty,
         stdin_open: svc.stdin_open,
         stop_signal: svc.stop_signal.clone(),
+        group_add: svc.group_add.clone(),
         ..Default::default()
     };
 

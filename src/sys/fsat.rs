@@ -22,6 +22,24 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> nix::Res
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Opens `path` below `root` with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+/// RESOLVE_NO_MAGICLINKS)`: a path that would leave `root` fails with `EXDEV`, and one that
+/// meets a symlink anywhere (the last component included) with `ELOOP`. `O_CLOEXEC` is added.
+pub fn open_beneath_no_symlinks(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlag,
+) -> nix::Result<OwnedFd> {
+    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(
+        ResolveFlag::RESOLVE_BENEATH
+            | ResolveFlag::RESOLVE_NO_SYMLINKS
+            | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+    );
+    let fd = nix::fcntl::openat2(root.as_raw_fd(), path, how)?;
+    // SAFETY: openat2 just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// `openat(dir, name, flags | O_CLOEXEC, mode)` returning an owned descriptor.
 pub fn open_at(dir: BorrowedFd<'_>, name: &Path, flags: OFlag, mode: Mode) -> nix::Result<OwnedFd> {
     let fd = nix::fcntl::openat(Some(dir.as_raw_fd()), name, flags | OFlag::O_CLOEXEC, mode)?;
