@@ -1171,17 +1171,22 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
     }
     let code = follow_run(paths, &rec, terminal.is_none())?;
     if a.rm {
-        let host = project::net_host(paths);
-        runtime()?.block_on(project::down::remove_container(
-            paths,
-            &host,
-            &rec,
-            Some(Duration::ZERO),
-        ))?;
-        // As `docker run --rm`: its anonymous volumes go with it.
-        project::anonymous::remove(paths, &rec)?;
+        remove_with_anonymous_volumes(paths, &rec)?;
     }
     Ok(code)
+}
+
+/// Removes a one-off container and, as `docker run --rm` does, its anonymous volumes.
+fn remove_with_anonymous_volumes(paths: &Paths, rec: &ContainerRecord) -> Result<()> {
+    let host = project::net_host(paths);
+    runtime()?.block_on(project::down::remove_container(
+        paths,
+        &host,
+        rec,
+        Some(Duration::ZERO),
+    ))?;
+    project::anonymous::remove(paths, rec)?;
+    Ok(())
 }
 
 /// `berth __autoremove ID`: removes a `run -d --rm` container once its shim is done, with its
@@ -1193,14 +1198,7 @@ pub fn auto_remove(paths: &Paths, id: &str) -> Result<i32> {
     else {
         return Ok(0);
     };
-    let host = project::net_host(paths);
-    runtime()?.block_on(project::down::remove_container(
-        paths,
-        &host,
-        &rec,
-        Some(Duration::ZERO),
-    ))?;
-    project::anonymous::remove(paths, &rec)?;
+    remove_with_anonymous_volumes(paths, &rec)?;
     Ok(0)
 }
 

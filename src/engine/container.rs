@@ -7,6 +7,36 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+/// The containers other than `rec` that `mode` names: `service:NAME` (that service's
+/// containers in `rec`'s project, one-offs left out) or `container:NAME` (by name or id
+/// prefix); `None` when `mode` is neither form.
+fn named_containers(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    mode: &str,
+) -> Result<Option<Vec<ContainerRecord>>, String> {
+    let all = list(paths).map_err(|e| e.to_string())?;
+    let others = all.into_iter().filter(|c| c.id != rec.id);
+    Ok(if let Some(service) = mode.strip_prefix("service:") {
+        Some(
+            others
+                .filter(|c| {
+                    c.project().is_some()
+                        && c.project() == rec.project()
+                        && c.service() == Some(service)
+                        && c.label(labels::ONEOFF) != Some("True")
+                })
+                .collect(),
+        )
+    } else {
+        mode.strip_prefix("container:").map(|name| {
+            others
+                .filter(|c| c.name == name || c.id.starts_with(name))
+                .collect()
+        })
+    })
+}
+
 /// The running container whose namespaces `mode` (`service:NAME`, `container:NAME`) names,
 /// for `rec`, with its init's verified host pid. `service:` looks in `rec`'s project.
 pub fn namespace_donor(
@@ -14,22 +44,7 @@ pub fn namespace_donor(
     rec: &ContainerRecord,
     mode: &str,
 ) -> Result<(ContainerRecord, i32), String> {
-    let all = list(paths).map_err(|e| e.to_string())?;
-    let candidates: Vec<ContainerRecord> = if let Some(service) = mode.strip_prefix("service:") {
-        all.into_iter()
-            .filter(|c| {
-                c.id != rec.id
-                    && c.project().is_some()
-                    && c.project() == rec.project()
-                    && c.service() == Some(service)
-                    && c.label(labels::ONEOFF) != Some("True")
-            })
-            .collect()
-    } else if let Some(name) = mode.strip_prefix("container:") {
-        all.into_iter()
-            .filter(|c| c.id != rec.id && (c.name == name || c.id.starts_with(name)))
-            .collect()
-    } else {
+    let Some(candidates) = named_containers(paths, rec, mode)? else {
         return Err(format!("{mode:?} names no container"));
     };
     if candidates.is_empty() {
@@ -68,24 +83,7 @@ pub fn mounts_donor(
     rec: &ContainerRecord,
     from: &str,
 ) -> Result<ContainerRecord, String> {
-    let all = list(paths).map_err(|e| e.to_string())?;
-    let mut found: Vec<ContainerRecord> = if let Some(service) = from.strip_prefix("service:") {
-        all.into_iter()
-            .filter(|c| {
-                c.id != rec.id
-                    && c.project().is_some()
-                    && c.project() == rec.project()
-                    && c.service() == Some(service)
-                    && c.label(labels::ONEOFF) != Some("True")
-            })
-            .collect()
-    } else if let Some(name) = from.strip_prefix("container:") {
-        all.into_iter()
-            .filter(|c| c.id != rec.id && (c.name == name || c.id.starts_with(name)))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let mut found = named_containers(paths, rec, from)?.unwrap_or_default();
     found.sort_by_key(|c| c.label(labels::NUMBER).and_then(|n| n.parse::<u32>().ok()));
     found
         .into_iter()

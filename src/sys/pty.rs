@@ -6,9 +6,13 @@ use std::os::unix::net::UnixStream;
 
 /// Receives the one descriptor sent with `SCM_RIGHTS` on `conn`.
 pub fn receive_fd(conn: &UnixStream) -> std::io::Result<OwnedFd> {
+    receive_with(conn, &mut [0u8; 4096])
+}
+
+/// One `recvmsg` into `buf`, returning the descriptor that came with it.
+fn receive_with(conn: &UnixStream, buf: &mut [u8]) -> std::io::Result<OwnedFd> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut buf = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut iov = [IoSliceMut::new(buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
     let msg = recvmsg::<()>(
         conn.as_raw_fd(),
@@ -64,25 +68,7 @@ pub fn send_fd(conn: &UnixStream, fd: BorrowedFd) -> std::io::Result<()> {
 
 /// Receives a descriptor sent by [`send_fd`], reading its one byte and nothing after it.
 pub fn receive_one_fd(conn: &UnixStream) -> std::io::Result<OwnedFd> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut buf = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c
-            && let Some(&fd) = fds.first()
-        {
-            // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-    }
-    Err(std::io::Error::other("no descriptor in the message"))
+    receive_with(conn, &mut [0u8; 1])
 }
 
 /// The window size (rows, columns) of the terminal `fd`, if it is one.
