@@ -388,7 +388,7 @@ fn create(
     } else {
         None
     };
-    let container = ContainerBuilder::new(rec.id.clone(), SyscallType::default())
+    let mut container = ContainerBuilder::new(rec.id.clone(), SyscallType::default())
         .with_root_path(paths.runtime())
         .map_err(|e| anyhow!("{e}"))?
         .with_console_socket(console.as_ref().map(|c| c.path()))
@@ -400,17 +400,33 @@ fn create(
         .with_detach(true)
         .build()
         .map_err(|e| anyhow!("creating the container: {e}"))?;
-    if let Some(pid) = container.pid() {
-        super::rootfs::set_bind_propagation(pid.as_raw(), &spec)
-            .context("setting the propagation of the container's bind mounts")?;
+    // From here the container's init exists, waiting to be started: a failure must not leave
+    // it behind (it would outlive this shim, holding its namespaces and mounts).
+    let finish = || -> Result<Option<OwnedFd>> {
+        if let Some(pid) = container.pid() {
+            super::rootfs::set_bind_propagation(pid.as_raw(), &spec)
+                .context("setting the propagation of the container's bind mounts")?;
+        }
+        console
+            .map(|c| c.receive().context("receiving the container's terminal"))
+            .transpose()
+    };
+    match finish() {
+        Ok(Some(master)) => {
+            // The pipes' write ends went with the builder, so the stderr pipe reads as closed.
+            drop(out_r);
+            Ok((container, master, err_r, stdin_w))
+        }
+        Ok(None) => Ok((container, out_r, err_r, stdin_w)),
+        Err(e) => {
+            if let Some(pid) = container.pid() {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = container.delete(true);
+            cleanup_runtime(paths, &rec.id);
+            Err(e)
+        }
     }
-    if let Some(c) = console {
-        let master = c.receive().context("receiving the container's terminal")?;
-        // The pipes' write ends went with the builder, so the stderr pipe reads as closed.
-        drop(out_r);
-        return Ok((container, master, err_r, stdin_w));
-    }
-    Ok((container, out_r, err_r, stdin_w))
 }
 
 /// Unmounts a shareable container's host-side `/dev/shm` once it stopped (as Docker does; a
