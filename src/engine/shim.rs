@@ -38,6 +38,18 @@ pub struct Ready {
     pub ports: Vec<u16>,
 }
 
+impl Ready {
+    /// The report of a container made (held or running) with init `pid` and the bound ports.
+    fn started(pid: Option<i32>, ports: &[u16]) -> Self {
+        Ready {
+            ok: true,
+            error: None,
+            pid,
+            ports: ports.to_vec(),
+        }
+    }
+}
+
 /// Entry point of `berth __shim`. Returns the shim's exit code.
 pub fn main(paths: &Paths, id: &str) -> i32 {
     let mut out = std::io::stdout();
@@ -83,15 +95,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
             if hold {
                 hold = false;
                 let pid = container.pid().map(|p| p.as_raw());
-                report(
-                    &mut out,
-                    Ok(Ready {
-                        ok: true,
-                        error: None,
-                        pid,
-                        ports: ports.clone(),
-                    }),
-                );
+                report(&mut out, Ok(Ready::started(pid, &ports)));
                 if !go_ahead() {
                     aborted = true;
                     discard(&mut container);
@@ -161,15 +165,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
             );
         }
         if first {
-            report(
-                &mut out,
-                Ok(Ready {
-                    ok: true,
-                    error: None,
-                    pid,
-                    ports: ports.clone(),
-                }),
-            );
+            report(&mut out, Ok(Ready::started(pid, &ports)));
             // From here on nobody reads our stdout.
             if let Ok(null) = File::options().write(true).open("/dev/null") {
                 let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1);
