@@ -352,31 +352,14 @@ impl NetHost {
                     .gateway(gw6)
                     .output_interface(index)
                     .build();
-                match h.route().add(route).execute().await {
-                    Ok(()) => {}
-                    Err(e) if errno(&e) == Some(libc::EEXIST) => {}
-                    Err(e) => {
-                        return Err(NetError::netlink(
-                            "add IPv6 default route",
-                            format!("via {gw6}"),
-                        )(e));
-                    }
-                }
+                add_route(&h, route, "add IPv6 default route", format!("via {gw6}")).await?;
             }
             if let Some(gw) = gateway {
                 let route = RouteMessageBuilder::<Ipv4Addr>::new()
                     .gateway(gw)
                     .output_interface(index)
                     .build();
-                match h.route().add(route).execute().await {
-                    Ok(()) => {}
-                    Err(e) if errno(&e) == Some(libc::EEXIST) => {}
-                    Err(e) => {
-                        return Err(NetError::netlink("add default route", format!("via {gw}"))(
-                            e,
-                        ));
-                    }
-                }
+                add_route(&h, route, "add default route", format!("via {gw}")).await?;
             }
             Ok(())
         })
@@ -406,5 +389,19 @@ impl NetHost {
             .map_err(NetError::io(&path))?;
         file.lock().map_err(NetError::io(&path))?;
         Ok(file)
+    }
+}
+
+/// Adds `route`; one that exists already is fine (a repeated attach).
+async fn add_route(
+    h: &Handle,
+    route: rtnetlink::packet_route::route::RouteMessage,
+    op: &'static str,
+    detail: String,
+) -> Result<(), NetError> {
+    match h.route().add(route).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+        Err(e) => Err(NetError::netlink(op, detail)(e)),
     }
 }
