@@ -11,9 +11,8 @@
 use super::container::ContainerRecord;
 use crate::state::Paths;
 use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::oci_spec::runtime::{LinuxSeccomp, Spec};
+use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::syscall::syscall::SyscallType;
-use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::collections::HashMap;
@@ -113,9 +112,8 @@ fn start(
     let bundle = paths.container(&rec.id).join("bundle").join("config.json");
     let init_spec =
         Spec::load(&bundle).map_err(|e| failed(format!("{}: {e}", bundle.display())))?;
-    let executor = SeccompExecutor {
-        filter: init_spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
-    };
+    let executor = super::seccomp::bpf::for_exec(&paths.container(&rec.id), &init_spec)
+        .map_err(|e| failed(e.to_string()))?;
     let fail = |e: libcontainer::error::LibcontainerError| failed(e.to_string());
     let builder = ContainerBuilder::new(rec.id.clone(), SyscallType::default())
         .with_root_path(paths.runtime())
@@ -262,27 +260,6 @@ struct RemoveOnDrop(std::path::PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// libcontainer's default executor, after loading the container's seccomp filter (the process
-/// has `no_new_privs` by then, so an unprivileged load works).
-#[derive(Clone)]
-struct SeccompExecutor {
-    filter: Option<LinuxSeccomp>,
-}
-
-impl Executor for SeccompExecutor {
-    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        if let Some(filter) = &self.filter {
-            libcontainer::seccomp::initialize_seccomp(filter)
-                .map_err(|e| ExecutorError::Other(format!("loading the seccomp filter: {e}")))?;
-        }
-        libcontainer::workload::default::get_executor().exec(spec)
-    }
-
-    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
-        libcontainer::workload::default::get_executor().validate(spec)
     }
 }
 

@@ -18,6 +18,8 @@ use oci_spec::runtime::{
 use serde::Deserialize;
 use std::collections::HashSet;
 
+pub mod bpf;
+
 const DEFAULT_PROFILE: &str = include_str!("seccomp/default.json");
 
 #[derive(Debug, Deserialize)]

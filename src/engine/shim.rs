@@ -358,6 +358,7 @@ fn create(
         .context("building the OCI spec")?;
     spec.save(bundle.join("config.json"))
         .context("writing the OCI spec")?;
+    let (launch, executor) = super::seccomp::bpf::prepare_launch(paths, &dir, &spec)?;
     let (out_r, out_w) = nix::unistd::pipe().context("pipe")?;
     let (err_r, err_w) = nix::unistd::pipe().context("pipe")?;
     let mut stdin_w = None;
@@ -391,7 +392,8 @@ fn create(
         .with_stdin(stdin)
         .with_stdout(out_w)
         .with_stderr(err_w)
-        .as_init(&bundle)
+        .with_executor(executor)
+        .as_init(&launch)
         .with_systemd(false)
         .with_detach(true)
         .build()

@@ -612,19 +612,58 @@ impl NetHost {
     /// Base table, network elements, and Docker coexistence accepts. Caller holds the lock.
     pub(crate) fn apply_network_firewall(&self, n: &BridgeNetwork) -> Result<(), NetError> {
         check_table(&self.table)?;
+        // Nothing has changed in nftables since this network's rules were last found complete:
+        // only the legacy side, which nftables' generation does not cover, is looked at.
+        let generation = super::nftgen::current();
+        let record = self.verified_record(n);
+        let verified = |g: u32| format!("{} {g}\n", self.verified_key(n));
+        if let Some(g) = generation
+            && std::fs::read_to_string(&record).is_ok_and(|r| r == verified(g))
+        {
+            legacy::accept(&n.bridge);
+            return Ok(());
+        }
         // One listing serves both: whether our part is in place (the usual case when the
         // network exists: no write), and the foreign chains to coexist with.
         let ruleset = nft_ruleset();
-        if !ruleset
+        let in_place = ruleset
             .as_ref()
-            .is_some_and(|r| network_in_place(r, &self.table, n))
-        {
+            .is_some_and(|r| network_in_place(r, &self.table, n));
+        if !in_place {
             run_nft(
                 &format!("add network {}", n.name),
                 &ensure_network_script(&self.table, n),
             )?;
         }
-        self.coexist(&n.bridge, ruleset)
+        let untouched = in_place
+            && ruleset
+                .as_ref()
+                .is_some_and(|r| coexistence_commands(r, &n.bridge).is_empty());
+        self.coexist(&n.bridge, ruleset)?;
+        // Recorded only when this call wrote nothing: the generation read before the listing
+        // then names a ruleset the listing has shown complete (a later commit moves it on).
+        match generation {
+            Some(g) if untouched => {
+                let _ = std::fs::create_dir_all(record.parent().unwrap_or(&self.run_dir));
+                let _ = std::fs::write(&record, verified(g));
+            }
+            _ => {
+                let _ = std::fs::remove_file(&record);
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the nftables generation at which `n`'s rules were last found complete is kept.
+    fn verified_record(&self, n: &BridgeNetwork) -> std::path::PathBuf {
+        self.run_dir.join("firewall-verified").join(&n.bridge)
+    }
+
+    /// What the record must say besides the generation: the table, this build's rules and
+    /// the network's definition.
+    fn verified_key(&self, n: &BridgeNetwork) -> String {
+        let def = crate::state::short_hash(format!("{n:?}").as_bytes(), 8);
+        format!("{} {} {def}", self.table, version_chain())
     }
 
     /// Makes every foreign forward chain with a drop policy accept our bridge's traffic (see
@@ -648,6 +687,7 @@ impl NetHost {
         drop_table: bool,
     ) -> Result<(), NetError> {
         check_table(&self.table)?;
+        let _ = std::fs::remove_file(self.verified_record(n));
         legacy::remove(&n.bridge);
         // Whether our table exists, from the last listing (asked separately if none worked).
         let mut present = None;

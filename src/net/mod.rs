@@ -22,6 +22,7 @@ pub mod firewall;
 pub mod ipam;
 mod link;
 pub mod netns;
+mod nftgen;
 pub mod ports;
 pub mod proxy;
 

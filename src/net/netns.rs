@@ -19,7 +19,8 @@ fn netns_err(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> NetErro
     move |source| NetError::Netns { path, op, source }
 }
 
-fn is_netns_mount(path: &Path) -> bool {
+/// Whether a network namespace is mounted at `path`.
+pub fn is_netns_mount(path: &Path) -> bool {
     statfs(path).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
 }
 

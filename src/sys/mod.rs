@@ -6,3 +6,4 @@ pub mod fsat;
 pub mod mem;
 pub mod proc;
 pub mod pty;
+pub mod seccomp;
