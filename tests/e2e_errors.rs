@@ -96,3 +96,29 @@ fn bad_input_is_reported_and_creates_nothing() {
     assert!(err.contains("cycle") && err.contains("->"), "{err}");
     nothing_created(&env);
 }
+
+/// A document validated once is not validated again (a mark under the run root), and a bad one
+/// is never marked: its error comes back every time.
+#[test]
+fn schema_verdicts_are_remembered_only_for_valid_documents() {
+    let env = Env::new("schemamark");
+    let marks = || {
+        std::fs::read_dir(env.root().join("run/compose-valid"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    env.write("compose.yaml", "services:\n  web:\n    image: busybox\n");
+    env.ok(&["config", "-q"]);
+    assert_eq!(marks(), 1);
+    env.ok(&["config", "-q"]);
+    assert_eq!(marks(), 1);
+    env.write(
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n    prots: ['80']\n",
+    );
+    for _ in 0..2 {
+        let err = env.fails(&["config", "-q"]);
+        assert!(err.contains("prots"), "{err}");
+    }
+    assert_eq!(marks(), 1);
+}

@@ -151,3 +151,26 @@ fn run_creates_missing_bind_sources_like_up() {
     assert!(env.dir.join("fromfile/x").exists());
     assert!(env.dir.join("fromflag/y").exists());
 }
+
+/// `run --rm` throws its writable layer away, so its overlay is mounted `volatile` (no sync of
+/// the host filesystem at unmount); a container that is kept is not.
+#[test]
+fn only_throwaway_containers_get_a_volatile_root() {
+    require_root!();
+    let env = Env::new("volatile");
+    env.write("compose.yaml", "services:\n  box:\n    image: busybox\n");
+    let root_opts = |args: &[&str]| {
+        let out = env.ok(args);
+        out.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some("/"))
+            .unwrap_or_else(|| panic!("no / in {out}"))
+            .to_string()
+    };
+    let mounts = ["box", "cat", "/proc/mounts"];
+    let rm = root_opts(&[&["run", "--rm"][..], &mounts].concat());
+    assert!(rm.contains("volatile"), "{rm}");
+    let kept = root_opts(&[&["run", "--name", "kept"][..], &mounts].concat());
+    assert!(!kept.contains("volatile"), "{kept}");
+    env.ok(&["down", "--remove-orphans"]);
+    assert!(util::leftovers(env.root(), &[]).is_empty());
+}

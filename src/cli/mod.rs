@@ -226,6 +226,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let paths = crate::state::Paths::new(cli.global.root.as_deref());
+    crate::compose::schema::remember_valid_in(paths.run.join("compose-valid"));
     match cli.global.ansi.as_str() {
         "never" => console::set_colors_enabled(false),
         "always" => console::set_colors_enabled(true),

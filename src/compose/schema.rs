@@ -70,8 +70,53 @@ pub fn suggest(word: &str, known: &[String]) -> Option<String> {
         .map(|(_, k)| k.clone())
 }
 
+static VALID_DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+/// Keeps a mark under `dir` for each document that passed, so that the next process given the
+/// same document skips validating it. Compiling the schema is most of the cost of loading a
+/// small project (about 2 ms of every `run` or `ps`); validation is a pure function of the
+/// document and the schema, and the mark's name is a hash of both.
+pub fn remember_valid_in(dir: std::path::PathBuf) {
+    let _ = VALID_DIR.set(dir);
+}
+
+fn valid_mark(doc: &Value) -> Option<std::path::PathBuf> {
+    use sha2::Digest;
+    let dir = VALID_DIR.get()?;
+    let mut h = sha2::Sha256::new();
+    h.update(schema_tag().to_le_bytes());
+    h.update(serde_json::to_vec(doc).ok()?);
+    Some(dir.join(hex::encode(&h.finalize()[..16])))
+}
+
+/// A fingerprint of the vendored schema (and so of the validator's verdicts).
+fn schema_tag() -> u64 {
+    use std::hash::{Hash, Hasher};
+    static TAG: OnceLock<u64> = OnceLock::new();
+    *TAG.get_or_init(|| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        SCHEMA.hash(&mut h);
+        h.finish()
+    })
+}
+
 /// Validates a whole compose document.
 pub fn validate(doc: &Value) -> Vec<SchemaError> {
+    let mark = valid_mark(doc);
+    if mark.as_ref().is_some_and(|m| m.exists()) {
+        return Vec::new();
+    }
+    let out = violations(doc);
+    if out.is_empty()
+        && let Some(m) = mark
+    {
+        let _ = m.parent().map(std::fs::create_dir_all);
+        let _ = std::fs::write(&m, "");
+    }
+    out
+}
+
+fn violations(doc: &Value) -> Vec<SchemaError> {
     let Some(v) = validator() else {
         return Vec::new();
     };

@@ -24,6 +24,9 @@ pub struct HostConfig {
     pub systempaths_unconfined: bool,
     /// Removed once it exits, by a process its shim starts (`run -d --rm`).
     pub auto_remove: bool,
+    /// The writable layer is thrown away with the container (`run --rm`), so the overlay is
+    /// mounted `volatile`: no sync of the host filesystem at every sync call and at unmount.
+    pub volatile_rootfs: bool,
     /// The root filesystem is mounted read-only.
     pub read_only: bool,
     pub tmpfs: Vec<Tmpfs>,

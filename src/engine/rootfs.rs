@@ -33,7 +33,12 @@ impl Overlay {
     }
 
     /// Mounts the overlay unless it is mounted already. `layers` are lowest first.
-    pub fn mount(&self, layers: &[PathBuf]) -> Result<(), RootfsError> {
+    ///
+    /// `volatile` is for a writable layer that is never mounted again (the container is
+    /// removed when it exits): overlayfs then skips syncing the host filesystem, which every
+    /// unmount does otherwise (a sync of the whole filesystem the state root is on). Kernels
+    /// before 5.10 lack the option; the mount is then made without it.
+    pub fn mount(&self, layers: &[PathBuf], volatile: bool) -> Result<(), RootfsError> {
         if is_mountpoint(&self.merged) {
             return Ok(());
         }
@@ -53,14 +58,21 @@ impl Overlay {
             self.upper.display(),
             self.work.display()
         );
-        mount(
-            Some("overlay"),
-            &self.merged,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(opts.as_str()),
-        )
-        .map_err(|source| RootfsError::Mount {
+        let mount_with = |opts: &str| {
+            mount(
+                Some("overlay"),
+                &self.merged,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(opts),
+            )
+        };
+        let done = if volatile {
+            mount_with(&format!("{opts},volatile")).or_else(|_| mount_with(&opts))
+        } else {
+            mount_with(&opts)
+        };
+        done.map_err(|source| RootfsError::Mount {
             path: self.merged.clone(),
             source,
         })

@@ -44,7 +44,7 @@ pub fn prepare(
     write_file(&dir.join("hostname"), &format!("{}\n", rec.hostname))?;
     write_file(&dir.join("hosts"), hosts)?;
     write_file(&dir.join("resolv.conf"), resolv)?;
-    Overlay::new(&dir).mount(&rec.layers)?;
+    Overlay::new(&dir).mount(&rec.layers, rec.host.volatile_rootfs)?;
     for m in &rec.mounts {
         super::volume::copy_up(&Overlay::new(&dir).merged, m).map_err(|e| StateError::Io {
             path: m.source.clone(),

@@ -189,6 +189,7 @@ pub async fn run(
     rec.supervision.restart = RestartPolicy::No;
     // Detached, nobody is left to remove it: its shim has it done (attached, the CLI does).
     rec.host.auto_remove = opts.rm && !opts.attach;
+    rec.host.volatile_rootfs = opts.rm;
     let mut later = Vec::new();
     up::materialize(
         paths,

@@ -758,7 +758,8 @@ impl<'a> Builder<'a> {
             lowers.push(self.empty.clone());
         }
         let ov = Overlay::new(&dir);
-        ov.mount(&lowers).map_err(|e| self.err(i, e.to_string()))?;
+        ov.mount(&lowers, false)
+            .map_err(|e| self.err(i, e.to_string()))?;
         let r = f(&ov.merged);
         ov.unmount().map_err(|e| self.err(i, e.to_string()))?;
         r.map_err(|e| self.err(i, e))?;
@@ -902,7 +903,8 @@ impl<'a> Builder<'a> {
                                 lowers.push(self.empty.clone());
                             }
                             let ov = Overlay::new(&self.new_tmp("mount"));
-                            ov.mount(&lowers).map_err(|e| self.err(i, e.to_string()))?;
+                            ov.mount(&lowers, false)
+                                .map_err(|e| self.err(i, e.to_string()))?;
                             let merged = ov.merged.clone();
                             overlays.push(ov);
                             fsops::resolve_in(&merged, src).ok_or_else(|| {
@@ -1164,7 +1166,8 @@ impl<'a> Builder<'a> {
                 } else {
                     dirs
                 };
-                ov.mount(&lowers).map_err(|e| self.err(i, e.to_string()))?;
+                ov.mount(&lowers, false)
+                    .map_err(|e| self.err(i, e.to_string()))?;
                 let r = SourceRoot::rootfs(&ov.merged).map_err(|e| self.err(i, e))?;
                 mount = Some((dir, ov));
                 Some(r)
