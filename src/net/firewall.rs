@@ -499,7 +499,10 @@ mod legacy {
         listing.lines().any(|l| l.trim() == "-P FORWARD DROP")
     }
 
-    pub fn accept(bridge: &str) {
+    /// Accepts `bridge` where a legacy FORWARD drops; `before_insert` runs before the first
+    /// rule is inserted. Returns whether any rule of ours is there now.
+    pub fn accept(bridge: &str, before_insert: &dyn Fn()) -> bool {
+        let mut present = false;
         for (tool, names) in TOOLS {
             if !loaded(names) || !run(tool, &["-S", "FORWARD"]).is_some_and(|l| drops(&l)) {
                 continue;
@@ -512,7 +515,9 @@ mod legacy {
             for args in rule_args(bridge) {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 let check = [&["-C", chain][..], &args].concat();
+                present = true;
                 if run(tool, &check).is_none() {
+                    before_insert();
                     let insert = [&["-I", chain][..], &args].concat();
                     if run(tool, &insert).is_none() {
                         tracing::warn!("{tool}: could not accept {bridge} in {chain}");
@@ -520,6 +525,7 @@ mod legacy {
                 }
             }
         }
+        present
     }
 
     pub fn remove(bridge: &str) {
@@ -600,6 +606,26 @@ impl Batch {
     }
 }
 
+/// Whether a bridge may have rules of ours outside our table: accepts in other tables' forward
+/// chains that drop, or in legacy iptables. Kept per bridge under the run dir; written
+/// `Some` before any such rule is inserted and `None` only after a listing found none, so
+/// removing a network lists the whole ruleset only when there may be something to take out.
+/// No record (a network from an older berth) counts as `Some`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coexist {
+    None,
+    Some,
+}
+
+impl Coexist {
+    fn as_str(self) -> &'static str {
+        match self {
+            Coexist::None => "none",
+            Coexist::Some => "some",
+        }
+    }
+}
+
 fn is_file_exists(e: &NetError) -> bool {
     matches!(e, NetError::Nft { stderr, .. } if stderr.contains("File exists"))
 }
@@ -617,10 +643,13 @@ impl NetHost {
         let generation = super::nftgen::current();
         let record = self.verified_record(n);
         let verified = |g: u32| format!("{} {g}\n", self.verified_key(n));
+        let mark = |v: Coexist| self.set_coexist(&n.bridge, v);
         if let Some(g) = generation
             && std::fs::read_to_string(&record).is_ok_and(|r| r == verified(g))
         {
-            legacy::accept(&n.bridge);
+            if legacy::accept(&n.bridge, &|| mark(Coexist::Some)) {
+                mark(Coexist::Some);
+            }
             return Ok(());
         }
         // One listing serves both: whether our part is in place (the usual case when the
@@ -639,7 +668,14 @@ impl NetHost {
             && ruleset
                 .as_ref()
                 .is_some_and(|r| coexistence_commands(r, &n.bridge).is_empty());
-        self.coexist(&n.bridge, ruleset)?;
+        let foreign = ruleset
+            .as_ref()
+            .map(|r| !foreign_rules(r, &n.bridge).is_empty());
+        let inserted = self.coexist(&n.bridge, ruleset)?;
+        match foreign {
+            Some(false) if !inserted => mark(Coexist::None),
+            _ => mark(Coexist::Some),
+        }
         // Recorded only when this call wrote nothing: the generation read before the listing
         // then names a ruleset the listing has shown complete (a later commit moves it on).
         match generation {
@@ -668,16 +704,39 @@ impl NetHost {
 
     /// Makes every foreign forward chain with a drop policy accept our bridge's traffic (see
     /// [`ForeignChain`]). Re-run by every `ensure_network`, so a firewall (re)started after
-    /// berth is caught up with at the next operation.
-    fn coexist(&self, bridge: &str, ruleset: Option<serde_json::Value>) -> Result<(), NetError> {
+    /// berth is caught up with at the next operation. Returns whether it inserted or found a
+    /// rule of ours outside our table (recorded first, see [`Coexist`]).
+    fn coexist(&self, bridge: &str, ruleset: Option<serde_json::Value>) -> Result<bool, NetError> {
+        let mut ours = false;
         if let Some(ruleset) = ruleset {
             let cmds = coexistence_commands(&ruleset, bridge);
             if !cmds.is_empty() {
+                self.set_coexist(bridge, Coexist::Some);
+                ours = true;
                 run_nft_json(&format!("accept {bridge} in forward drop chains"), cmds)?;
             }
         }
-        legacy::accept(bridge);
-        Ok(())
+        ours |= legacy::accept(bridge, &|| self.set_coexist(bridge, Coexist::Some));
+        Ok(ours)
+    }
+
+    fn coexist_record(&self, bridge: &str) -> std::path::PathBuf {
+        self.run_dir.join("firewall-coexist").join(bridge)
+    }
+
+    /// Records whether rules of ours for `bridge` may be in other tables or in legacy
+    /// iptables (written before any is inserted).
+    fn set_coexist(&self, bridge: &str, v: Coexist) {
+        let path = self.coexist_record(bridge);
+        let _ = std::fs::create_dir_all(path.parent().unwrap_or(&self.run_dir));
+        let _ = std::fs::write(&path, v.as_str());
+    }
+
+    fn coexist_of(&self, bridge: &str) -> Coexist {
+        match std::fs::read_to_string(self.coexist_record(bridge)).as_deref() {
+            Ok("none") => Coexist::None,
+            _ => Coexist::Some,
+        }
     }
 
     /// Coexistence accepts first, then the network's elements. Caller holds the lock.
@@ -688,6 +747,21 @@ impl NetHost {
     ) -> Result<(), NetError> {
         check_table(&self.table)?;
         let _ = std::fs::remove_file(self.verified_record(n));
+        // Nothing of ours outside our table (the usual case): no listing to look for it.
+        if self.coexist_of(&n.bridge) == Coexist::None {
+            let _ = std::fs::remove_file(self.coexist_record(&n.bridge));
+            if drop_table {
+                return self.remove_table();
+            }
+            if !self.table_exists() {
+                return Ok(());
+            }
+            return run_nft(
+                &format!("remove network {}", n.name),
+                &remove_network_script(&self.table, n),
+            )
+            .map(drop);
+        }
         legacy::remove(&n.bridge);
         // Whether our table exists, from the last listing (asked separately if none worked).
         let mut present = None;

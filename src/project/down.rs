@@ -6,6 +6,7 @@ use crate::engine::{runtime, volume};
 use crate::net::NetHost;
 use crate::state::Paths;
 use anyhow::{Context, Result};
+use std::collections::HashSet;
 use std::time::Duration;
 
 pub struct DownOptions {
@@ -128,57 +129,89 @@ pub async fn down(
         })
         .collect();
 
-    // Every container at once, each stopped (it may take its whole grace period) then removed
-    // by its own thread: most of the cost is waiting for the kernel to tear down links.
-    let results: Vec<Result<()>> = std::thread::scope(|s| {
+    // What the removed containers leave: the networks (and with them, when they are all of
+    // the state root's, the whole nft table) that no container outside this removal uses.
+    // What other containers (orphans, one-offs, other projects' or `berth run`'s joined with
+    // `network connect`) still use stays, with docker compose's warning.
+    let removing: HashSet<&str> = recs.iter().map(|r| r.id.as_str()).collect();
+    let staying: Vec<ContainerRecord> = crate::engine::container::list(paths)?
+        .into_iter()
+        .filter(|c| !removing.contains(c.id.as_str()))
+        .collect();
+    const IN_USE: &str = "Resource is still in use";
+    let all_networks = network::list(paths)?;
+    let mut found = !recs.is_empty();
+    let mut doomed = Vec::new();
+    for n in &all_networks {
+        if n.labels.get(labels::PROJECT).map(String::as_str) == Some(project) {
+            found = true;
+            let name = &n.network.name;
+            if staying
+                .iter()
+                .any(|c| c.networks.iter().any(|a| &a.network == name))
+            {
+                progress.event("Network", name, IN_USE);
+            } else {
+                doomed.push(n.network.clone());
+            }
+        }
+    }
+    let skip = Leaving {
+        networks: doomed.iter().map(|n| n.name.clone()).collect(),
+        table: !all_networks.is_empty() && doomed.len() == all_networks.len(),
+    };
+
+    // Every container at once, each stopped by its own thread (it may take its whole grace
+    // period). Then, all stopped, each removed by its own thread, and the networks by one more
+    // at the same time: deleting a bridge waits for the kernel as long as the rest together.
+    let stopped: Vec<Result<()>> = std::thread::scope(|s| {
         let handles: Vec<_> = recs
             .iter()
             .map(|rec| {
-                let host = &host;
                 progress.event("Container", &rec.name, "Stopping");
                 s.spawn(move || -> Result<()> {
                     runtime::stop(paths, rec, runtime::grace(rec, opts.timeout))?;
+                    Ok(())
+                })
+            })
+            .collect();
+        joined(handles)
+    });
+    stopped.into_iter().collect::<Result<()>>()?;
+    let (removed, networks) = std::thread::scope(|s| {
+        let net = s.spawn(|| -> Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            for n in &doomed {
+                rt.block_on(network::remove(paths, &host, n))?;
+            }
+            Ok(())
+        });
+        let handles: Vec<_> = recs
+            .iter()
+            .map(|rec| {
+                let (host, skip) = (&host, &skip);
+                s.spawn(move || -> Result<()> {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
-                    rt.block_on(remove_container(paths, host, rec, opts.timeout))?;
+                    rt.block_on(remove_leaving(paths, host, rec, opts.timeout, skip))?;
                     progress.event("Container", &rec.name, "Removed");
                     Ok(())
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a removal thread panicked")))
-            })
-            .collect()
+        (joined(handles), joined(vec![net]))
     });
-    for r in results {
-        r?;
+    removed
+        .into_iter()
+        .chain(networks)
+        .collect::<Result<()>>()?;
+    for n in &doomed {
+        progress.event("Network", &n.name, "Removed");
     }
-    let mut found = !recs.is_empty();
-
-    // What the containers left (orphans, one-offs, other projects' or `berth run`'s joined
-    // with `network connect`) still use stays, with docker compose's warning.
-    let others = crate::engine::container::list(paths)?;
-    const IN_USE: &str = "Resource is still in use";
-    for n in network::list(paths)? {
-        if n.labels.get(labels::PROJECT).map(String::as_str) == Some(project) {
-            let name = &n.network.name;
-            found = true;
-            if others
-                .iter()
-                .any(|c| c.networks.iter().any(|a| &a.network == name))
-            {
-                progress.event("Network", name, IN_USE);
-                continue;
-            }
-            network::remove(paths, &host, &n.network).await?;
-            progress.event("Network", name, "Removed");
-        }
-    }
+    let others = staying;
     if opts.volumes {
         for v in volume::list(paths)? {
             if v.labels.get(labels::PROJECT).map(String::as_str) == Some(project) {
@@ -216,6 +249,41 @@ pub async fn down(
     Ok(())
 }
 
+/// Waits for the kernel to finish deleting a veth whose namespace was unmounted (about 10 ms,
+/// mostly spent while the rest of the removal ran), so that nothing is left when the command
+/// returns. A namespace something else still holds would keep it: after 2 s it is deleted.
+async fn veth_gone(host: &NetHost, ifname: &str) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while nix::net::if_::if_nametoindex(ifname).is_ok() {
+        if std::time::Instant::now() > deadline {
+            host.detach(ifname).await?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// The results of scoped threads, a panic as an error.
+fn joined(handles: Vec<std::thread::ScopedJoinHandle<'_, Result<()>>>) -> Vec<Result<()>> {
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a removal thread panicked")))
+        })
+        .collect()
+}
+
+/// What goes away together with the containers `down` removes, so that removing each of them
+/// need not undo its part in it: the networks being removed (their address books go whole)
+/// and, when those are all of the state root's, the nft table (with every published port).
+#[derive(Default)]
+pub struct Leaving {
+    pub networks: HashSet<String>,
+    pub table: bool,
+}
+
 /// Stops and removes one container with everything that belongs to it. Idempotent.
 pub async fn remove_container(
     paths: &Paths,
@@ -223,10 +291,21 @@ pub async fn remove_container(
     rec: &ContainerRecord,
     timeout: Option<Duration>,
 ) -> Result<()> {
+    remove_leaving(paths, host, rec, timeout, &Leaving::default()).await
+}
+
+/// [`remove_container`], leaving alone what `leaving` says goes by itself.
+pub async fn remove_leaving(
+    paths: &Paths,
+    host: &NetHost,
+    rec: &ContainerRecord,
+    timeout: Option<Duration>,
+    leaving: &Leaving,
+) -> Result<()> {
     runtime::stop(paths, rec, runtime::grace(rec, timeout))?;
     let state = load_state(paths, &rec.id)?;
     let maps = super::up::port_mappings(rec, &state.ports);
-    if !maps.is_empty() {
+    if !maps.is_empty() && !leaving.table {
         host.unpublish(&maps)
             .with_context(|| format!("unpublishing the ports of {}", rec.name))?;
     }
@@ -241,12 +320,20 @@ pub async fn remove_container(
         if !by_namespace {
             host.detach(&att.host_ifname).await?;
         }
+        if leaving.networks.contains(&att.network) {
+            continue;
+        }
         if let Some(n) = network::load(paths, &att.network)? {
             network::allocator(paths, &n.network).release(&rec.id)?;
         }
     }
     crate::net::remove_netns(&netns)?;
     runtime::remove(paths, rec)?;
+    if by_namespace {
+        for att in &rec.networks {
+            veth_gone(host, &att.host_ifname).await?;
+        }
+    }
     Ok(())
 }
 
