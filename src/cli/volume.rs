@@ -19,6 +19,10 @@ pub enum VolumeCommand {
         /// Set metadata for a volume.
         #[arg(long = "label", value_name = "KEY=VAL")]
         labels: Vec<String>,
+        /// Set driver specific options (`type`, `device`, `o`: a filesystem mounted on the
+        /// volume while containers use it).
+        #[arg(short = 'o', long = "opt", value_name = "KEY=VAL")]
+        opts: Vec<String>,
         /// Volume name (a random one when left out).
         name: Option<String>,
     },
@@ -172,7 +176,7 @@ fn inspect_json(paths: &Paths, v: &VolumeRecord) -> serde_json::Value {
         "Labels": if v.labels.is_empty() { serde_json::Value::Null } else { serde_json::json!(v.labels) },
         "Mountpoint": volume::data_dir(paths, &v.name),
         "Name": v.name,
-        "Options": serde_json::Value::Null,
+        "Options": if v.options.is_empty() { serde_json::Value::Null } else { serde_json::json!(v.options) },
         "Scope": "local",
     })
 }
@@ -324,6 +328,7 @@ pub fn volume(paths: &Paths, cmd: VolumeCommand) -> Result<i32> {
         VolumeCommand::Create {
             driver,
             labels,
+            opts,
             name,
         } => {
             if driver != "local" {
@@ -337,7 +342,7 @@ pub fn volume(paths: &Paths, cmd: VolumeCommand) -> Result<i32> {
                 labels.insert(ANONYMOUS.into(), String::new());
                 crate::state::new_id()
             });
-            volume::ensure(paths, &name, &labels)?;
+            volume::ensure_with_options(paths, &name, &labels, &labels_of(&opts))?;
             output::data(&name);
         }
         VolumeCommand::Ls {
@@ -375,6 +380,9 @@ pub fn volume(paths: &Paths, cmd: VolumeCommand) -> Result<i32> {
             }
         }
         VolumeCommand::Rm { force, names } => {
+            // Waits for an `up`/`run` that is about to mount volumes to have saved its
+            // containers, which then count as users.
+            let _lock = volume::lock_for_removal(paths)?;
             let used = volume::users(paths)?;
             let mut errors = Vec::new();
             for name in names {
@@ -415,6 +423,7 @@ pub fn volume(paths: &Paths, cmd: VolumeCommand) -> Result<i32> {
             {
                 return Ok(0);
             }
+            let _lock = volume::lock_for_removal(paths)?;
             let used = volume::users(paths)?;
             let mut deleted = Vec::new();
             let mut reclaimed = 0;
@@ -478,6 +487,7 @@ mod tests {
         VolumeRecord {
             name: name.into(),
             created: String::new(),
+            options: BTreeMap::new(),
             labels: labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

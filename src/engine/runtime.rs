@@ -46,12 +46,14 @@ pub fn prepare(
     write_file(&dir.join("resolv.conf"), resolv)?;
     Overlay::new(&dir).mount(&rec.layers)?;
     for m in &rec.mounts {
-        super::volume::copy_up(&Overlay::new(&dir).merged, m).map_err(|e| StateError::Io {
-            path: m.source.clone(),
-            source: std::io::Error::other(format!(
-                "copying the image's {} into the volume: {e}",
-                m.target
-            )),
+        super::volume::copy_up(paths, &Overlay::new(&dir).merged, m).map_err(|e| {
+            StateError::Io {
+                path: m.source.clone(),
+                source: std::io::Error::other(format!(
+                    "copying the image's {} into the volume: {e}",
+                    m.target
+                )),
+            }
         })?;
     }
     write_file(&dir.join(PREPARED_MARKER), "")?;
@@ -379,6 +381,8 @@ pub fn remove(paths: &Paths, rec: &ContainerRecord) -> Result<(), RuntimeError> 
     super::rootfs::unmount_if_mounted(&super::spec::shm_dir(paths, &rec.id))?;
     // A start killed while its subpaths were staged leaves them mounted.
     let mut left = super::volume::release_subpaths(&dir);
+    // A shim killed before it let go of its volumes' filesystems.
+    super::volume::release_for(paths, &rec.id);
     left.extend(mounts_under(&dir));
     if !left.is_empty() {
         return Err(RuntimeError::MountsRemain { dir, mounts: left });
