@@ -249,6 +249,16 @@ fn bad_volume_options_are_refused_naming_the_volume() {
     );
     assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
     assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
+    env.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: busybox\n    volumes: [data:/data]\nvolumes:\n  data:\n    driver: nfs\n",
+    );
+    let err = env.fails(&["up", "-d"]);
+    assert!(
+        err.contains("create vbad_data") && err.contains("plugin \"nfs\" not found"),
+        "{err}"
+    );
+    assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
 
     // Options the kernel refuses are known when the volume is first mounted: the start fails
     // naming the volume, and nothing stays mounted.

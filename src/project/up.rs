@@ -973,9 +973,15 @@ pub async fn ensure_resources(
             .clone()
             .unwrap_or_else(|| format!("{}_{key}", project.name))
     };
-    // Every volume's `driver_opts` are checked before any volume is made.
+    // Every volume's driver and `driver_opts` are checked before any volume is made.
     for (key, vol) in project.volumes.iter().filter(|(_, v)| !v.external) {
-        volume::check_options(&host_name(key, vol), &vol.driver_opts)?;
+        let name = host_name(key, vol);
+        if let Some(d) = vol.driver.as_deref().filter(|d| *d != "local") {
+            bail!(
+                "create {name}: error looking up volume plugin {d}: plugin {d:?} not found (berth has the local driver only)"
+            );
+        }
+        volume::check_options(&name, &vol.driver_opts)?;
     }
     for (key, vol) in &project.volumes {
         let host_name = host_name(key, vol);
