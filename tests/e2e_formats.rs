@@ -94,4 +94,10 @@ fn go_templates_of_listings_and_inspect() {
         "busybox",
     ]);
     assert!(out.contains("busybox:latest"), "{out}");
+    // A list printed whole, as Go prints it.
+    let out = env.ok(&["image", "inspect", "--format", "{{.RepoTags}}", "busybox"]);
+    assert!(
+        out.starts_with('[') && out.ends_with("]\n") && !out.contains('"'),
+        "{out}"
+    );
 }

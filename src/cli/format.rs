@@ -41,7 +41,9 @@ impl Format {
             Some(rest) => (true, rest.trim_start()),
             None => (false, format),
         };
-        let text = rewrite_label(&text.replace("\\t", "\t").replace("\\n", "\n"));
+        let text = print_as_go(&rewrite_label(
+            &text.replace("\\t", "\t").replace("\\n", "\n"),
+        ));
         let mut template = gtmpl::Template::default();
         template.add_funcs(FUNCS);
         template
@@ -182,7 +184,100 @@ fn rewrite_label(text: &str) -> String {
     out
 }
 
+/// gtmpl prints a list or a map in Rust's debug form; Go prints `[a b]` and `map[k:v]`. Every
+/// action that prints its value gets ` | goprint` appended (not those that control the flow,
+/// define variables, or are comments).
+fn print_as_go(text: &str) -> String {
+    const CONTROL: [&str; 10] = [
+        "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
+    ];
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let Some(j) = find_close(&rest[i + 2..]) else {
+            // Unclosed: the parser reports it.
+            out.push_str(&rest[i..]);
+            return out;
+        };
+        let inner = &rest[i + 2..i + 2 + j];
+        let (lead, body) = match inner.strip_prefix('-') {
+            Some(b) => ("-", b),
+            None => ("", inner),
+        };
+        let (body, trail) = match body.strip_suffix('-') {
+            Some(b) if b.ends_with(char::is_whitespace) => (b, "-"),
+            _ => (body, ""),
+        };
+        let word = body.split_whitespace().next().unwrap_or("");
+        let quiet = body.trim().is_empty()
+            || CONTROL.contains(&word)
+            || body.trim_start().starts_with("/*")
+            || body.contains(":=")
+            || (word.starts_with('$') && body.contains(" = "));
+        let prints = !quiet;
+        out.push_str("{{");
+        out.push_str(lead);
+        if prints {
+            out.push_str(body.trim_end());
+            out.push_str(" | goprint ");
+        } else {
+            out.push_str(body);
+        }
+        out.push_str(trail);
+        out.push_str("}}");
+        rest = &rest[i + 2 + j + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where an action's `}}` is, outside its quoted strings.
+fn find_close(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < b.len() {
+        match (quote, b[i]) {
+            (Some(b'"'), b'\\') => i += 1,
+            (Some(q), c) if c == q => quote = None,
+            (None, c @ (b'"' | b'`' | b'\'')) => quote = Some(c),
+            (None, b'}') if b.get(i + 1) == Some(&b'}') => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A value as Go's `fmt` prints it with `%v`: lists `[a b]`, maps `map[k:v]` in key order.
+fn go_text(v: &Value) -> String {
+    match v {
+        Value::NoValue => "<no value>".into(),
+        Value::Nil => "<nil>".into(),
+        Value::Array(a) => format!("[{}]", a.iter().map(go_text).collect::<Vec<_>>().join(" ")),
+        Value::Object(o) | Value::Map(o) => {
+            let sorted: BTreeMap<&String, &Value> = o.iter().collect();
+            let items: Vec<String> = sorted
+                .into_iter()
+                .map(|(k, v)| format!("{k}:{}", go_text(v)))
+                .collect();
+            format!("map[{}]", items.join(" "))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn goprint(args: &[Value]) -> Result<Value, FuncError> {
+    exactly("goprint", args, 1)?;
+    Ok(match &args[0] {
+        Value::String(_) => args[0].clone(),
+        other => Value::from(go_text(other)),
+    })
+}
+
 const FUNCS: &[(&str, Func)] = &[
+    ("goprint", goprint),
     ("json", json),
     ("join", join),
     ("split", split),
@@ -399,6 +494,16 @@ mod tests {
         );
         assert_eq!(render("{{range split \"a:b\" \":\"}}{{.}} {{end}}"), "a b ");
         assert_eq!(render("{{len .Ports}}"), "2");
+        // Printed as Go prints them.
+        assert_eq!(
+            render("{{.Ports}} {{.Config.Labels}}"),
+            "[80/tcp 443/tcp] map[k:v]"
+        );
+        assert_eq!(
+            render("{{- .Name -}} {{/* c */}}{{$x := .Size}}{{$x}}"),
+            "web3"
+        );
+        assert_eq!(render("{{ \"}}\" }}"), "}}");
         let e = Format::parse("{{.Name").err().unwrap().to_string();
         assert!(e.contains("template parsing error"), "{e}");
         let e = Format::parse("{{.Nope}}")
