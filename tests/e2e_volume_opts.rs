@@ -272,6 +272,17 @@ fn bad_volume_options_are_refused_naming_the_volume() {
         "{err}"
     );
     env.ok(&["down", "-v", "-t", "0"]);
+    // The same when the image's content is first copied into it.
+    env.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: busybox\n    command: [sleep, \"1000\"]\n    volumes: [data:/etc]\nvolumes:\n  data:\n    driver_opts: {type: tmpfs, device: tmpfs, o: \"size=zz\"}\n",
+    );
+    let err = env.fails(&["up", "-d"]);
+    assert!(
+        err.contains("volume vbad_data: mounting tmpfs") && err.contains("size=zz"),
+        "{err}"
+    );
+    env.ok(&["down", "-v", "-t", "0"]);
     assert_eq!(mounts_under(env.root()), Vec::<String>::new());
     assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
 }

@@ -19,6 +19,8 @@ pub enum RuntimeError {
     State(#[from] StateError),
     #[error(transparent)]
     Rootfs(#[from] super::rootfs::RootfsError),
+    #[error(transparent)]
+    Volume(#[from] super::volume::VolumeError),
     #[error("cannot start the shim of container {name}: {source}")]
     Spawn {
         name: String,
@@ -46,15 +48,25 @@ pub fn prepare(
     write_file(&dir.join("resolv.conf"), resolv)?;
     Overlay::new(&dir).mount(&rec.layers)?;
     for m in &rec.mounts {
-        super::volume::copy_up(paths, &Overlay::new(&dir).merged, m).map_err(|e| {
-            StateError::Io {
+        // A volume with options is filled in its own filesystem, mounted meanwhile (as
+        // Docker's: a tmpfs nobody else holds loses it again).
+        let held = m.volume.as_deref().filter(|_| !m.nocopy);
+        let holder = format!("copy-up-{}", rec.id);
+        if let Some(name) = held {
+            super::volume::acquire(paths, name, &holder)?;
+        }
+        let copied =
+            super::volume::copy_up(&Overlay::new(&dir).merged, m).map_err(|e| StateError::Io {
                 path: m.source.clone(),
                 source: std::io::Error::other(format!(
                     "copying the image's {} into the volume: {e}",
                     m.target
                 )),
-            }
-        })?;
+            });
+        if let Some(name) = held {
+            super::volume::release(paths, name, &holder);
+        }
+        copied?;
     }
     write_file(&dir.join(PREPARED_MARKER), "")?;
     super::events::emit(paths, rec, "create", &[]);

@@ -500,14 +500,13 @@ pub fn lock_for_removal(paths: &Paths) -> Result<UsersLock, VolumeError> {
 /// overlay, which shows only the image then. Paths in it resolve inside it (`openat2`), and
 /// nothing is followed while copying ([`super::copy`]).
 pub fn copy_up(
-    paths: &Paths,
     rootfs: &std::path::Path,
     m: &super::container::Mount,
 ) -> Result<(), super::copy::CopyError> {
     use nix::fcntl::OFlag;
-    let Some(name) = m.volume.as_deref().filter(|_| !m.nocopy) else {
+    if m.volume.is_none() || m.nocopy {
         return Ok(());
-    };
+    }
     let io = |path: &std::path::Path| {
         let path = path.to_path_buf();
         move |e: nix::errno::Errno| super::copy::CopyError::Io {
@@ -521,20 +520,6 @@ pub fn copy_up(
         .source
         .parent()
         .and_then(|dir| crate::state::Lock::acquire(&dir.join("copy-up.lock")).ok());
-    // A volume with options is filled in its own filesystem, mounted meanwhile (as Docker's: a
-    // tmpfs nobody else holds loses it again).
-    let holder = format!("copy-up-{}", std::process::id());
-    acquire(paths, name, &holder).map_err(|e| super::copy::CopyError::Io {
-        path: m.source.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    struct Release<'a>(&'a Paths, &'a str, &'a str);
-    impl Drop for Release<'_> {
-        fn drop(&mut self) {
-            release(self.0, self.1, self.2);
-        }
-    }
-    let _release = Release(paths, name, &holder);
     let empty = std::fs::read_dir(&m.source)
         .map(|mut d| d.next().is_none())
         .unwrap_or(false);
