@@ -55,9 +55,19 @@ impl Format {
     /// Renders one row.
     pub fn render(&self, row: &Row) -> Result<String> {
         LABELS.with(|l| *l.borrow_mut() = row.labels.clone());
+        use gtmpl::error::ExecError;
         self.template
             .render(&gtmpl::Context::from(to_value(&row.fields)))
-            .map_err(|e| anyhow!("template: {e}"))
+            .map_err(|e| match e {
+                // Go's words, without the whole object in Rust's debug form.
+                ExecError::NoFiledFor(field, _) => {
+                    anyhow!("template: can't evaluate field {field}")
+                }
+                ExecError::InvalidRange(v) => {
+                    anyhow!("template: range can't iterate over {}", go_text(&v))
+                }
+                e => anyhow!("template: {e}"),
+            })
     }
 
     /// The header row of a `table` template: each field's header (`headers`, else the field
