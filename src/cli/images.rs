@@ -179,17 +179,38 @@ pub fn images(paths: &Paths, a: &ImagesArgs) -> Result<i32> {
         }
         return Ok(0);
     }
+    let json = |i: &crate::engine::image::ImageSummary| {
+        serde_json::json!({
+            "Repository": i.repository, "Tag": i.tag, "ID": short_id(&i.id),
+            "CreatedAt": i.created, "Size": human_size(i.size),
+            "Containers": "N/A", "Digest": "<none>", "VirtualSize": human_size(i.size),
+        })
+    };
     if a.format == "json" {
         for i in &list {
-            output::data(
-                &serde_json::json!({
-                    "Repository": i.repository, "Tag": i.tag, "ID": short_id(&i.id),
-                    "CreatedAt": i.created, "Size": human_size(i.size),
-                    "Containers": "N/A", "Digest": "<none>", "VirtualSize": human_size(i.size),
-                })
-                .to_string(),
-            );
+            output::data(&json(i).to_string());
         }
+        return Ok(0);
+    }
+    if a.format != "table" {
+        let rows: Vec<super::format::Row> = list
+            .iter()
+            .map(|i| {
+                let mut v = json(i);
+                v["CreatedSince"] = i.created.clone().unwrap_or_else(|| "N/A".into()).into();
+                super::format::Row::new(v, Default::default())
+            })
+            .collect();
+        super::format::print(
+            &a.format,
+            &rows,
+            &[
+                ("ID", "IMAGE ID"),
+                ("CreatedSince", "CREATED"),
+                ("CreatedAt", "CREATED AT"),
+                ("VirtualSize", "VIRTUAL SIZE"),
+            ],
+        )?;
         return Ok(0);
     }
     let mut rows = vec![[
@@ -517,6 +538,9 @@ fn with_hint(e: RegistryError) -> anyhow::Error {
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
+    /// Format the output using a Go template (the JSON array by default).
+    #[arg(short, long)]
+    pub format: Option<String>,
     /// Images: names, ids or id prefixes.
     #[arg(required = true)]
     pub images: Vec<String>,
@@ -555,6 +579,13 @@ pub fn inspect(paths: &Paths, a: &InspectArgs) -> Result<i32> {
     let mut out = Vec::new();
     for i in &a.images {
         out.push(store.inspect(i)?);
+    }
+    let objects: Vec<serde_json::Value> = out
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
+    if super::format::print_inspect(a.format.as_deref(), &objects)? {
+        return Ok(0);
     }
     output::data(&serde_json::to_string_pretty(&out)?);
     Ok(0)

@@ -27,6 +27,14 @@ pub struct ServicesArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Format the output using a Go template (the JSON array by default).
+    #[arg(short, long)]
+    pub format: Option<String>,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct KillArgs {
     /// SIGNAL to send to the container.
     #[arg(short, long, default_value = "SIGKILL")]
@@ -468,12 +476,15 @@ fn abs(p: &str) -> String {
 }
 
 /// `inspect`: a JSON array in the shape of `docker inspect`.
-pub fn inspect(paths: &Paths, g: &Global, a: &ServicesArgs) -> Result<i32> {
+pub fn inspect(paths: &Paths, g: &Global, a: &InspectArgs) -> Result<i32> {
     let name = project_name(g)?;
     let recs = select(paths, &name, &a.services)?;
     let mut out = Vec::new();
     for rec in &recs {
         out.push(super::inspect::container(paths, rec)?);
+    }
+    if super::format::print_inspect(a.format.as_deref(), &out)? {
+        return Ok(0);
     }
     output::data(&serde_json::to_string_pretty(&out)?);
     Ok(0)

@@ -7,6 +7,7 @@ mod attach;
 mod build;
 pub mod config;
 mod events;
+mod format;
 mod images;
 mod inspect;
 mod lifecycle;
@@ -108,7 +109,7 @@ pub enum Command {
     /// Copy files/folders between a service container and the local filesystem.
     Cp(lifecycle::CpArgs),
     /// Display detailed information on the project's containers (JSON).
-    Inspect(lifecycle::ServicesArgs),
+    Inspect(lifecycle::InspectArgs),
     /// Print the public address of a port of a service.
     Port(network::PortArgs),
     /// Manage networks.

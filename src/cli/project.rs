@@ -767,35 +767,7 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
     match a.format.as_str() {
         "json" => {
             for (rec, st) in &rows {
-                let publishers: Vec<serde_json::Value> = rec
-                    .ports
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| {
-                        serde_json::json!({
-                            "URL": p.host_ip.map_or("0.0.0.0".to_string(), |ip| ip.to_string()),
-                            "TargetPort": p.container_port,
-                            "PublishedPort": st.ports.get(i).copied().unwrap_or(p.host_port),
-                            "Protocol": p.protocol,
-                        })
-                    })
-                    .collect();
-                let v = serde_json::json!({
-                    "ID": rec.id,
-                    "Name": rec.name,
-                    "Image": rec.image,
-                    "Command": rec.process.args.join(" "),
-                    "Project": rec.project(),
-                    "Service": rec.service(),
-                    "Created": rec.created,
-                    "State": st.status.as_str(),
-                    "Status": status_text(st),
-                    "Health": st.health.as_ref().map_or("", |h| h.status.as_str()),
-                    "ExitCode": st.exit_code.unwrap_or(0),
-                    "Publishers": publishers,
-                    "Labels": rec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-                });
-                output::data(&v.to_string());
+                output::data(&ps_json(rec, st).to_string());
             }
         }
         "table" => {
@@ -813,14 +785,7 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
                 if cmd.chars().count() > 20 {
                     cmd = format!("{}…", cmd.chars().take(19).collect::<String>());
                 }
-                let created = chrono::DateTime::parse_from_rfc3339(&rec.created)
-                    .map(|t| {
-                        format!(
-                            "{} ago",
-                            human_duration(chrono::Utc::now().signed_duration_since(t))
-                        )
-                    })
-                    .unwrap_or_default();
+                let created = created_ago(&rec.created);
                 table.push([
                     rec.name.clone(),
                     rec.image.clone(),
@@ -833,9 +798,94 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
             }
             output::table(&table);
         }
-        f => bail!("unknown format {f:?}: use table or json"),
+        // A Go template: the JSON fields, and those of docker compose's table.
+        f => {
+            let rows: Vec<super::format::Row> = rows
+                .iter()
+                .map(|(rec, st)| {
+                    let mut v = ps_json(rec, st);
+                    v["Ports"] = ports_text(rec, &st.ports).into();
+                    v["RunningFor"] = created_ago(&rec.created).into();
+                    v["CreatedAt"] = rec.created.clone().into();
+                    v["Names"] = rec.name.clone().into();
+                    v["Networks"] = rec
+                        .networks
+                        .iter()
+                        .map(|n| n.network.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                        .into();
+                    v["Mounts"] = rec
+                        .mounts
+                        .iter()
+                        .map(|m| {
+                            m.volume
+                                .clone()
+                                .unwrap_or_else(|| m.source.display().to_string())
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                        .into();
+                    super::format::Row::new(v, rec.labels.clone())
+                })
+                .collect();
+            super::format::print(
+                f,
+                &rows,
+                &[
+                    ("ID", "CONTAINER ID"),
+                    ("RunningFor", "CREATED"),
+                    ("CreatedAt", "CREATED AT"),
+                    ("ExitCode", "EXIT CODE"),
+                ],
+            )?;
+        }
     }
     Ok(0)
+}
+
+/// `ps --format json`'s object for a container.
+fn ps_json(rec: &ContainerRecord, st: &crate::engine::container::State) -> serde_json::Value {
+    let publishers: Vec<serde_json::Value> = rec
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            serde_json::json!({
+                "URL": p.host_ip.map_or("0.0.0.0".to_string(), |ip| ip.to_string()),
+                "TargetPort": p.container_port,
+                "PublishedPort": st.ports.get(i).copied().unwrap_or(p.host_port),
+                "Protocol": p.protocol,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "ID": rec.id,
+        "Name": rec.name,
+        "Image": rec.image,
+        "Command": rec.process.args.join(" "),
+        "Project": rec.project(),
+        "Service": rec.service(),
+        "Created": rec.created,
+        "State": st.status.as_str(),
+        "Status": status_text(st),
+        "Health": st.health.as_ref().map_or("", |h| h.status.as_str()),
+        "ExitCode": st.exit_code.unwrap_or(0),
+        "Publishers": publishers,
+        "Labels": rec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+    })
+}
+
+/// `5 minutes ago`, from a record's RFC 3339 creation time.
+fn created_ago(created: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(created)
+        .map(|t| {
+            format!(
+                "{} ago",
+                human_duration(chrono::Utc::now().signed_duration_since(t))
+            )
+        })
+        .unwrap_or_default()
 }
 
 pub fn logs(paths: &Paths, g: &Global, a: &super::logs::LogsArgs) -> Result<i32> {
@@ -1304,6 +1354,17 @@ pub fn ls(paths: &Paths, a: &LsArgs) -> Result<i32> {
             .map(|(n, s, f)| serde_json::json!({"Name": n, "Status": s, "ConfigFiles": f}))
             .collect();
         output::data(&serde_json::Value::Array(v).to_string());
+    } else if a.format != "table" {
+        let rows: Vec<super::format::Row> = rows
+            .iter()
+            .map(|(n, s, f)| {
+                super::format::Row::new(
+                    serde_json::json!({"Name": n, "Status": s, "ConfigFiles": f}),
+                    Default::default(),
+                )
+            })
+            .collect();
+        super::format::print(&a.format, &rows, &[("ConfigFiles", "CONFIG FILES")])?;
     } else {
         let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
         let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(6);

@@ -19,6 +19,10 @@ pub enum VolumeCommand {
         /// Set metadata for a volume.
         #[arg(long = "label", value_name = "KEY=VAL")]
         labels: Vec<String>,
+        /// Set driver specific options (`type`, `device`, `o`: a filesystem mounted on the
+        /// volume while containers use it).
+        #[arg(short = 'o', long = "opt", value_name = "KEY=VAL")]
+        opts: Vec<String>,
         /// Volume name (a random one when left out).
         name: Option<String>,
     },
@@ -37,6 +41,9 @@ pub enum VolumeCommand {
     },
     /// Display detailed information on one or more volumes (JSON).
     Inspect {
+        /// Format the output using a Go template (the JSON array by default).
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -172,7 +179,7 @@ fn inspect_json(paths: &Paths, v: &VolumeRecord) -> serde_json::Value {
         "Labels": if v.labels.is_empty() { serde_json::Value::Null } else { serde_json::json!(v.labels) },
         "Mountpoint": volume::data_dir(paths, &v.name),
         "Name": v.name,
-        "Options": serde_json::Value::Null,
+        "Options": if v.options.is_empty() { serde_json::Value::Null } else { serde_json::json!(v.options) },
         "Scope": "local",
     })
 }
@@ -188,76 +195,6 @@ fn row(paths: &Paths, v: &VolumeRecord) -> serde_json::Value {
     })
 }
 
-/// The header Docker's table shows for a field.
-fn header(field: &str) -> String {
-    match field {
-        "Name" => "VOLUME NAME".into(),
-        f => f.to_ascii_uppercase(),
-    }
-}
-
-/// One `{{…}}` action of a Go template: `.Field`, `json .` or `.Label "key"`.
-fn action(inner: &str, v: &VolumeRecord, row: &serde_json::Value) -> Result<String> {
-    let inner = inner.trim();
-    if inner == "json ." {
-        return Ok(row.to_string());
-    }
-    if let Some(key) = inner.strip_prefix(".Label ") {
-        let key = key.trim().trim_matches('"');
-        return Ok(v.labels.get(key).cloned().unwrap_or_default());
-    }
-    match inner.strip_prefix('.').and_then(|f| row.get(f)) {
-        Some(serde_json::Value::String(s)) => Ok(s.clone()),
-        Some(other) => Ok(other.to_string()),
-        None => bail!("template: can't evaluate {{{{{inner}}}}} for a volume"),
-    }
-}
-
-/// Fills a Go-style `--format` template (the subset people write: fields, `json .`,
-/// `.Label "k"`; `\t` and `\n` escapes).
-fn render(template: &str, v: &VolumeRecord, row: &serde_json::Value) -> Result<String> {
-    let mut out = String::new();
-    let mut rest = template;
-    let text = |s: &str| s.replace("\\t", "\t").replace("\\n", "\n");
-    while let Some(i) = rest.find("{{") {
-        out.push_str(&text(&rest[..i]));
-        let Some(j) = rest[i..].find("}}") else {
-            bail!("template: unclosed action in {template:?}");
-        };
-        out.push_str(&action(&rest[i + 2..i + j], v, row)?);
-        rest = &rest[i + j + 2..];
-    }
-    out.push_str(&text(rest));
-    Ok(out)
-}
-
-/// Rows as Docker's tabwriter lays them out: cells split at tabs, columns at least 10 wide
-/// with 3 spaces of padding.
-fn print_table(rows: &[Vec<String>]) {
-    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..n)
-        .map(|c| {
-            rows.iter()
-                .filter(|r| c + 1 < r.len())
-                .map(|r| r[c].chars().count() + 3)
-                .max()
-                .unwrap_or(0)
-                .max(10)
-        })
-        .collect();
-    for r in rows {
-        let mut line = String::new();
-        for (c, cell) in r.iter().enumerate() {
-            if c + 1 < r.len() {
-                line.push_str(&format!("{cell:<w$}", w = widths[c]));
-            } else {
-                line.push_str(cell);
-            }
-        }
-        output::data(&line);
-    }
-}
-
 /// Prints volumes as `volume ls` does: names (`-q`), JSON lines, Docker's table, or a Go
 /// template (`table …` adds the header row).
 fn print_list(paths: &Paths, list: &[VolumeRecord], quiet: bool, format: &str) -> Result<()> {
@@ -267,46 +204,16 @@ fn print_list(paths: &Paths, list: &[VolumeRecord], quiet: bool, format: &str) -
         }
         return Ok(());
     }
-    let format = format.trim();
-    let format = match format {
+    let format = match format.trim() {
         "" | "table" => "table {{.Driver}}\\t{{.Name}}",
         "json" => "{{json .}}",
         f => f,
     };
-    if let Some(t) = format.strip_prefix("table") {
-        let t = t.trim_start();
-        // The header: each action's field name in capitals.
-        let mut head = String::new();
-        let mut rest = t;
-        while let Some(i) = rest.find("{{") {
-            head.push_str(&rest[..i]);
-            let j = rest[i..].find("}}").unwrap_or(rest.len() - i);
-            let inner = rest[i + 2..i + j].trim();
-            head.push_str(&header(
-                inner
-                    .trim_start_matches('.')
-                    .split(' ')
-                    .next()
-                    .unwrap_or(""),
-            ));
-            rest = &rest[(i + j + 2).min(rest.len())..];
-        }
-        head.push_str(rest);
-        let mut rows = vec![head.replace("\\t", "\t")];
-        for v in list {
-            rows.push(render(t, v, &row(paths, v))?);
-        }
-        let rows: Vec<Vec<String>> = rows
-            .iter()
-            .map(|r| r.split('\t').map(String::from).collect())
-            .collect();
-        print_table(&rows);
-        return Ok(());
-    }
-    for v in list {
-        output::data(&render(format, v, &row(paths, v))?);
-    }
-    Ok(())
+    let rows: Vec<super::format::Row> = list
+        .iter()
+        .map(|v| super::format::Row::new(row(paths, v), v.labels.clone()))
+        .collect();
+    super::format::print(format, &rows, &[("Name", "VOLUME NAME")])
 }
 
 fn labels_of(items: &[String]) -> BTreeMap<String, String> {
@@ -324,6 +231,7 @@ pub fn volume(paths: &Paths, cmd: VolumeCommand) -> Result<i32> {
         VolumeCommand::Create {
             driver,
             labels,
+            opts,
             name,
         } => {
             if driver != "local" {
@@ -337,7 +245,7 @@ pub fn volume(paths: &Paths, cmd: VolumeCommand) -> Result<i32> {
                 labels.insert(ANONYMOUS.into(), String::new());
                 crate::state::new_id()
             });
-            volume::ensure(paths, &name, &labels)?;
+            volume::ensure_with_options(paths, &name, &labels, &labels_of(&opts))?;
             output::data(&name);
         }
         VolumeCommand::Ls {
@@ -353,7 +261,7 @@ pub fn volume(paths: &Paths, cmd: VolumeCommand) -> Result<i32> {
                 .collect();
             print_list(paths, &list, quiet, &format)?;
         }
-        VolumeCommand::Inspect { names } => {
+        VolumeCommand::Inspect { format, names } => {
             let mut found = Vec::new();
             let mut missing = Vec::new();
             for name in names {
@@ -362,7 +270,9 @@ pub fn volume(paths: &Paths, cmd: VolumeCommand) -> Result<i32> {
                     None => missing.push(name),
                 }
             }
-            output::data(&serde_json::to_string_pretty(&found)?);
+            if !super::format::print_inspect(format.as_deref(), &found)? {
+                output::data(&serde_json::to_string_pretty(&found)?);
+            }
             if !missing.is_empty() {
                 bail!(
                     "{}",
@@ -375,6 +285,9 @@ pub fn volume(paths: &Paths, cmd: VolumeCommand) -> Result<i32> {
             }
         }
         VolumeCommand::Rm { force, names } => {
+            // Waits for an `up`/`run` that is about to mount volumes to have saved its
+            // containers, which then count as users.
+            let _lock = volume::lock_for_removal(paths)?;
             let used = volume::users(paths)?;
             let mut errors = Vec::new();
             for name in names {
@@ -415,6 +328,7 @@ pub fn volume(paths: &Paths, cmd: VolumeCommand) -> Result<i32> {
             {
                 return Ok(0);
             }
+            let _lock = volume::lock_for_removal(paths)?;
             let used = volume::users(paths)?;
             let mut deleted = Vec::new();
             let mut reclaimed = 0;
@@ -478,6 +392,7 @@ mod tests {
         VolumeRecord {
             name: name.into(),
             created: String::new(),
+            options: BTreeMap::new(),
             labels: labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -507,19 +422,5 @@ mod tests {
         assert!(!passes(&f(&["dangling=true"]).unwrap(), &v, true));
         assert!(f(&["dangling=maybe"]).is_err());
         assert!(f(&["colour=red"]).is_err());
-    }
-
-    #[test]
-    fn go_templates_fill_fields_labels_and_json() {
-        let v = rec("proj_data", &[("tier", "db")]);
-        let r = serde_json::json!({"Name": "proj_data", "Driver": "local"});
-        assert_eq!(
-            render("{{.Name}}\\t{{ .Driver }} {{.Label \"tier\"}}", &v, &r).unwrap(),
-            "proj_data\tlocal db"
-        );
-        assert_eq!(render("{{json .}}", &v, &r).unwrap(), r.to_string());
-        assert!(render("{{.Nope}}", &v, &r).is_err());
-        assert!(render("{{.Name", &v, &r).is_err());
-        assert_eq!(header("Name"), "VOLUME NAME");
     }
 }

@@ -188,6 +188,7 @@ pub fn reap_orphan(paths: &Paths, rec: &ContainerRecord) {
     }
     let _ = std::fs::remove_file(paths.container(&rec.id).join(PAUSED_MARKER));
     super::shim::release_shm(paths, &rec.id);
+    super::volume::release_for(paths, &rec.id);
 }
 
 /// Forwards the signals a foreground `run` gets (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,

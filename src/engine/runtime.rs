@@ -19,6 +19,8 @@ pub enum RuntimeError {
     State(#[from] StateError),
     #[error(transparent)]
     Rootfs(#[from] super::rootfs::RootfsError),
+    #[error(transparent)]
+    Volume(#[from] super::volume::VolumeError),
     #[error("cannot start the shim of container {name}: {source}")]
     Spawn {
         name: String,
@@ -46,13 +48,25 @@ pub fn prepare(
     write_file(&dir.join("resolv.conf"), resolv)?;
     Overlay::new(&dir).mount(&rec.layers, rec.host.volatile_rootfs)?;
     for m in &rec.mounts {
-        super::volume::copy_up(&Overlay::new(&dir).merged, m).map_err(|e| StateError::Io {
-            path: m.source.clone(),
-            source: std::io::Error::other(format!(
-                "copying the image's {} into the volume: {e}",
-                m.target
-            )),
-        })?;
+        // A volume with options is filled in its own filesystem, mounted meanwhile (as
+        // Docker's: a tmpfs nobody else holds loses it again).
+        let held = m.volume.as_deref().filter(|_| !m.nocopy);
+        let holder = format!("copy-up-{}", rec.id);
+        if let Some(name) = held {
+            super::volume::acquire(paths, name, &holder)?;
+        }
+        let copied =
+            super::volume::copy_up(&Overlay::new(&dir).merged, m).map_err(|e| StateError::Io {
+                path: m.source.clone(),
+                source: std::io::Error::other(format!(
+                    "copying the image's {} into the volume: {e}",
+                    m.target
+                )),
+            });
+        if let Some(name) = held {
+            super::volume::release(paths, name, &holder);
+        }
+        copied?;
     }
     write_file(&dir.join(PREPARED_MARKER), "")?;
     super::events::emit(paths, rec, "create", &[]);
@@ -379,6 +393,8 @@ pub fn remove(paths: &Paths, rec: &ContainerRecord) -> Result<(), RuntimeError> 
     super::rootfs::unmount_if_mounted(&super::spec::shm_dir(paths, &rec.id))?;
     // A start killed while its subpaths were staged leaves them mounted.
     let mut left = super::volume::release_subpaths(&dir);
+    // A shim killed before it let go of its volumes' filesystems.
+    super::volume::release_for(paths, &rec.id);
     left.extend(mounts_under(&dir));
     if !left.is_empty() {
         return Err(RuntimeError::MountsRemain { dir, mounts: left });

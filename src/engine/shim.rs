@@ -120,6 +120,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                 // dependency fails; a later start spawns a new shim.
                 cleanup_runtime(paths, id);
                 release_shm(paths, id);
+                super::volume::release_for(paths, id);
                 let _ = State::default().save(paths, id);
                 return 0;
             }
@@ -131,6 +132,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                 let _ = state.save(paths, id);
                 cleanup_runtime(paths, id);
                 release_shm(paths, id);
+                super::volume::release_for(paths, id);
                 if first {
                     return report(&mut out, Err(e));
                 }
@@ -199,6 +201,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
         let _ = container.delete(true);
         cleanup_runtime(paths, id);
         release_shm(paths, id);
+        super::volume::release_for(paths, id);
         state.status = Status::Exited;
         state.exit_code = Some(code);
         state.finished_at = Some(logs::now());
@@ -354,6 +357,8 @@ fn create(
         }
     }
     let _staged = Staged(&dir);
+    // The filesystems of volumes with options (`driver_opts`), mounted while the container runs.
+    super::volume::acquire_for(paths, rec)?;
     let spec = super::spec::build(rec, paths, &dir.join("rootfs"), &dir)
         .context("building the OCI spec")?;
     spec.save(bundle.join("config.json"))

@@ -213,6 +213,10 @@ pub async fn down(
     }
     let others = staying;
     if opts.volumes {
+        // As `volume rm`: after any `up`/`run` about to mount a volume has saved its
+        // containers (another project's may use ours), which are then found below.
+        let _removing = volume::lock_for_removal(paths)?;
+        let others = crate::engine::container::list(paths)?;
         for v in volume::list(paths)? {
             if v.labels.get(labels::PROJECT).map(String::as_str) == Some(project) {
                 found = true;

@@ -174,6 +174,8 @@ pub async fn run(
         .remove(&opts.service)
         .ok_or_else(|| anyhow!("no image for service {}", opts.service))?;
     let host = net_host(paths);
+    // No `volume rm`/`prune` until this container, which mounts them, is saved.
+    let volumes_lock = crate::engine::volume::lock_for_use(paths)?;
     let (volume_dirs, networks) = up::ensure_resources(paths, &host, project, progress).await?;
     let mut rec = record(project, &svc, 1, &image, &volume_dirs)?;
     rec.name = opts
@@ -202,6 +204,7 @@ pub async fn run(
         &mut later,
     )
     .await?;
+    drop(volumes_lock);
     if let Some((_, _, e)) = later.pop() {
         return Err(e);
     }

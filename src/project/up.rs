@@ -400,6 +400,8 @@ pub async fn up(
 
     // 2. Volumes and networks.
     let host = net_host(paths);
+    // No `volume rm`/`prune` until the containers mounting the volumes are saved (step 4).
+    let volumes_lock = volume::lock_for_use(paths)?;
     let (volume_dirs, networks) = ensure_resources(paths, &host, project, progress).await?;
     // The running containers' published ports, again: their elements are gone if the ruleset
     // was flushed behind our back (adding an element that exists is a no-op).
@@ -529,8 +531,9 @@ pub async fn up(
     for (key, host_name) in &drift.volumes {
         volume::remove(paths, host_name)?;
         progress.event("Volume", host_name, "Removed");
-        let l = volume_labels(project, key, host_name, &project.volumes[key]);
-        let (dir, _) = volume::ensure(paths, host_name, &l)?;
+        let vol = &project.volumes[key];
+        let l = volume_labels(project, key, host_name, vol);
+        let (dir, _) = volume::ensure_with_options(paths, host_name, &l, &vol.driver_opts)?;
         progress.event("Volume", host_name, "Created");
         volume_dirs.insert(key.clone(), dir);
     }
@@ -671,6 +674,7 @@ pub async fn up(
         }
     }
 
+    drop(volumes_lock);
     // `create` stops here: the containers exist, in state `created`.
     if opts.no_start {
         return Ok(());
@@ -964,17 +968,32 @@ pub async fn ensure_resources(
     BTreeMap<String, crate::net::BridgeNetwork>,
 )> {
     let mut volume_dirs = BTreeMap::new();
-    for (key, vol) in &project.volumes {
-        let host_name = vol
-            .name
+    let host_name = |key: &str, vol: &crate::compose::Volume| {
+        vol.name
             .clone()
-            .unwrap_or_else(|| format!("{}_{key}", project.name));
-        let l = if vol.external {
-            vol.labels.clone()
+            .unwrap_or_else(|| format!("{}_{key}", project.name))
+    };
+    // Every volume's driver and `driver_opts` are checked before any volume is made.
+    for (key, vol) in project.volumes.iter().filter(|(_, v)| !v.external) {
+        let name = host_name(key, vol);
+        if let Some(d) = vol.driver.as_deref().filter(|d| *d != "local") {
+            bail!(
+                "create {name}: error looking up volume plugin {d}: plugin {d:?} not found (berth has the local driver only)"
+            );
+        }
+        volume::check_options(&name, &vol.driver_opts)?;
+    }
+    for (key, vol) in &project.volumes {
+        let host_name = host_name(key, vol);
+        let (l, options) = if vol.external {
+            (vol.labels.clone(), BTreeMap::new())
         } else {
-            volume_labels(project, key, &host_name, vol)
+            (
+                volume_labels(project, key, &host_name, vol),
+                vol.driver_opts.clone(),
+            )
         };
-        let (dir, created) = volume::ensure(paths, &host_name, &l)?;
+        let (dir, created) = volume::ensure_with_options(paths, &host_name, &l, &options)?;
         if created {
             progress.event("Volume", &host_name, "Created");
         }
