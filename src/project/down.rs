@@ -211,7 +211,6 @@ pub async fn down(
     for n in &doomed {
         progress.event("Network", &n.name, "Removed");
     }
-    let others = staying;
     if opts.volumes {
         // As `volume rm`: after any `up`/`run` about to mount a volume has saved its
         // containers (another project's may use ours), which are then found below.
