@@ -166,6 +166,9 @@ fn start_process(
     user.set_gid(gid);
     process.set_user(user);
     process.set_terminal(Some(stdio.is_none()));
+    if let Some(c) = process.capabilities().clone() {
+        process.set_capabilities(Some(super::seccomp::bpf::exec_capabilities(c)));
+    }
     if spec.privileged {
         let all: std::collections::HashSet<_> = all_capabilities()
             .iter()

@@ -361,9 +361,10 @@ fn create(
     super::volume::acquire_for(paths, rec)?;
     let spec = super::spec::build(rec, paths, &dir.join("rootfs"), &dir)
         .context("building the OCI spec")?;
-    spec.save(bundle.join("config.json"))
-        .context("writing the OCI spec")?;
     let (launch, executor) = super::seccomp::bpf::prepare_launch(paths, &dir, &spec)?;
+    launch
+        .save(bundle.join("config.json"))
+        .context("writing the OCI spec")?;
     let (out_r, out_w) = nix::unistd::pipe().context("pipe")?;
     let (err_r, err_w) = nix::unistd::pipe().context("pipe")?;
     let mut stdin_w = None;
@@ -398,7 +399,7 @@ fn create(
         .with_stdout(out_w)
         .with_stderr(err_w)
         .with_executor(executor)
-        .as_init(&launch)
+        .as_init(&bundle)
         .with_systemd(false)
         .with_detach(true)
         .build()

@@ -82,13 +82,14 @@ pub fn program(paths: &Paths, filter: &LinuxSeccomp) -> Result<Option<Program>, 
     let Some(flags) = load_flags(filter) else {
         return Ok(None);
     };
-    let dir = paths.run.join("seccomp");
-    let path = dir.join(format!("{}.bpf", cache_key(filter)));
+    let path = cache_path(paths, filter);
+    let dir = path.parent().unwrap_or(&paths.data).to_path_buf();
     match std::fs::read(&path) {
-        Ok(code) if !code.is_empty() && code.len().is_multiple_of(8) => {
-            return Ok(Some(Program { flags, code }));
+        Ok(bytes) => {
+            if let Some(p) = Program::from_bytes(&bytes).filter(|p| p.flags == flags) {
+                return Ok(Some(p));
+            }
         }
-        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(&path)(e)),
     }
@@ -103,9 +104,20 @@ pub fn program(paths: &Paths, filter: &LinuxSeccomp) -> Result<Option<Program>, 
         let _ = std::fs::remove_file(&tmp);
         return Err(e.into());
     }
+    let code = std::fs::read(&tmp).map_err(io(&tmp))?;
+    let program = Program { flags, code };
+    std::fs::write(&tmp, program.to_bytes()).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    let code = std::fs::read(&path).map_err(io(&path))?;
-    Ok(Some(Program { flags, code }))
+    Ok(Some(program))
+}
+
+/// Where the compiled `filter` is kept: under the data root, beside the containers, so that a
+/// container's copy can be a hard link.
+fn cache_path(paths: &Paths, filter: &LinuxSeccomp) -> PathBuf {
+    paths
+        .data
+        .join("seccomp")
+        .join(format!("{}.bpf", cache_key(filter)))
 }
 
 /// The cache key: the filter as JSON and the libseccomp release that compiles it.
@@ -281,33 +293,35 @@ impl Executor for LoadFilter {
     }
 }
 
-/// The bundle libcontainer starts the container from, and the executor that ends its init.
+/// The spec libcontainer starts the container from, and the executor that ends its init.
 ///
-/// `spec` is the container's spec, as written to `bundle/config.json` (what `exec` and
-/// `inspect` read). When its filter compiles to a plain program, the program is kept in the
-/// container's directory and libcontainer is given `bundle/launch/config.json`: the same spec
-/// without the filter (the init loads the program instead), and with `CAP_SYS_ADMIN` kept
-/// for that load when `no_new_privileges` is off.
+/// When the filter of `spec` (the container's spec) compiles to a plain program, the program
+/// is kept in the container's directory (for `exec` and healthchecks), and the spec given to
+/// libcontainer has no filter (the init loads the program instead) and, when
+/// `no_new_privileges` is off, keeps `CAP_SYS_ADMIN` in the effective and permitted sets for
+/// that load. It is never in the bounding set, which is how `exec` tells it apart.
 pub fn prepare_launch(
     paths: &Paths,
     dir: &Path,
     spec: &Spec,
-) -> Result<(PathBuf, LoadFilter), BpfError> {
-    let bundle = dir.join("bundle");
+) -> Result<(Spec, LoadFilter), BpfError> {
     let keep = container_file(dir);
     let filter = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
     let program = match &filter {
         Some(f) => program(paths, f)?,
         None => None,
     };
-    let Some(program) = program else {
-        match std::fs::remove_file(&keep) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&keep)(e)),
-            _ => {}
-        }
-        return Ok((bundle, LoadFilter::default()));
+    match std::fs::remove_file(&keep) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&keep)(e)),
+        _ => {}
+    }
+    let (Some(program), Some(filter)) = (program, filter) else {
+        return Ok((spec.clone(), LoadFilter::default()));
     };
-    std::fs::write(&keep, program.to_bytes()).map_err(io(&keep))?;
+    // A link to the cached program allocates no inode; a copy where links fail.
+    if std::fs::hard_link(cache_path(paths, &filter), &keep).is_err() {
+        std::fs::write(&keep, program.to_bytes()).map_err(io(&keep))?;
+    }
     let mut launch = spec.clone();
     if let Some(mut linux) = launch.linux().clone() {
         linux.set_seccomp(None);
@@ -331,20 +345,31 @@ pub fn prepare_launch(
             drop_sys_admin = true;
         }
     }
-    let launch_dir = bundle.join("launch");
-    std::fs::create_dir_all(&launch_dir).map_err(io(&launch_dir))?;
-    let config = launch_dir.join("config.json");
-    launch
-        .save(&config)
-        .map_err(|e| io(&config)(std::io::Error::other(e.to_string())))?;
     Ok((
-        launch_dir,
+        launch,
         LoadFilter {
             program: Some(Arc::new(program)),
             spec_filter: None,
             drop_sys_admin,
         },
     ))
+}
+
+/// The capabilities of a process started beside a container's init: the init's as given to
+/// libcontainer, less what is outside the bounding set (the `CAP_SYS_ADMIN` that
+/// [`prepare_launch`] adds only for the init's filter load).
+pub fn exec_capabilities(
+    mut c: oci_spec::runtime::LinuxCapabilities,
+) -> oci_spec::runtime::LinuxCapabilities {
+    let bounding = c.bounding().clone().unwrap_or_default();
+    let within = |set: &Option<oci_spec::runtime::Capabilities>| {
+        set.as_ref()
+            .map(|s| s.intersection(&bounding).copied().collect())
+    };
+    let (effective, permitted) = (within(c.effective()), within(c.permitted()));
+    c.set_effective(effective);
+    c.set_permitted(permitted);
+    c
 }
 
 /// The executor of a process started in a running container (`exec`, healthchecks): its
@@ -416,7 +441,7 @@ mod tests {
         });
         let first = program(&paths, &f).unwrap().unwrap();
         assert!(first.code.len() > 800, "{} bytes", first.code.len());
-        let cached: Vec<_> = std::fs::read_dir(paths.run.join("seccomp"))
+        let cached: Vec<_> = std::fs::read_dir(paths.data.join("seccomp"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
