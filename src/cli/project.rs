@@ -171,6 +171,9 @@ pub struct CreateArgs {
     /// Execute command in dry run mode: print the plan, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Pull without printing progress information.
+    #[arg(long)]
+    pub quiet_pull: bool,
     /// Assume "yes" as answer to all prompts and run non-interactively.
     #[arg(short = 'y', long)]
     pub yes: bool,
@@ -199,12 +202,12 @@ pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
         renew_anon_volumes: false,
         confirm: if a.yes { yes } else { ask },
     };
-    runtime()?.block_on(project::up::up(
-        paths,
-        &project,
-        &opts,
-        output::progress(&g.progress),
-    ))?;
+    let progress = project::Filtered {
+        inner: output::progress(&g.progress),
+        quiet_pull: a.quiet_pull,
+        quiet_build: false,
+    };
+    runtime()?.block_on(project::up::up(paths, &project, &opts, &progress))?;
     Ok(0)
 }
 
@@ -430,12 +433,12 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     };
     // Checked before anything is made.
     let (attach, watch) = attached_services(a, &project, &opts.services)?;
-    runtime()?.block_on(project::up::up(
-        paths,
-        &project,
-        &opts,
-        output::progress(&g.progress),
-    ))?;
+    let progress = project::Filtered {
+        inner: output::progress(&g.progress),
+        quiet_pull: a.quiet_pull,
+        quiet_build: a.quiet_build,
+    };
+    runtime()?.block_on(project::up::up(paths, &project, &opts, &progress))?;
     if a.detach || a.wait || a.no_start {
         return Ok(0);
     }
@@ -1144,14 +1147,20 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
             .collect(),
     };
     let rt = runtime()?;
-    let quiet = crate::project::Quiet;
-    let progress: &dyn crate::project::Progress = if a.detach && !a.quiet && !a.quiet_pull {
-        output::progress(&g.progress)
-    } else {
-        &quiet
+    // As docker compose: the images' and dependencies' progress on stderr, unless `-q`;
+    // `--quiet-pull` and `--quiet-build` leave out a pull's layers and a build's steps.
+    let progress = project::Filtered {
+        inner: if a.quiet {
+            &crate::project::Quiet
+        } else {
+            output::progress(&g.progress)
+        },
+        quiet_pull: a.quiet_pull,
+        quiet_build: a.quiet_build,
     };
     let (rec, terminal) =
-        rt.block_on(crate::project::run::run(paths, &project, &opts, progress))?;
+        rt.block_on(crate::project::run::run(paths, &project, &opts, &progress))?;
+    output::finish();
     if a.detach {
         output::data(&rec.name);
         return Ok(0);
