@@ -31,6 +31,10 @@ pub struct AttachOptions {
     /// What Ctrl-C and an abort stop: the services named to `up` and those depending on them,
     /// as docker compose does (their dependencies keep running); empty means every service.
     pub stop: std::collections::BTreeSet<String>,
+    /// docker compose's navigation menu (`d` detaches), on a terminal (`super::menu::wanted`).
+    pub menu: bool,
+    /// Some service has `develop.watch` (what the menu's `w` says).
+    pub watch_configured: bool,
 }
 
 impl AttachOptions {
@@ -120,6 +124,15 @@ pub fn attach(
     if !shown.is_empty() {
         output::data(&format!("Attaching to {}", shown.join(", ")));
     }
+    // Dropped (the line cleared, the terminal restored) before any return.
+    let mut menu = if opts.menu {
+        super::menu::Menu::start(opts.watch_configured, opts.color)
+    } else {
+        None
+    };
+    if let Some(m) = &mut menu {
+        m.draw();
+    }
     let watched = recs.iter().filter(|r| opts.watches(r)).count();
     // Each log is followed across rotations (by inode), so a chatty container with a small
     // `max-size` loses no line.
@@ -182,8 +195,25 @@ pub fn attach(
             }
         }
         batch.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, line) in batch {
-            output::data(&line);
+        if !batch.is_empty()
+            && let Some(m) = &mut menu
+        {
+            m.clear();
+        }
+        for (_, line) in &batch {
+            output::data(line);
+        }
+        if !batch.is_empty()
+            && let Some(m) = &mut menu
+        {
+            m.draw();
+        }
+        // `d`: berth exits, the containers run on under their shims.
+        if menu
+            .as_mut()
+            .is_some_and(|m| m.poll() == Some(super::menu::Action::Detach))
+        {
+            return Ok(0);
         }
         exits.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, _, code) in exits {
@@ -200,6 +230,8 @@ pub fn attach(
             None
         };
         if let Some(reason) = stop_reason {
+            // The menu goes (and the terminal is as it was) before the stop is reported.
+            drop(menu.take());
             output::note(reason);
             let stopping: Vec<ContainerRecord> = recs
                 .iter()

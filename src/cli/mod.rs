@@ -11,6 +11,7 @@ mod images;
 mod inspect;
 mod lifecycle;
 mod logs;
+mod menu;
 mod network;
 mod output;
 mod project;

@@ -19,6 +19,14 @@ pub fn data_line(line: &str) -> bool {
     writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
 }
 
+/// The navigation menu of attached `up` (stdout, a terminal): drawn over the current line,
+/// without a line end, or cleared (`None`) so that the next line is printed in its place.
+pub fn menu_line(text: Option<&str>) {
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "\r\x1b[2K{}", text.unwrap_or_default());
+    let _ = out.flush();
+}
+
 /// A line for the user (stderr).
 pub fn note(line: &str) {
     eprintln!("{line}");

@@ -96,7 +96,8 @@ pub struct UpArgs {
     /// Suppress the build output.
     #[arg(long)]
     pub quiet_build: bool,
-    /// Enable interactive shortcuts when running attached (berth has none: accepted, ignored).
+    /// Enable interactive shortcuts when running attached (also COMPOSE_MENU; on by default on
+    /// a terminal): `d` detaches.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub menu: Option<bool>,
     /// Assume "yes" as answer to all prompts and run non-interactively.
@@ -449,8 +450,14 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     let rt = runtime()?;
+    // Registered now, before anything is attached (or the menu drawn): a Ctrl-C from here on
+    // stops the project, none ends berth before the handler is in place.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigint = rt
+        .block_on(async { signal(SignalKind::interrupt()) })
+        .context("handling Ctrl-C")?;
     std::thread::spawn(move || {
-        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+        if rt.block_on(sigint.recv()).is_some() {
             flag.store(true, Ordering::SeqCst);
             drop(rt);
         }
@@ -471,6 +478,11 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         timestamps: a.timestamps,
         attach: Some(attach),
         watch,
+        menu: super::menu::wanted(a.menu, &g.progress),
+        watch_configured: project
+            .services
+            .values()
+            .any(|s| s.develop.as_ref().is_some_and(|d| !d.watch.is_empty())),
         stop: if a.services.is_empty() {
             BTreeSet::new()
         } else {
