@@ -821,3 +821,104 @@ fn start_interval_requires_start_period() {
     env.wait_ps("test", "healthy", |v| v["Health"] == "healthy");
     env.ok(&["down", "-t", "0"]);
 }
+
+/// A label of a service's first container, from `berth inspect` ("" when absent).
+fn label(env: &Env, service: &str, key: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", service])).unwrap();
+    let v = if v.is_array() { v[0].clone() } else { v };
+    v["Config"]["Labels"][key]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+const DEPENDS_ON: &str = "com.docker.compose.depends_on";
+
+/// TestUpNoDeps: `up --no-deps foo` makes foo only, though foo links bar; as docker compose
+/// (compose-go drops the dependencies left out of the selection), foo's `depends_on` label
+/// then lists none.
+#[test]
+fn up_no_deps() {
+    require_root!();
+    let Some(env) = project("testdata/TestUpNoDeps", "e2e-up-no-deps") else {
+        return;
+    };
+    env.ok(&["up", "--no-deps", "-d", "foo"]);
+    let s = states(&env);
+    assert!(
+        s.iter()
+            .any(|(n, st, _)| n == "e2e-up-no-deps-foo-1" && st == "running"),
+        "{s:?}"
+    );
+    assert!(!s.iter().any(|(n, ..)| n.contains("-bar-")), "{s:?}");
+    assert_eq!(label(&env, "foo", DEPENDS_ON), "");
+}
+
+/// TestRecreateWithNoDeps: `up --force-recreate --no-deps my-service` replaces my-service and
+/// leaves its healthy dependency alone. The new container's `depends_on` label is written as
+/// docker compose writes it, from the selected services only: `dep` is no longer listed.
+#[test]
+fn recreate_with_no_deps() {
+    require_root!();
+    let Some(env) = project("testdata/TestRecreateWithNoDeps", "e2e-recreate-no-deps") else {
+        return;
+    };
+    env.ok(&["up", "-d", "--wait"]);
+    assert_eq!(
+        label(&env, "my-service", DEPENDS_ON),
+        "dep:service_healthy:false"
+    );
+    let before = ids(&env);
+    env.ok(&["up", "-d", "--force-recreate", "--no-deps", "my-service"]);
+    let after = ids(&env);
+    let id = |v: &[(String, String)], s: &str| {
+        v.iter()
+            .find(|(svc, _)| svc == s)
+            .map(|(_, id)| id.clone())
+            .unwrap()
+    };
+    assert_ne!(id(&before, "my-service"), id(&after, "my-service"));
+    assert_eq!(id(&before, "dep"), id(&after, "dep"));
+    let s = states(&env);
+    assert!(
+        s.iter()
+            .all(|(n, st, _)| st == "running" || !n.contains("my-service")),
+        "{s:?}"
+    );
+    assert_eq!(label(&env, "my-service", DEPENDS_ON), "");
+}
+
+/// TestNoDepsVolumeFrom and TestNoDepsNetworkMode: `up --no-deps app` keeps using the donor
+/// container while it exists, and is refused with docker compose's message once it is gone.
+#[test]
+fn no_deps_volumes_from_and_network_mode() {
+    require_root!();
+    for (dir, name, message) in [
+        (
+            "testdata/TestNoDepsVolumeFrom",
+            "e2e-no-deps-vf",
+            "cannot share volume with service db: container missing",
+        ),
+        (
+            "testdata/TestNoDepsNetworkMode",
+            "e2e-no-deps-nm",
+            "cannot share network namespace with service db: container missing",
+        ),
+    ] {
+        let Some(env) = project(dir, name) else {
+            return;
+        };
+        env.ok(&["up", "-d"]);
+        let before = ids(&env);
+        assert_eq!(before.len(), 2, "{before:?}");
+        env.ok(&["up", "--no-deps", "-d", "app"]);
+        assert_eq!(ids(&env), before, "{dir}: nothing recreated");
+        // The donor goes behind compose's back.
+        env.ok(&["rm", "-s", "-f", "db"]);
+        assert!(!ids(&env).iter().any(|(s, _)| s == "db"));
+        let out = env.berth(&["up", "--no-deps", "-d", "app"]);
+        let stderr = util::text(&out.stderr);
+        assert_eq!(code(&out), 1, "{dir}: {stderr}");
+        assert!(stderr.contains(message), "{dir}: {stderr}");
+    }
+}

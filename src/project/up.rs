@@ -353,6 +353,13 @@ pub async fn up(
             (c, s)
         })
         .collect();
+    if let Some(e) = graph::missing_shared(project, &opts.services, |s| {
+        existing
+            .iter()
+            .any(|(c, _)| c.service() == Some(s) && !is_oneoff(c))
+    }) {
+        bail!(e);
+    }
     // Networks and volumes whose definition changed: the containers using them are
     // recreated, and they are made anew in between.
     let drift = drift(paths, project, opts, &existing)?;
