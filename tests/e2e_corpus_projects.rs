@@ -922,3 +922,142 @@ fn no_deps_volumes_from_and_network_mode() {
         assert!(stderr.contains(message), "{dir}: {stderr}");
     }
 }
+
+/// fixtures/run-test (TestComposeRunPipedInput): piped stdin reaches `run`'s container, which
+/// then gets no terminal; asking for one (`--tty`, `--no-tty=false`) with piped stdin fails.
+#[test]
+fn run_piped_input() {
+    require_root!();
+    let Some(env) = project("fixtures/run-test", "run-piped-test") else {
+        return;
+    };
+    let run = |args: &[&str], stdin: &[u8]| {
+        let mut all = vec![
+            "-p",
+            "run-piped-test",
+            "-f",
+            "piped-test.yaml",
+            "run",
+            "--rm",
+        ];
+        all.extend(args);
+        util::output_with_stdin(&mut env.command(&all), stdin)
+    };
+    let out = run(&["piped-test"], b"piped-content\n");
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    assert!(util::text(&out.stdout).contains("piped-content"));
+    let out = run(&["tty-test"], b"\n");
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    assert!(util::text(&out.stdout).contains("No TTY detected"));
+    for flag in ["--tty", "--no-tty=false"] {
+        let out = run(&[flag, "piped-test"], b"test\n");
+        assert_eq!(code(&out), 1, "{flag}");
+        assert!(
+            util::text(&out.stderr).contains(
+                "cannot attach stdin to a TTY-enabled container because stdin is not a terminal"
+            ),
+            "{flag}: {}",
+            util::text(&out.stderr)
+        );
+    }
+}
+
+/// TestRawEnvFile: an `env_file` in `format: raw` reaches the container uninterpolated,
+/// quotes included.
+#[test]
+fn raw_env_file() {
+    require_root!();
+    let Some(env) = project("testdata/TestRawEnvFile", "e2e-raw-env-file") else {
+        return;
+    };
+    let out = env.berth(&["run", "--rm", "test"]);
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    let stdout = util::text(&out.stdout);
+    assert!(stdout.contains(r#"'{"key": "value"}'"#), "{stdout}");
+}
+
+/// TestUnnecessaryResources: a missing external network fails only the services using it;
+/// `up test` makes none of the networks `test` does not use.
+#[test]
+fn unnecessary_resources() {
+    require_root!();
+    let Some(env) = project("testdata/TestUnnecessaryResources", "e2e-unnecessary") else {
+        return;
+    };
+    let err = env.fails(&["up", "-d"]);
+    assert!(
+        err.contains("network foo_bar declared as external, but could not be found"),
+        "{err}"
+    );
+    env.ok(&["up", "-d", "test"]);
+    let s = states(&env);
+    assert!(
+        s.iter()
+            .any(|(n, st, _)| n == "e2e-unnecessary-test-1" && st == "running"),
+        "{s:?}"
+    );
+}
+
+/// TestUpSwitchVolumes: changing the external volume a service mounts (its `name:` from
+/// `EXTERNAL_VOLUME`) recreates the container on the new volume.
+#[test]
+fn up_switch_volumes() {
+    require_root!();
+    let Some(env) = project("testdata/TestUpSwitchVolumes", "e2e-switch-volumes") else {
+        return;
+    };
+    let (vol1, vol2) = ("e2e-switch-volumes-ext-1", "e2e-switch-volumes-ext-2");
+    env.ok(&["volume", "create", vol1]);
+    env.ok(&["volume", "create", vol2]);
+    let mounted = |vol: &str| {
+        let out = env
+            .command(&["inspect", "app"])
+            .env("EXTERNAL_VOLUME", vol)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = if v.is_array() { v[0].clone() } else { v };
+        v["Mounts"][0]["Name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for vol in [vol1, vol2] {
+        let out = env
+            .command(&["up", "-d"])
+            .env("EXTERNAL_VOLUME", vol)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+        assert_eq!(mounted(vol), vol);
+    }
+    let out = env
+        .command(&["down", "-t", "0"])
+        .env("EXTERNAL_VOLUME", vol2)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    env.ok(&["volume", "rm", vol1, vol2]);
+}
+
+/// TestLocalComposeExecOneOff: `exec` reaches a `run -d` one-off, but `--index 1` only
+/// numbered replicas (busybox has `env` in /bin, not /usr/bin).
+#[test]
+fn exec_one_off() {
+    require_root!();
+    let Some(env) = project("testdata/TestLocalComposeExecOneOff", "e2e-exec-one-off") else {
+        return;
+    };
+    env.ok(&["run", "-d", "simple", "top"]);
+    let out = env.ok(&["exec", "-e", "FOO", "simple", "env"]);
+    assert!(!out.contains("FOO="), "{out}");
+    assert!(out.contains("PATH="), "{out}");
+    let out = env.berth(&["exec", "--index", "1", "-e", "FOO", "simple", "env"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        util::text(&out.stderr).contains(r#"service "simple" is not running container #1"#),
+        "{}",
+        util::text(&out.stderr)
+    );
+    env.ok(&["down", "-t", "0", "--remove-orphans"]);
+}

@@ -414,6 +414,7 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     if a.no_deps {
         project::up::drop_unselected_dependencies(&mut project, &services);
     }
+    project::up::drop_unused_resources(&mut project, &services);
     let opts = UpOptions {
         // docker compose: `-V` recreates the containers (with new anonymous volumes).
         recreate: recreate_policy(a.force_recreate || a.renew_anon_volumes, a.no_recreate),
@@ -871,8 +872,8 @@ pub struct ExecArgs {
     /// Path to workdir directory for this command.
     #[arg(short, long)]
     pub workdir: Option<String>,
-    /// Index of the container if the service has multiple replicas.
-    #[arg(long, default_value_t = 1)]
+    /// Index of the container if the service has multiple replicas (0: the first running).
+    #[arg(long, default_value_t = 0)]
     pub index: u32,
     /// Disable pseudo-TTY allocation. By default a TTY is allocated when stdin is a terminal.
     #[arg(short = 'T', long = "no-tty", alias = "no-TTY")]
@@ -895,16 +896,31 @@ pub(super) fn service_container(
     service: &str,
     index: u32,
 ) -> Result<ContainerRecord> {
-    let recs = project::containers(paths, project)?;
-    if !recs.iter().any(|r| r.service() == Some(service)) {
-        bail!("service {service:?} is not running");
-    }
-    recs.into_iter()
-        .find(|r| {
-            r.service() == Some(service)
-                && r.label(crate::engine::container::labels::NUMBER) == Some(&index.to_string())
+    // As docker compose: a running container of the service; `--index N` only the replica
+    // numbered N (one-offs have no number), `0` any, replicas by number before one-offs.
+    let mut recs: Vec<ContainerRecord> = project::containers(paths, project)?
+        .into_iter()
+        .filter(|r| r.service() == Some(service))
+        .filter(|r| r.state(paths).is_ok_and(|s| s.status == Status::Running))
+        .filter(|r| {
+            index == 0
+                || (!project::up::is_oneoff(r)
+                    && r.label(crate::engine::container::labels::NUMBER)
+                        == Some(&index.to_string()))
         })
-        .with_context(|| format!("service {service:?} has no container with index {index}"))
+        .collect();
+    recs.sort_by_key(|r| {
+        (
+            project::up::is_oneoff(r),
+            r.label(crate::engine::container::labels::NUMBER)
+                .and_then(|n| n.parse::<u32>().ok()),
+        )
+    });
+    match recs.into_iter().next() {
+        Some(r) => Ok(r),
+        None if index > 0 => bail!("service {service:?} is not running container #{index}"),
+        None => bail!("service {service:?} is not running"),
+    }
 }
 
 pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
@@ -930,12 +946,13 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
     };
     let spec = ExecSpec {
         args: a.command.clone(),
+        // `-e KEY` takes KEY from berth's environment; unset there, it is not set at all.
         env: a
             .env
             .iter()
-            .map(|e| match e.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (e.clone(), std::env::var(e).unwrap_or_default()),
+            .filter_map(|e| match e.split_once('=') {
+                Some((k, v)) => Some((k.to_string(), v.to_string())),
+                None => std::env::var(e).ok().map(|v| (e.clone(), v)),
             })
             .collect(),
         cwd: a.workdir.clone(),
@@ -1059,9 +1076,9 @@ pub struct RunArgs {
     /// Add or override a label.
     #[arg(short, long, alias = "labels")]
     pub label: Vec<String>,
-    /// Disable pseudo-TTY allocation (default: auto-detected).
-    #[arg(short = 'T', long = "no-tty", alias = "no-TTY")]
-    pub no_tty: bool,
+    /// Disable pseudo-TTY allocation (default: auto-detected; `--no-tty=false` asks for one).
+    #[arg(short = 'T', long = "no-tty", alias = "no-TTY", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub no_tty: Option<bool>,
     /// Allocate a pseudo-TTY (the default on a terminal).
     #[arg(short = 't', long = "tty", hide = true)]
     pub tty: bool,
@@ -1229,15 +1246,19 @@ fn run_tty(a: &RunArgs) -> Result<bool> {
     use std::io::IsTerminal;
     let stdin_terminal = std::io::stdin().is_terminal();
     let tty = match (a.tty, a.no_tty) {
-        (true, true) => bail!("--tty and --no-tty can't be used together"),
-        (true, false) => true,
-        (false, true) => false,
-        (false, false) => {
+        (true, Some(_)) => bail!("--tty and --no-tty can't be used together"),
+        (true, None) => true,
+        (false, Some(no)) => !no,
+        (false, None) => {
             std::io::stdout().is_terminal() && (stdin_terminal || a.interactive.is_some())
         }
     };
     if tty && !a.detach && a.interactive.unwrap_or(true) && !stdin_terminal {
-        bail!("the input device is not a TTY");
+        // docker compose's words (its CLI library's), with the older docker ones.
+        bail!(
+            "cannot attach stdin to a TTY-enabled container because stdin is not a terminal \
+             (the input device is not a TTY)"
+        );
     }
     Ok(tty)
 }
