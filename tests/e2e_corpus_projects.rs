@@ -1061,3 +1061,372 @@ fn exec_one_off() {
     );
     env.ok(&["down", "-t", "0", "--remove-orphans"]);
 }
+
+/// The state of a service's first container ("" when it has none).
+fn service_state(env: &Env, service: &str) -> String {
+    env.ok(&["ps", "-a", "--format", "json"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["Service"] == service)
+        .and_then(|v| v["State"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// TestPause, TestPauseServiceNotRunning, TestPauseServiceAlreadyPaused and
+/// TestPauseServiceDoesNotExist.
+#[test]
+fn pause_cases() {
+    require_root!();
+    let Some(env) = project("testdata/TestPause", "e2e-pause") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    env.ok(&["pause", "a"]);
+    assert_eq!(service_state(&env, "a"), "paused");
+    assert_eq!(service_state(&env, "b"), "running");
+    let before = ids(&env);
+    env.ok(&["unpause", "a"]);
+    assert_eq!(service_state(&env, "a"), "running");
+    assert_eq!(service_state(&env, "b"), "running");
+    assert_eq!(ids(&env), before, "nothing recreated");
+
+    let Some(env) = project("testdata/TestPauseServiceNotRunning", "e2e-pause-none") else {
+        return;
+    };
+    env.ok(&["pause", "a"]);
+
+    let Some(env) = project("testdata/TestPauseServiceAlreadyPaused", "e2e-pause-twice") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    env.ok(&["pause", "a"]);
+    assert_eq!(service_state(&env, "a"), "paused");
+    let out = env.berth(&["pause", "a"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        util::text(&out.stderr).contains("already paused"),
+        "{}",
+        util::text(&out.stderr)
+    );
+    env.ok(&["unpause", "a"]);
+
+    let Some(env) = project("testdata/TestPauseServiceDoesNotExist", "e2e-pause-unknown") else {
+        return;
+    };
+    let out = env.berth(&["pause", "does_not_exist"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        util::text(&out.stderr).contains("no such service: does_not_exist"),
+        "{}",
+        util::text(&out.stderr)
+    );
+}
+
+/// TestWaitOnFaster, TestWaitOnSlower and TestWaitAndDrop.
+#[test]
+fn wait_cases() {
+    require_root!();
+    let Some(env) = project("testdata/TestWaitOnFaster", "e2e-wait") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    env.ok(&["wait", "faster"]);
+    assert_eq!(service_state(&env, "faster"), "exited");
+    assert_eq!(service_state(&env, "infinity"), "running");
+    env.ok(&["wait", "slower"]);
+    assert_eq!(service_state(&env, "faster"), "exited");
+    assert_eq!(service_state(&env, "slower"), "exited");
+    assert_eq!(service_state(&env, "infinity"), "running");
+
+    let Some(env) = project("testdata/TestWaitAndDrop", "e2e-wait-drop") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    env.ok(&["wait", "--down-project", "faster"]);
+    assert!(ids(&env).is_empty(), "{:?}", ids(&env));
+}
+
+/// TestUpContainerNameConflict: two services with one `container_name` are refused together,
+/// leaving nothing behind, and each runs alone.
+#[test]
+fn up_container_name_conflict() {
+    require_root!();
+    let Some(env) = project("testdata/TestUpContainerNameConflict", "e2e-name-conflict") else {
+        return;
+    };
+    let name = "e2e-name-conflict-fixed";
+    let run = |args: &[&str]| env.command(args).env("FIXED_NAME", name).output().unwrap();
+    let containers = || util::text(&run(&["ps", "-a", "--format", "json"]).stdout);
+    let out = run(&["up"]);
+    assert_eq!(code(&out), 1);
+    let err = util::text(&out.stderr);
+    assert!(
+        err.contains(&format!(r#"container name "{name}" is already in use"#)),
+        "{err}"
+    );
+    let out = run(&["down"]);
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    assert_eq!(containers(), "", "the failed up left nothing");
+    for service in ["test", "another_test"] {
+        let out = run(&["up", service]);
+        assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+        let ps = containers();
+        let v: serde_json::Value = serde_json::from_str(ps.trim()).expect(&ps);
+        assert_eq!(v["Name"], name, "{ps}");
+        assert_eq!(v["Service"], service, "{ps}");
+        assert_eq!(v["State"], "exited", "{ps}");
+        assert_eq!(code(&run(&["down"])), 0);
+        assert_eq!(containers(), "");
+    }
+}
+
+/// Every container of the project, one-offs included: name → (service, state).
+fn all_states(env: &Env) -> std::collections::BTreeMap<String, (String, String)> {
+    env.ok(&["ps", "-a", "--format", "json"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            (
+                v["Name"].as_str().unwrap_or_default().to_string(),
+                (
+                    v["Service"].as_str().unwrap_or_default().to_string(),
+                    v["State"].as_str().unwrap_or_default().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// TestStartStopWithOneOffs: `stop`, `start` and `restart` act on the services, not on a
+/// `run -d` one-off; `down --remove-orphans` removes it too.
+#[test]
+fn start_stop_with_one_offs() {
+    require_root!();
+    let Some(env) = project("testdata/TestStartStopWithOneOffs", "e2e-one-offs") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    let services = ids(&env);
+    let one_off = env.ok(&["run", "-d", "bar", "sleep", "infinity"]);
+    let one_off = one_off.trim();
+    let state = |name: &str| {
+        all_states(&env)
+            .get(name)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(state(one_off), "running");
+    env.ok(&["stop"]);
+    assert_eq!(service_state(&env, "foo"), "exited");
+    assert_eq!(service_state(&env, "bar"), "exited");
+    assert_eq!(state(one_off), "running");
+    env.ok(&["start"]);
+    assert_eq!(service_state(&env, "foo"), "running");
+    assert_eq!(service_state(&env, "bar"), "running");
+    env.ok(&["restart"]);
+    assert_eq!(service_state(&env, "foo"), "running");
+    assert_eq!(service_state(&env, "bar"), "running");
+    assert_eq!(state(one_off), "running");
+    let now: Vec<_> = ids(&env)
+        .into_iter()
+        .filter(|(_, id)| services.iter().any(|(_, i)| i == id))
+        .collect();
+    assert_eq!(now, services, "nothing recreated");
+    env.ok(&["down", "--remove-orphans"]);
+    assert!(all_states(&env).is_empty());
+}
+
+/// TestComposeRunDeps: `run service_a` starts its dependency and nothing else; with
+/// `--no-deps` (and COMPOSE_IGNORE_ORPHANS) nothing but the one-off.
+#[test]
+fn compose_run_deps() {
+    require_root!();
+    let Some(env) = project("testdata/TestComposeRunDeps", "e2e-run-deps") else {
+        return;
+    };
+    let out = env.berth(&["run", "service_a"]);
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    let all = format!("{}{}", util::text(&out.stdout), util::text(&out.stderr));
+    assert!(all.contains("shared_dep"), "{all}");
+    assert!(!all.contains("service_b"), "{all}");
+    let s = all_states(&env);
+    assert!(s.values().any(|(svc, _)| svc == "shared_dep"), "{s:?}");
+    assert!(!s.values().any(|(svc, _)| svc == "service_b"), "{s:?}");
+    let dep = ids(&env)
+        .into_iter()
+        .find(|(s, _)| s == "shared_dep")
+        .unwrap();
+    let out = env
+        .command(&["run", "--no-deps", "service_a"])
+        .env("COMPOSE_IGNORE_ORPHANS", "True")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    let all = format!("{}{}", util::text(&out.stdout), util::text(&out.stderr));
+    assert!(!all.contains("service_b"), "{all}");
+    assert!(!all.contains("shared_dep"), "{all}");
+    assert!(ids(&env).contains(&dep), "shared_dep not recreated");
+    assert!(!all_states(&env).values().any(|(svc, _)| svc == "service_b"));
+}
+
+/// TestComposeRunNotRequiredDeps: a `required: false` dependency whose profile is off is
+/// not made by `run`.
+#[test]
+fn compose_run_not_required_deps() {
+    require_root!();
+    let Some(env) = project("testdata/TestComposeRunNotRequiredDeps", "e2e-run-optional") else {
+        return;
+    };
+    let out = env.berth(&["run", "foo"]);
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    assert!(util::text(&out.stdout).contains("foo"));
+    assert!(!all_states(&env).values().any(|(svc, _)| svc == "bar"));
+}
+
+/// TestRm: `rm --stop --force SERVICE` removes that service's containers; without a service,
+/// every one.
+#[test]
+fn rm_stop_force() {
+    require_root!();
+    let Some(env) = project("testdata/TestRm", "e2e-rm") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    env.ok(&["rm", "--stop", "--force", "simple"]);
+    assert_eq!(service_state(&env, "simple"), "");
+    assert_eq!(service_state(&env, "another"), "running");
+    env.ok(&["up", "-d"]);
+    assert_eq!(service_state(&env, "simple"), "running");
+    env.ok(&["rm", "--stop", "--force"]);
+    assert!(all_states(&env).is_empty());
+}
+
+/// TestRestart: `restart` brings an exited service back, the same container.
+#[test]
+fn restart_reuses_the_container() {
+    require_root!();
+    let Some(env) = project("testdata/TestRestart", "e2e-restart") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    env.wait_ps("app", "exited", |v| v["State"] == "exited");
+    let before = ids(&env);
+    env.ok(&["restart"]);
+    env.wait_ps("app", "running", |v| v["State"] == "running");
+    assert_eq!(ids(&env), before);
+}
+
+/// TestStartStop: `stop` keeps the containers, `ls` hides a stopped project unless `--all`,
+/// `start` brings the same containers back.
+#[test]
+fn start_stop_and_ls() {
+    require_root!();
+    let Some(env) = project("testdata/TestStartStop", "e2e-start-stop") else {
+        return;
+    };
+    let listed = |all: bool| {
+        let mut args = vec!["ls", "--format", "json"];
+        if all {
+            args.push("--all");
+        }
+        env.ok(&args).contains(r#""Name":"e2e-start-stop""#)
+    };
+    env.ok(&["up", "-d"]);
+    assert!(listed(false));
+    let before = ids(&env);
+    env.ok(&["stop"]);
+    assert_eq!(service_state(&env, "simple"), "exited");
+    assert_eq!(service_state(&env, "another"), "exited");
+    assert!(!listed(false));
+    assert!(listed(true));
+    env.ok(&["start"]);
+    assert_eq!(service_state(&env, "simple"), "running");
+    assert_eq!(service_state(&env, "another"), "running");
+    assert_eq!(ids(&env), before);
+}
+
+/// TestUpImageID: a service's image given by its bare id.
+#[test]
+fn up_image_id() {
+    require_root!();
+    let Some(env) = project("testdata/TestUpImageID", "e2e-image-id") else {
+        return;
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["image", "inspect", "alpine"])).unwrap();
+    let id = v[0]["Id"].as_str().unwrap();
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    let out = env.command(&["up"]).env("ID", id).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    let out = env.command(&["down"]).env("ID", id).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+}
+
+/// TestExec: with only a `run -d` one-off, `exec` lands in it (`--index=1` finds no replica);
+/// once `up` made the service's container, `exec` prefers that one.
+#[test]
+fn exec_prefers_the_service_container() {
+    require_root!();
+    let Some(env) = project("testdata/TestExec", "e2e-exec") else {
+        return;
+    };
+    env.ok(&["run", "-d", "test", "cat"]);
+    let out = env.berth(&["exec", "--index=1", "test", "ps"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        util::text(&out.stderr).contains(r#"service "test" is not running container #1"#),
+        "{}",
+        util::text(&out.stderr)
+    );
+    let ps = env.ok(&["exec", "test", "ps"]);
+    assert!(ps.contains("cat"), "{ps}");
+    env.ok(&["up", "-d"]);
+    assert_eq!(service_state(&env, "test"), "running");
+    let ps = env.ok(&["exec", "test", "ps"]);
+    assert!(ps.contains("tail"), "{ps}");
+    env.ok(&["down", "-t", "0", "--remove-orphans"]);
+}
+
+/// TestUpProfile: `up foo` (foo in an inactive profile) starts foo and its dependency, not
+/// its profile sibling.
+#[test]
+fn up_profile() {
+    require_root!();
+    let Some(env) = project("testdata/TestUpProfile", "e2e-up-profile") else {
+        return;
+    };
+    env.ok(&["up", "foo"]);
+    assert_eq!(service_state(&env, "foo"), "exited");
+    assert_eq!(service_state(&env, "db"), "exited");
+    assert_eq!(service_state(&env, "bar"), "");
+}
+
+/// TestExposeRange: a port range in `expose` is accepted.
+#[test]
+fn expose_range() {
+    require_root!();
+    let Some(env) = project("testdata/TestExposeRange", "e2e-expose-range") else {
+        return;
+    };
+    env.ok(&["up"]);
+}
+
+/// TestStdoutStderr: attached `up` relays each container stream to its own. The fixture's
+/// `log_to_stderr.sh` is not in the corpus: this one prints a line to each stream.
+#[test]
+fn stdout_stderr() {
+    require_root!();
+    let Some(env) = project("testdata/TestStdoutStderr", "e2e-stdout-stderr") else {
+        return;
+    };
+    env.write(
+        "log_to_stderr.sh",
+        "echo 'log to stdout'\necho 'log to stderr' >&2\n",
+    );
+    let out = env.berth(&["up", "--menu=false"]);
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    let (stdout, stderr) = (util::text(&out.stdout), util::text(&out.stderr));
+    assert!(stdout.contains("log to stdout"), "{stdout}");
+    assert!(!stdout.contains("log to stderr"), "{stdout}");
+    assert!(stderr.contains("log to stderr"), "{stderr}");
+}

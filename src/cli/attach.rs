@@ -157,7 +157,8 @@ pub fn attach(
     loop {
         // What every container printed and which ones exited since the last look, merged in
         // time order (the records' and the exits' timestamps), as one stream.
-        let mut batch: Vec<(String, String)> = Vec::new();
+        // (time, line, from the container's stderr)
+        let mut batch: Vec<(String, String, bool)> = Vec::new();
         let mut exits: Vec<(String, &ContainerRecord, i32)> = Vec::new();
         for (i, rec) in recs.iter().enumerate() {
             let st = rec.state(paths)?;
@@ -168,7 +169,11 @@ pub fn attach(
             let prefix = format!("{:<width$}  | ", super::logs::display_name(rec));
             if opts.shows(rec) {
                 for r in records {
-                    batch.push((r.time.clone(), opts.line(&prefix, &style, &r)));
+                    batch.push((
+                        r.time.clone(),
+                        opts.line(&prefix, &style, &r),
+                        r.stream == "stderr",
+                    ));
                 }
             }
             // An exit the shim will not restart from is final.
@@ -187,7 +192,7 @@ pub fn attach(
                         super::logs::display_name(rec)
                     ))
                     .to_string();
-                batch.push((time.clone(), line));
+                batch.push((time.clone(), line, false));
             }
             if final_exit && opts.watches(rec) && !exited.contains_key(&rec.name) {
                 exited.insert(rec.name.clone(), code);
@@ -200,8 +205,13 @@ pub fn attach(
         {
             m.clear();
         }
-        for (_, line) in &batch {
-            output::data(line);
+        // As docker compose: what a container wrote to stderr goes to stderr.
+        for (_, line, err) in &batch {
+            if *err {
+                output::note(line);
+            } else {
+                output::data(line);
+            }
         }
         if !batch.is_empty()
             && let Some(m) = &mut menu
@@ -250,7 +260,12 @@ pub fn attach(
                 {
                     let prefix = format!("{:<width$}  | ", super::logs::display_name(rec));
                     for r in records {
-                        output::data(&opts.line(&prefix, &style, &r));
+                        let line = opts.line(&prefix, &style, &r);
+                        if r.stream == "stderr" {
+                            output::note(&line);
+                        } else {
+                            output::data(&line);
+                        }
                     }
                 }
                 // As docker compose, the containers the stop ended say so too.

@@ -708,6 +708,33 @@ fn ports_text(rec: &ContainerRecord, bound: &[u16]) -> String {
         .join(", ")
 }
 
+/// docker's `State`: `paused` for a running container `pause` froze.
+fn state_name(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    st: &crate::engine::container::State,
+) -> &'static str {
+    if st.status == Status::Running && crate::engine::control::paused(paths, &rec.id) {
+        "paused"
+    } else {
+        st.status.as_str()
+    }
+}
+
+/// docker's `Status`, `Up 3 seconds (Paused)` for a paused container.
+fn status_with_pause(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    st: &crate::engine::container::State,
+) -> String {
+    let text = status_text(st);
+    if state_name(paths, rec, st) == "paused" {
+        format!("{text} (Paused)")
+    } else {
+        text
+    }
+}
+
 fn status_text(st: &crate::engine::container::State) -> String {
     let since = |t: &Option<String>| {
         t.as_deref()
@@ -757,7 +784,7 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
     }
     for rec in project::containers(paths, &name)? {
         let st = rec.state(paths)?;
-        let status = st.status.as_str();
+        let status = state_name(paths, &rec, &st);
         let shown = if statuses.is_empty() {
             a.all || st.status == Status::Running
         } else {
@@ -804,8 +831,8 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
                     "Project": rec.project(),
                     "Service": rec.service(),
                     "Created": rec.created,
-                    "State": st.status.as_str(),
-                    "Status": status_text(st),
+                    "State": state_name(paths, rec, st),
+                    "Status": status_with_pause(paths, rec, st),
                     "Health": st.health.as_ref().map_or("", |h| h.status.as_str()),
                     "ExitCode": st.exit_code.unwrap_or(0),
                     "Publishers": publishers,
@@ -843,7 +870,7 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
                     format!("\"{cmd}\""),
                     rec.service().unwrap_or_default().to_string(),
                     created,
-                    status_text(st),
+                    status_with_pause(paths, rec, st),
                     ports_text(rec, &st.ports),
                 ]);
             }

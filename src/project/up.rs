@@ -307,7 +307,14 @@ pub fn with_dependencies(
             bail!("no such service: {n}");
         };
         if out.insert(n.clone()) && !no_deps {
-            todo.extend(svc.depends_on.keys().cloned());
+            // A `required: false` dependency that is not part of the project (its profile is
+            // off) is skipped, as docker compose skips it.
+            todo.extend(
+                svc.depends_on
+                    .iter()
+                    .filter(|(d, dep)| dep.required || project.services.contains_key(*d))
+                    .map(|(d, _)| d.clone()),
+            );
         }
     }
     Ok(out)
