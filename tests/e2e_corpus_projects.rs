@@ -1430,3 +1430,178 @@ fn stdout_stderr() {
     assert!(!stdout.contains("log to stderr"), "{stdout}");
     assert!(stderr.contains("log to stderr"), "{stderr}");
 }
+
+/// TestNetworkModes: `run` of a service whose `network_mode` is another service's starts
+/// that service and shares its namespace.
+#[test]
+fn network_modes_run() {
+    require_root!();
+    let Some(env) = project("testdata/TestNetworkModes", "e2e-network-modes") else {
+        return;
+    };
+    let out = env.berth(&["run", "-T", "mydb", "echo", "success"]);
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    assert!(util::text(&out.stdout).contains("success"));
+    assert_eq!(service_state(&env, "db"), "running");
+    env.ok(&["down", "-t", "0", "--remove-orphans"]);
+}
+
+/// TestLocalComposeExec: exit codes propagate; `-e FOO` passes FOO only when the caller has
+/// it (`env` for `/usr/bin/env`: busybox has it in /bin).
+#[test]
+fn local_compose_exec() {
+    require_root!();
+    let Some(env) = project("testdata/TestLocalComposeExec", "e2e-local-exec") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    env.ok(&["exec", "simple", "/bin/true"]);
+    assert_eq!(code(&env.berth(&["exec", "simple", "/bin/false"])), 1);
+    let out = env
+        .command(&["exec", "-e", "FOO", "simple", "env"])
+        .env("FOO", "BAR")
+        .output()
+        .unwrap();
+    assert!(util::text(&out.stdout).contains("FOO=BAR"));
+    let out = env
+        .command(&["exec", "-e", "FOO", "simple", "env"])
+        .env_remove("FOO")
+        .output()
+        .unwrap();
+    assert!(!util::text(&out.stdout).contains("FOO="));
+}
+
+/// TestLocalComposeLogs: `logs` of all, one and several services, and `--index`.
+#[test]
+fn local_compose_logs() {
+    require_root!();
+    let Some(env) = project("testdata/TestLocalComposeLogs", "e2e-local-logs") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    env.wait_ps("hello", "exited", |v| v["State"] == "exited");
+    env.wait_ps("ping", "exited", |v| v["State"] == "exited");
+    let all = env.ok(&["logs"]);
+    assert!(all.contains("PING localhost"), "{all}");
+    assert!(all.contains("hello"), "{all}");
+    let ping = env.ok(&["logs", "ping"]);
+    assert!(ping.contains("PING localhost"), "{ping}");
+    assert!(!ping.contains("hello"), "{ping}");
+    let both = env.ok(&["logs", "hello", "ping"]);
+    assert!(
+        both.contains("PING localhost") && both.contains("hello"),
+        "{both}"
+    );
+    let second = env.ok(&["logs", "--index", "2", "hello"]);
+    assert!(second.contains("hello-2"), "{second}");
+    assert!(!second.contains("hello-1"), "{second}");
+}
+
+/// TestCopy: `cp` into a service reaches every replica, `--index` one; out of it, replica 1
+/// or the chosen one; folders both ways.
+#[test]
+fn copy_to_and_from_replicas() {
+    require_root!();
+    let Some(env) = project("testdata/TestCopy", "e2e-copy") else {
+        return;
+    };
+    env.write("cp-me.txt", "hello world\n");
+    std::fs::create_dir_all(env.dir.join("cp-folder")).unwrap();
+    env.write("cp-folder/cp-me.txt", "hello world from folder\n");
+    env.ok(&["up", "--scale", "nginx=5", "-d"]);
+    let cat =
+        |index: &str, path: &str| env.berth(&["exec", "--index", index, "nginx", "cat", path]);
+    env.ok(&["cp", "cp-me.txt", "nginx:/tmp/default.txt"]);
+    for i in ["1", "3"] {
+        let out = cat(i, "/tmp/default.txt");
+        assert!(
+            util::text(&out.stdout).contains("hello world"),
+            "replica {i}"
+        );
+    }
+    env.ok(&["cp", "--index=3", "cp-me.txt", "nginx:/tmp/indexed.txt"]);
+    assert!(util::text(&cat("3", "/tmp/indexed.txt").stdout).contains("hello world"));
+    assert_eq!(code(&cat("2", "/tmp/indexed.txt")), 1);
+    env.ok(&["cp", "nginx:/tmp/default.txt", "from-default.txt"]);
+    let read = |p: &str| std::fs::read_to_string(env.dir.join(p)).unwrap_or_default();
+    assert!(read("from-default.txt").contains("hello world"));
+    env.ok(&[
+        "cp",
+        "--index=3",
+        "nginx:/tmp/indexed.txt",
+        "from-indexed.txt",
+    ]);
+    assert!(read("from-indexed.txt").contains("hello world"));
+    env.ok(&["cp", "cp-folder", "nginx:/tmp"]);
+    assert!(
+        util::text(&cat("1", "/tmp/cp-folder/cp-me.txt").stdout)
+            .contains("hello world from folder")
+    );
+    env.ok(&["cp", "nginx:/tmp/cp-folder", "cp-folder2"]);
+    assert!(read("cp-folder2/cp-me.txt").contains("hello world from folder"));
+}
+
+/// TestComposeRun: `run` with the service's command or an override, its dependency started;
+/// an earlier one-off is reported as an orphan unless COMPOSE_IGNORE_ORPHANS; `--rm`,
+/// `--volumes`, `--env-from-file` and `--env`.
+#[test]
+fn compose_run() {
+    require_root!();
+    let Some(env) = project("testdata/TestComposeRun", "e2e-compose-run") else {
+        return;
+    };
+    let run = |args: &[&str], ignore_orphans: bool| {
+        let mut all = vec!["run"];
+        all.extend(args);
+        let mut cmd = env.command(&all);
+        if ignore_orphans {
+            cmd.env("COMPOSE_IGNORE_ORPHANS", "True");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(code(&out), 0, "{args:?}: {}", util::text(&out.stderr));
+        (util::text(&out.stdout), util::text(&out.stderr))
+    };
+    let (out, err) = run(&["back"], false);
+    assert!(out.contains("Hello there!!"), "{out}");
+    assert!(!err.contains("orphan") && !out.contains("orphan"), "{err}");
+    assert_eq!(service_state(&env, "db"), "running");
+    assert_eq!(service_state(&env, "front"), "");
+    let one_offs = || {
+        all_states(&env)
+            .into_iter()
+            .filter(|(n, (s, _))| s == "back" && n.contains("-run-"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(one_offs().len(), 1);
+    assert_eq!(one_offs()[0].1.1, "exited");
+    let (out, err) = run(&["back", "echo", "Hello one more time"], false);
+    assert!(out.contains("Hello one more time"), "{out}");
+    assert!(err.contains("orphan"), "{err}");
+    let (out, err) = run(&["back", "echo", "Hello again"], true);
+    assert!(out.contains("Hello again"), "{out}");
+    assert!(!err.contains("orphan"), "{err}");
+    let before = one_offs();
+    let (out, _) = run(&["--rm", "back", "echo", "Hello and gone"], true);
+    assert!(out.contains("Hello and gone"), "{out}");
+    assert_eq!(one_offs(), before, "--rm leaves the earlier one-offs alone");
+    let volume = format!("{}:/foo", env.dir.display());
+    let (out, _) = run(
+        &["--volumes", &volume, "back", "/bin/sh", "-c", "ls /foo"],
+        true,
+    );
+    assert!(out.contains("compose.yaml"), "{out}");
+    let env_file = env.dir.join("run.env");
+    let (out, _) = run(
+        &[
+            "--env-from-file",
+            env_file.to_str().unwrap(),
+            "front",
+            "env",
+        ],
+        true,
+    );
+    assert!(out.contains("FOO=BAR"), "{out}");
+    let (out, _) = run(&["--env", "FOO=BAR", "front", "env"], true);
+    assert!(out.contains("FOO=BAR"), "{out}");
+    env.ok(&["down", "-t", "0", "--remove-orphans"]);
+}

@@ -50,9 +50,13 @@ pub struct RmArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct CpArgs {
-    /// Index of the container if the service has multiple replicas.
-    #[arg(long, default_value_t = 1)]
+    /// Index of the container if the service has multiple replicas (0: into every replica,
+    /// out of the first).
+    #[arg(long, default_value_t = 0)]
     pub index: u32,
+    /// Include containers created by the run command.
+    #[arg(long)]
+    pub all: bool,
     /// Archive mode (copy all uid/gid information).
     #[arg(short, long)]
     pub archive: bool,
@@ -421,12 +425,35 @@ pub fn cp(paths: &Paths, g: &Global, a: &CpArgs) -> Result<i32> {
         let (svc, path) = s.split_once(':')?;
         (!svc.is_empty() && !svc.contains('/')).then(|| (svc.to_string(), path.to_string()))
     };
-    let container = |svc: &str| -> Result<ContainerRecord> {
-        select(paths, g, &name, &[svc.to_string()])?
+    // As docker compose: `--index N` the replica numbered N; otherwise the service's
+    // containers (one-offs too with `--all`), by number: into every one, out of the first.
+    let targets = |svc: &str| -> Result<Vec<ContainerRecord>> {
+        let mut recs: Vec<ContainerRecord> = select(paths, g, &name, &[svc.to_string()])?
             .into_iter()
-            .find(|r| r.label(labels::NUMBER) == Some(&a.index.to_string()))
-            .ok_or_else(|| anyhow!("service {svc:?} has no container with index {}", a.index))
+            .filter(|r| {
+                let oneoff = project::up::is_oneoff(r);
+                if a.index > 0 {
+                    !oneoff && r.label(labels::NUMBER) == Some(&a.index.to_string())
+                } else {
+                    a.all || !oneoff
+                }
+            })
+            .collect();
+        recs.sort_by_key(|r| {
+            (
+                project::up::is_oneoff(r),
+                r.label(labels::NUMBER).and_then(|n| n.parse::<u32>().ok()),
+            )
+        });
+        if recs.is_empty() {
+            if a.index > 0 {
+                bail!("service {svc:?} is not running container #{}", a.index);
+            }
+            bail!("no container found for service {svc:?}");
+        }
+        Ok(recs)
     };
+    let container = |svc: &str| -> Result<ContainerRecord> { Ok(targets(svc)?.swap_remove(0)) };
     let host = copy::host_root()?;
     match (side(&a.src), side(&a.dest)) {
         (Some((svc, src)), None) => {
@@ -456,27 +483,28 @@ pub fn cp(paths: &Paths, g: &Global, a: &CpArgs) -> Result<i32> {
             );
         }
         (None, Some((svc, dst))) => {
-            let rec = container(&svc)?;
-            let root = copy::container_root(paths, &rec)?;
-            // Into a container: root's unless -a, as docker cp.
-            let owner = if a.archive {
-                copy::Owner::Keep
-            } else {
-                copy::Owner::Set(0, 0)
-            };
-            copy::copy(
-                std::os::fd::AsFd::as_fd(&host),
-                &copy::host_path(&a.src),
-                std::os::fd::AsFd::as_fd(&root),
-                &abs(&dst),
-                owner,
-                a.follow_link,
-            )?;
-            output::reporter().event(
-                "Container",
-                &rec.name,
-                &format!("Copied {} to {dst}", a.src),
-            );
+            for rec in targets(&svc)? {
+                let root = copy::container_root(paths, &rec)?;
+                // Into a container: root's unless -a, as docker cp.
+                let owner = if a.archive {
+                    copy::Owner::Keep
+                } else {
+                    copy::Owner::Set(0, 0)
+                };
+                copy::copy(
+                    std::os::fd::AsFd::as_fd(&host),
+                    &copy::host_path(&a.src),
+                    std::os::fd::AsFd::as_fd(&root),
+                    &abs(&dst),
+                    owner,
+                    a.follow_link,
+                )?;
+                output::reporter().event(
+                    "Container",
+                    &rec.name,
+                    &format!("Copied {} to {dst}", a.src),
+                );
+            }
         }
         (Some(_), Some(_)) => bail!("copying between containers is not supported"),
         (None, None) => bail!("must specify at least one container source: SERVICE:PATH"),
