@@ -428,23 +428,8 @@ pub fn cp(paths: &Paths, g: &Global, a: &CpArgs) -> Result<i32> {
     // As docker compose: `--index N` the replica numbered N; otherwise the service's
     // containers (one-offs too with `--all`), by number: into every one, out of the first.
     let targets = |svc: &str| -> Result<Vec<ContainerRecord>> {
-        let mut recs: Vec<ContainerRecord> = select(paths, g, &name, &[svc.to_string()])?
-            .into_iter()
-            .filter(|r| {
-                let oneoff = project::up::is_oneoff(r);
-                if a.index > 0 {
-                    !oneoff && r.label(labels::NUMBER) == Some(&a.index.to_string())
-                } else {
-                    a.all || !oneoff
-                }
-            })
-            .collect();
-        recs.sort_by_key(|r| {
-            (
-                project::up::is_oneoff(r),
-                r.label(labels::NUMBER).and_then(|n| n.parse::<u32>().ok()),
-            )
-        });
+        let recs =
+            super::project::replicas(select(paths, g, &name, &[svc.to_string()])?, a.index, a.all);
         if recs.is_empty() {
             if a.index > 0 {
                 bail!("service {svc:?} is not running container #{}", a.index);

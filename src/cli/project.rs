@@ -185,7 +185,9 @@ pub struct CreateArgs {
 /// `create`: what `up` makes (images, networks, volumes, containers), nothing started; the
 /// containers are `created` until a `start` or `up`.
 pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
-    let project = load_enabling(g, &a.services)?;
+    let mut project = load_enabling(g, &a.services)?;
+    let services = project::up::with_dependencies(&project, &a.services, false)?;
+    project::up::drop_unused_resources(&mut project, &services);
     let opts = UpOptions {
         recreate: recreate_policy(a.force_recreate, a.no_recreate),
         recreate_deps: recreate_policy(false, a.no_recreate),
@@ -199,7 +201,7 @@ pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
         scale: parse_scale(&a.scale)?,
         remove_orphans: remove_orphans_in(a.remove_orphans, &project),
         dry_run: a.dry_run,
-        services: project::up::with_dependencies(&project, &a.services, false)?,
+        services,
         renew_anon_volumes: false,
         confirm: if a.yes { yes } else { ask },
     };
@@ -923,31 +925,46 @@ pub(super) fn service_container(
     service: &str,
     index: u32,
 ) -> Result<ContainerRecord> {
-    // As docker compose: a running container of the service; `--index N` only the replica
-    // numbered N (one-offs have no number), `0` any, replicas by number before one-offs.
-    let mut recs: Vec<ContainerRecord> = project::containers(paths, project)?
+    // As docker compose: a running container of the service (one-offs last).
+    let recs: Vec<ContainerRecord> = project::containers(paths, project)?
         .into_iter()
         .filter(|r| r.service() == Some(service))
         .filter(|r| r.state(paths).is_ok_and(|s| s.status == Status::Running))
+        .collect();
+    match replicas(recs, index, true).into_iter().next() {
+        Some(r) => Ok(r),
+        None if index > 0 => bail!("service {service:?} is not running container #{index}"),
+        None => bail!("service {service:?} is not running"),
+    }
+}
+
+/// A service's containers as docker compose picks among them: `index` N > 0 only the replica
+/// numbered N (a one-off has no number); 0 all of them (the one-offs only with `oneoffs`),
+/// replicas by number, then one-offs.
+pub(super) fn replicas(
+    recs: Vec<ContainerRecord>,
+    index: u32,
+    oneoffs: bool,
+) -> Vec<ContainerRecord> {
+    use crate::engine::container::labels::NUMBER;
+    let mut recs: Vec<ContainerRecord> = recs
+        .into_iter()
         .filter(|r| {
-            index == 0
-                || (!project::up::is_oneoff(r)
-                    && r.label(crate::engine::container::labels::NUMBER)
-                        == Some(&index.to_string()))
+            let oneoff = project::up::is_oneoff(r);
+            if index > 0 {
+                !oneoff && r.label(NUMBER) == Some(&index.to_string())
+            } else {
+                oneoffs || !oneoff
+            }
         })
         .collect();
     recs.sort_by_key(|r| {
         (
             project::up::is_oneoff(r),
-            r.label(crate::engine::container::labels::NUMBER)
-                .and_then(|n| n.parse::<u32>().ok()),
+            r.label(NUMBER).and_then(|n| n.parse::<u32>().ok()),
         )
     });
-    match recs.into_iter().next() {
-        Some(r) => Ok(r),
-        None if index > 0 => bail!("service {service:?} is not running container #{index}"),
-        None => bail!("service {service:?} is not running"),
-    }
+    recs
 }
 
 pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
