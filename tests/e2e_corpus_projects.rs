@@ -1605,3 +1605,105 @@ fn compose_run() {
     assert!(out.contains("FOO=BAR"), "{out}");
     env.ok(&["down", "-t", "0", "--remove-orphans"]);
 }
+
+/// fixtures/logs-test, TestLocalComposeLogsFollow: `logs -f` also follows the containers an
+/// `up` or a scale makes meanwhile.
+#[test]
+fn logs_follow_takes_new_containers() {
+    require_root!();
+    let Some(env) = project("fixtures/logs-test", "compose-e2e-logs") else {
+        return;
+    };
+    let with = |args: &[&str]| {
+        let mut all = vec!["-f", "compose.yaml", "--project-name", "compose-e2e-logs"];
+        all.extend(args);
+        let out = env.command(&all).env("REPEAT", "20").output().unwrap();
+        assert_eq!(code(&out), 0, "{args:?}: {}", util::text(&out.stderr));
+    };
+    with(&["up", "-d", "ping"]);
+    let mut follower = env
+        .command(&["--project-name", "compose-e2e-logs", "logs", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut expect = |want: &str, secs: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while !seen.contains(want) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => {
+                    seen.push_str(&l);
+                    seen.push('\n');
+                }
+                Err(_) => panic!("logs -f never showed {want:?}:\n{seen}"),
+            }
+        }
+    };
+    expect("ping-1 ", 5);
+    with(&["up", "-d"]);
+    expect("hello-1 ", 5);
+    with(&["up", "-d", "--scale", "ping=2", "ping"]);
+    expect("ping-2 ", 20);
+    // Killed by its pid; the containers go with the test's `down`.
+    let _ = follower.kill();
+    let _ = follower.wait();
+}
+
+/// fixtures/logs-test, TestLocalComposeLargeLogs: 300,000 lines through attached `up`, and
+/// the exit line after them.
+#[test]
+fn large_logs() {
+    require_root!();
+    let Some(env) = project("fixtures/logs-test", "compose-e2e-large-logs") else {
+        return;
+    };
+    let file = env.dir.join("large.txt");
+    let mut text = String::new();
+    for i in 0..300_000 {
+        text.push_str(&format!("This is line {i} in a laaaarge text file\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    let out = env
+        .command(&[
+            "-f",
+            "cat.yaml",
+            "--project-name",
+            "compose-e2e-large-logs",
+            "up",
+            "--abort-on-container-exit",
+            "--menu=false",
+        ])
+        .env("FILE", &file)
+        .output()
+        .unwrap();
+    let stdout = util::text(&out.stdout);
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+    assert!(stdout.contains("This is line 299999 in"), "the last line");
+    assert!(stdout.contains("test-1 exited with code 0"));
+    let out = env
+        .command(&[
+            "-f",
+            "cat.yaml",
+            "--project-name",
+            "compose-e2e-large-logs",
+            "down",
+        ])
+        .env("FILE", &file)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
+}
