@@ -100,7 +100,7 @@ fn exec_index_detach_and_user_groups() {
     let (one, two) = (host("1"), host("2"));
     assert_ne!(one, two);
     let err = env.fails(&["exec", "-T", "--index", "3", "app", "true"]);
-    assert!(err.contains("index 3"), "{err}");
+    assert!(err.contains("is not running container #3"), "{err}");
 
     // -d returns at once; the command runs on.
     let started = Instant::now();

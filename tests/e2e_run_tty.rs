@@ -4,125 +4,11 @@
 //! makes it berth's controlling terminal, so resizing it sends berth `SIGWINCH`.
 #![allow(clippy::print_stderr)]
 mod util;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
-use std::time::{Duration, Instant};
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 use util::Env;
-
-/// berth running on a terminal of the test's.
-struct Terminal {
-    master: std::fs::File,
-    slave_path: std::path::PathBuf,
-    output: Receiver<Vec<u8>>,
-    seen: String,
-    child: Child,
-}
-
-impl Terminal {
-    fn start(env: &Env, args: &[&str], (rows, cols): (u16, u16)) -> Terminal {
-        let size = nix::pty::Winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = nix::pty::openpty(Some(&size), None).unwrap();
-        let slave_path =
-            std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd())).unwrap();
-        let stdio = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
-        let child = Command::new("setsid")
-            .args(["-w", "-c", util::BERTH])
-            .args(args)
-            .current_dir(&env.dir)
-            .env("BERTH_ROOT", env.root())
-            .env("BERTH_SUBNET_POOL", &env.pool)
-            .stdin(stdio(&pty.slave))
-            .stdout(stdio(&pty.slave))
-            .stderr(stdio(&pty.slave))
-            .spawn()
-            .unwrap();
-        drop(pty.slave);
-        let master = std::fs::File::from(pty.master);
-        let mut reader = master.try_clone().unwrap();
-        let (tx, output) = channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            // EIO once every holder of the slave is gone.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-        Terminal {
-            master,
-            slave_path,
-            output,
-            seen: String::new(),
-            child,
-        }
-    }
-
-    /// Waits (20 s) until the terminal has shown `want`.
-    fn expect(&mut self, want: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.seen.contains(want) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.output.recv_timeout(left) {
-                Ok(b) => self.seen.push_str(&String::from_utf8_lossy(&b)),
-                Err(_) => {
-                    let _ = self.child.kill();
-                    panic!("the terminal never showed {want:?}:\n{}", self.seen);
-                }
-            }
-        }
-    }
-
-    fn send(&mut self, keys: &str) {
-        self.master.write_all(keys.as_bytes()).unwrap();
-    }
-
-    /// Resizes the terminal (the kernel signals its foreground process group).
-    fn resize(&self, rows: u16, cols: u16) {
-        let out = Command::new("stty")
-            .arg("-F")
-            .arg(&self.slave_path)
-            .args(["rows", &rows.to_string(), "cols", &cols.to_string()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", util::text(&out.stderr));
-    }
-
-    /// Waits (30 s) for berth to exit; returns its exit code and everything the terminal showed.
-    fn finish(mut self) -> (Option<i32>, String) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("berth did not exit:\n{}", self.seen);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        while let Ok(b) = self.output.recv_timeout(Duration::from_millis(300)) {
-            self.seen.push_str(&String::from_utf8_lossy(&b));
-        }
-        (status.code(), self.seen)
-    }
-}
-
-fn have_tools() -> bool {
-    let ok = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
-    if !ok("setsid") || !ok("stty") {
-        eprintln!("SKIPPED: no setsid(1) or stty(1) (apt-get install util-linux coreutils)");
-        return false;
-    }
-    true
-}
+use util::terminal::{Terminal, have_tools};
 
 const COMPOSE: &str = "services:\n  box:\n    image: busybox\n    command: [sleep, \"1000\"]\n";
 
@@ -147,12 +33,12 @@ fn run_on_a_terminal_gets_a_terminal_typed_input_the_window_size_and_the_exit_co
         (13, 71),
     );
     t.expect("ready");
-    assert!(t.seen.contains("/dev/pts/0"), "{}", t.seen);
-    assert!(t.seen.contains("TERM=xterm"), "{}", t.seen);
+    assert!(t.seen().contains("/dev/pts/0"), "{}", t.seen());
+    assert!(t.seen().contains("TERM=xterm"), "{}", t.seen());
     assert!(
-        t.seen.contains("13 71"),
+        t.seen().contains("13 71"),
         "the pty did not start at the caller's size: {}",
-        t.seen
+        t.seen()
     );
     t.resize(21, 93);
     t.send("hello\n");
@@ -186,7 +72,7 @@ fn run_with_no_tty_on_a_terminal_passes_the_terminal_as_stdin() {
         (24, 80),
     );
     t.expect("ready");
-    assert!(t.seen.contains("not a tty"), "{}", t.seen);
+    assert!(t.seen().contains("not a tty"), "{}", t.seen());
     t.send("typed\n");
     t.expect("got typed");
     let (code, seen) = t.finish();

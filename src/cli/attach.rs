@@ -31,6 +31,10 @@ pub struct AttachOptions {
     /// What Ctrl-C and an abort stop: the services named to `up` and those depending on them,
     /// as docker compose does (their dependencies keep running); empty means every service.
     pub stop: std::collections::BTreeSet<String>,
+    /// docker compose's navigation menu (`d` detaches), on a terminal (`super::menu::wanted`).
+    pub menu: bool,
+    /// Some service has `develop.watch` (what the menu's `w` says).
+    pub watch_configured: bool,
 }
 
 impl AttachOptions {
@@ -120,6 +124,15 @@ pub fn attach(
     if !shown.is_empty() {
         output::data(&format!("Attaching to {}", shown.join(", ")));
     }
+    // Dropped (the line cleared, the terminal restored) before any return.
+    let mut menu = if opts.menu {
+        super::menu::Menu::start(opts.watch_configured, opts.color)
+    } else {
+        None
+    };
+    if let Some(m) = &mut menu {
+        m.draw();
+    }
     let watched = recs.iter().filter(|r| opts.watches(r)).count();
     // Each log is followed across rotations (by inode), so a chatty container with a small
     // `max-size` loses no line.
@@ -144,7 +157,8 @@ pub fn attach(
     loop {
         // What every container printed and which ones exited since the last look, merged in
         // time order (the records' and the exits' timestamps), as one stream.
-        let mut batch: Vec<(String, String)> = Vec::new();
+        // (time, line, from the container's stderr)
+        let mut batch: Vec<(String, String, bool)> = Vec::new();
         let mut exits: Vec<(String, &ContainerRecord, i32)> = Vec::new();
         for (i, rec) in recs.iter().enumerate() {
             let st = rec.state(paths)?;
@@ -155,7 +169,11 @@ pub fn attach(
             let prefix = format!("{:<width$}  | ", super::logs::display_name(rec));
             if opts.shows(rec) {
                 for r in records {
-                    batch.push((r.time.clone(), opts.line(&prefix, &style, &r)));
+                    batch.push((
+                        r.time.clone(),
+                        opts.line(&prefix, &style, &r),
+                        r.stream == "stderr",
+                    ));
                 }
             }
             // An exit the shim will not restart from is final.
@@ -174,7 +192,7 @@ pub fn attach(
                         super::logs::display_name(rec)
                     ))
                     .to_string();
-                batch.push((time.clone(), line));
+                batch.push((time.clone(), line, false));
             }
             if final_exit && opts.watches(rec) && !exited.contains_key(&rec.name) {
                 exited.insert(rec.name.clone(), code);
@@ -182,8 +200,30 @@ pub fn attach(
             }
         }
         batch.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, line) in batch {
-            output::data(&line);
+        if !batch.is_empty()
+            && let Some(m) = &mut menu
+        {
+            m.clear();
+        }
+        // As docker compose: what a container wrote to stderr goes to stderr.
+        for (_, line, err) in &batch {
+            if *err {
+                output::note(line);
+            } else {
+                output::data(line);
+            }
+        }
+        if !batch.is_empty()
+            && let Some(m) = &mut menu
+        {
+            m.draw();
+        }
+        // `d`: berth exits, the containers run on under their shims.
+        if menu
+            .as_mut()
+            .is_some_and(|m| m.poll() == Some(super::menu::Action::Detach))
+        {
+            return Ok(0);
         }
         exits.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, _, code) in exits {
@@ -200,6 +240,8 @@ pub fn attach(
             None
         };
         if let Some(reason) = stop_reason {
+            // The menu goes (and the terminal is as it was) before the stop is reported.
+            drop(menu.take());
             output::note(reason);
             let stopping: Vec<ContainerRecord> = recs
                 .iter()
@@ -218,7 +260,12 @@ pub fn attach(
                 {
                     let prefix = format!("{:<width$}  | ", super::logs::display_name(rec));
                     for r in records {
-                        output::data(&opts.line(&prefix, &style, &r));
+                        let line = opts.line(&prefix, &style, &r);
+                        if r.stream == "stderr" {
+                            output::note(&line);
+                        } else {
+                            output::data(&line);
+                        }
                     }
                 }
                 // As docker compose, the containers the stop ended say so too.

@@ -159,16 +159,16 @@ fn build_project(paths: &Paths, a: &BuildArgs, p: &Project) -> Result<i32> {
     };
     let started = std::time::Instant::now();
     let built = project_build::build_services(paths, p, &a.args, &over, &progress(a.quiet))?;
+    // `-q`: nothing at all but errors, as docker compose build (unlike docker build, no id).
+    if a.quiet {
+        return Ok(0);
+    }
     for (service, name, id) in &built {
-        if a.quiet {
-            output::data(id);
-        } else {
-            output::note(&format!("service {service}: built {name} ({id})"));
-        }
+        output::note(&format!("service {service}: built {name} ({id})"));
     }
     if built.is_empty() {
         output::note("no service to build: none has a build section");
-    } else if !a.quiet {
+    } else {
         output::note(&format!(
             "built {} service(s) in {:.2}s",
             built.len(),

@@ -350,17 +350,18 @@ pub fn pull(paths: &Paths, g: &Global, a: &PullArgs) -> Result<i32> {
             ignore_failures: a.ignore_pull_failures,
             include_deps: a.include_deps,
         };
-        let progress: &dyn crate::project::Progress = if a.quiet {
-            &crate::project::Quiet
-        } else {
-            &super::output::Plain
+        // As docker compose: `-q` leaves out the layers' lines, not the images'.
+        let progress = crate::project::Filtered {
+            inner: &super::output::Plain,
+            quiet_pull: a.quiet,
+            quiet_build: false,
         };
         let failures = multi_thread()?.block_on(crate::project::pull::pull_project(
             &p,
             &store,
             &RegistryConfig::from_env(),
             &opts,
-            progress,
+            &progress,
         ))?;
         for f in &failures {
             output::note(&format!("warning: {f}"));

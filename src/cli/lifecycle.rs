@@ -58,9 +58,13 @@ pub struct RmArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct CpArgs {
-    /// Index of the container if the service has multiple replicas.
-    #[arg(long, default_value_t = 1)]
+    /// Index of the container if the service has multiple replicas (0: into every replica,
+    /// out of the first).
+    #[arg(long, default_value_t = 0)]
     pub index: u32,
+    /// Include containers created by the run command.
+    #[arg(long)]
+    pub all: bool,
     /// Archive mode (copy all uid/gid information).
     #[arg(short, long)]
     pub archive: bool,
@@ -73,14 +77,31 @@ pub struct CpArgs {
     pub dest: String,
 }
 
-/// The project's containers of `services` (all when empty); an unknown service is an error.
-fn select(paths: &Paths, project: &str, services: &[String]) -> Result<Vec<ContainerRecord>> {
+/// The project's containers of `services` (all when empty). A service is unknown (an error)
+/// when no container has it and the compose file, if there is one, does not name it either;
+/// a service of the file without containers selects nothing, as with docker compose.
+fn select(
+    paths: &Paths,
+    g: &Global,
+    project: &str,
+    services: &[String],
+) -> Result<Vec<ContainerRecord>> {
     let recs = project::containers(paths, project)?;
-    if let Some(s) = services
+    let missing: Vec<&String> = services
         .iter()
-        .find(|s| !recs.iter().any(|r| r.service() == Some(s.as_str())))
-    {
-        bail!("no such service: {s}");
+        .filter(|s| !recs.iter().any(|r| r.service() == Some(s.as_str())))
+        .collect();
+    if !missing.is_empty() {
+        let file = super::project::load_without_env_files(g)
+            .ok()
+            .filter(|p| p.name == project);
+        if let Some(s) = missing.iter().find(|s| {
+            !file.as_ref().is_some_and(|p| {
+                p.services.contains_key(s.as_str()) || p.disabled_services.contains_key(s.as_str())
+            })
+        }) {
+            bail!("no such service: {s}");
+        }
     }
     Ok(recs
         .into_iter()
@@ -88,6 +109,15 @@ fn select(paths: &Paths, project: &str, services: &[String]) -> Result<Vec<Conta
             services.is_empty() || r.service().is_some_and(|s| services.iter().any(|x| x == s))
         })
         .collect())
+}
+
+/// Without the one-off (`run`) containers: `stop`, `start`, `restart`, `pause`, `unpause` and
+/// `rm` leave them alone, as docker compose does (`kill`, `top` and `down --remove-orphans`
+/// reach them).
+fn not_oneoff(recs: Vec<ContainerRecord>) -> Vec<ContainerRecord> {
+    recs.into_iter()
+        .filter(|r| !project::up::is_oneoff(r))
+        .collect()
 }
 
 /// Runs `f` on every container at once; the first error after all have finished.
@@ -111,7 +141,7 @@ fn running(paths: &Paths, rec: &ContainerRecord) -> bool {
 pub fn stop(paths: &Paths, g: &Global, a: &StopArgs) -> Result<i32> {
     let name = project_name(g)?;
     let _lock = project::lock(paths, &name)?;
-    let recs = select(paths, &name, &a.services)?;
+    let recs = not_oneoff(select(paths, g, &name, &a.services)?);
     stop_all(paths, &recs, a.timeout.map(Duration::from_secs))?;
     Ok(0)
 }
@@ -128,7 +158,7 @@ fn stop_all(paths: &Paths, recs: &[ContainerRecord], timeout: Option<Duration>) 
 pub fn start(paths: &Paths, g: &Global, a: &ServicesArgs) -> Result<i32> {
     let name = project_name(g)?;
     let _lock = project::lock(paths, &name)?;
-    let mut recs = select(paths, &name, &a.services)?;
+    let mut recs = not_oneoff(select(paths, g, &name, &a.services)?);
     if !a.services.is_empty() {
         recs = with_dependencies(project::containers(paths, &name)?, recs);
     }
@@ -228,7 +258,7 @@ fn order(recs: &[ContainerRecord]) -> Vec<&ContainerRecord> {
 pub fn restart(paths: &Paths, g: &Global, a: &StopArgs) -> Result<i32> {
     let name = project_name(g)?;
     let _lock = project::lock(paths, &name)?;
-    let mut recs = select(paths, &name, &a.services)?;
+    let mut recs = not_oneoff(select(paths, g, &name, &a.services)?);
     if !a.services.is_empty() {
         recs = with_restart_dependents(project::containers(paths, &name)?, recs);
     }
@@ -276,7 +306,7 @@ pub fn kill(paths: &Paths, g: &Global, a: &KillArgs) -> Result<i32> {
     let sig = crate::engine::hostconfig::parse_signal(&a.signal)
         .ok_or_else(|| anyhow!("invalid signal {:?}", a.signal))?;
     let _lock = project::lock(paths, &name)?;
-    let recs: Vec<ContainerRecord> = select(paths, &name, &a.services)?
+    let recs: Vec<ContainerRecord> = select(paths, g, &name, &a.services)?
         .into_iter()
         .filter(|r| running(paths, r))
         .collect();
@@ -292,7 +322,7 @@ pub fn kill(paths: &Paths, g: &Global, a: &KillArgs) -> Result<i32> {
 pub fn rm(paths: &Paths, g: &Global, a: &RmArgs) -> Result<i32> {
     let name = project_name(g)?;
     let _lock = project::lock(paths, &name)?;
-    let recs = select(paths, &name, &a.services)?;
+    let recs = not_oneoff(select(paths, g, &name, &a.services)?);
     if a.stop {
         stop_all(paths, &recs, None)?;
     }
@@ -339,7 +369,7 @@ fn confirm(prompt: &str) -> Result<bool> {
 pub fn pause(paths: &Paths, g: &Global, a: &ServicesArgs, freeze: bool) -> Result<i32> {
     let name = project_name(g)?;
     let _lock = project::lock(paths, &name)?;
-    let recs = select(paths, &name, &a.services)?;
+    let recs = not_oneoff(select(paths, g, &name, &a.services)?);
     let (doing, done) = if freeze {
         ("Pausing", "Paused")
     } else {
@@ -367,7 +397,7 @@ pub fn pause(paths: &Paths, g: &Global, a: &ServicesArgs, freeze: bool) -> Resul
 /// `top`: each running container's processes, as `ps -ef` shows them on the host.
 pub fn top(paths: &Paths, g: &Global, a: &ServicesArgs) -> Result<i32> {
     let name = project_name(g)?;
-    let recs = select(paths, &name, &a.services)?;
+    let recs = select(paths, g, &name, &a.services)?;
     let ps = std::process::Command::new("ps")
         .arg("-ef")
         .output()
@@ -403,12 +433,20 @@ pub fn cp(paths: &Paths, g: &Global, a: &CpArgs) -> Result<i32> {
         let (svc, path) = s.split_once(':')?;
         (!svc.is_empty() && !svc.contains('/')).then(|| (svc.to_string(), path.to_string()))
     };
-    let container = |svc: &str| -> Result<ContainerRecord> {
-        select(paths, &name, &[svc.to_string()])?
-            .into_iter()
-            .find(|r| r.label(labels::NUMBER) == Some(&a.index.to_string()))
-            .ok_or_else(|| anyhow!("service {svc:?} has no container with index {}", a.index))
+    // As docker compose: `--index N` the replica numbered N; otherwise the service's
+    // containers (one-offs too with `--all`), by number: into every one, out of the first.
+    let targets = |svc: &str| -> Result<Vec<ContainerRecord>> {
+        let recs =
+            super::project::replicas(select(paths, g, &name, &[svc.to_string()])?, a.index, a.all);
+        if recs.is_empty() {
+            if a.index > 0 {
+                bail!("service {svc:?} is not running container #{}", a.index);
+            }
+            bail!("no container found for service {svc:?}");
+        }
+        Ok(recs)
     };
+    let container = |svc: &str| -> Result<ContainerRecord> { Ok(targets(svc)?.swap_remove(0)) };
     let host = copy::host_root()?;
     match (side(&a.src), side(&a.dest)) {
         (Some((svc, src)), None) => {
@@ -438,27 +476,28 @@ pub fn cp(paths: &Paths, g: &Global, a: &CpArgs) -> Result<i32> {
             );
         }
         (None, Some((svc, dst))) => {
-            let rec = container(&svc)?;
-            let root = copy::container_root(paths, &rec)?;
-            // Into a container: root's unless -a, as docker cp.
-            let owner = if a.archive {
-                copy::Owner::Keep
-            } else {
-                copy::Owner::Set(0, 0)
-            };
-            copy::copy(
-                std::os::fd::AsFd::as_fd(&host),
-                &copy::host_path(&a.src),
-                std::os::fd::AsFd::as_fd(&root),
-                &abs(&dst),
-                owner,
-                a.follow_link,
-            )?;
-            output::reporter().event(
-                "Container",
-                &rec.name,
-                &format!("Copied {} to {dst}", a.src),
-            );
+            for rec in targets(&svc)? {
+                let root = copy::container_root(paths, &rec)?;
+                // Into a container: root's unless -a, as docker cp.
+                let owner = if a.archive {
+                    copy::Owner::Keep
+                } else {
+                    copy::Owner::Set(0, 0)
+                };
+                copy::copy(
+                    std::os::fd::AsFd::as_fd(&host),
+                    &copy::host_path(&a.src),
+                    std::os::fd::AsFd::as_fd(&root),
+                    &abs(&dst),
+                    owner,
+                    a.follow_link,
+                )?;
+                output::reporter().event(
+                    "Container",
+                    &rec.name,
+                    &format!("Copied {} to {dst}", a.src),
+                );
+            }
         }
         (Some(_), Some(_)) => bail!("copying between containers is not supported"),
         (None, None) => bail!("must specify at least one container source: SERVICE:PATH"),
@@ -478,7 +517,7 @@ fn abs(p: &str) -> String {
 /// `inspect`: a JSON array in the shape of `docker inspect`.
 pub fn inspect(paths: &Paths, g: &Global, a: &InspectArgs) -> Result<i32> {
     let name = project_name(g)?;
-    let recs = select(paths, &name, &a.services)?;
+    let recs = select(paths, g, &name, &a.services)?;
     let mut out = Vec::new();
     for rec in &recs {
         out.push(super::inspect::container(paths, rec)?);

@@ -120,15 +120,19 @@ pub fn parse_time(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
 
 pub fn logs(paths: &Paths, project_name: &str, a: &LogsArgs) -> Result<i32> {
     let view = View::from_args(a)?;
-    let recs: Vec<ContainerRecord> = project::containers(paths, project_name)?
-        .into_iter()
-        .filter(|r| {
-            a.index.is_none_or(|i| {
-                r.label(crate::engine::container::labels::NUMBER) == Some(&i.to_string())
+    let list = || -> Result<Vec<ContainerRecord>> {
+        Ok(project::containers(paths, project_name)?
+            .into_iter()
+            .filter(|r| {
+                a.index.is_none_or(|i| {
+                    r.label(crate::engine::container::labels::NUMBER) == Some(&i.to_string())
+                })
             })
-        })
-        .collect();
-    show(paths, recs, &a.services, &view, None)?;
+            .collect())
+    };
+    // `-f` also follows the containers made meanwhile (another `up`, a scale), as docker
+    // compose does.
+    show(paths, list()?, &a.services, &view, None, Some(&list))?;
     Ok(0)
 }
 
@@ -156,67 +160,81 @@ fn service_style(service: &str) -> console::Style {
     }
 }
 
-struct Source<'a> {
-    rec: &'a ContainerRecord,
+struct Source {
+    rec: ContainerRecord,
     prefix: String,
     follower: Follower,
     done: bool,
 }
 
+/// Starts reading a container's log: its source (with the prefix for `width`) and the records
+/// already there that `view` wants.
+fn source(
+    paths: &Paths,
+    rec: ContainerRecord,
+    view: &View,
+    width: usize,
+) -> Result<(Source, Vec<Record>)> {
+    let prefix = if view.no_prefix {
+        String::new()
+    } else {
+        let p = format!("{:<width$}  | ", display_name(&rec));
+        if view.color {
+            service_style(rec.service().unwrap_or(&rec.name))
+                .apply_to(p)
+                .to_string()
+        } else {
+            p
+        }
+    };
+    // Whether it is over is read before the last records, so none are missed.
+    let done = finished(paths, &rec);
+    let (records, follower) = Follower::start(&rec.dir(paths).join(logs::LOG_FILE))
+        .with_context(|| format!("reading the logs of {}", rec.name))?;
+    let records: Vec<Record> = records.into_iter().filter(|r| view.wants(r)).collect();
+    Ok((
+        Source {
+            rec,
+            prefix,
+            follower,
+            done,
+        },
+        records,
+    ))
+}
+
 /// Prints the logs of `recs` (of `services`, or all); with `follow`, keeps going until every
-/// container is removed or stopped for good (exited with no shim left to restart it).
+/// container is removed or stopped for good (exited with no shim left to restart it), taking
+/// in the containers `discover` lists later.
 pub fn show(
     paths: &Paths,
     recs: Vec<ContainerRecord>,
     services: &[String],
     view: &View,
     interrupted: Option<&AtomicBool>,
+    discover: Option<&dyn Fn() -> Result<Vec<ContainerRecord>>>,
 ) -> Result<()> {
-    let recs: Vec<ContainerRecord> = recs
-        .into_iter()
-        .filter(|r| {
-            services.is_empty() || r.service().is_some_and(|s| services.iter().any(|x| x == s))
-        })
-        .collect();
+    let selected = |r: &ContainerRecord| {
+        services.is_empty() || r.service().is_some_and(|s| services.iter().any(|x| x == s))
+    };
+    let recs: Vec<ContainerRecord> = recs.into_iter().filter(|r| selected(r)).collect();
     if let Some(s) = services
         .iter()
         .find(|s| !recs.iter().any(|r| r.service() == Some(s.as_str())))
     {
         bail!("no such service: {s}");
     }
-    let width = recs
+    let mut width = recs
         .iter()
         .map(|r| display_name(r).len())
         .max()
         .unwrap_or(0);
     let mut sources = Vec::new();
-    for rec in &recs {
-        let prefix = if view.no_prefix {
-            String::new()
-        } else {
-            let p = format!("{:<width$}  | ", display_name(rec));
-            if view.color {
-                service_style(rec.service().unwrap_or(&rec.name))
-                    .apply_to(p)
-                    .to_string()
-            } else {
-                p
-            }
-        };
-        // Whether it is over is read before the last records, so none are missed.
-        let done = finished(paths, rec);
-        let (records, follower) = Follower::start(&rec.dir(paths).join(logs::LOG_FILE))
-            .with_context(|| format!("reading the logs of {}", rec.name))?;
-        let mut records: Vec<Record> = records.into_iter().filter(|r| view.wants(r)).collect();
+    for rec in recs {
+        let (src, mut records) = source(paths, rec, view, width)?;
         if let Some(n) = view.tail {
             records.drain(..records.len().saturating_sub(n));
         }
-        let src = Source {
-            rec,
-            prefix,
-            follower,
-            done,
-        };
         print(&src, view, &records);
         sources.push(src);
     }
@@ -224,12 +242,29 @@ pub fn show(
         return Ok(());
     }
     let mut pause = Duration::from_millis(20);
+    let mut last_look = std::time::Instant::now();
     while sources.iter().any(|s| !s.done) && !interrupted.is_some_and(|i| i.load(Ordering::SeqCst))
     {
         std::thread::sleep(pause);
         let mut quiet = true;
+        // New containers, looked for every 250 ms.
+        if let Some(list) = discover
+            && last_look.elapsed() >= Duration::from_millis(250)
+        {
+            last_look = std::time::Instant::now();
+            for rec in list()? {
+                if !selected(&rec) || sources.iter().any(|s| s.rec.id == rec.id) {
+                    continue;
+                }
+                width = width.max(display_name(&rec).len());
+                let (src, records) = source(paths, rec, view, width)?;
+                quiet &= records.is_empty();
+                print(&src, view, &records);
+                sources.push(src);
+            }
+        }
         for src in sources.iter_mut().filter(|s| !s.done) {
-            src.done = finished(paths, src.rec);
+            src.done = finished(paths, &src.rec);
             let records = src
                 .follower
                 .poll(&src.rec.dir(paths).join(logs::LOG_FILE))

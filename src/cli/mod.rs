@@ -12,6 +12,7 @@ mod images;
 mod inspect;
 mod lifecycle;
 mod logs;
+mod menu;
 mod network;
 mod output;
 mod project;

@@ -19,6 +19,14 @@ pub fn data_line(line: &str) -> bool {
     writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
 }
 
+/// The navigation menu of attached `up` (stdout, a terminal): drawn over the current line,
+/// without a line end, or cleared (`None`) so that the next line is printed in its place.
+pub fn menu_line(text: Option<&str>) {
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "\r\x1b[2K{}", text.unwrap_or_default());
+    let _ = out.flush();
+}
+
 /// A line for the user (stderr).
 pub fn note(line: &str) {
     eprintln!("{line}");
@@ -95,6 +103,11 @@ pub struct Json;
 impl crate::project::Progress for Json {
     fn event(&self, kind: &str, name: &str, status: &str) {
         let v = serde_json::json!({"id": name, "type": kind, "status": status});
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{v}");
+    }
+    fn detail(&self, parent: &str, id: &str, status: &str) {
+        let v = serde_json::json!({"id": id, "parent_id": parent, "status": status});
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "{v}");
     }
@@ -192,6 +205,49 @@ impl crate::project::Progress for Live {
         }
         bar.set_message(status.to_string());
     }
+
+    /// A line below its parent's (after the parent's other details), indented.
+    fn detail(&self, parent: &str, id: &str, status: &str) {
+        let Ok(mut bars) = self.bars.lock() else {
+            return;
+        };
+        let key = format!("{parent}\u{0}{id}");
+        let bar = match bars.get(&key) {
+            Some(b) => b.clone(),
+            None => {
+                // The last line of this parent so far: its last detail, else itself.
+                let after = bars
+                    .range(format!("{parent}\u{0}")..)
+                    .take_while(|(k, _)| k.starts_with(&format!("{parent}\u{0}")))
+                    .map(|(_, b)| b)
+                    .min_by_key(|b| b.elapsed())
+                    .or_else(|| bars.get(parent));
+                let b = match after {
+                    Some(a) => self.multi.insert_after(a, ProgressBar::new_spinner()),
+                    None => self.multi.add(ProgressBar::new_spinner()),
+                };
+                b.set_prefix(format!("  {id}"));
+                bars.insert(key, b.clone());
+                b
+            }
+        };
+        drop(bars);
+        let done = !ongoing(status) && !status.starts_with("Downloading");
+        let template = if done {
+            "   {prefix}  {msg}"
+        } else {
+            " {spinner:.cyan} {prefix}  {msg}"
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        if done {
+            bar.disable_steady_tick();
+        } else {
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        }
+        bar.set_message(status.to_string());
+    }
 }
 
 /// Draws the live lines one last time, left on screen; call before the command exits, or
@@ -217,6 +273,10 @@ impl crate::project::Progress for Plain {
     fn event(&self, kind: &str, name: &str, status: &str) {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, " {kind} {name}  {status}");
+    }
+    fn detail(&self, _parent: &str, id: &str, status: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, " {id}  {status}");
     }
 }
 

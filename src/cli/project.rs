@@ -96,7 +96,8 @@ pub struct UpArgs {
     /// Suppress the build output.
     #[arg(long)]
     pub quiet_build: bool,
-    /// Enable interactive shortcuts when running attached (berth has none: accepted, ignored).
+    /// Enable interactive shortcuts when running attached (also COMPOSE_MENU; on by default on
+    /// a terminal): `d` detaches.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub menu: Option<bool>,
     /// Assume "yes" as answer to all prompts and run non-interactively.
@@ -171,6 +172,9 @@ pub struct CreateArgs {
     /// Execute command in dry run mode: print the plan, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Pull without printing progress information.
+    #[arg(long)]
+    pub quiet_pull: bool,
     /// Assume "yes" as answer to all prompts and run non-interactively.
     #[arg(short = 'y', long)]
     pub yes: bool,
@@ -181,7 +185,9 @@ pub struct CreateArgs {
 /// `create`: what `up` makes (images, networks, volumes, containers), nothing started; the
 /// containers are `created` until a `start` or `up`.
 pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
-    let project = load_enabling(g, &a.services)?;
+    let mut project = load_enabling(g, &a.services)?;
+    let services = project::up::with_dependencies(&project, &a.services, false)?;
+    project::up::drop_unused_resources(&mut project, &services);
     let opts = UpOptions {
         recreate: recreate_policy(a.force_recreate, a.no_recreate),
         recreate_deps: recreate_policy(false, a.no_recreate),
@@ -195,16 +201,16 @@ pub fn create(paths: &Paths, g: &Global, a: &CreateArgs) -> Result<i32> {
         scale: parse_scale(&a.scale)?,
         remove_orphans: remove_orphans_in(a.remove_orphans, &project),
         dry_run: a.dry_run,
-        services: project::up::with_dependencies(&project, &a.services, false)?,
+        services,
         renew_anon_volumes: false,
         confirm: if a.yes { yes } else { ask },
     };
-    runtime()?.block_on(project::up::up(
-        paths,
-        &project,
-        &opts,
-        output::progress(&g.progress),
-    ))?;
+    let progress = project::Filtered {
+        inner: output::progress(&g.progress),
+        quiet_pull: a.quiet_pull,
+        quiet_build: false,
+    };
+    runtime()?.block_on(project::up::up(paths, &project, &opts, &progress))?;
     Ok(0)
 }
 
@@ -410,6 +416,7 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     if a.no_deps {
         project::up::drop_unselected_dependencies(&mut project, &services);
     }
+    project::up::drop_unused_resources(&mut project, &services);
     let opts = UpOptions {
         // docker compose: `-V` recreates the containers (with new anonymous volumes).
         recreate: recreate_policy(a.force_recreate || a.renew_anon_volumes, a.no_recreate),
@@ -430,12 +437,12 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     };
     // Checked before anything is made.
     let (attach, watch) = attached_services(a, &project, &opts.services)?;
-    runtime()?.block_on(project::up::up(
-        paths,
-        &project,
-        &opts,
-        output::progress(&g.progress),
-    ))?;
+    let progress = project::Filtered {
+        inner: output::progress(&g.progress),
+        quiet_pull: a.quiet_pull,
+        quiet_build: a.quiet_build,
+    };
+    runtime()?.block_on(project::up::up(paths, &project, &opts, &progress))?;
     if a.detach || a.wait || a.no_start {
         return Ok(0);
     }
@@ -446,8 +453,14 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     let rt = runtime()?;
+    // Registered now, before anything is attached (or the menu drawn): a Ctrl-C from here on
+    // stops the project, none ends berth before the handler is in place.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigint = rt
+        .block_on(async { signal(SignalKind::interrupt()) })
+        .context("handling Ctrl-C")?;
     std::thread::spawn(move || {
-        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+        if rt.block_on(sigint.recv()).is_some() {
             flag.store(true, Ordering::SeqCst);
             drop(rt);
         }
@@ -468,6 +481,11 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         timestamps: a.timestamps,
         attach: Some(attach),
         watch,
+        menu: super::menu::wanted(a.menu, &g.progress),
+        watch_configured: project
+            .services
+            .values()
+            .any(|s| s.develop.as_ref().is_some_and(|d| !d.watch.is_empty())),
         stop: if a.services.is_empty() {
             BTreeSet::new()
         } else {
@@ -692,6 +710,33 @@ fn ports_text(rec: &ContainerRecord, bound: &[u16]) -> String {
         .join(", ")
 }
 
+/// docker's `State`: `paused` for a running container `pause` froze.
+fn state_name(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    st: &crate::engine::container::State,
+) -> &'static str {
+    if st.status == Status::Running && crate::engine::control::paused(paths, &rec.id) {
+        "paused"
+    } else {
+        st.status.as_str()
+    }
+}
+
+/// docker's `Status`, `Up 3 seconds (Paused)` for a paused container.
+fn status_with_pause(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    st: &crate::engine::container::State,
+) -> String {
+    let text = status_text(st);
+    if state_name(paths, rec, st) == "paused" {
+        format!("{text} (Paused)")
+    } else {
+        text
+    }
+}
+
 fn status_text(st: &crate::engine::container::State) -> String {
     let since = |t: &Option<String>| {
         t.as_deref()
@@ -741,7 +786,7 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
     }
     for rec in project::containers(paths, &name)? {
         let st = rec.state(paths)?;
-        let status = st.status.as_str();
+        let status = state_name(paths, &rec, &st);
         let shown = if statuses.is_empty() {
             a.all || st.status == Status::Running
         } else {
@@ -767,7 +812,7 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
     match a.format.as_str() {
         "json" => {
             for (rec, st) in &rows {
-                output::data(&ps_json(rec, st).to_string());
+                output::data(&ps_json(paths, rec, st).to_string());
             }
         }
         "table" => {
@@ -792,7 +837,7 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
                     format!("\"{cmd}\""),
                     rec.service().unwrap_or_default().to_string(),
                     created,
-                    status_text(st),
+                    status_with_pause(paths, rec, st),
                     ports_text(rec, &st.ports),
                 ]);
             }
@@ -803,7 +848,7 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
             let rows: Vec<super::format::Row> = rows
                 .iter()
                 .map(|(rec, st)| {
-                    let mut v = ps_json(rec, st);
+                    let mut v = ps_json(paths, rec, st);
                     v["Ports"] = ports_text(rec, &st.ports).into();
                     v["RunningFor"] = created_ago(&rec.created).into();
                     v["CreatedAt"] = rec.created.clone().into();
@@ -845,7 +890,11 @@ pub fn ps(paths: &Paths, g: &Global, a: &PsArgs) -> Result<i32> {
 }
 
 /// `ps --format json`'s object for a container.
-fn ps_json(rec: &ContainerRecord, st: &crate::engine::container::State) -> serde_json::Value {
+fn ps_json(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    st: &crate::engine::container::State,
+) -> serde_json::Value {
     let publishers: Vec<serde_json::Value> = rec
         .ports
         .iter()
@@ -867,8 +916,8 @@ fn ps_json(rec: &ContainerRecord, st: &crate::engine::container::State) -> serde
         "Project": rec.project(),
         "Service": rec.service(),
         "Created": rec.created,
-        "State": st.status.as_str(),
-        "Status": status_text(st),
+        "State": state_name(paths, rec, st),
+        "Status": status_with_pause(paths, rec, st),
         "Health": st.health.as_ref().map_or("", |h| h.status.as_str()),
         "ExitCode": st.exit_code.unwrap_or(0),
         "Publishers": publishers,
@@ -906,8 +955,8 @@ pub struct ExecArgs {
     /// Path to workdir directory for this command.
     #[arg(short, long)]
     pub workdir: Option<String>,
-    /// Index of the container if the service has multiple replicas.
-    #[arg(long, default_value_t = 1)]
+    /// Index of the container if the service has multiple replicas (0: the first running).
+    #[arg(long, default_value_t = 0)]
     pub index: u32,
     /// Disable pseudo-TTY allocation. By default a TTY is allocated when stdin is a terminal.
     #[arg(short = 'T', long = "no-tty", alias = "no-TTY")]
@@ -930,16 +979,46 @@ pub(super) fn service_container(
     service: &str,
     index: u32,
 ) -> Result<ContainerRecord> {
-    let recs = project::containers(paths, project)?;
-    if !recs.iter().any(|r| r.service() == Some(service)) {
-        bail!("service {service:?} is not running");
+    // As docker compose: a running container of the service (one-offs last).
+    let recs: Vec<ContainerRecord> = project::containers(paths, project)?
+        .into_iter()
+        .filter(|r| r.service() == Some(service))
+        .filter(|r| r.state(paths).is_ok_and(|s| s.status == Status::Running))
+        .collect();
+    match replicas(recs, index, true).into_iter().next() {
+        Some(r) => Ok(r),
+        None if index > 0 => bail!("service {service:?} is not running container #{index}"),
+        None => bail!("service {service:?} is not running"),
     }
-    recs.into_iter()
-        .find(|r| {
-            r.service() == Some(service)
-                && r.label(crate::engine::container::labels::NUMBER) == Some(&index.to_string())
+}
+
+/// A service's containers as docker compose picks among them: `index` N > 0 only the replica
+/// numbered N (a one-off has no number); 0 all of them (the one-offs only with `oneoffs`),
+/// replicas by number, then one-offs.
+pub(super) fn replicas(
+    recs: Vec<ContainerRecord>,
+    index: u32,
+    oneoffs: bool,
+) -> Vec<ContainerRecord> {
+    use crate::engine::container::labels::NUMBER;
+    let mut recs: Vec<ContainerRecord> = recs
+        .into_iter()
+        .filter(|r| {
+            let oneoff = project::up::is_oneoff(r);
+            if index > 0 {
+                !oneoff && r.label(NUMBER) == Some(&index.to_string())
+            } else {
+                oneoffs || !oneoff
+            }
         })
-        .with_context(|| format!("service {service:?} has no container with index {index}"))
+        .collect();
+    recs.sort_by_key(|r| {
+        (
+            project::up::is_oneoff(r),
+            r.label(NUMBER).and_then(|n| n.parse::<u32>().ok()),
+        )
+    });
+    recs
 }
 
 pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
@@ -965,12 +1044,13 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
     };
     let spec = ExecSpec {
         args: a.command.clone(),
+        // `-e KEY` takes KEY from berth's environment; unset there, it is not set at all.
         env: a
             .env
             .iter()
-            .map(|e| match e.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (e.clone(), std::env::var(e).unwrap_or_default()),
+            .filter_map(|e| match e.split_once('=') {
+                Some((k, v)) => Some((k.to_string(), v.to_string())),
+                None => std::env::var(e).ok().map(|v| (e.clone(), v)),
             })
             .collect(),
         cwd: a.workdir.clone(),
@@ -1094,9 +1174,9 @@ pub struct RunArgs {
     /// Add or override a label.
     #[arg(short, long, alias = "labels")]
     pub label: Vec<String>,
-    /// Disable pseudo-TTY allocation (default: auto-detected).
-    #[arg(short = 'T', long = "no-tty", alias = "no-TTY")]
-    pub no_tty: bool,
+    /// Disable pseudo-TTY allocation (default: auto-detected; `--no-tty=false` asks for one).
+    #[arg(short = 'T', long = "no-tty", alias = "no-TTY", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub no_tty: Option<bool>,
     /// Allocate a pseudo-TTY (the default on a terminal).
     #[arg(short = 't', long = "tty", hide = true)]
     pub tty: bool,
@@ -1194,14 +1274,20 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
             .collect(),
     };
     let rt = runtime()?;
-    let quiet = crate::project::Quiet;
-    let progress: &dyn crate::project::Progress = if a.detach && !a.quiet && !a.quiet_pull {
-        output::progress(&g.progress)
-    } else {
-        &quiet
+    // As docker compose: the images' and dependencies' progress on stderr, unless `-q`;
+    // `--quiet-pull` and `--quiet-build` leave out a pull's layers and a build's steps.
+    let progress = project::Filtered {
+        inner: if a.quiet {
+            &crate::project::Quiet
+        } else {
+            output::progress(&g.progress)
+        },
+        quiet_pull: a.quiet_pull,
+        quiet_build: a.quiet_build,
     };
     let (rec, terminal) =
-        rt.block_on(crate::project::run::run(paths, &project, &opts, progress))?;
+        rt.block_on(crate::project::run::run(paths, &project, &opts, &progress))?;
+    output::finish();
     if a.detach {
         output::data(&rec.name);
         return Ok(0);
@@ -1258,15 +1344,19 @@ fn run_tty(a: &RunArgs) -> Result<bool> {
     use std::io::IsTerminal;
     let stdin_terminal = std::io::stdin().is_terminal();
     let tty = match (a.tty, a.no_tty) {
-        (true, true) => bail!("--tty and --no-tty can't be used together"),
-        (true, false) => true,
-        (false, true) => false,
-        (false, false) => {
+        (true, Some(_)) => bail!("--tty and --no-tty can't be used together"),
+        (true, None) => true,
+        (false, Some(no)) => !no,
+        (false, None) => {
             std::io::stdout().is_terminal() && (stdin_terminal || a.interactive.is_some())
         }
     };
     if tty && !a.detach && a.interactive.unwrap_or(true) && !stdin_terminal {
-        bail!("the input device is not a TTY");
+        // docker compose's words (its CLI library's), with the older docker ones.
+        bail!(
+            "cannot attach stdin to a TTY-enabled container because stdin is not a terminal \
+             (the input device is not a TTY)"
+        );
     }
     Ok(tty)
 }

@@ -304,7 +304,12 @@ pub(super) fn build_project(
     normalize(&mut project, &env_files, sources, errors);
     if !opts.skip_consistency {
         validate(&project, sources, errors);
-        container_names_unique(&project, selected.as_ref(), sources, errors);
+        // docker compose checks this in `config` and when it creates containers (`up`,
+        // `create`, `run`), not in commands that only read the project (`down`, `ps`, …, which
+        // load without env files), so `down` still works on such a file.
+        if opts.create_checks || !opts.no_env_resolution {
+            container_names_unique(&project, selected.as_ref(), sources, errors);
+        }
     }
     if opts.create_checks {
         create_checks(&project, selected.as_ref(), sources, errors);

@@ -43,6 +43,55 @@ pub fn levels(project: &Project) -> Result<Vec<Vec<String>>, CycleError> {
     Ok(out)
 }
 
+/// docker compose's check of what a service shares: a service taking another's volumes
+/// (`volumes_from: [X]`) or namespaces (`network_mode`, `ipc`, `pid: service:X`) needs a
+/// container of X, made by this `up` (`made`; empty means every service) or there already
+/// (`exists`). Only `--no-deps` can leave X out; the message is docker compose's.
+pub fn missing_shared(
+    project: &Project,
+    made: &std::collections::BTreeSet<String>,
+    exists: impl Fn(&str) -> bool,
+) -> Option<String> {
+    if made.is_empty() {
+        return None;
+    }
+    let absent = |x: &str| !made.contains(x) && !exists(x);
+    for name in made {
+        let Some(svc) = project.services.get(name) else {
+            continue;
+        };
+        for from in &svc.volumes_from {
+            let from = from
+                .strip_suffix(":ro")
+                .or_else(|| from.strip_suffix(":rw"))
+                .unwrap_or(from);
+            if from.starts_with("container:") {
+                continue;
+            }
+            let x = from.strip_prefix("service:").unwrap_or(from);
+            if absent(x) {
+                return Some(format!(
+                    "cannot share volume with service {x}: container missing"
+                ));
+            }
+        }
+        for (what, mode) in [
+            ("network namespace", &svc.network_mode),
+            ("IPC namespace", &svc.ipc),
+            ("PID namespace", &svc.pid),
+        ] {
+            if let Some(x) = mode.as_deref().and_then(|m| m.strip_prefix("service:"))
+                && absent(x)
+            {
+                return Some(format!(
+                    "cannot share {what} with service {x}: container missing"
+                ));
+            }
+        }
+    }
+    None
+}
+
 fn cycle_from(g: &DiGraphMap<&str, ()>, start: &str) -> Vec<String> {
     // Walk dependencies from `start` until a node repeats; report that loop.
     let mut path = vec![start];

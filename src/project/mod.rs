@@ -26,12 +26,37 @@ use crate::state::{Lock, Paths, StateError};
 pub trait Progress: Sync {
     /// `kind` is `Container`, `Network` or `Volume`; `status` e.g. `Created`, `Started`.
     fn event(&self, kind: &str, name: &str, status: &str);
+    /// A step of one part of a resource, shown below it as docker compose does: a layer `id`
+    /// of the image being pulled (`parent` is `Image REF`), e.g. `Downloading`, `Pull complete`.
+    fn detail(&self, _parent: &str, _id: &str, _status: &str) {}
 }
 
 /// Progress that goes nowhere (tests, `--progress quiet`).
 pub struct Quiet;
 impl Progress for Quiet {
     fn event(&self, _: &str, _: &str, _: &str) {}
+}
+
+/// Progress without what docker compose's `--quiet-pull` (a pull's layer lines) and
+/// `--quiet-build` (a build's steps and output) leave out; the images' own lines (`Pulling`,
+/// `Pulled`, `Building`, `Built`) and every error stay.
+pub struct Filtered<'a> {
+    pub inner: &'a dyn Progress,
+    pub quiet_pull: bool,
+    pub quiet_build: bool,
+}
+
+impl Progress for Filtered<'_> {
+    fn event(&self, kind: &str, name: &str, status: &str) {
+        if !(self.quiet_build && kind == "Build") {
+            self.inner.event(kind, name, status);
+        }
+    }
+    fn detail(&self, parent: &str, id: &str, status: &str) {
+        if !self.quiet_pull {
+            self.inner.detail(parent, id, status);
+        }
+    }
 }
 
 /// Serializes commands that change one project (two concurrent `up`s never interleave).

@@ -236,7 +236,11 @@ pub async fn ensure_images(
                 }
                 progress.event("Image", &reference, "Pulling");
                 match store
-                    .pull(&reference, platform(svc)?.as_ref(), &registry::Quiet)
+                    .pull(
+                        &reference,
+                        platform(svc)?.as_ref(),
+                        &Layers::of(progress, &reference),
+                    )
                     .await
                 {
                     Ok(pulled) => {
@@ -260,6 +264,61 @@ pub async fn ensure_images(
         images.insert(name.clone(), image);
     }
     Ok(images)
+}
+
+/// A pull's layers as details of its `Image REF` line, with docker's words for their steps.
+struct Layers<'a> {
+    progress: &'a dyn Progress,
+    parent: String,
+}
+
+impl<'a> Layers<'a> {
+    fn of(progress: &'a dyn Progress, reference: &str) -> Layers<'a> {
+        Layers {
+            progress,
+            parent: format!("Image {reference}"),
+        }
+    }
+}
+
+impl registry::Progress for Layers<'_> {
+    fn blob(&self, id: &str, event: registry::BlobEvent) {
+        use registry::BlobEvent as E;
+        let status = match event {
+            E::Exists => "Already exists".to_string(),
+            E::Transfer { done, total } => {
+                format!("Downloading {}/{}", human_size(done), human_size(total))
+            }
+            E::Complete => "Download complete".to_string(),
+            E::Extracting => "Extracting".to_string(),
+            E::Extracted => "Pull complete".to_string(),
+            E::Mounted => return,
+        };
+        self.progress.detail(&self.parent, id, &status);
+    }
+    // `Digest: …` and the like: docker compose shows none of them.
+    fn message(&self, _: &str) {}
+}
+
+/// Bytes in decimal units with four significant digits, as docker prints sizes (`1.049MB`).
+fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    let digits = if v >= 100.0 {
+        1
+    } else if v >= 10.0 {
+        2
+    } else {
+        3
+    };
+    let text = format!("{v:.digits$}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}{}", units[i])
 }
 
 /// `berth pull` in a project folder.
@@ -323,7 +382,7 @@ pub async fn pull_project(
                 config,
                 &reference,
                 platform(svc)?.as_ref(),
-                &registry::Quiet,
+                &Layers::of(progress, &reference),
             )
             .await
         {
@@ -379,6 +438,15 @@ mod tests {
     use super::*;
 
     const H: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn sizes_as_docker_prints_them() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(532), "532B");
+        assert_eq!(human_size(1_048_576), "1.049MB");
+        assert_eq!(human_size(12_500), "12.5kB");
+        assert_eq!(human_size(200_000_000), "200MB");
+    }
 
     #[test]
     fn policies_parse() {

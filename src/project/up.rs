@@ -307,7 +307,14 @@ pub fn with_dependencies(
             bail!("no such service: {n}");
         };
         if out.insert(n.clone()) && !no_deps {
-            todo.extend(svc.depends_on.keys().cloned());
+            // A `required: false` dependency that is not part of the project (its profile is
+            // off) is skipped, as docker compose skips it.
+            todo.extend(
+                svc.depends_on
+                    .iter()
+                    .filter(|(d, dep)| dep.required || project.services.contains_key(*d))
+                    .map(|(d, _)| d.clone()),
+            );
         }
     }
     Ok(out)
@@ -325,6 +332,26 @@ pub fn drop_unselected_dependencies(project: &mut Project, selected: &BTreeSet<S
             svc.depends_on.retain(|dep, _| selected.contains(dep));
         }
     }
+}
+
+/// Leaves out the networks and named volumes no selected service uses (all services when
+/// `selected` is empty), as docker compose does before `up`/`create`: an unused network is
+/// not made, and an unused missing `external` one fails nothing.
+pub fn drop_unused_resources(project: &mut Project, selected: &BTreeSet<String>) {
+    let used = |name: &String| selected.is_empty() || selected.contains(name);
+    let mut networks = BTreeSet::new();
+    let mut volumes = BTreeSet::new();
+    for (_, svc) in project.services.iter().filter(|(n, _)| used(n)) {
+        networks.extend(svc.networks.keys().cloned());
+        volumes.extend(
+            svc.volumes
+                .iter()
+                .filter(|v| v.kind == VolumeType::Volume)
+                .filter_map(|v| v.source.clone()),
+        );
+    }
+    project.networks.retain(|k, _| networks.contains(k));
+    project.volumes.retain(|k, _| volumes.contains(k));
 }
 
 /// Runs `up -d`. On error, what was created stays recorded so `up` or `down` can finish.
@@ -353,6 +380,13 @@ pub async fn up(
             (c, s)
         })
         .collect();
+    if let Some(e) = graph::missing_shared(project, &opts.services, |s| {
+        existing
+            .iter()
+            .any(|(c, _)| c.service() == Some(s) && !is_oneoff(c))
+    }) {
+        bail!(e);
+    }
     // Networks and volumes whose definition changed: the containers using them are
     // recreated, and they are made anew in between.
     let drift = drift(paths, project, opts, &existing)?;
@@ -908,7 +942,9 @@ Set `external: true` to use an existing network",
             }
         }
     }
+    let switched = switched_volumes(project, existing);
     if drift.networks.is_empty() && drift.volumes.is_empty() {
+        drift.recreate = switched;
         return Ok(drift);
     }
     let on_network = |c: &ContainerRecord| {
@@ -951,9 +987,43 @@ hint: remove that container first, or run `down` (with --remove-orphans) and `up
             ),
         }
     }
+    recreate.extend(switched);
     reattach.retain(|s| !recreate.contains(s));
     (drift.recreate, drift.reattach) = (recreate, reattach);
     Ok(drift)
+}
+
+/// Services with a container that mounts another named volume at a target than the compose
+/// file now names there (an `external` volume's `name:` changed): they are recreated, as
+/// docker compose does when a container misses an expected volume.
+fn switched_volumes(project: &Project, existing: &[(ContainerRecord, Status)]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (c, _) in existing.iter().filter(|(c, _)| !is_oneoff(c)) {
+        let Some(svc) = c.service().and_then(|s| project.services.get(s)) else {
+            continue;
+        };
+        for v in svc.volumes.iter().filter(|v| v.kind == VolumeType::Volume) {
+            let Some(vol) = v
+                .source
+                .as_ref()
+                .and_then(|k| project.volumes.get(k).map(|d| (k, d)))
+            else {
+                continue;
+            };
+            let want = vol
+                .1
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}_{}", project.name, vol.0));
+            if c.mounts
+                .iter()
+                .any(|m| m.target == v.target && m.volume.as_ref().is_some_and(|n| *n != want))
+            {
+                out.insert(svc.name.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Makes the project's named volumes and networks exist; returns the volume directories and

@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+pub mod terminal;
+
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
 /// Why this machine cannot run root end-to-end tests, if it cannot.
