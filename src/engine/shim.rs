@@ -471,6 +471,7 @@ fn supervise(
     // Entering this loop is work too (its code was just faulted in, with the kernel's
     // fault-around mapping neighbours): an idle container's shim drops it SETTLE later.
     let mut busy_at: Option<Instant> = Some(Instant::now());
+    let mut drop_pending = false;
     while open.iter().any(|o| *o) {
         let now = Instant::now();
         let settle = busy_at.map(|t| (t + SETTLE).saturating_duration_since(now));
@@ -505,6 +506,11 @@ fn supervise(
                         .map(|(fd, events)| PollFd::new(fd, events)),
                 );
             }
+            // Unmapped right before sleeping: the code run between the drop and the wait
+            // is all the shim maps again while idle.
+            if std::mem::take(&mut drop_pending) {
+                crate::sys::mem::drop_startup_pages();
+            }
             if poll(&mut fds, timeout).is_err() {
                 continue;
             }
@@ -526,7 +532,7 @@ fn supervise(
             busy_at = Some(Instant::now());
         } else if busy_at.is_some_and(|t| t.elapsed() >= SETTLE) {
             busy_at = None;
-            crate::sys::mem::drop_startup_pages();
+            drop_pending = true;
         }
         // Also with nothing ready: the resolver expires its overdue TCP clients.
         if let Some((server, peers)) = dns.as_deref_mut() {

@@ -17,24 +17,18 @@ pub fn drop_startup_pages() -> usize {
     let Ok(f) = std::fs::File::open("/proc/self/smaps") else {
         return 0;
     };
-    let mut dropped = 0;
+    // The ranges first, then one madvise each: parsing after a drop would map its own code
+    // again, and whatever runs after the drop is what stays mapped.
+    let mut ranges = Vec::new();
     let mut current: Option<(usize, usize, bool)> = None;
-    let mut flush = |m: Option<(usize, usize, bool)>| {
+    let mut take = |m: Option<(usize, usize, bool)>| {
         if let Some((start, end, true)) = m {
-            // SAFETY: [start, end) is a whole mapping of ours, read from smaps just now; it is
-            // read-only and file-backed with no anonymous (private) pages, so MADV_DONTNEED only
-            // unmaps page-cache pages, which the next access maps again with the same contents.
-            let rc = unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
-            };
-            if rc == 0 {
-                dropped += end - start;
-            }
+            ranges.push((start, end));
         }
     };
     for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
         if let Some((range, rest)) = mapping_header(&line) {
-            flush(current.take());
+            take(current.take());
             current = Some((range.0, range.1, rest));
         } else if let Some(kb) = line
             .strip_prefix("Anonymous:")
@@ -49,7 +43,18 @@ pub fn drop_startup_pages() -> usize {
             }
         }
     }
-    flush(current.take());
+    take(current.take());
+    let mut dropped = 0;
+    for (start, end) in ranges {
+        // SAFETY: [start, end) is a whole mapping of ours, read from smaps just now; it is
+        // read-only and file-backed with no anonymous (private) pages, so MADV_DONTNEED only
+        // unmaps page-cache pages, which the next access maps again with the same contents.
+        let rc =
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        if rc == 0 {
+            dropped += end - start;
+        }
+    }
     dropped
 }
 
