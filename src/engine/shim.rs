@@ -173,9 +173,6 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                 let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1);
             }
             first = false;
-            // Start-up is over: unmap the code it ran (it stays in the page cache, shared)
-            // and return its free heap, so an idle shim is small (bench/run-single).
-            crate::sys::mem::drop_startup_pages();
         }
         let ran_from = Instant::now();
         let mut health = rec
