@@ -159,6 +159,7 @@ pub async fn down(
     let skip = Leaving {
         networks: doomed.iter().map(|n| n.name.clone()).collect(),
         table: !all_networks.is_empty() && doomed.len() == all_networks.len(),
+        await_links: true,
     };
 
     // Every container at once, each stopped by its own thread (it may take its whole grace
@@ -285,6 +286,10 @@ fn joined(handles: Vec<std::thread::ScopedJoinHandle<'_, Result<()>>>) -> Vec<Re
 pub struct Leaving {
     pub networks: HashSet<String>,
     pub table: bool,
+    /// Wait until the kernel has deleted the container's veths (see [`veth_gone`]). `down`
+    /// does, since it promises nothing left; removing one container (`rm`, `run --rm`, a
+    /// recreate) does not: its veth names are never used again, and they go about 10 ms later.
+    pub await_links: bool,
 }
 
 /// Stops and removes one container with everything that belongs to it. Idempotent.
@@ -332,7 +337,7 @@ pub async fn remove_leaving(
     }
     crate::net::remove_netns(&netns)?;
     runtime::remove(paths, rec)?;
-    if by_namespace {
+    if by_namespace && leaving.await_links {
         for att in &rec.networks {
             veth_gone(host, &att.host_ifname).await?;
         }
