@@ -89,3 +89,19 @@ refs_stop() {
 	ip netns del "$REFS_NS" 2>/dev/null || true
 	REFS_NS=
 }
+
+# Waits (up to 30 s) until the CPUs are at least 90 % idle over half a second, so that no tool
+# is timed while another one's background work goes on (dockerd and containerd go on removing
+# containers, layers and network state for seconds after `docker-compose down` returns).
+settle() {
+	local a b i j total idle
+	for i in $(seq 1 60); do
+		read -ra a </proc/stat
+		sleep 0.5
+		read -ra b </proc/stat
+		total=0
+		for j in 1 2 3 4 5 6 7 8; do total=$((total + b[j] - a[j])); done
+		idle=$((b[4] - a[4] + b[5] - a[5]))
+		if [ "$total" -gt 0 ] && [ $((idle * 100 / total)) -ge 90 ]; then return; fi
+	done
+}
