@@ -120,12 +120,18 @@ fn cache_path(paths: &Paths, filter: &LinuxSeccomp) -> PathBuf {
         .join(format!("{}.bpf", cache_key(filter)))
 }
 
-/// The cache key: the filter as JSON and the libseccomp release that compiles it.
+/// The cache key: the filter as JSON, the libseccomp release that compiles it and the running
+/// kernel (libseccomp asks the kernel which actions it has, and compiles accordingly).
 fn cache_key(filter: &LinuxSeccomp) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(filter).unwrap_or_default());
     if let Ok(v) = libseccomp::ScmpVersion::current() {
         h.update(format!("\nlibseccomp {}.{}.{}", v.major, v.minor, v.micro));
+    }
+    if let Ok(u) = nix::sys::utsname::uname() {
+        h.update(b"\nkernel ");
+        h.update(u.release().as_encoded_bytes());
+        h.update(u.version().as_encoded_bytes());
     }
     hex::encode(&h.finalize()[..16])
 }
