@@ -78,16 +78,17 @@ impl Program {
 /// The compiled program of `filter`, from the cache or compiled now (and cached). `None` when
 /// the filter cannot be loaded as a plain program: a user-notify action needs the listener fd
 /// that only libcontainer's own load passes on.
-pub fn program(paths: &Paths, filter: &LinuxSeccomp) -> Result<Option<Program>, BpfError> {
+pub fn program(paths: &Paths, filter: &LinuxSeccomp) -> Result<Option<Cached>, BpfError> {
     let Some(flags) = load_flags(filter) else {
         return Ok(None);
     };
-    let path = cache_path(paths, filter);
-    let dir = path.parent().unwrap_or(&paths.data).to_path_buf();
+    let key = cache_key(filter);
+    let dir = paths.data.join("seccomp");
+    let path = dir.join(format!("{key}.bpf"));
     match std::fs::read(&path) {
         Ok(bytes) => {
-            if let Some(p) = Program::from_bytes(&bytes).filter(|p| p.flags == flags) {
-                return Ok(Some(p));
+            if let Some(program) = Program::from_bytes(&bytes).filter(|p| p.flags == flags) {
+                return Ok(Some(Cached { program, path }));
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -96,7 +97,7 @@ pub fn program(paths: &Paths, filter: &LinuxSeccomp) -> Result<Option<Program>, 
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     // Written whole under a name of this process, then renamed: a concurrent shim compiling
     // the same filter reads either nothing or a complete program.
-    let tmp = dir.join(format!(".{}.{}", std::process::id(), cache_key(filter)));
+    let tmp = dir.join(format!(".{}.{key}", std::process::id()));
     let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     let compiled = compile(filter).and_then(|ctx| ctx.export_bpf(&file));
     drop(file);
@@ -108,16 +109,14 @@ pub fn program(paths: &Paths, filter: &LinuxSeccomp) -> Result<Option<Program>, 
     let program = Program { flags, code };
     std::fs::write(&tmp, program.to_bytes()).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    Ok(Some(program))
+    Ok(Some(Cached { program, path }))
 }
 
-/// Where the compiled `filter` is kept: under the data root, beside the containers, so that a
-/// container's copy can be a hard link.
-fn cache_path(paths: &Paths, filter: &LinuxSeccomp) -> PathBuf {
-    paths
-        .data
-        .join("seccomp")
-        .join(format!("{}.bpf", cache_key(filter)))
+/// A compiled filter and where it is kept: `data/seccomp/<key>.bpf`, under the data root
+/// beside the containers, so that a container's copy can be a hard link.
+pub struct Cached {
+    pub program: Program,
+    pub path: PathBuf,
 }
 
 /// The cache key: the filter as JSON, the libseccomp release that compiles it and the running
@@ -321,11 +320,11 @@ pub fn prepare_launch(
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&keep)(e)),
         _ => {}
     }
-    let (Some(program), Some(filter)) = (program, filter) else {
+    let Some(Cached { program, path }) = program else {
         return Ok((spec.clone(), LoadFilter::default()));
     };
     // A link to the cached program allocates no inode; a copy where links fail.
-    if std::fs::hard_link(cache_path(paths, &filter), &keep).is_err() {
+    if std::fs::hard_link(&path, &keep).is_err() {
         std::fs::write(&keep, program.to_bytes()).map_err(io(&keep))?;
     }
     let mut launch = spec.clone();
@@ -445,13 +444,13 @@ mod tests {
             arch: std::env::consts::ARCH,
             kernel: super::super::running_kernel(),
         });
-        let first = program(&paths, &f).unwrap().unwrap();
+        let first = program(&paths, &f).unwrap().unwrap().program;
         assert!(first.code.len() > 800, "{} bytes", first.code.len());
         let cached: Vec<_> = std::fs::read_dir(paths.data.join("seccomp"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(cached.len(), 1, "{cached:?}");
-        assert_eq!(program(&paths, &f).unwrap().unwrap(), first);
+        assert_eq!(program(&paths, &f).unwrap().unwrap().program, first);
     }
 }
