@@ -647,9 +647,8 @@ impl NetHost {
         if let Some(g) = generation
             && std::fs::read_to_string(&record).is_ok_and(|r| r == verified(g))
         {
-            if legacy::accept(&n.bridge, &|| mark(Coexist::Some)) {
-                mark(Coexist::Some);
-            }
+            // A rule found there was recorded by the listing that verified the network.
+            legacy::accept(&n.bridge, &|| mark(Coexist::Some));
             return Ok(());
         }
         // One listing serves both: whether our part is in place (the usual case when the
@@ -664,14 +663,12 @@ impl NetHost {
                 &ensure_network_script(&self.table, n),
             )?;
         }
-        let untouched = in_place
-            && ruleset
-                .as_ref()
-                .is_some_and(|r| coexistence_commands(r, &n.bridge).is_empty());
         let foreign = ruleset
             .as_ref()
             .map(|r| !foreign_rules(r, &n.bridge).is_empty());
-        let inserted = self.coexist(&n.bridge, ruleset)?;
+        let cmds = ruleset.as_ref().map(|r| coexistence_commands(r, &n.bridge));
+        let untouched = in_place && cmds.as_ref().is_some_and(Vec::is_empty);
+        let inserted = self.coexist(&n.bridge, cmds)?;
         match foreign {
             Some(false) if !inserted => mark(Coexist::None),
             _ => mark(Coexist::Some),
@@ -703,18 +700,20 @@ impl NetHost {
     }
 
     /// Makes every foreign forward chain with a drop policy accept our bridge's traffic (see
-    /// [`ForeignChain`]). Re-run by every `ensure_network`, so a firewall (re)started after
-    /// berth is caught up with at the next operation. Returns whether it inserted or found a
+    /// [`ForeignChain`]) by running `cmds` ([`coexistence_commands`] of the latest listing).
+    /// Re-run by every `ensure_network`, so a firewall (re)started after berth is caught up
+    /// with at the next operation. Returns whether it inserted or found a
     /// rule of ours outside our table (recorded first, see [`Coexist`]).
-    fn coexist(&self, bridge: &str, ruleset: Option<serde_json::Value>) -> Result<bool, NetError> {
+    fn coexist(
+        &self,
+        bridge: &str,
+        cmds: Option<Vec<serde_json::Value>>,
+    ) -> Result<bool, NetError> {
         let mut ours = false;
-        if let Some(ruleset) = ruleset {
-            let cmds = coexistence_commands(&ruleset, bridge);
-            if !cmds.is_empty() {
-                self.set_coexist(bridge, Coexist::Some);
-                ours = true;
-                run_nft_json(&format!("accept {bridge} in forward drop chains"), cmds)?;
-            }
+        if let Some(cmds) = cmds.filter(|c| !c.is_empty()) {
+            self.set_coexist(bridge, Coexist::Some);
+            ours = true;
+            run_nft_json(&format!("accept {bridge} in forward drop chains"), cmds)?;
         }
         ours |= legacy::accept(bridge, &|| self.set_coexist(bridge, Coexist::Some));
         Ok(ours)
