@@ -210,12 +210,15 @@ fn strip_compose(mut args: Vec<String>) -> Vec<String> {
 }
 
 pub fn main() -> ExitCode {
+    crate::sys::timing::mark("cli main");
     let args = strip_compose(std::env::args().collect());
     let cli = Cli::parse_from(args);
     output::init_tracing();
     output::set_mode(&cli.global.progress, &cli.global.ansi);
+    crate::sys::timing::mark("cli parsed");
     let result = run(cli);
     output::finish();
+    crate::sys::timing::mark("cli end");
     let code = match result {
         Ok(code) => code,
         Err(e) => {
@@ -240,6 +243,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         && let Err(e) = crate::sys::exeseal::ensure_sealed()
     {
         tracing::warn!("cannot protect /proc/self/exe with a read-only mount: {e}");
+    }
+    // Commands that move processes into cgroups start the kernel's wait for that early.
+    if matches!(
+        cli.command,
+        Command::Up(_)
+            | Command::Run(_)
+            | Command::Start(_)
+            | Command::Restart(_)
+            | Command::Exec(_)
+    ) {
+        crate::engine::cgroups::warm();
     }
     match cli.command {
         Command::Shim { data, run, id } => Ok(crate::engine::shim::main(

@@ -443,6 +443,7 @@ pub fn up(paths: &Paths, g: &Global, a: &UpArgs) -> Result<i32> {
         quiet_build: a.quiet_build,
     };
     runtime()?.block_on(project::up::up(paths, &project, &opts, &progress))?;
+    crate::engine::cgroups::cool();
     if a.detach || a.wait || a.no_start {
         return Ok(0);
     }
@@ -1067,6 +1068,7 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
             Ok(x) => x,
             Err(e) => return exec_failed(e),
         };
+        crate::engine::cgroups::cool();
         crate::engine::tty::relay(master);
         return Ok(exec::wait(pid));
     }
@@ -1086,6 +1088,7 @@ pub fn exec(paths: &Paths, g: &Global, a: &ExecArgs) -> Result<i32> {
         Ok(pid) => pid,
         Err(e) => return exec_failed(e),
     };
+    crate::engine::cgroups::cool();
     if a.detach {
         return Ok(0);
     }
@@ -1273,6 +1276,7 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
             })
             .collect(),
     };
+    crate::sys::timing::mark("run loaded");
     let rt = runtime()?;
     // As docker compose: the images' and dependencies' progress on stderr, unless `-q`;
     // `--quiet-pull` and `--quiet-build` leave out a pull's layers and a build's steps.
@@ -1287,6 +1291,7 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
     };
     let (rec, terminal) =
         rt.block_on(crate::project::run::run(paths, &project, &opts, &progress))?;
+    crate::engine::cgroups::cool();
     output::finish();
     if a.detach {
         output::data(&rec.name);
@@ -1306,8 +1311,10 @@ pub fn run(paths: &Paths, g: &Global, a: &RunArgs) -> Result<i32> {
         );
     }
     let code = follow_run(paths, &rec, terminal.is_none())?;
+    crate::sys::timing::mark("run exited");
     if a.rm {
         remove_with_anonymous_volumes(paths, &rec)?;
+        crate::sys::timing::mark("run removed");
     }
     Ok(code)
 }

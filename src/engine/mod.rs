@@ -5,6 +5,7 @@
 //! published host ports and records its exit. No daemon: the CLI talks to containers through
 //! the files under the state root and by signalling pids it has verified.
 pub mod build;
+pub mod cgroups;
 pub mod container;
 pub mod control;
 pub mod copy;

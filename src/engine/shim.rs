@@ -52,6 +52,7 @@ impl Ready {
 
 /// Entry point of `berth __shim`. Returns the shim's exit code.
 pub fn main(paths: &Paths, id: &str) -> i32 {
+    crate::sys::timing::mark("shim main");
     let mut out = std::io::stdout();
     let rec: ContainerRecord = match read_json(&paths.container(id).join("container.json")) {
         Ok(Some(r)) => r,
@@ -91,6 +92,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
     let mut aborted = false;
     let mut terminal: Option<std::os::unix::net::UnixStream> = None;
     loop {
+        crate::sys::timing::mark("shim create");
         let created = create(paths, &rec).and_then(|(mut container, out_r, err_r, stdin_w)| {
             if hold {
                 hold = false;
@@ -106,6 +108,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                 discard(&mut container);
                 return Err(e);
             }
+            crate::sys::timing::mark("shim created");
             if let Err(e) = container.start() {
                 discard(&mut container);
                 return Err(anyhow!("starting the container: {e}"));
@@ -139,6 +142,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                 return 1;
             }
         };
+        crate::sys::timing::mark("shim started");
         let pid = container.pid().map(|p| p.as_raw());
         state.status = Status::Running;
         state.pid = pid;
@@ -194,8 +198,10 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
             Some(Ok(WaitStatus::Signaled(_, s, _))) => 128 + s as i32,
             _ => 255,
         };
+        crate::sys::timing::mark("shim reaped");
         let _ = container.refresh_status();
         let _ = container.delete(true);
+        crate::sys::timing::mark("shim deleted");
         cleanup_runtime(paths, id);
         release_shm(paths, id);
         super::volume::release_for(paths, id);
@@ -205,6 +211,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
         state.pid = None;
         let _ = state.save(paths, id);
         super::events::emit(paths, &rec, "die", &[("exitCode", code.to_string())]);
+        crate::sys::timing::mark("shim saved");
 
         let stop = super::runtime::stop_requested(paths, id);
         if !policy.restarts(code, state.restart_count, stop) {

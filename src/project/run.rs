@@ -103,6 +103,7 @@ pub async fn run(
         build: build_mode(opts),
     };
     let mut images = ensure_images(paths, project, &store, &image_opts, progress).await?;
+    crate::sys::timing::mark("run images");
     let _lock = super::lock(paths, &project.name)?;
     // The one-off's own dependency conditions.
     if !opts.no_deps {
@@ -177,6 +178,7 @@ pub async fn run(
     // No `volume rm`/`prune` until this container, which mounts them, is saved.
     let volumes_lock = crate::engine::volume::lock_for_use(paths)?;
     let (volume_dirs, networks) = up::ensure_resources(paths, &host, project, progress).await?;
+    crate::sys::timing::mark("run resources");
     let mut rec = record(project, &svc, 1, &image, &volume_dirs)?;
     rec.name = opts
         .name
@@ -204,6 +206,7 @@ pub async fn run(
         &mut later,
     )
     .await?;
+    crate::sys::timing::mark("run materialized");
     drop(volumes_lock);
     if let Some((_, _, e)) = later.pop() {
         return Err(e);
@@ -228,6 +231,7 @@ pub async fn run(
     let (resolv, dns) = up::resolv_conf(&svc, &networks, &up::host_resolv_conf())?;
     crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
     runtime::prepare(paths, &rec, &up::with_own(&hosts, &rec, gateway), &resolv)?;
+    crate::sys::timing::mark("run prepared");
     progress.event("Container", &rec.name, "Created");
     let (ready, terminal) = if opts.attach && opts.tty {
         let (ready, t) = runtime::start_with_terminal(paths, &rec, opts.terminal_size)?;
@@ -236,6 +240,7 @@ pub async fn run(
         let stdin = opts.attach && opts.interactive;
         (runtime::start_with(paths, &rec, stdin)?, None)
     };
+    crate::sys::timing::mark("run started");
     up::publish(&host, &rec, &ready.ports)?;
     Ok((rec, terminal))
 }

@@ -7,3 +7,4 @@ pub mod mem;
 pub mod proc;
 pub mod pty;
 pub mod seccomp;
+pub mod timing;
