@@ -345,7 +345,12 @@ impl ContainerRecord {
         self.label(labels::SERVICE)
     }
     pub fn save(&self, paths: &Paths) -> Result<(), StateError> {
-        write_json(&self.dir(paths).join("container.json"), self)
+        let dir = self.dir(paths);
+        if !dir.exists() {
+            // A new container: its directory goes to a block group of its own (see there).
+            let _ = crate::sys::fsat::spread_subdirs(&paths.containers());
+        }
+        write_json(&dir.join("container.json"), self)
     }
     pub fn state(&self, paths: &Paths) -> Result<State, StateError> {
         load_state(paths, &self.id)

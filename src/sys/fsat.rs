@@ -131,3 +131,31 @@ pub fn is_mount_root(path: &Path) -> Option<bool> {
     let bit = libc::STATX_ATTR_MOUNT_ROOT as u64;
     (st.stx_attributes_mask & bit != 0).then_some(st.stx_attributes & bit != 0)
 }
+
+/// Creates directory `dir` (and its parents) when missing, and asks the filesystem to spread
+/// the directories made in it over the disk's block groups (ext4's `FS_TOPDIR_FL`, what
+/// `chattr +T` sets; the Orlov allocator then treats it as it treats `/`).
+///
+/// Why: on ext4 without a journal, each new inode skips every inode of its group freed in the
+/// last minutes (`recently_deleted`), one buffer lookup each. Containers made and removed by
+/// the hundred all in one group made a 50-service `up` after a `down` spend a quarter of its
+/// CPU there. Spread, each container's files land in a group of their own. A filesystem
+/// without the flag (tmpfs, xfs, btrfs) refuses it, which is fine: it is only a hint.
+pub fn spread_subdirs(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let f = std::fs::File::open(dir)?;
+    const FS_TOPDIR_FL: libc::c_long = 0x0002_0000;
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes at most a long into `flags`, which outlives the call.
+    if unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
+        return Ok(());
+    }
+    if flags & FS_TOPDIR_FL != 0 {
+        return Ok(());
+    }
+    // The kernel reads an int's worth of flags; the rest of the long is ours and zero.
+    flags = (flags & 0xffff_ffff) | FS_TOPDIR_FL;
+    // SAFETY: FS_IOC_SETFLAGS only reads the flags from `flags`, which outlives the call.
+    unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) };
+    Ok(())
+}
