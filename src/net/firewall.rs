@@ -803,6 +803,11 @@ impl NetHost {
         if ports.is_empty() {
             return Ok(());
         }
+        // Straight over netlink; `nft` (below) only for what that refuses, for its message.
+        match super::nftset::add_port_elements(&self.table, ports) {
+            Ok(()) => return Ok(()),
+            Err(super::nftset::Refused(why)) => tracing::debug!("publishing with nft: {why}"),
+        }
         let script = publish_script(&self.table, ports);
         if self.ports.submit("publish ports", script.clone()) {
             return Ok(());

@@ -23,6 +23,7 @@ pub mod ipam;
 mod link;
 pub mod netns;
 mod nftgen;
+mod nftset;
 pub mod ports;
 pub mod proxy;
 
