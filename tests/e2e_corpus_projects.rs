@@ -1707,3 +1707,61 @@ fn large_logs() {
         .unwrap();
     assert_eq!(code(&out), 0, "{}", util::text(&out.stderr));
 }
+
+/// docker compose's TestMacAddress: the service's `mac_address`, as `inspect` reports it.
+#[test]
+fn mac_address() {
+    require_root!();
+    let Some(env) = project("testdata/TestMacAddress", "e2e-mac-address") else {
+        return;
+    };
+    env.ok(&["up", "-d"]);
+    let mac = env.ok(&[
+        "inspect",
+        "e2e-mac-address-test-1",
+        "-f",
+        "{{ (index .NetworkSettings.Networks \"e2e-mac-address_default\" ).MacAddress }}",
+    ]);
+    assert_eq!(mac.trim(), "00:e0:84:35:d0:e8");
+    // And inside the container, on its interface.
+    let inside = env.ok(&["exec", "-T", "test", "cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(inside.trim(), "00:e0:84:35:d0:e8");
+}
+
+/// docker compose's TestIPAMConfig: the fixed address, as `inspect` reports it under
+/// `IPAMConfig`; a container without one gets a null `IPAMConfig` and Docker's classic
+/// `02:42:`-and-its-address MAC.
+#[test]
+fn ipam_config() {
+    require_root!();
+    let Some(env) = project("testdata/TestIPAMConfig", "e2e-ipam-config") else {
+        return;
+    };
+    let yaml = std::fs::read_to_string(env.dir.join("compose.yaml")).unwrap();
+    env.write(
+        "compose.yaml",
+        &yaml.replace(
+            "services:\n",
+            "services:\n  bar:\n    image: alpine\n    command: [sleep, \"600\"]\n",
+        ),
+    );
+    env.ok(&["up", "-d"]);
+    let ip = env.ok(&[
+        "inspect",
+        "e2e-ipam-config-foo-1",
+        "-f",
+        "{{ (index .NetworkSettings.Networks \"e2e-ipam-config_default\").IPAMConfig.IPv4Address }}",
+    ]);
+    assert_eq!(ip.trim(), "10.1.0.100");
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "e2e-ipam-config-bar-1"])).unwrap();
+    let v = if v.is_array() { v[0].clone() } else { v };
+    let net = &v["NetworkSettings"]["Networks"]["e2e-ipam-config_default"];
+    assert!(net["IPAMConfig"].is_null(), "{net}");
+    let ip: std::net::Ipv4Addr = net["IPAddress"].as_str().unwrap().parse().unwrap();
+    let o = ip.octets();
+    let want = format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3]);
+    assert_eq!(net["MacAddress"], want.as_str(), "{net}");
+    let inside = env.ok(&["exec", "-T", "bar", "cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(inside.trim(), want);
+}

@@ -353,3 +353,85 @@ fn progress_tty_draws_live_lines_and_plain_stays_plain() {
         "{err:?}"
     );
 }
+
+/// `berth compose images` is docker compose's: one row per container of the project, with its
+/// image; `berth images` stays the image store's listing, as `docker images` is.
+#[test]
+fn compose_images_lists_the_projects_containers_images() {
+    require_root!();
+    let env = Env::new("orchimages");
+    env.ok(&["tag", "busybox", "orchimages-other:2"]);
+    env.write(
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: busybox\n    command: {LOOP}\n    scale: 2\n  db:\n    image: orchimages-other:2\n    command: {LOOP}\n"
+        ),
+    );
+    env.ok(&["up", "-d"]);
+    let table = env.ok(&["compose", "images"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "CONTAINER",
+            "REPOSITORY",
+            "TAG",
+            "PLATFORM",
+            "IMAGE",
+            "ID",
+            "SIZE",
+            "CREATED"
+        ],
+        "{table}"
+    );
+    let rows: Vec<Vec<&str>> = lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0][..3],
+        ["orchimages-db-1", "orchimages-other", "2"],
+        "{table}"
+    );
+    assert_eq!(
+        rows[1][..3],
+        ["orchimages-web-1", "busybox", "latest"],
+        "{table}"
+    );
+    assert_eq!(
+        rows[2][..3],
+        ["orchimages-web-2", "busybox", "latest"],
+        "{table}"
+    );
+    assert!(rows[1][3].starts_with("linux/"), "{table}");
+
+    // JSON: one object per line, docker compose's ImageSummary fields.
+    let json: Vec<serde_json::Value> = env
+        .ok(&["compose", "images", "--format", "json", "web"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(json.len(), 2);
+    assert_eq!(json[0]["ContainerName"], "orchimages-web-1");
+    assert_eq!(json[0]["Repository"], "busybox");
+    assert_eq!(json[0]["Tag"], "latest");
+    assert!(json[0]["ID"].as_str().unwrap().starts_with("sha256:"));
+    assert!(json[0]["Size"].as_u64().unwrap() > 0);
+    assert_eq!(json[0]["Platform"]["os"], "linux");
+
+    // -q: the distinct image ids, in full; both names here are one image.
+    let ids = env.ok(&["compose", "images", "-q"]);
+    assert_eq!(ids.lines().count(), 1, "{ids}");
+    assert_eq!(ids.trim().len(), 64, "{ids}");
+
+    // Without `compose`: the store, which knows nothing of containers.
+    let store = env.ok(&["images"]);
+    assert!(
+        store.lines().next().unwrap().starts_with("REPOSITORY"),
+        "{store}"
+    );
+    let err = env.fails(&["images", "a", "b"]);
+    assert!(err.contains("at most 1 argument"), "{err}");
+}

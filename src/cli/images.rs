@@ -26,8 +26,10 @@ pub struct ImagesArgs {
     /// Show all images (the default; accepted for compatibility).
     #[arg(short, long)]
     pub all: bool,
-    /// The repository (and tag) to list, as a reference filter.
-    pub reference: Option<String>,
+    /// `berth images`: the repository (and tag) to list, as a reference filter.
+    /// `berth compose images`: the services whose containers' images to list.
+    #[arg(value_name = "REPOSITORY[:TAG] | SERVICE")]
+    pub reference: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -169,7 +171,13 @@ pub fn images(paths: &Paths, a: &ImagesArgs) -> Result<i32> {
         .map(|f| Filter::parse(f))
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
-    if let Some(r) = &a.reference {
+    if a.reference.len() > 1 {
+        anyhow::bail!(
+            "\"berth images\" accepts at most 1 argument (the images of a project's services: \
+             berth compose images SERVICE...)"
+        );
+    }
+    if let Some(r) = a.reference.first() {
         filters.push(Filter::Reference(r.clone()));
     }
     let list = store.list_filtered(&filters)?;

@@ -66,6 +66,19 @@ pub fn container(paths: &Paths, rec: &ContainerRecord) -> Result<Value> {
                 n.network.clone(),
                 json!({
                     "IPAddress": n.ip.to_string(),
+                    "GlobalIPv6Address": n.ip6.map(|ip| ip.to_string()).unwrap_or_default(),
+                    "MacAddress": n.mac.clone().unwrap_or_default(),
+                    // Docker's: the addresses asked for, or null.
+                    "IPAMConfig": (n.static_ip.is_some() || n.static_ip6.is_some()).then(|| {
+                        let mut c = serde_json::Map::new();
+                        if let Some(ip) = n.static_ip {
+                            c.insert("IPv4Address".into(), ip.to_string().into());
+                        }
+                        if let Some(ip) = n.static_ip6 {
+                            c.insert("IPv6Address".into(), ip.to_string().into());
+                        }
+                        Value::Object(c)
+                    }),
                     "Aliases": n.aliases,
                     "InterfaceName": n.ifname,
                 }),
@@ -134,6 +147,8 @@ pub fn container(paths: &Paths, rec: &ContainerRecord) -> Result<Value> {
             "Healthcheck": healthcheck,
         },
         "NetworkSettings": {
+            // Docker's deprecated top-level copy: the first network's.
+            "MacAddress": rec.networks.first().and_then(|n| n.mac.clone()).unwrap_or_default(),
             "Ports": ports,
             "Networks": networks,
         },

@@ -31,6 +31,7 @@ pub struct InspectArgs {
     /// Format the output using a Go template (the JSON array by default).
     #[arg(short, long)]
     pub format: Option<String>,
+    /// Services of the project, or container names or ids (as `docker inspect` takes them).
     pub services: Vec<String>,
 }
 
@@ -516,8 +517,25 @@ fn abs(p: &str) -> String {
 
 /// `inspect`: a JSON array in the shape of `docker inspect`.
 pub fn inspect(paths: &Paths, g: &Global, a: &InspectArgs) -> Result<i32> {
-    let name = project_name(g)?;
-    let recs = select(paths, g, &name, &a.services)?;
+    // A container name or id (12 hex digits or more) is taken as `docker inspect` takes it,
+    // from any project; anything else names a service of this one.
+    let all = crate::engine::container::list(paths)?;
+    let mut recs = Vec::new();
+    let mut services = Vec::new();
+    for s in &a.services {
+        let hex = s.len() >= 12 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        match all
+            .iter()
+            .find(|r| r.name == *s || (hex && r.id.starts_with(s.as_str())))
+        {
+            Some(r) => recs.push(r.clone()),
+            None => services.push(s.clone()),
+        }
+    }
+    if !services.is_empty() || a.services.is_empty() {
+        let name = project_name(g)?;
+        recs.extend(select(paths, g, &name, &services)?);
+    }
     let mut out = Vec::new();
     for rec in &recs {
         out.push(super::inspect::container(paths, rec)?);

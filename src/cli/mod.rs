@@ -190,6 +190,10 @@ const VALUE_OPTIONS: [&str; 10] = [
     "--ansi",
 ];
 
+/// Whether the command was given as `berth compose <cmd>`. Only `images` differs, as docker's
+/// does: `docker images` lists the image store, `docker compose images` a project's images.
+static VIA_COMPOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// `berth compose <cmd>` is `berth <cmd>`: drop the first positional `compose`.
 fn strip_compose(mut args: Vec<String>) -> Vec<String> {
     let mut i = 1;
@@ -202,6 +206,7 @@ fn strip_compose(mut args: Vec<String>) -> Vec<String> {
         } else {
             if a == "compose" {
                 args.remove(i);
+                VIA_COMPOSE.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             break;
         }
@@ -285,6 +290,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Version => {
             output::data(&format!("berth version {}", env!("CARGO_PKG_VERSION")));
             Ok(0)
+        }
+        Command::Images(a) if VIA_COMPOSE.load(std::sync::atomic::Ordering::Relaxed) => {
+            project::compose_images(&paths, &cli.global, &a)
         }
         Command::Images(a) => images::images(&paths, &a),
         Command::Image(c) => images::image(&paths, &cli.global, c),

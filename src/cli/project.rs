@@ -926,6 +926,137 @@ fn ps_json(
     })
 }
 
+/// `berth compose images [SERVICE...]`: the image of each of the project's containers, as
+/// docker compose lists them (sorted by container; `-q` the distinct full image ids; `--format
+/// json` one object per line with docker compose's `ImageSummary` fields).
+pub fn compose_images(paths: &Paths, g: &Global, a: &super::images::ImagesArgs) -> Result<i32> {
+    let name = project_name(g)?;
+    let store = crate::engine::image::ImageStore::open(&paths.images())?;
+    let sizes: std::collections::HashMap<String, u64> = store
+        .list_filtered(&[])?
+        .into_iter()
+        .map(|i| (i.id, i.size))
+        .collect();
+    let mut recs: Vec<ContainerRecord> = project::containers(paths, &name)?
+        .into_iter()
+        .filter(|r| {
+            a.reference.is_empty() || a.reference.iter().any(|s| Some(s.as_str()) == r.service())
+        })
+        .collect();
+    recs.sort_by(|x, y| x.name.cmp(&y.name));
+    let mut rows = Vec::new();
+    for rec in &recs {
+        // An image removed since (`rmi -f`) leaves its container out, as docker compose
+        // cannot inspect it either.
+        let Ok(image) = store.resolve(&rec.image_id) else {
+            continue;
+        };
+        // As docker compose: from the container's image reference, `latest` when it has
+        // neither tag nor digest; nothing for an image id.
+        let (repository, tag) = match crate::engine::image::Reference::parse(&rec.image) {
+            Ok(r) if !rec.image.starts_with("sha256:") => {
+                let tag = match (r.tag(), r.digest()) {
+                    (Some(t), _) => t.to_string(),
+                    (None, None) => "latest".to_string(),
+                    (None, Some(_)) => String::new(),
+                };
+                (r.short_name(), tag)
+            }
+            _ => (String::new(), String::new()),
+        };
+        rows.push((rec, image, repository, tag));
+    }
+    if a.quiet {
+        let mut seen = Vec::new();
+        for (_, image, ..) in &rows {
+            let id = image
+                .id
+                .strip_prefix("sha256:")
+                .unwrap_or(&image.id)
+                .to_string();
+            if !seen.contains(&id) {
+                output::data(&id);
+                seen.push(id);
+            }
+        }
+        return Ok(0);
+    }
+    let json = |(rec, image, repository, tag): &(
+        &ContainerRecord,
+        crate::engine::image::Image,
+        String,
+        String,
+    )| {
+        serde_json::json!({
+            "ID": image.id,
+            "ContainerName": rec.name,
+            "Repository": repository,
+            "Tag": tag,
+            "Platform": {
+                "architecture": image.config.architecture().to_string(),
+                "os": image.config.os().to_string(),
+            },
+            "Size": sizes.get(&image.id).copied().unwrap_or(0),
+            "Created": image.config.created().clone().unwrap_or_default(),
+            "LastTagTime": "0001-01-01T00:00:00Z",
+        })
+    };
+    match a.format.as_str() {
+        "json" => {
+            for r in &rows {
+                output::data(&json(r).to_string());
+            }
+        }
+        "table" => {
+            let mut table = vec![
+                [
+                    "CONTAINER",
+                    "REPOSITORY",
+                    "TAG",
+                    "PLATFORM",
+                    "IMAGE ID",
+                    "SIZE",
+                    "CREATED",
+                ]
+                .map(String::from),
+            ];
+            for (rec, image, repository, tag) in &rows {
+                let none = |s: &str| {
+                    if s.is_empty() {
+                        "<none>".to_string()
+                    } else {
+                        s.to_string()
+                    }
+                };
+                let hex = image.id.strip_prefix("sha256:").unwrap_or(&image.id);
+                table.push([
+                    rec.name.clone(),
+                    none(repository),
+                    none(tag),
+                    format!("{}/{}", image.config.os(), image.config.architecture()),
+                    hex[..hex.len().min(12)].to_string(),
+                    super::images::human_size(sizes.get(&image.id).copied().unwrap_or(0)),
+                    image
+                        .config
+                        .created()
+                        .as_deref()
+                        .map(created_ago)
+                        .unwrap_or_default(),
+                ]);
+            }
+            output::table(&table);
+        }
+        template => {
+            let rows: Vec<super::format::Row> = rows
+                .iter()
+                .map(|r| super::format::Row::new(json(r), Default::default()))
+                .collect();
+            super::format::print(template, &rows, &[("ContainerName", "CONTAINER")])?;
+        }
+    }
+    Ok(0)
+}
+
 /// `5 minutes ago`, from a record's RFC 3339 creation time.
 fn created_ago(created: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(created)

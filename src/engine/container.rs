@@ -235,6 +235,15 @@ pub struct NetworkAttachment {
     pub host_ifname: String,
     pub ifname: String,
     pub aliases: Vec<String>,
+    /// The container end's MAC address (`aa:bb:…`); absent in records of an older berth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// The IPv4 address the service asked for (`ipv4_address`, `network connect --ip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_ip: Option<Ipv4Addr>,
+    /// The IPv6 address it asked for (`ipv6_address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_ip6: Option<std::net::Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

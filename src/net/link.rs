@@ -147,6 +147,18 @@ async fn default_route_mtu(handle: &Handle) -> Result<Option<u32>, NetError> {
 /// A random locally administered unicast MAC. Giving the bridge its own address at creation
 /// pins it: otherwise the kernel copies the lowest port MAC, which changes as containers come
 /// and go and leaves stale ARP entries in the peers.
+/// The MAC address a container gets on a network where it asked for none: `02:42:` followed
+/// by its IPv4 address (unique on the bridge, as the address is).
+pub fn derived_mac(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
 fn random_mac() -> Vec<u8> {
     let mut mac: [u8; 6] = rand::random();
     mac[0] = (mac[0] & 0xfe) | 0x02;
@@ -295,9 +307,9 @@ impl NetHost {
         delete_link(h, host_ifname).await?;
         let mut peer =
             LinkUnspec::new_with_name(ifname).setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(&ns));
-        if let Some(mac) = mac {
-            peer = peer.address(mac.to_vec());
-        }
+        // Without one asked for, Docker's classic address: `02:42:` and the IPv4 address, the
+        // same for an address's next holder, so peers' ARP caches stay right (`inspect` shows it).
+        peer = peer.address(mac.unwrap_or_else(|| derived_mac(ip)).to_vec());
         let mut veth = LinkVeth::new(host_ifname, ifname);
         if let Some(mtu) = mtu {
             peer = peer.mtu(mtu);

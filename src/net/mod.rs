@@ -21,6 +21,7 @@ mod error;
 pub mod firewall;
 pub mod ipam;
 mod link;
+pub use link::{derived_mac, format_mac};
 pub mod netns;
 mod nftgen;
 mod nftset;

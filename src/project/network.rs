@@ -431,6 +431,7 @@ pub async fn connect(
         );
     }
     let alloc = allocator(paths, n);
+    let static_ip = ip;
     let ip = match ip {
         Some(ip) => {
             alloc.allocate_static(&rec.id, ip)?;
@@ -461,6 +462,9 @@ pub async fn connect(
         ),
         ifname,
         aliases: names,
+        mac: Some(crate::net::format_mac(crate::net::derived_mac(ip))),
+        static_ip,
+        static_ip6: ip6,
     };
     rec.networks.push(att.clone());
     rec.save(paths)?;

@@ -866,6 +866,11 @@ async fn reattach(
         let att = &mut rec.networks[i];
         att.ip = ip;
         att.ip6 = ip6;
+        att.mac = Some(crate::net::format_mac(
+            mac.unwrap_or_else(|| crate::net::derived_mac(ip)),
+        ));
+        att.static_ip = sn.and_then(|sn| sn.ipv4_address.as_ref()).map(|_| ip);
+        att.static_ip6 = want6;
         host.attach_with_mac(&netns, n, (ip, ip6), &att.host_ifname, &att.ifname, mac)
             .await
             .with_context(|| format!("attaching {} to network {}", rec.name, n.name))?;
@@ -1151,6 +1156,22 @@ pub async fn materialize(
             .with_context(|| format!("service {service:?}"))?;
         let mut aliases = vec![service.clone()];
         aliases.extend(sn.aliases.iter().cloned());
+        let first = rec.networks.is_empty();
+        let mac = sn
+            .mac_address
+            .as_deref()
+            .or(if first {
+                svc.mac_address.as_deref()
+            } else {
+                None
+            })
+            .map(|m| {
+                parse_mac(m).with_context(|| {
+                    format!("service {service:?}: mac_address {m:?} is not a MAC address")
+                })
+            })
+            .transpose()?
+            .unwrap_or_else(|| crate::net::derived_mac(ip));
         rec.networks.push(NetworkAttachment {
             network: n.name.clone(),
             ip,
@@ -1161,6 +1182,9 @@ pub async fn materialize(
             ),
             ifname: format!("eth{}", rec.networks.len()),
             aliases,
+            mac: Some(crate::net::format_mac(mac)),
+            static_ip: sn.ipv4_address.is_some().then_some(ip),
+            static_ip6: want6,
         });
     }
     rec.save(paths)?;
@@ -1170,25 +1194,12 @@ pub async fn materialize(
         Ok(None) => crate::net::create_netns(&netns)?,
         Err(e) => share_later.push((netns.clone(), service.clone(), e)),
     }
-    for (i, att) in rec.networks.iter().enumerate() {
+    for att in &rec.networks {
         let n = networks
             .values()
             .find(|n| n.name == att.network)
             .ok_or_else(|| anyhow!("network {} vanished", att.network))?;
-        let sn = svc.networks.values().nth(i);
-        let mac = sn
-            .and_then(|sn| sn.mac_address.as_deref())
-            .or(if i == 0 {
-                svc.mac_address.as_deref()
-            } else {
-                None
-            })
-            .map(|m| {
-                parse_mac(m).with_context(|| {
-                    format!("service {service:?}: mac_address {m:?} is not a MAC address")
-                })
-            })
-            .transpose()?;
+        let mac = att.mac.as_deref().map(parse_mac).transpose()?;
         host.attach_with_mac(
             &netns,
             n,
