@@ -194,6 +194,22 @@ const VALUE_OPTIONS: [&str; 10] = [
 /// does: `docker images` lists the image store, `docker compose images` a project's images.
 static VIA_COMPOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// The first positional word of `args`: the command.
+fn command_word(args: &[String]) -> Option<&str> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = &args[i];
+        if VALUE_OPTIONS.contains(&a.as_str()) {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            return Some(a);
+        }
+    }
+    None
+}
+
 /// `berth compose <cmd>` is `berth <cmd>`: drop the first positional `compose`.
 fn strip_compose(mut args: Vec<String>) -> Vec<String> {
     let mut i = 1;
@@ -235,6 +251,14 @@ pub fn main() -> ExitCode {
         };
         let code = crate::engine::shim::main(&paths, id);
         return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    // Commands that move processes into cgroups start the kernel's wait for that at once,
+    // before even parsing (see `engine::cgroups`).
+    if matches!(
+        command_word(&args),
+        Some("up" | "run" | "start" | "restart" | "exec")
+    ) {
+        crate::engine::cgroups::warm();
     }
     let cli = Cli::parse_from(args);
     output::init_tracing();

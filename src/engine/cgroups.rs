@@ -24,9 +24,13 @@ const PERIOD: Duration = Duration::from_millis(4);
 const LIMIT: Duration = Duration::from_secs(60);
 
 static COOL: AtomicBool = AtomicBool::new(false);
+static WARMING: AtomicBool = AtomicBool::new(false);
 
-/// Starts keeping cgroup attaches cheap, until [`cool`] (or [`LIMIT`]).
+/// Starts keeping cgroup attaches cheap, until [`cool`] (or [`LIMIT`]). Once per process.
 pub fn warm() {
+    if WARMING.swap(true, Ordering::Relaxed) {
+        return;
+    }
     let _ = std::thread::Builder::new()
         .name("cgroup-warm".into())
         .spawn(|| {

@@ -465,6 +465,7 @@ fn nft_ruleset() -> Option<serde_json::Value> {
 /// policy lives outside nftables. Only looked at when the kernel already has that table:
 /// asking `iptables-legacy` would create it otherwise.
 mod legacy {
+    use super::super::iptsock::Family;
     use std::process::Command;
 
     const TOOLS: [(&str, &str); 2] = [
@@ -503,8 +504,17 @@ mod legacy {
     /// rule is inserted. Returns whether any rule of ours is there now.
     pub fn accept(bridge: &str, before_insert: &dyn Fn()) -> bool {
         let mut present = false;
-        for (tool, names) in TOOLS {
-            if !loaded(names) || !run(tool, &["-S", "FORWARD"]).is_some_and(|l| drops(&l)) {
+        for (i, (tool, names)) in TOOLS.into_iter().enumerate() {
+            if !loaded(names) {
+                continue;
+            }
+            // The kernel's own answer first (no process); the tool when it cannot say.
+            let family = if i == 0 { Family::V4 } else { Family::V6 };
+            let drop = match super::super::iptsock::forward_policy_drops(family) {
+                Some(d) => d,
+                None => run(tool, &["-S", "FORWARD"]).is_some_and(|l| drops(&l)),
+            };
+            if !drop {
                 continue;
             }
             let chain = if run(tool, &["-S", "DOCKER-USER"]).is_some() {

@@ -20,6 +20,7 @@ pub mod dns;
 mod error;
 pub mod firewall;
 pub mod ipam;
+mod iptsock;
 mod link;
 pub use link::{derived_mac, format_mac};
 pub mod netns;

@@ -8,3 +8,4 @@ pub mod proc;
 pub mod pty;
 pub mod seccomp;
 pub mod timing;
+pub mod xtables;
