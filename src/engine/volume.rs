@@ -73,8 +73,6 @@ pub fn ensure_with_options(
     let meta = dir.join("volume.json");
     let created = read_json::<VolumeRecord>(&meta)?.is_none();
     if created {
-        // Each volume in a block group of its own (see `spread_subdirs`).
-        let _ = crate::sys::fsat::spread_subdirs(&paths.volumes());
         std::fs::create_dir_all(&data).map_err(io_err(&data))?;
         write_json(
             &meta,
