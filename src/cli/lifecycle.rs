@@ -517,23 +517,30 @@ fn abs(p: &str) -> String {
 
 /// `inspect`: a JSON array in the shape of `docker inspect`.
 pub fn inspect(paths: &Paths, g: &Global, a: &InspectArgs) -> Result<i32> {
-    // A container name or id (12 hex digits or more) is taken as `docker inspect` takes it,
-    // from any project; anything else names a service of this one.
+    // A service of this project first; else a container name or id (12 hex digits or more),
+    // from any project, as `docker inspect` takes it.
     let all = crate::engine::container::list(paths)?;
+    let project = project_name(g).ok();
     let mut recs = Vec::new();
     let mut services = Vec::new();
     for s in &a.services {
         let hex = s.len() >= 12 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let is_service = all
+            .iter()
+            .any(|r| r.project() == project.as_deref() && r.service() == Some(s.as_str()));
         match all
             .iter()
             .find(|r| r.name == *s || (hex && r.id.starts_with(s.as_str())))
         {
-            Some(r) => recs.push(r.clone()),
-            None => services.push(s.clone()),
+            Some(r) if !is_service => recs.push(r.clone()),
+            _ => services.push(s.clone()),
         }
     }
     if !services.is_empty() || a.services.is_empty() {
-        let name = project_name(g)?;
+        let name = match project {
+            Some(p) => p,
+            None => project_name(g)?,
+        };
         recs.extend(select(paths, g, &name, &services)?);
     }
     let mut out = Vec::new();

@@ -61,10 +61,15 @@ pub fn cool() {
 /// no controller callbacks) when mounted, else on the v1 `pids` hierarchy.
 fn own_procs_file() -> Option<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let me = std::process::id().to_string();
+    // Only a file that lists this process: a cgroupfs mounted from elsewhere than the path
+    // says (a container's bind of a subtree) must not move it anywhere.
     candidates(&text)
         .into_iter()
         .map(|d| d.join("cgroup.procs"))
-        .find(|f| is_cgroupfs(f))
+        .find(|f| {
+            is_cgroupfs(f) && std::fs::read_to_string(f).is_ok_and(|t| t.lines().any(|l| l == me))
+        })
 }
 
 /// The directories, best first, of the cgroup that `/proc/self/cgroup` (`text`) names.
