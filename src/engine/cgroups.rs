@@ -34,6 +34,14 @@ pub fn warm() {
     let _ = std::thread::Builder::new()
         .name("cgroup-warm".into())
         .spawn(|| {
+            // Never the thread a signal to the process is delivered to: a foreground `run`
+            // forwards them to its container from a signalfd, which a thread that left them
+            // unblocked would bypass (SIGTERM's default action would end berth instead).
+            let _ = nix::sys::signal::pthread_sigmask(
+                nix::sys::signal::SigmaskHow::SIG_BLOCK,
+                Some(&nix::sys::signal::SigSet::all()),
+                None,
+            );
             let Some(target) = own_procs_file() else {
                 return;
             };
