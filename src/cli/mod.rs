@@ -194,8 +194,8 @@ const VALUE_OPTIONS: [&str; 10] = [
 /// does: `docker images` lists the image store, `docker compose images` a project's images.
 static VIA_COMPOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// The first positional word of `args`: the command.
-fn command_word(args: &[String]) -> Option<&str> {
+/// Where the first positional word of `args` (the command) is.
+fn command_index(args: &[String]) -> Option<usize> {
     let mut i = 1;
     while i < args.len() {
         let a = &args[i];
@@ -204,28 +204,24 @@ fn command_word(args: &[String]) -> Option<&str> {
         } else if a.starts_with('-') {
             i += 1;
         } else {
-            return Some(a);
+            return Some(i);
         }
     }
     None
 }
 
+/// The first positional word of `args`: the command.
+fn command_word(args: &[String]) -> Option<&str> {
+    command_index(args).map(|i| args[i].as_str())
+}
+
 /// `berth compose <cmd>` is `berth <cmd>`: drop the first positional `compose`.
 fn strip_compose(mut args: Vec<String>) -> Vec<String> {
-    let mut i = 1;
-    while i < args.len() {
-        let a = &args[i];
-        if VALUE_OPTIONS.contains(&a.as_str()) {
-            i += 2;
-        } else if a.starts_with('-') {
-            i += 1;
-        } else {
-            if a == "compose" {
-                args.remove(i);
-                VIA_COMPOSE.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            break;
-        }
+    if let Some(i) = command_index(&args)
+        && args[i] == "compose"
+    {
+        args.remove(i);
+        VIA_COMPOSE.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     args
 }
