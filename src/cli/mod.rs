@@ -288,17 +288,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     {
         tracing::warn!("cannot protect /proc/self/exe with a read-only mount: {e}");
     }
-    // Commands that move processes into cgroups start the kernel's wait for that early.
-    if matches!(
-        cli.command,
-        Command::Up(_)
-            | Command::Run(_)
-            | Command::Start(_)
-            | Command::Restart(_)
-            | Command::Exec(_)
-    ) {
-        crate::engine::cgroups::warm();
-    }
     match cli.command {
         Command::Shim { data, run, id } => Ok(crate::engine::shim::main(
             &crate::state::Paths { data, run },

@@ -276,7 +276,6 @@ pub struct LoadFilter {
 
 impl Executor for LoadFilter {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        crate::sys::timing::mark("init exec");
         if let Some(p) = &self.program {
             p.load()
                 .map_err(|e| ExecutorError::Other(format!("loading the seccomp filter: {e}")))?;
