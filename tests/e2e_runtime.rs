@@ -121,6 +121,72 @@ fn pid_and_ipc_namespaces_are_shared_with_another_service() {
     assert!(inspect.contains("\"PidMode\": \"service:a\""), "{inspect}");
 }
 
+/// Host pids whose command line has `arg` as an argument (a unique number this test chose).
+fn processes_with_arg(arg: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn what_outlives_a_stopped_containers_init_goes_with_its_cgroup() {
+    require_root!();
+    let env = Env::new("rtcgrm");
+    // With the host's pid namespace, the background sleep outlives the shell, as it would in
+    // a container that shares another's: the cgroup still holds it when the init is reaped.
+    let mark = format!("3{}", std::process::id());
+    env.write(
+        "compose.yaml",
+        &format!(
+            "services:\n  a:\n    image: busybox\n    pid: host\n    command: [sh, -c, \"sleep {mark} & sleep 0.3; exit 3\"]\n"
+        ),
+    );
+    env.ok(&["up", "-d"]);
+    let v = env.wait_ps("a", "exited", |v| v["State"] == "exited");
+    assert_eq!(v["ExitCode"], 3, "{v}");
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "a"])).unwrap();
+    let id = inspect[0]["Id"].as_str().unwrap().to_string();
+    let left = processes_with_arg(&mark);
+    for pid in &left {
+        // Started by this test, through the container: ours to end if the runtime did not.
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    assert!(
+        left.is_empty(),
+        "the container's sleep outlived it: {left:?}"
+    );
+    // No hierarchy keeps the container's cgroup.
+    let mut kept = Vec::new();
+    for h in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for parent in std::fs::read_dir(h.path()).into_iter().flatten().flatten() {
+            if parent.file_name().to_string_lossy().starts_with("berth") {
+                let dir = parent.path().join(&id);
+                if dir.exists() {
+                    kept.push(dir);
+                }
+            }
+        }
+    }
+    assert!(kept.is_empty(), "cgroups left: {kept:?}");
+    let links = [util::bridges(env.root()), util::veths(env.root())].concat();
+    env.ok(&["down"]);
+    assert_eq!(util::leftovers(env.root(), &links), Vec::<String>::new());
+}
+
 #[test]
 fn joining_a_namespace_of_an_undefined_service_fails_before_anything_is_created() {
     require_root!();

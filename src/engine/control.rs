@@ -8,7 +8,6 @@ use super::container::{ContainerRecord, Status, load_state};
 use crate::state::Paths;
 use libcontainer::container::Container;
 use nix::sys::signal::Signal;
-use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -146,7 +145,7 @@ pub fn pids(paths: &Paths, rec: &ContainerRecord) -> Result<Vec<i32>, ControlErr
         message: e,
     };
     let manager = libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
-        cgroup_path: Path::new("/").join(paths.cgroup_parent()).join(&rec.id),
+        cgroup_path: super::cgroups::container_path(paths, &rec.id),
         systemd_cgroup: false,
         container_name: rec.id.clone(),
     })

@@ -116,7 +116,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
             Ok((container, out_r, err_r, stdin_w))
         });
         // `_stdin` holds the write end of an open stdin (`stdin_open`) while this run lasts.
-        let (mut container, out_r, err_r, _stdin) = match created {
+        let (container, out_r, err_r, _stdin) = match created {
             Ok(x) => x,
             Err(_) if aborted => {
                 // Never started: the container stays created, as docker's does when a
@@ -184,11 +184,16 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
             .healthcheck
             .clone()
             .map(|spec| super::health::Checker::new(spec, ran_from));
+        // Without a pid namespace of its own, the container's other processes outlive its
+        // init (and hold the output pipes): as Docker, they are killed once the init exits.
+        let init_exit = pid
+            .filter(|_| rec.host.pid_host || rec.host.pid_join.is_some())
+            .and_then(|p| crate::sys::proc::pidfd_open(p).ok());
         supervise(
             paths,
             &rec,
             &mut state,
-            (out_r, err_r, terminal.take()),
+            (out_r, err_r, terminal.take(), init_exit),
             &log_path,
             health.as_mut(),
             dns.as_mut(),
@@ -199,8 +204,10 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
             _ => 255,
         };
         crate::sys::timing::mark("shim reaped");
-        let _ = container.refresh_status();
-        let _ = container.delete(true);
+        // The init is reaped: what is left of the container is its cgroup and its runtime
+        // state (below), not worth libcontainer's delete and its mount-table reads.
+        drop(container);
+        let _ = super::cgroups::remove(&super::cgroups::container_path(paths, id));
         crate::sys::timing::mark("shim deleted");
         cleanup_runtime(paths, id);
         release_shm(paths, id);
@@ -458,7 +465,12 @@ fn supervise(
     paths: &Paths,
     rec: &ContainerRecord,
     state: &mut State,
-    (out_r, err_r, mut terminal): (OwnedFd, OwnedFd, Option<std::os::unix::net::UnixStream>),
+    (out_r, err_r, mut terminal, mut init_exit): (
+        OwnedFd,
+        OwnedFd,
+        Option<std::os::unix::net::UnixStream>,
+        Option<OwnedFd>,
+    ),
     log_path: &std::path::Path,
     mut health: Option<&mut super::health::Checker>,
     mut dns: Option<&mut (crate::net::dns::Server, Peers)>,
@@ -478,6 +490,7 @@ fn supervise(
     // fault-around mapping neighbours): an idle container's shim drops it SETTLE later.
     let mut busy_at: Option<Instant> = Some(Instant::now());
     let mut drop_pending = false;
+    let mut init_exited = false;
     while open.iter().any(|o| *o) {
         let now = Instant::now();
         let settle = busy_at.map(|t| (t + SETTLE).saturating_duration_since(now));
@@ -502,6 +515,10 @@ fn supervise(
             let health_fd = health.as_ref().and_then(|h| h.output_fd());
             if let Some(fd) = health_fd {
                 fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+            let init_at = fds.len();
+            if let Some(fd) = &init_exit {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
             }
             let dns_at = fds.len();
             if let Some((server, _)) = dns.as_deref() {
@@ -532,8 +549,15 @@ fn supervise(
                 .map(|o| *o && revents.next().unwrap_or(false))
                 .collect();
             let health_ready = health_fd.is_some() && revents.next().unwrap_or(false);
+            if init_exit.is_some() && fds[init_at].revents().is_some_and(|r| !r.is_empty()) {
+                init_exited = true;
+            }
             (ready, health_ready, dns_ready)
         };
+        if std::mem::take(&mut init_exited) {
+            init_exit = None;
+            super::cgroups::kill_all(&super::cgroups::container_path(paths, &rec.id));
+        }
         if ready.iter().any(|r| *r) || health_ready || dns_ready.iter().any(|r| *r) {
             busy_at = Some(Instant::now());
         } else if busy_at.is_some_and(|t| t.elapsed() >= SETTLE) {

@@ -326,7 +326,7 @@ pub fn build(
         .devices(devices)
         .sysctl(sysctl)
         .resources(resources::build(host, &nodes)?)
-        .cgroups_path(format!("/{}/{}", paths.cgroup_parent(), rec.id))
+        .cgroups_path(super::cgroups::container_path(paths, &rec.id))
         .build()?;
     linux.set_seccomp(seccomp(host, &caps)?);
     spec.set_linux(Some(linux));

@@ -33,26 +33,37 @@ pub fn signal(pid: Option<i32>, start: Option<u64>, sig: Signal) -> bool {
     pid.is_some_and(|p| kill(Pid::from_raw(p), sig).is_ok())
 }
 
+/// A pidfd for `pid`: readable once the process has ended.
+pub fn pidfd_open(pid: i32) -> Result<std::os::fd::OwnedFd, nix::errno::Errno> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no memory
+    // is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// Waits up to `timeout` for the process `pid` (started at `start`) to end; returns at once
 /// when it is gone already. A pidfd makes the wake-up immediate, where a sleep-and-look loop
 /// would add half its period on average. Falls back to sleeping when pidfds are unavailable.
 pub fn wait_exit(pid: Option<i32>, start: Option<u64>, timeout: std::time::Duration) {
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use std::os::fd::AsFd;
     let Some(p) = pid.filter(|p| *p > 0) else {
         return;
     };
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no memory
-    // is passed.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p, 0) };
-    if fd < 0 {
-        // No such process: nothing to wait for. Otherwise (no pidfds here) sleep instead.
-        if nix::errno::Errno::last() != nix::errno::Errno::ESRCH {
-            std::thread::sleep(timeout);
+    let fd = match pidfd_open(p) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // No such process: nothing to wait for. Otherwise (no pidfds here) sleep instead.
+            if e != nix::errno::Errno::ESRCH {
+                std::thread::sleep(timeout);
+            }
+            return;
         }
-        return;
-    }
-    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    };
     // Checked after opening: the pidfd now pins this pid, so the start time says whether it
     // is the process meant, not a reuse of its number.
     if !alive(pid, start) {
