@@ -174,3 +174,59 @@ fn only_throwaway_containers_get_a_volatile_root() {
     env.ok(&["down", "--remove-orphans"]);
     assert!(util::leftovers(env.root(), &[]).is_empty());
 }
+
+/// The shims of this test's state root that are still running.
+fn shims_of(root: &std::path::Path) -> Vec<String> {
+    let root = root.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "__shim") && args.iter().any(|a| *a == root) {
+            found.push(args.join(" "));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_run_whose_preparation_fails_leaves_no_shim_waiting() {
+    require_root!();
+    let env = Env::new("runearly");
+    // The shim of a one-off is spawned once the container has a directory, before its network
+    // is set up; the network fails here (no such container to share), after that.
+    env.write(
+        "compose.yaml",
+        "services:\n  box:\n    image: busybox\n    network_mode: \"container:runearly-nope\"\n",
+    );
+    let out = env.berth(&["run", "--rm", "box", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        util::text(&out.stderr).contains("runearly-nope"),
+        "{}",
+        util::text(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !shims_of(env.root()).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "shims left: {:?}",
+            shims_of(env.root())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // And a run that works still does.
+    env.write("compose.yaml", "services:\n  box:\n    image: busybox\n");
+    assert_eq!(
+        env.ok(&["run", "--rm", "box", "echo", "fine"]).trim(),
+        "fine"
+    );
+    assert!(shims_of(env.root()).is_empty());
+    // (The control: a running container's shim is found.)
+    env.ok(&["run", "-d", "--name", "runearly-long", "box", "sleep", "30"]);
+    assert_eq!(shims_of(env.root()).len(), 1);
+    env.ok(&["down", "-t", "0"]);
+}

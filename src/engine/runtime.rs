@@ -46,7 +46,9 @@ pub fn prepare(
     write_file(&dir.join("hostname"), &format!("{}\n", rec.hostname))?;
     write_file(&dir.join("hosts"), hosts)?;
     write_file(&dir.join("resolv.conf"), resolv)?;
+    crate::sys::timing::mark("files written");
     Overlay::new(&dir).mount(&rec.layers, rec.host.volatile_rootfs)?;
+    crate::sys::timing::mark("rootfs mounted");
     for m in &rec.mounts {
         // A volume with options is filled in its own filesystem, mounted meanwhile (as
         // Docker's: a tmpfs nobody else holds loses it again).
@@ -121,6 +123,42 @@ pub fn start_with(
     // The shim keeps running; the kernel reparents it when we exit. Do not wait for it.
     drop(child);
     parse_report(paths, rec, &out)
+}
+
+/// A shim spawned ahead of its container's preparation ([`spawn_early`]), waiting to be let go.
+/// Dropped without [`Early::start`], it exits without doing anything.
+pub struct Early {
+    /// Our end of the shim's stdout, a socket: `go` goes this way, the report comes back.
+    socket: std::os::unix::net::UnixStream,
+}
+
+/// Spawns the container's shim now, so that its start-up (an exec of berth) overlaps the rest
+/// of the container's preparation; [`Early::start`] then starts the container as [`start_with`]
+/// does (`stdin`: with our stdin as the container's). Needs the container's directory (the
+/// record saved once).
+pub fn spawn_early(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    stdin: bool,
+) -> Result<Early, RuntimeError> {
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|source| RuntimeError::Spawn {
+            name: rec.name.clone(),
+            source,
+        })?;
+    // Not waited for: the kernel reparents the shim when we exit.
+    drop(spawn_shim(paths, rec, Hold::Early(theirs.into(), stdin))?);
+    Ok(Early { socket: ours })
+}
+
+impl Early {
+    /// Lets the shim go on with the prepared container; returns once it runs (or failed to).
+    pub fn start(mut self, paths: &Paths, rec: &ContainerRecord) -> Result<Ready, RuntimeError> {
+        let _ = std::io::Write::write_all(&mut self.socket, b"go\n");
+        let mut out = String::new();
+        let _ = self.socket.read_to_string(&mut out);
+        parse_report(paths, rec, &out)
+    }
 }
 
 /// The terminal of a foreground container (`berth run` on a terminal): the pty's master, for
@@ -241,6 +279,9 @@ enum Hold {
     No,
     /// Wait for `go` on stdin (a pipe) between creating and starting.
     Yes,
+    /// Wait for `go` on stdout (a socket, the report goes back on it) before anything else
+    /// ([`spawn_early`]); with our stdin for the container when the flag says so.
+    Early(std::os::fd::OwnedFd, bool),
     /// Start right away and hand our stdin to the container (`run -i`).
     Stdin,
     /// Start right away; stdin is a socket on which the shim sends the pty's master and then
@@ -259,6 +300,7 @@ fn spawn_shim(
         name: rec.name.clone(),
         source,
     })?;
+    crate::sys::timing::mark("shim exe sealed");
     let dir = rec.dir(paths);
     let shim_log =
         std::fs::File::create(dir.join("shim.log")).map_err(|source| RuntimeError::Spawn {
@@ -283,6 +325,13 @@ fn spawn_shim(
         Hold::Yes => {
             cmd.env(super::shim::HOLD_ENV, "1").stdin(Stdio::piped());
         }
+        Hold::Early(socket, stdin) => {
+            cmd.env(super::shim::EARLY_ENV, "1")
+                .stdout(Stdio::from(socket));
+            if stdin {
+                cmd.env(super::shim::STDIN_ENV, "1").stdin(Stdio::inherit());
+            }
+        }
         Hold::Stdin => {
             cmd.env(super::shim::STDIN_ENV, "1").stdin(Stdio::inherit());
         }
@@ -292,10 +341,12 @@ fn spawn_shim(
                 .stdin(Stdio::from(socket));
         }
     }
-    cmd.spawn().map_err(|source| RuntimeError::Spawn {
+    let child = cmd.spawn().map_err(|source| RuntimeError::Spawn {
         name: rec.name.clone(),
         source,
-    })
+    });
+    crate::sys::timing::mark("shim spawned");
+    child
 }
 
 use std::os::unix::process::CommandExt;

@@ -29,6 +29,11 @@ pub const STDIN_ENV: &str = "BERTH_SHIM_STDIN";
 /// its output forwarded there as well as logged.
 pub const TERMINAL_ENV: &str = "BERTH_SHIM_TERMINAL";
 
+/// Set (to anything) in the environment of a shim spawned before its container is ready to be
+/// made (`run`: its start-up overlaps the network's set-up). It waits for `go` on its stdin
+/// (a pipe) before it reads anything; end of file there means "nothing to do".
+pub const EARLY_ENV: &str = "BERTH_SHIM_EARLY";
+
 /// What the shim tells the CLI once the container runs (or failed to).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Ready {
@@ -53,6 +58,12 @@ impl Ready {
 /// Entry point of `berth __shim`. Returns the shim's exit code.
 pub fn main(paths: &Paths, id: &str) -> i32 {
     crate::sys::timing::mark("shim main");
+    if std::env::var_os(EARLY_ENV).is_some() {
+        if !released() {
+            return 0;
+        }
+        crate::sys::timing::mark("shim released");
+    }
     let mut out = std::io::stdout();
     let rec: ContainerRecord = match read_json(&paths.container(id).join("container.json")) {
         Ok(Some(r)) => r,
@@ -329,6 +340,22 @@ fn auto_remove(paths: &Paths, id: &str) {
 }
 
 /// Waits for the CLI's word on stdin; then stdin is no longer needed.
+/// Waits for `go` from the CLI on our stdout, a socket ([`EARLY_ENV`]); anything else (end of
+/// file: the CLI gave up or died) means there is nothing to do.
+fn released() -> bool {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 8 {
+        match nix::unistd::read(1, &mut byte) {
+            Ok(1) if byte[0] == b'\n' => break,
+            Ok(1) => line.push(byte[0]),
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return false,
+        }
+    }
+    line == b"go"
+}
+
 fn go_ahead() -> bool {
     let mut line = String::new();
     let go = std::io::stdin().read_line(&mut line).is_ok() && line.trim() == "go";
@@ -376,6 +403,7 @@ fn create(
     launch
         .save(bundle.join("config.json"))
         .context("writing the OCI spec")?;
+    crate::sys::timing::mark("spec saved");
     let (out_r, out_w) = nix::unistd::pipe().context("pipe")?;
     let (err_r, err_w) = nix::unistd::pipe().context("pipe")?;
     let mut stdin_w = None;
@@ -417,6 +445,7 @@ fn create(
         .with_detach(true)
         .build()
         .map_err(|e| anyhow!("creating the container: {e}"))?;
+    crate::sys::timing::mark("libcontainer built");
     // From here the container's init exists, waiting to be started: a failure must not leave
     // it behind (it would outlive this shim, holding its namespaces and mounts).
     let finish = || -> Result<Option<OwnedFd>> {

@@ -310,7 +310,9 @@ pub async fn remove_leaving(
     timeout: Option<Duration>,
     leaving: &Leaving,
 ) -> Result<()> {
+    crate::sys::timing::mark("removal begins");
     runtime::stop(paths, rec, runtime::grace(rec, timeout))?;
+    crate::sys::timing::mark("removal stopped");
     let state = load_state(paths, &rec.id)?;
     let maps = super::up::port_mappings(rec, &state.ports);
     if !maps.is_empty() && !leaving.table {
@@ -335,7 +337,9 @@ pub async fn remove_leaving(
             network::allocator(paths, &n.network).release(&rec.id)?;
         }
     }
+    crate::sys::timing::mark("removal addresses released");
     crate::net::remove_netns(&netns)?;
+    crate::sys::timing::mark("removal netns unmounted");
     runtime::remove(paths, rec)?;
     if by_namespace && leaving.await_links {
         for att in &rec.networks {

@@ -195,7 +195,12 @@ pub async fn run(
     rec.host.auto_remove = opts.rm && !opts.attach;
     rec.host.volatile_rootfs = opts.rm;
     let mut later = Vec::new();
-    up::materialize(
+    // Without a terminal to relay, the shim is spawned as soon as the container has a
+    // directory: its start-up overlaps the network's set-up.
+    let early_shim = !(opts.attach && opts.tty);
+    let early_stdin = opts.attach && opts.interactive;
+    let mut early = None;
+    up::materialize_with(
         paths,
         &host,
         project,
@@ -204,6 +209,12 @@ pub async fn run(
         &networks,
         &Default::default(),
         &mut later,
+        &mut |rec| {
+            if early_shim && early.is_none() {
+                early = Some(runtime::spawn_early(paths, rec, early_stdin)?);
+            }
+            Ok(())
+        },
     )
     .await?;
     crate::sys::timing::mark("run materialized");
@@ -236,6 +247,8 @@ pub async fn run(
     let (ready, terminal) = if opts.attach && opts.tty {
         let (ready, t) = runtime::start_with_terminal(paths, &rec, opts.terminal_size)?;
         (ready, Some(t))
+    } else if let Some(early) = early {
+        (early.start(paths, &rec)?, None)
     } else {
         let stdin = opts.attach && opts.interactive;
         (runtime::start_with(paths, &rec, stdin)?, None)

@@ -1121,6 +1121,34 @@ pub async fn materialize(
     created: &BTreeMap<String, ContainerRecord>,
     share_later: &mut Vec<(PathBuf, String, anyhow::Error)>,
 ) -> Result<()> {
+    materialize_with(
+        paths,
+        host,
+        project,
+        rec,
+        svc,
+        networks,
+        created,
+        share_later,
+        &mut |_| Ok(()),
+    )
+    .await
+}
+
+/// [`materialize`], calling `saved` once the record is first saved (its directory exists),
+/// before the network namespace and links are made.
+#[allow(clippy::too_many_arguments)]
+pub async fn materialize_with(
+    paths: &Paths,
+    host: &crate::net::NetHost,
+    project: &Project,
+    rec: &mut ContainerRecord,
+    svc: &crate::compose::Service,
+    networks: &BTreeMap<String, crate::net::BridgeNetwork>,
+    created: &BTreeMap<String, ContainerRecord>,
+    share_later: &mut Vec<(PathBuf, String, anyhow::Error)>,
+    saved: &mut (dyn FnMut(&ContainerRecord) -> Result<()> + Send),
+) -> Result<()> {
     let service = &svc.name;
     super::anonymous::ensure(paths, rec)?;
     super::secrets::inject(paths, project, svc, rec)?;
@@ -1187,13 +1215,17 @@ pub async fn materialize(
             static_ip6: want6,
         });
     }
+    crate::sys::timing::mark("addresses allocated");
     rec.save(paths)?;
+    saved(rec)?;
+    crate::sys::timing::mark("container saved");
     let netns = paths.netns(&rec.id);
     match shared_netns(paths, project, svc, created) {
         Ok(Some(source)) => crate::net::netns::share_netns(&netns, &source)?,
         Ok(None) => crate::net::create_netns(&netns)?,
         Err(e) => share_later.push((netns.clone(), service.clone(), e)),
     }
+    crate::sys::timing::mark("netns made");
     for att in &rec.networks {
         let n = networks
             .values()

@@ -22,6 +22,8 @@ pub fn mark(label: &str) {
         .create(true)
         .open(path)
     {
-        let _ = writeln!(f, "{now} {} {label}", std::process::id());
+        // One write: the CLI and a shim append to the same file at the same time.
+        let line = format!("{now} {} {label}\n", std::process::id());
+        let _ = f.write_all(line.as_bytes());
     }
 }
