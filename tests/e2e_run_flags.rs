@@ -185,7 +185,7 @@ fn shims_of(root: &std::path::Path) -> Vec<String> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if args.iter().any(|a| a == "__shim") && args.iter().any(|a| *a == root) {
+        if args.iter().any(|a| a == "__shim") && args.contains(&root) {
             found.push(args.join(" "));
         }
     }
