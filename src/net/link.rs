@@ -310,12 +310,25 @@ impl NetHost {
         // Without one asked for, Docker's classic address: `02:42:` and the IPv4 address, the
         // same for an address's next holder, so peers' ARP caches stay right (`inspect` shows it).
         peer = peer.address(mac.unwrap_or_else(|| derived_mac(ip)).to_vec());
-        let mut veth = LinkVeth::new(host_ifname, ifname);
+        // One queue each way, asked for rather than cut down to: the kernel makes a veth with a
+        // queue per CPU and then reduces it to one, which waits for an expedited RCU grace
+        // period per end under the RTNL lock (what every veth ends up with either way).
+        peer = peer
+            .append_extra_attribute(LinkAttribute::NumTxQueues(1))
+            .append_extra_attribute(LinkAttribute::NumRxQueues(1));
+        let mut veth = LinkVeth::new(host_ifname, ifname)
+            .append_extra_attribute(LinkAttribute::NumTxQueues(1))
+            .append_extra_attribute(LinkAttribute::NumRxQueues(1));
         if let Some(mtu) = mtu {
             peer = peer.mtu(mtu);
             veth = veth.mtu(mtu);
         }
+        // Made on the bridge and up in the same request: a separate look-up of the new link
+        // would make the kernel settle its pending carrier change first (`linkwatch_sync_dev`),
+        // another expedited RCU grace period.
         let veth = veth
+            .controller(bridge)
+            .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
             .build();
         h.link()
@@ -324,23 +337,9 @@ impl NetHost {
             .await
             .map_err(NetError::netlink(
                 "create veth",
-                format!("{host_ifname} in {}", netns.display()),
+                format!("{host_ifname} on {} to {}", n.bridge, netns.display()),
             ))?;
         drop(ns);
-        let host = require_index(h, host_ifname).await?;
-        h.link()
-            .set(
-                LinkUnspec::new_with_index(host)
-                    .controller(bridge)
-                    .up()
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(NetError::netlink(
-                "attach to bridge",
-                format!("{host_ifname} to {}", n.bridge),
-            ))?;
         let (ifname, prefix, gateway) = (
             ifname.to_string(),
             n.subnet.prefix_len(),
