@@ -18,6 +18,7 @@ pub enum RootfsError {
 
 /// Paths of a container's overlay, all under its state directory.
 pub struct Overlay {
+    pub dir: PathBuf,
     pub upper: PathBuf,
     pub work: PathBuf,
     pub merged: PathBuf,
@@ -26,6 +27,7 @@ pub struct Overlay {
 impl Overlay {
     pub fn new(dir: &Path) -> Overlay {
         Overlay {
+            dir: dir.to_path_buf(),
             upper: dir.join("upper"),
             work: dir.join("work"),
             merged: dir.join("rootfs"),
@@ -48,30 +50,44 @@ impl Overlay {
                 source,
             })?;
         }
+        // The directories are given relative to the container's own (the mount is made from
+        // there): overlayfs shows them as given, and every `/proc/*/mountinfo` read (the
+        // container runtime makes dozens per container start, each holding the kernel's
+        // global mount lock while it formats) then formats a third of the text. It also keeps
+        // an image of many layers within the one page mount options may take.
+        // Resolved first, so that a symlink on the way cannot send `..` elsewhere.
+        let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let base = real(&self.dir);
         let lower: Vec<String> = lowerdirs(layers)
             .iter()
-            .map(|l| l.to_string_lossy().into_owned())
+            .map(|l| relative_to(&base, &real(l)).to_string_lossy().into_owned())
             .collect();
-        let opts = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.join(":"),
-            self.upper.display(),
-            self.work.display()
-        );
+        let opts = format!("lowerdir={},upperdir=upper,workdir=work", lower.join(":"));
         let mount_with = |opts: &str| {
             mount(
                 Some("overlay"),
-                &self.merged,
+                "rootfs",
                 Some("overlay"),
                 MsFlags::empty(),
                 Some(opts),
             )
         };
-        let done = if volatile {
-            mount_with(&format!("{opts},volatile")).or_else(|_| mount_with(&opts))
-        } else {
-            mount_with(&opts)
-        };
+        let dir = self.dir.clone();
+        let done = std::thread::scope(|scope| {
+            scope
+                .spawn(|| -> nix::Result<()> {
+                    // A working directory of this thread's own: other threads' stay as they are.
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)?;
+                    nix::unistd::chdir(&dir)?;
+                    if volatile {
+                        mount_with(&format!("{opts},volatile")).or_else(|_| mount_with(&opts))
+                    } else {
+                        mount_with(&opts)
+                    }
+                })
+                .join()
+                .unwrap_or(Err(nix::Error::EIO))
+        });
         done.map_err(|source| RootfsError::Mount {
             path: self.merged.clone(),
             source,
@@ -213,6 +229,28 @@ fn lowerdirs(layers: &[PathBuf]) -> Vec<&PathBuf> {
     layers.iter().rev().filter(|l| seen.insert(*l)).collect()
 }
 
+/// `target` as a path relative to the directory `base` (both absolute, without `..`), or
+/// `target` itself when they share nothing but `/`.
+fn relative_to(base: &Path, target: &Path) -> PathBuf {
+    let b: Vec<_> = base.components().collect();
+    let t: Vec<_> = target.components().collect();
+    let common = b.iter().zip(&t).take_while(|(x, y)| x == y).count();
+    if common <= 1 {
+        return target.to_path_buf();
+    }
+    let mut rel = PathBuf::new();
+    for _ in common..b.len() {
+        rel.push("..");
+    }
+    for c in &t[common..] {
+        rel.push(c);
+    }
+    if rel.as_os_str().is_empty() {
+        rel.push(".");
+    }
+    rel
+}
+
 /// Every mount point at or below `root` (for leak checks and cleanup).
 pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
@@ -259,6 +297,24 @@ mod tests {
         );
         let layers = [a.clone(), b.clone(), a.clone(), c.clone(), b.clone()];
         assert_eq!(lowerdirs(&layers), [&b, &c, &a]);
+    }
+
+    #[test]
+    fn layers_are_named_from_the_container_directory() {
+        let dir = Path::new("/s/data/containers/abc");
+        assert_eq!(
+            relative_to(dir, Path::new("/s/data/images/layers/l1")),
+            Path::new("../../images/layers/l1")
+        );
+        assert_eq!(
+            relative_to(dir, Path::new("/s/data/containers/abc/x")),
+            Path::new("x")
+        );
+        assert_eq!(relative_to(dir, dir), Path::new("."));
+        assert_eq!(
+            relative_to(dir, Path::new("/other/l")),
+            Path::new("/other/l")
+        );
     }
 
     #[test]

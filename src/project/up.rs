@@ -436,7 +436,9 @@ pub async fn up(
     let host = net_host(paths);
     // No `volume rm`/`prune` until the containers mounting the volumes are saved (step 4).
     let volumes_lock = volume::lock_for_use(paths)?;
+    crate::sys::timing::mark("up planned");
     let (volume_dirs, networks) = ensure_resources(paths, &host, project, progress).await?;
+    crate::sys::timing::mark("up resources");
     // The running containers' published ports, again: their elements are gone if the ruleset
     // was flushed behind our back (adding an element that exists is a no-op).
     for (c, status) in &existing {
@@ -610,6 +612,7 @@ pub async fn up(
         }
     }
     let kept = all.clone();
+    crate::sys::timing::mark("up records");
     let made = super::par::map(&own_ns, super::par::PREPARE_LIMIT, |rec| -> Result<_> {
         let svc = &project.services[rec.service().unwrap_or_default()];
         let mut rec = rec.clone();
@@ -677,6 +680,7 @@ pub async fn up(
             _ => None,
         })
         .collect();
+    crate::sys::timing::mark("up materialized");
     let fresh_recs: Vec<&ContainerRecord> =
         all.values().filter(|r| fresh.contains(&r.name)).collect();
     // Files and the overlay mount of each new container, also in parallel.
@@ -698,6 +702,7 @@ pub async fn up(
         },
     );
     prepared.into_iter().collect::<Result<Vec<()>>>()?;
+    crate::sys::timing::mark("up prepared");
     for (name, rec) in &all {
         if !fresh.contains(name) {
             // Running containers see the new peers at once: the file is bind-mounted.
@@ -737,6 +742,7 @@ pub async fn up(
         let ready = created.start(paths, rec)?;
         publish(&host, rec, &ready.ports)
     };
+    crate::sys::timing::mark("up starting");
     super::start::start_all_created(
         paths,
         project,
