@@ -199,33 +199,12 @@ fn hierarchies(mountinfo: &str) -> Vec<PathBuf> {
         let Some(point) = left.split(' ').nth(4) else {
             continue;
         };
-        let point = PathBuf::from(unescape_octal(point));
+        let point = PathBuf::from(super::rootfs::unescape(point));
         if !out.contains(&point) {
             out.push(point);
         }
     }
     out
-}
-
-/// Undoes the kernel's `\ooo` escapes of a mount table's paths (space, tab, newline, `\\`).
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-            && b[i + 1] <= b'3'
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn is_cgroupfs(f: &std::path::Path) -> bool {
@@ -264,7 +243,6 @@ mod tests {
             ]
             .map(PathBuf::from)
         );
-        assert_eq!(unescape_octal("a\\134b\\011\\9"), "a\\b\t\\9");
     }
 
     #[test]

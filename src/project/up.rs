@@ -620,8 +620,16 @@ pub async fn up(
             .enable_all()
             .build()?;
         let mut later = Vec::new();
-        rt.block_on(materialize(
-            paths, &host, project, &mut rec, svc, &networks, &kept, &mut later,
+        rt.block_on(materialize_with(
+            paths,
+            &host,
+            project,
+            &mut rec,
+            svc,
+            &networks,
+            &kept,
+            &mut later,
+            &mut |_| Ok(()),
         ))?;
         Ok(rec)
     });
@@ -643,7 +651,7 @@ pub async fn up(
     let mut share_later = Vec::new();
     for mut rec in shared_ns {
         let svc = &project.services[rec.service().unwrap_or_default()];
-        materialize(
+        materialize_with(
             paths,
             &host,
             project,
@@ -652,6 +660,7 @@ pub async fn up(
             &networks,
             &all,
             &mut share_later,
+            &mut |_| Ok(()),
         )
         .await?;
         fresh.insert(rec.name.clone());
@@ -1115,34 +1124,8 @@ pub async fn ensure_resources(
 /// Gives a new container record its addresses, saves it (from then on `down` can find and undo
 /// it), and creates its network namespace attached to the service's networks, or shares the
 /// namespace its `network_mode` names. A namespace to share with a container not created yet
-/// is queued in `share_later`.
-#[allow(clippy::too_many_arguments)]
-pub async fn materialize(
-    paths: &Paths,
-    host: &crate::net::NetHost,
-    project: &Project,
-    rec: &mut ContainerRecord,
-    svc: &crate::compose::Service,
-    networks: &BTreeMap<String, crate::net::BridgeNetwork>,
-    created: &BTreeMap<String, ContainerRecord>,
-    share_later: &mut Vec<(PathBuf, String, anyhow::Error)>,
-) -> Result<()> {
-    materialize_with(
-        paths,
-        host,
-        project,
-        rec,
-        svc,
-        networks,
-        created,
-        share_later,
-        &mut |_| Ok(()),
-    )
-    .await
-}
-
-/// [`materialize`], calling `saved` once the record is first saved (its directory exists),
-/// before the network namespace and links are made.
+/// is queued in `share_later`. Calls `saved` once the record is first saved (its directory
+/// exists), before the namespace and links are made.
 #[allow(clippy::too_many_arguments)]
 pub async fn materialize_with(
     paths: &Paths,
