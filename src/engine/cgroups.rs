@@ -116,13 +116,12 @@ pub fn container_path(paths: &crate::state::Paths, id: &str) -> PathBuf {
 /// mount table instead of two per v1 controller (those reads were most of a container's
 /// deletion). `rel` must be relative to the hierarchies' roots, without `..`.
 pub fn remove(rel: &Path) -> std::io::Result<()> {
-    let rel = rel.strip_prefix("/").unwrap_or(rel);
-    if rel.as_os_str().is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+    let Some(rel) = plain(rel) else {
         return Err(std::io::Error::other(format!(
             "refusing to remove cgroup {}",
             rel.display()
         )));
-    }
+    };
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     let mut first_error = None;
     for root in hierarchies(&mountinfo) {
@@ -146,10 +145,9 @@ pub fn remove(rel: &Path) -> std::io::Result<()> {
 /// SIGKILLs every process in a container's cgroup (`rel` as for [`remove`]): what Docker does
 /// when the init of a container without a pid namespace of its own exits.
 pub fn kill_all(rel: &Path) {
-    let rel = rel.strip_prefix("/").unwrap_or(rel);
-    if rel.as_os_str().is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+    let Some(rel) = plain(rel) else {
         return;
-    }
+    };
     let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return;
     };
@@ -158,6 +156,15 @@ pub fn kill_all(rel: &Path) {
             kill_members(&procs);
         }
     }
+}
+
+/// A cgroup path made relative to the hierarchies' roots, if it names something below them
+/// (not empty, no `..`).
+fn plain(rel: &Path) -> Option<&Path> {
+    let rel = rel.strip_prefix("/").unwrap_or(rel);
+    let below =
+        !rel.as_os_str().is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
+    below.then_some(rel)
 }
 
 /// SIGKILLs the pids a `cgroup.procs` lists.
