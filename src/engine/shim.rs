@@ -30,8 +30,9 @@ pub const STDIN_ENV: &str = "BERTH_SHIM_STDIN";
 pub const TERMINAL_ENV: &str = "BERTH_SHIM_TERMINAL";
 
 /// Set (to anything) in the environment of a shim spawned before its container is ready to be
-/// made (`run`: its start-up overlaps the network's set-up). It waits for `go` on its stdin
-/// (a pipe) before it reads anything; end of file there means "nothing to do".
+/// made (`run`: its start-up overlaps the network's set-up). Its stdout is then a socket: it
+/// waits for `go` there before it reads anything (end of file means "nothing to do"), and its
+/// report goes back the same way.
 pub const EARLY_ENV: &str = "BERTH_SHIM_EARLY";
 
 /// What the shim tells the CLI once the container runs (or failed to).
@@ -339,7 +340,6 @@ fn auto_remove(paths: &Paths, id: &str) {
     }
 }
 
-/// Waits for the CLI's word on stdin; then stdin is no longer needed.
 /// Waits for `go` from the CLI on our stdout, a socket ([`EARLY_ENV`]); anything else (end of
 /// file: the CLI gave up or died) means there is nothing to do.
 fn released() -> bool {
@@ -356,6 +356,7 @@ fn released() -> bool {
     line == b"go"
 }
 
+/// Waits for the CLI's word on stdin; then stdin is no longer needed.
 fn go_ahead() -> bool {
     let mut line = String::new();
     let go = std::io::stdin().read_line(&mut line).is_ok() && line.trim() == "go";
