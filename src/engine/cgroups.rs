@@ -116,25 +116,8 @@ pub fn container_path(paths: &crate::state::Paths, id: &str) -> PathBuf {
 /// mount table instead of two per v1 controller (those reads were most of a container's
 /// deletion). `rel` must be relative to the hierarchies' roots, without `..`.
 pub fn remove(rel: &Path) -> std::io::Result<()> {
-    let Some(rel) = plain(rel) else {
-        return Err(std::io::Error::other(format!(
-            "refusing to remove cgroup {}",
-            rel.display()
-        )));
-    };
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     let mut first_error = None;
-    for root in hierarchies(&mountinfo) {
-        let dir = root.join(rel);
-        let procs = match std::fs::read_to_string(dir.join("cgroup.procs")) {
-            Ok(p) => p,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                first_error.get_or_insert(e);
-                continue;
-            }
-        };
-        kill_members(&procs);
+    for dir in kill_all(rel)? {
         if let Err(e) = rmdir_with_retry(&dir) {
             first_error.get_or_insert(e);
         }
@@ -143,19 +126,25 @@ pub fn remove(rel: &Path) -> std::io::Result<()> {
 }
 
 /// SIGKILLs every process in a container's cgroup (`rel` as for [`remove`]): what Docker does
-/// when the init of a container without a pid namespace of its own exits.
-pub fn kill_all(rel: &Path) {
+/// when the init of a container without a pid namespace of its own exits. Returns the
+/// cgroup's directories (one per hierarchy it is on).
+pub fn kill_all(rel: &Path) -> std::io::Result<Vec<PathBuf>> {
     let Some(rel) = plain(rel) else {
-        return;
+        return Err(std::io::Error::other(format!(
+            "refusing to touch cgroup {}",
+            rel.display()
+        )));
     };
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut dirs = Vec::new();
     for root in hierarchies(&mountinfo) {
-        if let Ok(procs) = std::fs::read_to_string(root.join(rel).join("cgroup.procs")) {
+        let dir = root.join(rel);
+        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
             kill_members(&procs);
+            dirs.push(dir);
         }
     }
+    Ok(dirs)
 }
 
 /// A cgroup path made relative to the hierarchies' roots, if it names something below them

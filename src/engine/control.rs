@@ -172,10 +172,9 @@ pub fn reap_orphan(paths: &Paths, rec: &ContainerRecord) {
         return;
     }
     let dir = paths.runtime().join(&rec.id);
+    // The cgroup goes as the shim's own cleanup removes it (members left are killed).
+    let _ = super::cgroups::remove(&super::cgroups::container_path(paths, &rec.id));
     if dir.is_dir() {
-        if let Ok(mut c) = Container::load(dir.clone()) {
-            let _ = c.delete(true);
-        }
         let _ = std::fs::remove_dir_all(&dir);
     }
     if st.pid.is_some() {

@@ -586,7 +586,7 @@ fn supervise(
         };
         if std::mem::take(&mut init_exited) {
             init_exit = None;
-            super::cgroups::kill_all(&super::cgroups::container_path(paths, &rec.id));
+            let _ = super::cgroups::kill_all(&super::cgroups::container_path(paths, &rec.id));
         }
         if ready.iter().any(|r| *r) || health_ready || dns_ready.iter().any(|r| *r) {
             busy_at = Some(Instant::now());
