@@ -256,7 +256,7 @@ pub fn main() -> ExitCode {
     ) {
         crate::engine::cgroups::warm();
     }
-    let cli = Cli::parse_from(args);
+    let cli = parse(args);
     output::init_tracing();
     output::set_mode(&cli.global.progress, &cli.global.ansi);
     crate::sys::timing::mark("cli parsed");
@@ -271,6 +271,45 @@ pub fn main() -> ExitCode {
         }
     };
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// `args` as a `Cli`. clap's derive builds the arguments of every command before it parses
+/// (about a millisecond, on each start). The commands a CI job or a container start runs
+/// most are first parsed against a tree holding only the one named; what does not parse there
+/// (help, `--version`, mistakes) is parsed again against the whole tree, so help and error
+/// messages are the same as before.
+fn parse(args: Vec<String>) -> Cli {
+    match parse_narrow(&args) {
+        Some(cli) => cli,
+        None => Cli::parse_from(args),
+    }
+}
+
+fn parse_narrow(args: &[String]) -> Option<Cli> {
+    use clap::{Args, FromArgMatches};
+    let word = command_word(args)?;
+    type Augment = fn(clap::Command) -> clap::Command;
+    let (name, augment): (&'static str, Augment) = match word {
+        "up" => ("up", project::UpArgs::augment_args),
+        "create" => ("create", project::CreateArgs::augment_args),
+        "down" => ("down", project::DownArgs::augment_args),
+        "ps" => ("ps", project::PsArgs::augment_args),
+        "run" => ("run", project::RunArgs::augment_args),
+        "exec" => ("exec", project::ExecArgs::augment_args),
+        "stop" => ("stop", lifecycle::StopArgs::augment_args),
+        "restart" => ("restart", lifecycle::StopArgs::augment_args),
+        "start" => ("start", lifecycle::ServicesArgs::augment_args),
+        "kill" => ("kill", lifecycle::KillArgs::augment_args),
+        "rm" => ("rm", lifecycle::RmArgs::augment_args),
+        "logs" => ("logs", logs::LogsArgs::augment_args),
+        _ => return None,
+    };
+    let sub = augment(clap::Command::new(name));
+    let tree = Global::augment_args(clap::Command::new("berth").disable_help_subcommand(true))
+        .subcommand_required(true)
+        .subcommand(sub);
+    let matches = tree.try_get_matches_from(args).ok()?;
+    Cli::from_arg_matches(&matches).ok()
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -353,6 +392,43 @@ mod tests {
 
     fn v(s: &str) -> Vec<String> {
         s.split(' ').map(String::from).collect()
+    }
+
+    /// The narrow parse gives what the whole tree gives, and leaves to it what it cannot parse.
+    #[test]
+    fn narrow_parse_is_the_full_parse() {
+        for line in [
+            "berth up -d",
+            "berth -p x up -d --wait --scale a=2 a b",
+            "berth --root /r --progress plain run --rm -e A=1 -v /a:/b bb sh -c true",
+            "berth run --rm bb true --x -y",
+            "berth exec -T -u 1 web ls -l",
+            "berth down -v -t 0 --remove-orphans",
+            "berth -f a.yml -f b.yml ps -q --all",
+            "berth stop -t 3 a",
+            "berth restart a",
+            "berth start a b",
+            "berth kill -s KILL a",
+            "berth rm -f -s",
+            "berth logs -f --tail 3 -t a",
+            "berth create --pull never --force-recreate a",
+            "berth --ansi never up --abort-on-container-exit --exit-code-from a",
+        ] {
+            let args = v(line);
+            let narrow = parse_narrow(&args).unwrap_or_else(|| panic!("{line}: no narrow parse"));
+            let full = Cli::try_parse_from(&args).unwrap();
+            assert_eq!(format!("{narrow:?}"), format!("{full:?}"), "{line}");
+        }
+        for line in [
+            "berth up --help",
+            "berth run",
+            "berth up --no-such-flag",
+            "berth --version",
+            "berth images",
+            "berth down --rmi",
+        ] {
+            assert!(parse_narrow(&v(line)).is_none(), "{line}");
+        }
     }
 
     #[test]
