@@ -36,6 +36,10 @@ impl Paths {
     pub fn volumes(&self) -> PathBuf {
         self.data.join("volumes")
     }
+    /// The read-only layer every container's root filesystem has above its image's.
+    pub fn init_layer(&self) -> PathBuf {
+        self.data.join("init-layer")
+    }
     pub fn containers(&self) -> PathBuf {
         self.data.join("containers")
     }

@@ -427,3 +427,54 @@ fn stdin_open_keeps_stdin_open_and_tty_keeps_a_shell_alive() {
         assert_eq!(v["State"], "running", "{v}");
     }
 }
+
+/// Docker's init layer: the mount points every container has are there from the start, in a
+/// layer of their own, with the modes Docker gives them even under a umask of 077; nothing
+/// is made in the container's own layer, so `commit` of a container that changed nothing
+/// adds an empty layer.
+#[test]
+fn mount_points_come_from_an_init_layer_like_dockers() {
+    require_root!();
+    let env = Env::new("rtinitlayer");
+    env.write(
+        "compose.yaml",
+        "services:\n  bb:\n    image: busybox\n    command: [sleep, '1000']\n",
+    );
+    let cmd = env.command(&["up", "-d"]);
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c")
+        .arg("umask 077; exec \"$0\" \"$@\"")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .current_dir(cmd.get_current_dir().unwrap());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let out = sh.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = env.ok(&[
+        "exec",
+        "-T",
+        "bb",
+        "sh",
+        "-c",
+        "readlink /etc/mtab; stat -c '%n %a' /etc /etc/hosts /dev/shm",
+    ]);
+    assert_eq!(
+        seen, "/proc/mounts\n/etc 755\n/etc/hosts 644\n/dev/shm 1777\n",
+        "{seen}"
+    );
+    let containers = env.root().join("containers");
+    for c in std::fs::read_dir(&containers).unwrap() {
+        let upper = c.unwrap().path().join("upper");
+        let made: Vec<_> = std::fs::read_dir(&upper).unwrap().collect();
+        assert!(made.is_empty(), "{} has {made:?}", upper.display());
+    }
+}

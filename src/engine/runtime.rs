@@ -43,11 +43,13 @@ pub fn prepare(
 ) -> Result<(), RuntimeError> {
     let dir = rec.dir(paths);
     rec.save(paths)?;
-    write_file(&dir.join("hostname"), &format!("{}\n", rec.hostname))?;
-    write_file(&dir.join("hosts"), hosts)?;
-    write_file(&dir.join("resolv.conf"), resolv)?;
+    write_etc_file(&dir.join("hostname"), &format!("{}\n", rec.hostname))?;
+    write_etc_file(&dir.join("hosts"), hosts)?;
+    write_etc_file(&dir.join("resolv.conf"), resolv)?;
     crate::sys::timing::mark("files written");
-    Overlay::new(&dir).mount(&rec.layers, rec.host.volatile_rootfs)?;
+    let mut layers = rec.layers.clone();
+    layers.push(super::rootfs::init_layer(&paths.init_layer())?);
+    Overlay::new(&dir).mount(&layers, rec.host.volatile_rootfs)?;
     crate::sys::timing::mark("rootfs mounted");
     for m in &rec.mounts {
         // A volume with options is filled in its own filesystem, mounted meanwhile (as
@@ -86,6 +88,17 @@ pub fn prepared(paths: &Paths, rec: &ContainerRecord) -> bool {
 /// Rewrites a file in place (it is bind-mounted into running containers, so no rename).
 pub fn write_file(path: &std::path::Path, content: &str) -> Result<(), StateError> {
     std::fs::write(path, content).map_err(io_err(path))
+}
+
+/// A file the container sees as one of its `/etc` files: readable by all its users, as
+/// Docker's are, whatever berth's umask.
+fn write_etc_file(path: &std::path::Path, content: &str) -> Result<(), StateError> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = std::fs::File::create(path).map_err(io_err(path))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(io_err(path))?;
+    f.write_all(content.as_bytes()).map_err(io_err(path))
 }
 
 const STOP_MARKER: &str = "stop-requested";
