@@ -428,19 +428,9 @@ fn stdin_open_keeps_stdin_open_and_tty_keeps_a_shell_alive() {
     }
 }
 
-/// Docker's init layer: the mount points every container has are there from the start, in a
-/// layer of their own, with the modes Docker gives them even under a umask of 077; nothing
-/// is made in the container's own layer, so `commit` of a container that changed nothing
-/// adds an empty layer.
-#[test]
-fn mount_points_come_from_an_init_layer_like_dockers() {
-    require_root!();
-    let env = Env::new("rtinitlayer");
-    env.write(
-        "compose.yaml",
-        "services:\n  bb:\n    image: busybox\n    command: [sleep, '1000']\n",
-    );
-    let cmd = env.command(&["up", "-d"]);
+/// Runs `berth args` in `env` with a umask of 077.
+fn with_umask_077(env: &Env, args: &[&str]) {
+    let cmd = env.command(args);
     let mut sh = std::process::Command::new("sh");
     sh.arg("-c")
         .arg("umask 077; exec \"$0\" \"$@\"")
@@ -456,25 +446,64 @@ fn mount_points_come_from_an_init_layer_like_dockers() {
     let out = sh.output().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "berth {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Docker's init layer: the mount points every container has are there from the start, in a
+/// layer of their own; nothing is made in the container's own layer, so `commit` of a
+/// container that changed nothing adds an empty layer.
+#[test]
+fn mount_points_come_from_an_init_layer_like_dockers() {
+    require_root!();
+    let env = Env::new("rtinitlayer");
+    env.write(
+        "compose.yaml",
+        "services:\n  bb:\n    image: busybox\n    command: [sleep, '1000']\n",
+    );
+    env.ok(&["up", "-d"]);
+    let seen = env.ok(&["exec", "-T", "bb", "readlink", "/etc/mtab"]);
+    assert_eq!(seen, "/proc/mounts\n");
+    let containers = env.root().join("containers");
+    for c in std::fs::read_dir(&containers).unwrap() {
+        let upper = c.unwrap().path().join("upper");
+        let made: Vec<_> = std::fs::read_dir(&upper).unwrap().collect();
+        assert!(made.is_empty(), "{} has {made:?}", upper.display());
+    }
+}
+
+/// What a container sees has Docker's modes whatever the umask of whoever runs berth: at 077
+/// the container's `/` was 0700 and its `/etc/hosts` 0600, so no user but root could read
+/// anything; a new named volume and a bind source berth makes are 0755 as Docker's.
+#[test]
+fn the_callers_umask_does_not_reach_into_containers() {
+    require_root!();
+    let env = Env::new("rtumask");
+    env.write(
+        "compose.yaml",
+        "services:\n  bb:\n    image: busybox\n    user: '1000'\n    command: [sleep, '1000']\n    volumes: [data:/data, ./made/deep:/bind]\nvolumes:\n  data:\n",
+    );
+    with_umask_077(&env, &["up", "-d"]);
     let seen = env.ok(&[
         "exec",
         "-T",
         "bb",
         "sh",
         "-c",
-        "readlink /etc/mtab; stat -c '%n %a' /etc /etc/hosts /dev/shm",
+        "stat -c '%n %a' / /etc /etc/hosts /etc/resolv.conf /etc/hostname /data /bind; ls / | grep -c ^s*bin$; head -1 /etc/passwd",
     ]);
     assert_eq!(
-        seen, "/proc/mounts\n/etc 755\n/etc/hosts 644\n/dev/shm 1777\n",
+        seen,
+        "/ 755\n/etc 755\n/etc/hosts 644\n/etc/resolv.conf 644\n/etc/hostname 644\n/data 755\n/bind 755\n2\nroot:x:0:0:root:/root:/bin/sh\n",
         "{seen}"
     );
-    let containers = env.root().join("containers");
-    for c in std::fs::read_dir(&containers).unwrap() {
-        let upper = c.unwrap().path().join("upper");
-        let made: Vec<_> = std::fs::read_dir(&upper).unwrap().collect();
-        assert!(made.is_empty(), "{} has {made:?}", upper.display());
+    for d in ["made", "made/deep"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.dir.join(d))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755, "{d}");
     }
 }

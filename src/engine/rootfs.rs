@@ -44,7 +44,15 @@ impl Overlay {
         if is_mountpoint(&self.merged) {
             return Ok(());
         }
-        for d in [&self.upper, &self.work, &self.merged] {
+        // The upper directory is the container's `/`: made 0755 as Docker's, whatever the
+        // umask (at 077 no user but root could have read anything in the container).
+        crate::sys::fsat::create_dirs_with_mode(&self.upper, 0o755).map_err(|source| {
+            RootfsError::Io {
+                path: self.upper.clone(),
+                source,
+            }
+        })?;
+        for d in [&self.work, &self.merged] {
             std::fs::create_dir_all(d).map_err(|source| RootfsError::Io {
                 path: d.clone(),
                 source,

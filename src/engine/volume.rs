@@ -73,7 +73,7 @@ pub fn ensure_with_options(
     let meta = dir.join("volume.json");
     let created = read_json::<VolumeRecord>(&meta)?.is_none();
     if created {
-        std::fs::create_dir_all(&data).map_err(io_err(&data))?;
+        crate::sys::fsat::create_dirs_with_mode(&data, 0o755).map_err(io_err(&data))?;
         write_json(
             &meta,
             &VolumeRecord {

@@ -1497,7 +1497,7 @@ pub fn create_service_bind_sources(svc: &crate::compose::Service) -> Result<()> 
                 );
             }
             if !p.exists() {
-                std::fs::create_dir_all(&p).with_context(|| {
+                crate::sys::fsat::create_dirs_with_mode(&p, 0o755).with_context(|| {
                     format!(
                         "service {:?}: cannot create bind mount source {}",
                         svc.name,

@@ -159,3 +159,21 @@ pub fn spread_subdirs(dir: &Path) -> io::Result<()> {
     unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) };
     Ok(())
 }
+
+/// `create_dir_all`, with each directory it makes given `mode` whatever the process's umask.
+/// What a container sees (its root, a volume, a bind source berth made) must have Docker's
+/// modes, which come from dockerd's umask (022), not from the one of whoever runs berth.
+pub fn create_dirs_with_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dirs_with_mode(parent, mode)?;
+    }
+    match std::fs::create_dir(path) {
+        Ok(()) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
