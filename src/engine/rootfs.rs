@@ -66,9 +66,15 @@ impl Overlay {
         // Resolved first, so that a symlink on the way cannot send `..` elsewhere.
         let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         let base = real(&self.dir);
+        // Each layer by a short link to it (as Docker's overlay2 `l/` directory), when one
+        // can be had: a layer's own name is its 64-digit digest.
         let lower: Vec<String> = lowerdirs(layers)
             .iter()
-            .map(|l| relative_to(&base, &real(l)).to_string_lossy().into_owned())
+            .map(|l| {
+                let l = real(l);
+                let by = short_link(&l).unwrap_or(l);
+                relative_to(&base, &by).to_string_lossy().into_owned()
+            })
             .collect();
         let opts = format!("lowerdir={},upperdir=upper,workdir=work", lower.join(":"));
         let mount_with = |opts: &str| {
@@ -232,6 +238,48 @@ pub fn is_mountpoint(path: &Path) -> bool {
 /// met twice (two layers of identical content, e.g. two RUN steps that changed the same
 /// nothing-but-a-stub) is kept at its topmost place only: overlayfs refuses overlapping lower
 /// directories (ELOOP), and the lower copy is wholly covered by the upper one anyway.
+/// How long a layer's short link name is: 16 hex digits of its 64.
+const SHORT_LINK: usize = 16;
+
+/// A short name for the layer directory `layer` (canonical): `l/<16 digits>` next to the
+/// directory holding it, a symlink to it made on first use. overlayfs follows it when it
+/// mounts and shows the name as given, so each mount's `lowerdir` shrinks by about 60 bytes a
+/// layer in every `/proc/*/mountinfo` read. `None` (the long name is used) for a name that is
+/// not long enough to gain, or a link that cannot be made or points elsewhere.
+pub fn short_link(layer: &Path) -> Option<PathBuf> {
+    let name = layer.file_name()?.to_str()?;
+    if name.len() <= SHORT_LINK + 4 || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let store = layer.parent()?;
+    let links = store.parent()?.join("l");
+    let link = links.join(&name[..SHORT_LINK]);
+    let target = Path::new("..").join(store.file_name()?).join(name);
+    let points_here = |link: &Path| std::fs::read_link(link).is_ok_and(|t| t == target);
+    if points_here(&link) {
+        return Some(link);
+    }
+    let _ = std::fs::create_dir(&links);
+    match std::os::unix::fs::symlink(&target, &link) {
+        Ok(()) => Some(link),
+        // Made meanwhile by a concurrent start, or (a prefix shared by two digests) taken.
+        Err(_) => points_here(&link).then_some(link),
+    }
+}
+
+/// Removes the short links of [`short_link`] under `links` whose layer is gone.
+pub fn prune_short_links(links: &Path) {
+    let Ok(entries) = std::fs::read_dir(links) else {
+        return;
+    };
+    for e in entries.flatten() {
+        // `exists` follows the link: false for one whose layer was removed.
+        if e.file_type().is_ok_and(|t| t.is_symlink()) && !e.path().exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Docker's init layer: the mount points every container has (`/proc`, `/sys`, `/dev/pts`,
 /// `/dev/shm`, the three `/etc` files berth binds over, `/etc/mtab`), in one read-only layer
 /// that every container's root filesystem has above its image's. Without it the runtime
@@ -373,6 +421,35 @@ mod tests {
             relative_to(dir, Path::new("/other/l")),
             Path::new("/other/l")
         );
+    }
+
+    #[test]
+    fn layers_are_mounted_by_short_links() {
+        let t = tempfile::tempdir().unwrap();
+        let store = t.path().join("images/layers");
+        let long = "a".repeat(64);
+        let other = format!("{}b", "a".repeat(63));
+        std::fs::create_dir_all(store.join(&long)).unwrap();
+        std::fs::create_dir_all(store.join(&other)).unwrap();
+        let link = short_link(&store.join(&long)).unwrap();
+        assert_eq!(link, t.path().join("images/l").join("a".repeat(16)));
+        assert_eq!(
+            std::fs::canonicalize(&link).unwrap(),
+            std::fs::canonicalize(store.join(&long)).unwrap()
+        );
+        // Again: the same link; a digest sharing the prefix keeps its long name.
+        assert_eq!(short_link(&store.join(&long)), Some(link.clone()));
+        assert_eq!(short_link(&store.join(&other)), None);
+        // Short names stay as they are.
+        std::fs::create_dir_all(store.join("short")).unwrap();
+        assert_eq!(short_link(&store.join("short")), None);
+        // A removed layer's link goes with the next prune; a live one stays.
+        std::fs::remove_dir(store.join(&long)).unwrap();
+        std::fs::create_dir_all(store.join("c".repeat(64))).unwrap();
+        let live = short_link(&store.join("c".repeat(64))).unwrap();
+        prune_short_links(&t.path().join("images/l"));
+        assert!(std::fs::symlink_metadata(&link).is_err());
+        assert!(live.exists());
     }
 
     #[test]

@@ -263,6 +263,7 @@ impl ImageStore {
             // remove_dir_all does not follow symlinks inside the layer.
             fs::remove_dir_all(&path).map_err(ImageError::io(&path))?;
         }
+        crate::engine::rootfs::prune_short_links(&self.root.join("l"));
         freed += self.clean_downloads()?;
         Ok(freed)
     }
