@@ -452,15 +452,20 @@ mod tests {
     fn the_default_profile_compiles_once_and_is_then_read_from_the_cache() {
         let root = tempfile::tempdir().unwrap();
         let paths = Paths::new(Some(root.path()));
-        let f = super::super::default_profile(&super::super::Target {
-            caps: &HashSet::new(),
-            arch: std::env::consts::ARCH,
-            kernel: super::super::running_kernel(),
-        });
+        let f = default_filter();
         let first = program(&paths, &f).unwrap().unwrap().program;
         assert!(first.code.len() > 800, "{} bytes", first.code.len());
         assert_eq!(programs(&paths).len(), 1);
         assert_eq!(program(&paths, &f).unwrap().unwrap().program, first);
+    }
+
+    /// Docker's profile for this machine, with no capabilities added.
+    fn default_filter() -> LinuxSeccomp {
+        super::super::default_profile(&super::super::Target {
+            caps: &HashSet::new(),
+            arch: std::env::consts::ARCH,
+            kernel: super::super::running_kernel(),
+        })
     }
 
     /// The cached programs (not the lock files, nor a compile's temporary file).
@@ -478,11 +483,7 @@ mod tests {
     fn concurrent_first_uses_share_one_compile() {
         let root = tempfile::tempdir().unwrap();
         let paths = Paths::new(Some(root.path()));
-        let f = super::super::default_profile(&super::super::Target {
-            caps: &HashSet::new(),
-            arch: std::env::consts::ARCH,
-            kernel: super::super::running_kernel(),
-        });
+        let f = default_filter();
         let got: Vec<Program> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..4)
                 .map(|_| s.spawn(|| program(&paths, &f).unwrap().unwrap().program))
