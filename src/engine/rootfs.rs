@@ -283,10 +283,10 @@ pub fn prune_short_links(links: &Path) {
 /// Docker's init layer: the mount points every container has (`/proc`, `/sys`, `/dev/pts`,
 /// `/dev/shm`, the three `/etc` files berth binds over, `/etc/mtab`), in one read-only layer
 /// that every container's root filesystem has above its image's. Without it the runtime
-/// makes them in each container's upper directory (with a careful walk each), and every
-/// removal deletes them again: about a millisecond both ways on a minimal image. They stay
-/// out of `commit` as they do out of `docker commit`. Made once, under a temporary name then
-/// renamed, so that a concurrent start sees it whole or not at all.
+/// makes them in each container's upper directory (with a careful walk each) of an image that
+/// lacks them, and every removal deletes them again. They stay out of `commit` as they do out
+/// of `docker commit`. Made once, under a temporary name then renamed, so that a concurrent
+/// start sees it whole or not at all.
 pub fn init_layer(dir: &Path) -> Result<PathBuf, RootfsError> {
     if dir.is_dir() {
         return Ok(dir.to_path_buf());
