@@ -54,6 +54,9 @@ refs_start() {
 			[engine]
 			tmp_dir = "$p/tmp"
 			events_logger = "none"
+			# runc, as docker's: podman prefers crun when it is installed, and crun refuses
+			# this hybrid host's controller-less cgroup2 mount.
+			runtime = "runc"
 		CONF
 		cat >"$p/storage.conf" <<-CONF
 			[storage]
