@@ -411,6 +411,43 @@ pub fn list(paths: &Paths) -> Result<Vec<ContainerRecord>, StateError> {
     Ok(out)
 }
 
+/// Removes the directories a killed `up` or `run` left in `containers/` before its first
+/// record was written: nothing in them but `write_json`'s temporary file of a process that no
+/// longer runs. No record names them, so no `down` would. A directory being made right now
+/// holds the temporary file of a live process, or nothing yet, and is left alone.
+pub fn sweep_unrecorded(paths: &Paths) {
+    let Ok(entries) = std::fs::read_dir(paths.containers()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let dir = e.path();
+        if dir.join("container.json").exists() {
+            continue;
+        }
+        let Ok(inside) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let names: Vec<String> = inside
+            .flatten()
+            .map(|f| f.file_name().to_string_lossy().into_owned())
+            .collect();
+        let dead_tmp = |n: &String| {
+            n.strip_prefix(".container.json.tmp")
+                .and_then(|pid| pid.parse::<i32>().ok())
+                .is_some_and(|pid| {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                        == Err(nix::errno::Errno::ESRCH)
+                })
+        };
+        if !names.is_empty() && names.iter().all(dead_tmp) {
+            for n in &names {
+                let _ = std::fs::remove_file(dir.join(n));
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
 /// The `com.docker.compose.*` labels, with docker compose's meanings.
 pub mod labels {
     pub const PROJECT: &str = "com.docker.compose.project";
@@ -429,7 +466,36 @@ pub mod labels {
 
 #[cfg(test)]
 mod tests {
-    use super::restart_delay;
+
+    /// Only a dead process's half-made directory goes; one being made, one with a record and
+    /// an empty one (made a moment ago, its file not written yet) stay.
+    #[test]
+    fn sweep_removes_only_what_a_dead_process_half_made() {
+        let t = tempfile::tempdir().unwrap();
+        let paths = Paths::new(Some(t.path()));
+        let c = paths.containers();
+        let make = |name: &str, file: Option<String>| {
+            std::fs::create_dir_all(c.join(name)).unwrap();
+            if let Some(f) = file {
+                std::fs::write(c.join(name).join(f), b"{").unwrap();
+            }
+        };
+        make("dead", Some(format!(".container.json.tmp{}", i32::MAX)));
+        make(
+            "alive",
+            Some(format!(".container.json.tmp{}", std::process::id())),
+        );
+        make("recorded", Some("container.json".into()));
+        make("empty", None);
+        sweep_unrecorded(&paths);
+        let mut left: Vec<String> = std::fs::read_dir(&c)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["alive", "empty", "recorded"]);
+    }
+    use super::{Paths, restart_delay, sweep_unrecorded};
     use std::time::Duration;
 
     #[test]

@@ -118,6 +118,7 @@ pub async fn down(
     progress: &dyn Progress,
 ) -> Result<()> {
     let _lock = super::lock(paths, project)?;
+    crate::engine::container::sweep_unrecorded(paths);
     let host = net_host(paths);
     let recs: Vec<ContainerRecord> = containers(paths, project)?
         .into_iter()
