@@ -302,7 +302,10 @@ pub fn init_layer(dir: &Path) -> Result<PathBuf, RootfsError> {
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
     for d in ["dev/pts", "dev/shm", "proc", "sys", "etc"] {
-        crate::sys::fsat::create_dirs_with_mode(&tmp.join(d), 0o755).map_err(io(&tmp.join(d)))?;
+        std::fs::create_dir_all(tmp.join(d)).map_err(io(&tmp.join(d)))?;
+    }
+    for d in ["", "dev", "dev/pts", "dev/shm", "proc", "sys", "etc"] {
+        mode(&tmp.join(d), 0o755).map_err(io(&tmp.join(d)))?;
     }
     for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
         std::fs::write(tmp.join(f), b"").map_err(io(&tmp.join(f)))?;
