@@ -367,22 +367,33 @@ impl ContainerRecord {
 }
 
 pub fn load_state(paths: &Paths, id: &str) -> Result<State, StateError> {
-    let state: State = read_json(&paths.container(id).join("state.json"))?.unwrap_or_default();
-    Ok(state.checked())
+    let path = paths.container(id).join("state.json");
+    let state: State = read_json(&path)?.unwrap_or_default();
+    if !state.orphaned() {
+        return Ok(state);
+    }
+    // The shim records the exit and then ends: between our read and the liveness checks it
+    // may have done both. Only a second read, made after both were seen dead, can tell a
+    // recorded exit from a killed shim.
+    let again: State = read_json(&path)?.unwrap_or_default();
+    Ok(again.checked())
 }
 
 impl State {
     /// A `running` state whose shim and init are both gone (a kill -9, a reboot) reads as exited.
     fn checked(mut self) -> State {
-        // While the shim lives it will record the real exit code: trust it, not a guess.
-        if self.status == Status::Running
-            && !crate::sys::proc::alive(self.pid, self.pid_start)
-            && !crate::sys::proc::alive(self.shim_pid, self.shim_start)
-        {
+        if self.orphaned() {
             self.status = Status::Exited;
             self.exit_code.get_or_insert(137);
         }
         self
+    }
+    /// `running` on record with neither the init nor the shim alive. While the shim lives it
+    /// will record the real exit code: trust it, not a guess.
+    fn orphaned(&self) -> bool {
+        self.status == Status::Running
+            && !crate::sys::proc::alive(self.pid, self.pid_start)
+            && !crate::sys::proc::alive(self.shim_pid, self.shim_start)
     }
     /// Whether the shim that supervises this container still runs.
     pub fn shim_alive(&self) -> bool {
@@ -495,8 +506,53 @@ mod tests {
         left.sort();
         assert_eq!(left, ["alive", "empty", "recorded"]);
     }
-    use super::{Paths, restart_delay, sweep_unrecorded};
+    use super::{Paths, State, Status, load_state, restart_delay, sweep_unrecorded};
     use std::time::Duration;
+
+    /// A shim records the exit and ends while a reader is between reading `running` and
+    /// finding both processes dead: the reader reports the recorded code, never a guessed 137.
+    #[test]
+    fn an_exit_recorded_as_the_shim_ends_is_never_read_as_killed() {
+        let t = tempfile::tempdir().unwrap();
+        let paths = Paths::new(Some(t.path()));
+        let id = "c";
+        std::fs::create_dir_all(paths.container(id)).unwrap();
+        for round in 0..60 {
+            let mut shim = std::process::Command::new("sleep")
+                .arg("10")
+                .spawn()
+                .unwrap();
+            let pid = shim.id() as i32;
+            let running = State {
+                status: Status::Running,
+                shim_pid: Some(pid),
+                shim_start: crate::sys::proc::start_time(pid),
+                ..Default::default()
+            };
+            running.save(&paths, id).unwrap();
+            let reader = std::thread::spawn({
+                let paths = paths.clone();
+                move || {
+                    loop {
+                        let st = load_state(&paths, id).unwrap();
+                        if st.status == Status::Exited {
+                            return st.exit_code;
+                        }
+                    }
+                }
+            });
+            std::thread::sleep(Duration::from_micros(200 + 37 * round));
+            let exited = State {
+                status: Status::Exited,
+                exit_code: Some(0),
+                ..running.clone()
+            };
+            exited.save(&paths, id).unwrap();
+            shim.kill().unwrap();
+            shim.wait().unwrap();
+            assert_eq!(reader.join().unwrap(), Some(0), "round {round}");
+        }
+    }
 
     #[test]
     fn restart_backoff_doubles_to_a_minute_and_resets_after_ten_seconds_up() {
