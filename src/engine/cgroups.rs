@@ -182,6 +182,10 @@ fn rmdir_with_retry(dir: &Path) -> std::io::Result<()> {
 }
 
 /// The mount points of the cgroup hierarchies (v1 and v2) a mount table lists, each once.
+pub fn hierarchy_roots(mountinfo: &str) -> Vec<PathBuf> {
+    hierarchies(mountinfo)
+}
+
 fn hierarchies(mountinfo: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     for line in mountinfo.lines() {

@@ -15,6 +15,7 @@ pub mod health;
 pub mod hostconfig;
 pub mod image;
 pub mod init;
+pub mod launch;
 pub mod logs;
 pub mod registry;
 pub mod resources;

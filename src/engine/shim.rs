@@ -112,17 +112,17 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
                 report(&mut out, Ok(Ready::started(pid, &ports)));
                 if !go_ahead() {
                     aborted = true;
-                    discard(&mut container);
+                    discard(container);
                     return Err(anyhow!("start cancelled"));
                 }
             }
             if first && let Err(e) = attach_terminal(&rec, &out_r).map(|t| terminal = t) {
-                discard(&mut container);
+                discard(container);
                 return Err(e);
             }
             crate::sys::timing::mark("shim created");
             if let Err(e) = container.start() {
-                discard(&mut container);
+                discard(container);
                 return Err(anyhow!("starting the container: {e}"));
             }
             Ok((container, out_r, err_r, stdin_w))
@@ -275,12 +275,43 @@ fn report(out: &mut impl Write, r: Result<Ready>) -> i32 {
 /// and starts it only after reading `go` on its stdin; end of file there means "do not start".
 pub const HOLD_ENV: &str = "BERTH_SHIM_HOLD";
 
+/// A created container's init, made by berth's own launcher or by libcontainer.
+enum Init {
+    Lean(super::launch::Created, std::path::PathBuf),
+    Lib(libcontainer::container::Container),
+}
+
+impl Init {
+    fn pid(&self) -> Option<nix::unistd::Pid> {
+        match self {
+            Init::Lean(c, _) => Some(c.pid()),
+            Init::Lib(c) => c.pid(),
+        }
+    }
+
+    fn start(&mut self) -> Result<()> {
+        match self {
+            Init::Lean(c, runtime_dir) => {
+                c.start()?;
+                super::launch::record_started(runtime_dir);
+                Ok(())
+            }
+            Init::Lib(c) => c.start().map_err(|e| anyhow!("{e}")),
+        }
+    }
+}
+
 /// Kills and deletes a created container that will not run, and reaps its init.
-fn discard(container: &mut libcontainer::container::Container) {
-    let pid = container.pid();
-    let _ = container.delete(true);
-    if let Some(pid) = pid {
-        let _ = waitpid(pid, None);
+fn discard(container: Init) {
+    match container {
+        Init::Lean(c, _) => c.discard(),
+        Init::Lib(mut container) => {
+            let pid = container.pid();
+            let _ = container.delete(true);
+            if let Some(pid) = pid {
+                let _ = waitpid(pid, None);
+            }
+        }
     }
 }
 
@@ -370,12 +401,7 @@ fn go_ahead() -> bool {
 fn create(
     paths: &Paths,
     rec: &ContainerRecord,
-) -> Result<(
-    libcontainer::container::Container,
-    OwnedFd,
-    OwnedFd,
-    Option<OwnedFd>,
-)> {
+) -> Result<(Init, OwnedFd, OwnedFd, Option<OwnedFd>)> {
     let dir = paths.container(&rec.id);
     let bundle = dir.join("bundle");
     std::fs::create_dir_all(&bundle).with_context(|| format!("creating {}", bundle.display()))?;
@@ -428,6 +454,27 @@ fn create(
     cleanup_runtime(paths, &rec.id);
     // `tty: true`: libcontainer makes the pty in the container and sends us its master, which
     // then stands in for the stdout pipe (and stderr, which a terminal does not separate).
+    let plan = super::launch::plan(&rec.id, &launch, &executor);
+    if let Err(why) = &plan {
+        tracing::debug!("container {}: started by libcontainer: {why}", rec.name);
+    }
+    if let Ok(plan) = plan {
+        let runtime_dir = paths.runtime().join(&rec.id);
+        let created =
+            super::launch::create(&plan, &launch, [stdin, out_w, err_w], &runtime_dir, &bundle)
+                .context("creating the container")?;
+        crate::sys::timing::mark("launch created");
+        let pid = created.pid();
+        let container = Init::Lean(created, runtime_dir);
+        if let Err(e) = super::rootfs::set_bind_propagation(pid.as_raw(), &spec)
+            .context("setting the propagation of the container's bind mounts")
+        {
+            discard(container);
+            cleanup_runtime(paths, &rec.id);
+            return Err(e);
+        }
+        return Ok((container, out_r, err_r, stdin_w));
+    }
     let console = if rec.host.tty {
         Some(super::exec::ConsoleSocket::bind(&dir).context("binding the console socket")?)
     } else {
@@ -462,9 +509,9 @@ fn create(
         Ok(Some(master)) => {
             // The pipes' write ends went with the builder, so the stderr pipe reads as closed.
             drop(out_r);
-            Ok((container, master, err_r, stdin_w))
+            Ok((Init::Lib(container), master, err_r, stdin_w))
         }
-        Ok(None) => Ok((container, out_r, err_r, stdin_w)),
+        Ok(None) => Ok((Init::Lib(container), out_r, err_r, stdin_w)),
         Err(e) => {
             if let Some(pid) = container.pid() {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);

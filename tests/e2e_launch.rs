@@ -1,0 +1,146 @@
+//! berth's own launcher (`engine::launch`) against libcontainer, end to end (root only): a
+//! container looks the same from inside whichever started it, and the launcher keeps
+//! Docker's read-only cgroup filesystem.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+mod util;
+
+use util::Env;
+
+/// What a process sees of its container: identity, capabilities, seccomp, limits, devices,
+/// the mount table (points and options), what is masked, and its environment.
+const PROBE: &str = r#"
+grep -E '^(Cap|Seccomp|NoNewPrivs)' /proc/self/status
+echo umask=$(umask) id=$(id) pwd=$(pwd) hostname=$(hostname | sed 's/^[0-9a-f]\{12\}$/ID/') domain=$(cat /proc/sys/kernel/domainname)
+echo nofile=$(ulimit -n) oom=$(cat /proc/self/oom_score_adj) ip_unpriv=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start)
+ls -ln /dev | awk '{print $1, $3, $4, $5, $6, $NF}' | sort
+sort /sys/fs/cgroup/devices/devices.list
+awk '$5 !~ /^\/sys\/fs\/cgroup/ {print $5, $6}' /proc/self/mountinfo | sort
+ls /sys/fs/cgroup
+for p in /proc/kcore /proc/keys /proc/timer_list /sys/firmware /proc/acpi; do
+  if [ -d $p ]; then c=$(ls -A $p 2>/dev/null); else c=$(head -c1 $p 2>/dev/null); fi
+  [ -n "$c" ] && echo "$p readable" || echo "$p hidden"
+done
+touch /proc/sys/kernel/x 2>/dev/null && echo proc-sys-writable || echo proc-sys-ro
+env | grep -v '^HOSTNAME=' | sort
+"#;
+
+fn compose() -> String {
+    format!(
+        r#"services:
+  plain:
+    image: busybox
+    command: [sh, -c, {probe:?}]
+  tuned:
+    image: busybox
+    hostname: tuned-host
+    domainname: example.test
+    user: "1000:1000"
+    group_add: ["10"]
+    cap_drop: [CHOWN]
+    cap_add: [NET_ADMIN]
+    read_only: true
+    tmpfs: [/tmp]
+    ulimits:
+      nofile: {{soft: 1000, hard: 2000}}
+    oom_score_adj: 100
+    sysctls:
+      net.ipv4.ip_unprivileged_port_start: "80"
+    security_opt: [no-new-privileges]
+    environment:
+      GREETING: hello
+    volumes:
+      - ./data.txt:/data/file:ro
+    command: [sh, -c, {probe:?}]
+  privileged:
+    image: busybox
+    privileged: true
+    command: [sh, -c, {probe:?}]
+"#,
+        // `$$`: compose would interpolate `$p`.
+        probe = PROBE.replace('$', "$$")
+    )
+}
+
+/// The probe's output from a one-off container of `service`, `libcontainer` or not.
+fn probe(env: &Env, service: &str, libcontainer: bool) -> String {
+    let mut cmd = env.command(&["run", "--rm", "--no-deps", service]);
+    if libcontainer {
+        cmd.env("BERTH_RUNTIME", "libcontainer");
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{service}: {}",
+        util::text(&out.stderr)
+    );
+    util::text(&out.stdout)
+}
+
+#[test]
+fn a_container_looks_the_same_whichever_runtime_started_it() {
+    require_root!();
+    let env = Env::new("launch");
+    env.write("compose.yaml", &compose());
+    env.write("data.txt", "x");
+    for service in ["plain", "tuned", "privileged"] {
+        // Docker gives a user without a passwd entry HOME=/; libcontainer gives none. The
+        // directories of nested device nodes (`/dev/net/tun`): libcontainer makes them 0777,
+        // the launcher 0755 as runc does. Lines are compared as sorted sets.
+        let normal = |s: String| -> Vec<String> {
+            let mut v: Vec<String> = s
+                .lines()
+                .filter(|l| !l.starts_with("HOME="))
+                .map(|l| l.replace("drwxrwxrwx 0 0 ", "drwxr-xr-x 0 0 "))
+                .collect();
+            v.sort();
+            v
+        };
+        let ours = normal(probe(&env, service, false));
+        let theirs = normal(probe(&env, service, true));
+        // libcontainer mounts the v1 hierarchies it finds; the launcher mounts the same ones.
+        assert_eq!(
+            ours, theirs,
+            "{service}: launcher (left) and libcontainer differ"
+        );
+        assert!(
+            ours.iter().any(|l| l == "Seccomp:\t2") || service == "privileged",
+            "{ours:?}"
+        );
+    }
+    let tuned = probe(&env, "tuned", false);
+    for want in [
+        "uid=1000 gid=1000 groups=10",
+        "hostname=tuned-host",
+        "domain=example.test",
+        "nofile=1000",
+        "oom=100",
+        "ip_unpriv=80",
+        "NoNewPrivs:\t1",
+        "GREETING=hello",
+        "HOME=/\n",
+        "/proc/keys hidden",
+        "/proc/kcore hidden",
+        "proc-sys-ro",
+    ] {
+        assert!(tuned.contains(want), "{want} missing from:\n{tuned}");
+    }
+}
+
+#[test]
+fn the_cgroup_filesystem_is_read_only_as_dockers() {
+    require_root!();
+    let env = Env::new("launchcg");
+    env.write("compose.yaml", "services:\n  b:\n    image: busybox\n");
+    for service in ["b"] {
+        let out = env.ok(&[
+            "run",
+            "--rm",
+            service,
+            "sh",
+            "-c",
+            "mkdir /sys/fs/cgroup/memory/sub 2>&1 || true; cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+        ]);
+        assert!(out.contains("Read-only file system"), "{service}: {out}");
+    }
+}
