@@ -132,15 +132,13 @@ fn the_cgroup_filesystem_is_read_only_as_dockers() {
     require_root!();
     let env = Env::new("launchcg");
     env.write("compose.yaml", "services:\n  b:\n    image: busybox\n");
-    for service in ["b"] {
-        let out = env.ok(&[
-            "run",
-            "--rm",
-            service,
-            "sh",
-            "-c",
-            "mkdir /sys/fs/cgroup/memory/sub 2>&1 || true; cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
-        ]);
-        assert!(out.contains("Read-only file system"), "{service}: {out}");
-    }
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "b",
+        "sh",
+        "-c",
+        "mkdir /sys/fs/cgroup/memory/sub 2>&1 || true; cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    assert!(out.contains("Read-only file system"), "{out}");
 }
