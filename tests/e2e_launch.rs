@@ -142,3 +142,36 @@ fn the_cgroup_filesystem_is_read_only_as_dockers() {
     ]);
     assert!(out.contains("Read-only file system"), "{out}");
 }
+
+/// A command that is not there fails the start with Docker's message, and a `--rm` one-off
+/// that could not start leaves no container, mount or namespace behind.
+#[test]
+fn a_one_off_that_cannot_start_says_why_and_rm_leaves_nothing() {
+    require_root!();
+    let env = Env::new("launchfail");
+    env.write("compose.yaml", "services:\n  a:\n    image: busybox\n");
+    for (cmd, why) in [
+        (
+            "nosuchcmd",
+            "exec: \"nosuchcmd\": executable file not found in $PATH",
+        ),
+        ("/no/such", "exec: \"/no/such\": stat /no/such"),
+    ] {
+        let out = env.berth(&["run", "--rm", "a", cmd]);
+        assert_ne!(out.status.code(), Some(0));
+        let err = util::text(&out.stderr);
+        assert!(err.contains(why), "{cmd}: {err}");
+        assert_eq!(
+            env.ok(&["ps", "-a", "-q"]),
+            "",
+            "{cmd}: a container is left"
+        );
+        let left: Vec<String> = util::leftovers(env.root(), &[])
+            .into_iter()
+            .filter(|l| {
+                l.starts_with("mount") || l.starts_with("run/netns") || l.starts_with("containers")
+            })
+            .collect();
+        assert!(left.is_empty(), "{cmd}: {left:?}");
+    }
+}

@@ -947,8 +947,13 @@ fn with_home(plan: &Plan) -> Vec<String> {
 /// The executable `args[0]` names: a path, or the first match on the container's `PATH`.
 fn executable(plan: &Plan) -> Result<CString, String> {
     let name = plan.args[0].to_bytes();
+    let shown = String::from_utf8_lossy(name);
     if name.contains(&b'/') {
-        return Ok(plan.args[0].clone());
+        // Checked now, so a missing one fails the start as with Docker, not the process.
+        return match std::fs::metadata(OsStr::from_bytes(name)) {
+            Ok(_) => Ok(plan.args[0].clone()),
+            Err(e) => Err(format!("exec: {shown:?}: stat {shown}: {e}")),
+        };
     }
     let path = plan
         .env
@@ -965,8 +970,7 @@ fn executable(plan: &Plan) -> Result<CString, String> {
         }
     }
     Err(format!(
-        "executable {:?} not found in PATH",
-        String::from_utf8_lossy(name)
+        "exec: {shown:?}: executable file not found in $PATH"
     ))
 }
 

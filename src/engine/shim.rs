@@ -1,11 +1,11 @@
 //! The per-container shim: `berth __shim ID`, a re-exec of berth that outlives the CLI.
 //!
-//! It is started by the CLI in its own process group, creates the container through
-//! libcontainer (so the container's init is the shim's child), reports "ready" or an error on
+//! It is started by the CLI in its own process group, creates the container through berth's
+//! launcher or libcontainer (so the container's init is the shim's child), reports "ready" or an error on
 //! its stdout (a pipe the CLI reads until EOF), then copies the container's stdout and stderr
 //! into the log file until they close, reaps init, records the exit code and cleans up the
-//! runtime state and cgroup. It is single-threaded and never runs tokio: libcontainer clones this
-//! process and briefly changes its working directory.
+//! runtime state and cgroup. It is single-threaded and never runs tokio: both clone this
+//! process (and libcontainer briefly changes its working directory).
 use super::container::{ContainerRecord, Health, HealthStatus, State, Status};
 use super::logs::{self, LineWriter};
 use crate::state::{Paths, read_json};

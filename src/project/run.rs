@@ -194,68 +194,90 @@ pub async fn run(
     // Detached, nobody is left to remove it: its shim has it done (attached, the CLI does).
     rec.host.auto_remove = opts.rm && !opts.attach;
     rec.host.volatile_rootfs = opts.rm;
-    let mut later = Vec::new();
-    // Without a terminal to relay, the shim is spawned as soon as the container has a
-    // directory: its start-up overlaps the network's set-up.
-    let early_shim = !(opts.attach && opts.tty);
-    let early_stdin = opts.attach && opts.interactive;
-    let mut early = None;
-    up::materialize_with(
-        paths,
-        &host,
-        project,
-        &mut rec,
-        &svc,
-        &networks,
-        &Default::default(),
-        &mut later,
-        &mut |rec| {
-            if early_shim && early.is_none() {
-                early = Some(runtime::spawn_early(paths, rec, early_stdin)?);
+    // A `--rm` one-off that could not be started goes at once, as docker's does.
+    let started = async {
+        let mut later = Vec::new();
+        // Without a terminal to relay, the shim is spawned as soon as the container has a
+        // directory: its start-up overlaps the network's set-up.
+        let early_shim = !(opts.attach && opts.tty);
+        let early_stdin = opts.attach && opts.interactive;
+        let mut early = None;
+        up::materialize_with(
+            paths,
+            &host,
+            project,
+            &mut rec,
+            &svc,
+            &networks,
+            &Default::default(),
+            &mut later,
+            &mut |rec| {
+                if early_shim && early.is_none() {
+                    early = Some(runtime::spawn_early(paths, rec, early_stdin)?);
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        crate::sys::timing::mark("run materialized");
+        drop(volumes_lock);
+        if let Some((_, _, e)) = later.pop() {
+            return Err(e);
+        }
+        if !opts.use_aliases {
+            for n in &mut rec.networks {
+                n.aliases.clear();
             }
-            Ok(())
-        },
-    )
-    .await?;
-    crate::sys::timing::mark("run materialized");
-    drop(volumes_lock);
-    if let Some((_, _, e)) = later.pop() {
-        return Err(e);
+        }
+
+        let mut peers: Vec<ContainerRecord> = super::containers(paths, &project.name)?
+            .into_iter()
+            .filter(|r| r.id != rec.id)
+            .collect();
+        peers.push(rec.clone());
+        let hosts = up::hosts_file(peers.iter());
+        let gateway = rec
+            .networks
+            .first()
+            .and_then(|a| networks.values().find(|n| n.name == a.network))
+            .map(|n| n.gateway);
+        let (resolv, dns) = up::resolv_conf(&svc, &networks, &up::host_resolv_conf())?;
+        crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
+        runtime::prepare(paths, &rec, &up::with_own(&hosts, &rec, gateway), &resolv)?;
+        crate::sys::timing::mark("run prepared");
+        progress.event("Container", &rec.name, "Created");
+        let (ready, terminal) = if opts.attach && opts.tty {
+            let (ready, t) = runtime::start_with_terminal(paths, &rec, opts.terminal_size)?;
+            (ready, Some(t))
+        } else if let Some(early) = early {
+            (early.start(paths, &rec)?, None)
+        } else {
+            let stdin = opts.attach && opts.interactive;
+            (runtime::start_with(paths, &rec, stdin)?, None)
+        };
+        crate::sys::timing::mark("run started");
+        up::publish(&host, &rec, &ready.ports)?;
+        Ok(terminal)
     }
-    if !opts.use_aliases {
-        for n in &mut rec.networks {
-            n.aliases.clear();
+    .await;
+    match started {
+        Ok(terminal) => Ok((rec, terminal)),
+        Err(e) => {
+            if opts.rm && rec.dir(paths).join("container.json").exists() {
+                let removed = super::down::remove_container(
+                    paths,
+                    &host,
+                    &rec,
+                    Some(std::time::Duration::ZERO),
+                )
+                .await;
+                if removed.is_ok() {
+                    let _ = super::anonymous::remove(paths, &rec);
+                }
+            }
+            Err(e)
         }
     }
-
-    let mut peers: Vec<ContainerRecord> = super::containers(paths, &project.name)?
-        .into_iter()
-        .filter(|r| r.id != rec.id)
-        .collect();
-    peers.push(rec.clone());
-    let hosts = up::hosts_file(peers.iter());
-    let gateway = rec
-        .networks
-        .first()
-        .and_then(|a| networks.values().find(|n| n.name == a.network))
-        .map(|n| n.gateway);
-    let (resolv, dns) = up::resolv_conf(&svc, &networks, &up::host_resolv_conf())?;
-    crate::state::write_json(&rec.dir(paths).join("dns.json"), &dns)?;
-    runtime::prepare(paths, &rec, &up::with_own(&hosts, &rec, gateway), &resolv)?;
-    crate::sys::timing::mark("run prepared");
-    progress.event("Container", &rec.name, "Created");
-    let (ready, terminal) = if opts.attach && opts.tty {
-        let (ready, t) = runtime::start_with_terminal(paths, &rec, opts.terminal_size)?;
-        (ready, Some(t))
-    } else if let Some(early) = early {
-        (early.start(paths, &rec)?, None)
-    } else {
-        let stdin = opts.attach && opts.interactive;
-        (runtime::start_with(paths, &rec, stdin)?, None)
-    };
-    crate::sys::timing::mark("run started");
-    up::publish(&host, &rec, &ready.ports)?;
-    Ok((rec, terminal))
 }
 
 fn build_mode(opts: &RunOptions) -> super::pull::BuildMode {
