@@ -620,18 +620,16 @@ pub fn create(
     runtime_dir: &Path,
     bundle: &Path,
 ) -> Result<Created, LaunchError> {
-    // The cgroup first: its directories and device rules, on every hierarchy.
-    let table = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| setup("reading /proc/self/mountinfo", e))?;
+    // The cgroup first: its directories (made already by an early shim) and device rules.
+    let cgroup = PathBuf::from("/").join(&plan.cgroup);
+    let fail = |e: LaunchError| {
+        let _ = super::cgroups::remove(&cgroup);
+        e
+    };
+    let dirs = make_cgroup(&plan.cgroup).map_err(fail)?;
     let mut procs_files = Vec::new();
-    for root in super::cgroups::hierarchy_roots(&table) {
-        let dir = root.join(&plan.cgroup);
-        std::fs::create_dir_all(&dir).map_err(|e| setup(dir.display(), e))?;
-        procs_files.push(dir.join("cgroup.procs"));
-        if root.file_name() == Some(OsStr::new("cpuset")) {
-            inherit_cpuset(&root, &plan.cgroup).map_err(|e| setup(dir.display(), e))?;
-        }
-        if root.file_name() == Some(OsStr::new("devices")) {
+    for dir in dirs {
+        if dir.starts_with("/sys/fs/cgroup/devices") {
             for (allow, rule) in &plan.device_rules {
                 let file = dir.join(if *allow {
                     "devices.allow"
@@ -639,15 +637,12 @@ pub fn create(
                     "devices.deny"
                 });
                 std::fs::write(&file, rule)
-                    .map_err(|e| setup(format!("{} ({rule})", file.display()), e))?;
+                    .map_err(|e| fail(setup(format!("{} ({rule})", file.display()), e)))?;
             }
         }
+        procs_files.push(dir.join("cgroup.procs"));
     }
-    let cgroup = PathBuf::from("/").join(&plan.cgroup);
-    let fail = |e: LaunchError| {
-        let _ = super::cgroups::remove(&cgroup);
-        e
-    };
+    crate::sys::timing::mark("launch cgroup made");
     let (c2p_r, c2p_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail(setup("pipe", e)))?;
     let (p2c_r, p2c_w) =
@@ -666,6 +661,7 @@ pub fn create(
         Box::new(|| -> isize { child_main(plan, &fds) }),
     )
     .map_err(|e| fail(setup("cloning the container's init", e)))?;
+    crate::sys::timing::mark("launch cloned");
     drop(stdio);
     drop(c2p_w);
     drop(p2c_r);
@@ -679,10 +675,13 @@ pub fn create(
             std::fs::write(f, pid.as_raw().to_string())
                 .map_err(|e| setup(format!("joining {}", f.display()), e))?;
         }
+        crate::sys::timing::mark("launch joined");
         let go = created.go.as_ref().map(|f| f.as_fd());
         if let Some(go) = go {
             nix::unistd::write(go, b"c").map_err(|e| setup("waking the init", e))?;
         }
+        // Written while the init sets itself up.
+        record(plan, spec, pid, runtime_dir, bundle)?;
         let mut report = Vec::new();
         std::fs::File::from(c2p_r)
             .read_to_end(&mut report)
@@ -699,11 +698,35 @@ pub fn create(
         created.discard();
         return Err(e);
     }
-    if let Err(e) = record(plan, spec, pid, runtime_dir, bundle) {
-        created.discard();
-        return Err(e);
-    }
     Ok(created)
+}
+
+/// Makes the cgroup `rel` (relative to the hierarchies' roots) on every hierarchy, if it is not
+/// there yet; returns its directories. Cheap to call again: the early shim of a `run` makes it
+/// while the CLI sets up the network, and `create` then finds it.
+pub fn make_cgroup(rel: &Path) -> Result<Vec<PathBuf>, LaunchError> {
+    let rel = rel.strip_prefix("/").unwrap_or(rel);
+    if rel.as_os_str().is_empty()
+        || !rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(LaunchError::Setup(format!("cgroup path {}", rel.display())));
+    }
+    let table = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| setup("reading /proc/self/mountinfo", e))?;
+    let mut dirs = Vec::new();
+    for root in super::cgroups::hierarchy_roots(&table) {
+        let dir = root.join(rel);
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir).map_err(|e| setup(dir.display(), e))?;
+            if root.file_name() == Some(OsStr::new("cpuset")) {
+                inherit_cpuset(&root, rel).map_err(|e| setup(dir.display(), e))?;
+            }
+        }
+        dirs.push(dir);
+    }
+    Ok(dirs)
 }
 
 /// A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and nobody can join it
@@ -812,6 +835,7 @@ fn prepare(plan: &Plan, fds: &ChildFds, wait: &OwnedFd) -> Result<CString, Strin
     if plan.cgroupns {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(err(&"a cgroup namespace"))?;
     }
+    crate::sys::timing::mark("init namespaces");
     for (i, fd) in fds.stdio.iter().enumerate() {
         if *fd != i as RawFd {
             nix::unistd::dup2(*fd, i as RawFd).map_err(err(&"stdio"))?;
@@ -844,6 +868,7 @@ fn prepare(plan: &Plan, fds: &ChildFds, wait: &OwnedFd) -> Result<CString, Strin
         mount_one(plan, root.as_fd(), m)?;
     }
     make_dev(plan, root.as_fd())?;
+    crate::sys::timing::mark("init mounted");
     // Into the root: pivot onto itself, then detach the old root stacked beneath.
     nix::unistd::fchdir(root.as_raw_fd()).map_err(err(&"entering the root filesystem"))?;
     nix::unistd::pivot_root(".", ".").map_err(err(&"pivot_root"))?;

@@ -60,7 +60,11 @@ impl Ready {
 pub fn main(paths: &Paths, id: &str) -> i32 {
     crate::sys::timing::mark("shim main");
     if std::env::var_os(EARLY_ENV).is_some() {
+        // The cgroup's directories now, while the CLI still sets up the network.
+        let cgroup = super::cgroups::container_path(paths, id);
+        let _ = super::launch::make_cgroup(&cgroup);
         if !released() {
+            let _ = super::cgroups::remove(&cgroup);
             return 0;
         }
         crate::sys::timing::mark("shim released");
@@ -455,6 +459,7 @@ fn create(
     // `tty: true`: libcontainer makes the pty in the container and sends us its master, which
     // then stands in for the stdout pipe (and stderr, which a terminal does not separate).
     let plan = super::launch::plan(&rec.id, &launch, &executor);
+    crate::sys::timing::mark("launch planned");
     if let Err(why) = &plan {
         tracing::debug!("container {}: started by libcontainer: {why}", rec.name);
     }
