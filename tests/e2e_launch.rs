@@ -14,6 +14,7 @@ echo umask=$(umask) id=$(id) pwd=$(pwd) hostname=$(hostname | sed 's/^[0-9a-f]\{
 echo nofile=$(ulimit -n) oom=$(cat /proc/self/oom_score_adj) ip_unpriv=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start)
 ls -ln /dev | awk '{print $1, $3, $4, $5, $6, $NF}' | sort
 sort /sys/fs/cgroup/devices/devices.list
+cd /sys/fs/cgroup && for f in memory/memory.limit_in_bytes memory/memory.memsw.limit_in_bytes memory/memory.soft_limit_in_bytes cpu/cpu.shares cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us cpuset/cpuset.cpus pids/pids.max; do echo "$f=$(cat $f 2>/dev/null)"; done; cd /
 awk '$5 !~ /^\/sys\/fs\/cgroup/ {print $5, $6}' /proc/self/mountinfo | sort
 ls /sys/fs/cgroup
 for p in /proc/kcore /proc/keys /proc/timer_list /sys/firmware /proc/acpi; do
@@ -43,6 +44,12 @@ fn compose() -> String {
     ulimits:
       nofile: {{soft: 1000, hard: 2000}}
     oom_score_adj: 100
+    mem_limit: 96m
+    mem_reservation: 32m
+    cpus: 0.5
+    cpu_shares: 512
+    cpuset: "0"
+    pids_limit: 64
     sysctls:
       net.ipv4.ip_unprivileged_port_start: "80"
     security_opt: [no-new-privileges]
@@ -120,6 +127,11 @@ fn a_container_looks_the_same_whichever_runtime_started_it() {
         "GREETING=hello",
         "HOME=/\n",
         "/proc/keys hidden",
+        "memory/memory.limit_in_bytes=100663296",
+        "cpu/cpu.cfs_quota_us=50000",
+        "cpu/cpu.shares=512",
+        "cpuset/cpuset.cpus=0",
+        "pids/pids.max=64",
         "/proc/kcore hidden",
         "proc-sys-ro",
     ] {
@@ -131,7 +143,10 @@ fn a_container_looks_the_same_whichever_runtime_started_it() {
 fn the_cgroup_filesystem_is_read_only_as_dockers() {
     require_root!();
     let env = Env::new("launchcg");
-    env.write("compose.yaml", "services:\n  b:\n    image: busybox\n");
+    env.write(
+        "compose.yaml",
+        "services:\n  b:\n    image: busybox\n    mem_limit: 64m\n",
+    );
     let out = env.ok(&[
         "run",
         "--rm",
@@ -141,6 +156,7 @@ fn the_cgroup_filesystem_is_read_only_as_dockers() {
         "mkdir /sys/fs/cgroup/memory/sub 2>&1 || true; cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
     ]);
     assert!(out.contains("Read-only file system"), "{out}");
+    assert!(out.contains("67108864"), "{out}");
 }
 
 /// A command that is not there fails the start with Docker's message, and a `--rm` one-off

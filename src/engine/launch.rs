@@ -18,8 +18,9 @@
 //!    the `CAP_SYS_ADMIN` kept only for that load, and execs.
 //!
 //! What it does not do falls back to libcontainer, decided by [`plan`]: a terminal, a joined
-//! pid namespace, cgroup v2 (its device filter is eBPF), resource limits beyond the device
-//! list, hooks, user namespaces, and a seccomp filter that is not a ready program. The
+//! pid namespace, cgroup v2 (its device filter is eBPF), limits other than memory, CPU and
+//! pids (block I/O, huge pages), hooks, user namespaces, and a seccomp filter that is not a
+//! ready program. The
 //! runtime state libcontainer keeps for `exec` and `pause` is written through its own API, so
 //! those work on either kind of container. `BERTH_RUNTIME=libcontainer` forces the fallback.
 use super::seccomp::bpf::LoadFilter;
@@ -134,6 +135,8 @@ pub struct Plan {
     cgroup: PathBuf,
     /// Lines for `devices.deny` (false) and `devices.allow` (true), in order.
     device_rules: Vec<(bool, String)>,
+    /// Limits: (controller, file, value), written in order.
+    limits: Vec<(&'static str, &'static str, String)>,
 }
 
 /// libcgroups adds these to every container's device list after the spec's rules; so do we,
@@ -194,20 +197,33 @@ pub fn plan(id: &str, spec: &Spec, filter: &LoadFilter) -> Result<Plan, String> 
     if !cgroup_v1_host() {
         return Err("not a cgroup v1 host".into());
     }
-    // Only the device list: limits go through libcgroups' controllers.
-    if let Some(r) = linux.resources() {
-        let only_devices = r.memory().is_none()
-            && r.cpu().is_none()
-            && r.pids().is_none()
-            && r.block_io().is_none()
-            && r.hugepage_limits().as_ref().is_none_or(|v| v.is_empty())
-            && r.network().is_none()
-            && r.rdma().is_none()
-            && r.unified().as_ref().is_none_or(|m| m.is_empty());
-        if !only_devices {
-            return Err("resource limits".into());
+    // The device list, memory, CPU and pids limits; the rest through libcgroups.
+    let limits = match linux.resources() {
+        Some(r) => {
+            let handled = r.block_io().is_none()
+                && r.hugepage_limits().as_ref().is_none_or(|v| v.is_empty())
+                && r.network().is_none()
+                && r.rdma().is_none()
+                && r.unified().as_ref().is_none_or(|m| m.is_empty())
+                && r.cpu().as_ref().is_none_or(|c| {
+                    c.realtime_runtime().is_none()
+                        && c.realtime_period().is_none()
+                        && c.idle().is_none()
+                        && c.burst().is_none()
+                })
+                && r.memory().as_ref().is_none_or(|m| {
+                    m.kernel().is_none()
+                        && m.kernel_tcp().is_none()
+                        && m.use_hierarchy().is_none()
+                        && m.check_before_update().is_none()
+                });
+            if !handled {
+                return Err("resource limits beyond memory, CPU and pids".into());
+            }
+            limit_files(r)
         }
-    }
+        None => Vec::new(),
+    };
     let mut clone_flags = CloneFlags::empty();
     let mut join = Vec::new();
     let mut cgroupns = false;
@@ -452,7 +468,65 @@ pub fn plan(id: &str, spec: &Spec, filter: &LoadFilter) -> Result<Plan, String> 
             .map(Path::to_path_buf)
             .map_err(|_| "a relative cgroups path")?,
         device_rules,
+        limits,
     })
+}
+
+/// The v1 cgroup files that set `r`'s memory, CPU and pids limits, in the order they must be
+/// written: `(controller, file, value)`. A limit of -1 or less is "unlimited".
+fn limit_files(r: &oci_spec::runtime::LinuxResources) -> Vec<(&'static str, &'static str, String)> {
+    let mut out = Vec::new();
+    let amount = |v: i64| {
+        if v < 0 {
+            "-1".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    if let Some(m) = r.memory() {
+        if let Some(v) = m.limit() {
+            out.push(("memory", "memory.limit_in_bytes", amount(v)));
+        }
+        if let Some(v) = m.swap() {
+            out.push(("memory", "memory.memsw.limit_in_bytes", amount(v)));
+        }
+        if let Some(v) = m.reservation() {
+            out.push(("memory", "memory.soft_limit_in_bytes", amount(v)));
+        }
+        if let Some(v) = m.swappiness() {
+            out.push(("memory", "memory.swappiness", v.to_string()));
+        }
+        if m.disable_oom_killer() == Some(true) {
+            out.push(("memory", "memory.oom_control", "1".into()));
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(v) = c.shares() {
+            out.push(("cpu", "cpu.shares", v.to_string()));
+        }
+        // The period before the quota: a quota is checked against the period in place.
+        if let Some(v) = c.period() {
+            out.push(("cpu", "cpu.cfs_period_us", v.to_string()));
+        }
+        if let Some(v) = c.quota() {
+            out.push(("cpu", "cpu.cfs_quota_us", amount(v)));
+        }
+        if let Some(v) = c.cpus() {
+            out.push(("cpuset", "cpuset.cpus", v.clone()));
+        }
+        if let Some(v) = c.mems() {
+            out.push(("cpuset", "cpuset.mems", v.clone()));
+        }
+    }
+    if let Some(p) = r.pids() {
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".to_string()
+        };
+        out.push(("pids", "pids.max", v));
+    }
+    out
 }
 
 fn rlimit_resource(t: PosixRlimitType) -> nix::sys::resource::Resource {
@@ -628,6 +702,7 @@ pub fn create(
     };
     let dirs = make_cgroup(&plan.cgroup).map_err(fail)?;
     let mut procs_files = Vec::new();
+    let mut written = vec![false; plan.limits.len()];
     for dir in dirs {
         if dir.starts_with("/sys/fs/cgroup/devices") {
             for (allow, rule) in &plan.device_rules {
@@ -640,7 +715,27 @@ pub fn create(
                     .map_err(|e| fail(setup(format!("{} ({rule})", file.display()), e)))?;
             }
         }
+        // Each limit's file is in the hierarchy of its controller, whatever that one's
+        // mount point is called (`cpu` or `cpu,cpuacct`).
+        for (i, (_, file, value)) in plan.limits.iter().enumerate() {
+            let path = dir.join(file);
+            if !path.exists() {
+                continue;
+            }
+            std::fs::write(&path, value)
+                .map_err(|e| fail(setup(format!("{} ({value})", path.display()), e)))?;
+            written[i] = true;
+        }
         procs_files.push(dir.join("cgroup.procs"));
+    }
+    for ((controller, file, _), done) in plan.limits.iter().zip(&written) {
+        // Without swap accounting there is no memsw file: the memory limit alone, as Docker
+        // does on such a kernel.
+        if !done && *file != "memory.memsw.limit_in_bytes" {
+            return Err(fail(LaunchError::Setup(format!(
+                "this host has no {controller} cgroup controller for {file}"
+            ))));
+        }
     }
     crate::sys::timing::mark("launch cgroup made");
     let (c2p_r, c2p_w) =
