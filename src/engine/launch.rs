@@ -750,6 +750,7 @@ pub fn create(
         ],
         report: c2p_w.as_raw_fd(),
         wait: p2c_r.as_raw_fd(),
+        parent_ends: [c2p_r.as_raw_fd(), p2c_w.as_raw_fd()],
     };
     let pid = crate::sys::child::clone_child(
         plan.clone_flags | CloneFlags::CLONE_NEWNS,
@@ -879,6 +880,9 @@ struct ChildFds {
     stdio: [RawFd; 3],
     report: RawFd,
     wait: RawFd,
+    /// The parent's ends of the two pipes, which the clone copied: closed at once, so that
+    /// the shim's death (before the start) reads as end of file and ends the init.
+    parent_ends: [RawFd; 2],
 }
 
 /// The init, from the clone to the exec. Reports its first failure to the parent.
@@ -886,6 +890,9 @@ fn child_main(plan: &Plan, fds: &ChildFds) -> isize {
     // Open in the parent at the clone; this copy of its table owns them once.
     let report = crate::sys::child::adopt_fd(fds.report);
     let wait = crate::sys::child::adopt_fd(fds.wait);
+    for fd in fds.parent_ends {
+        drop(crate::sys::child::adopt_fd(fd));
+    }
     match prepare(plan, fds, &wait) {
         Ok(exe) => {
             let _ = nix::unistd::write(&report, b"0");
@@ -1021,7 +1028,7 @@ fn prepare(plan: &Plan, fds: &ChildFds, wait: &OwnedFd) -> Result<CString, Strin
 /// After the start: the seccomp program, then the exec. Returns only on a failure.
 fn run(plan: &Plan, wait: &OwnedFd, exe: &CString) -> String {
     if wait_byte(wait) != Some(b'g') {
-        // The shim discarded the container.
+        // The shim discarded the container, or died.
         crate::sys::child::exit_now(0);
     }
     if let Some(p) = &plan.filter.program
