@@ -191,3 +191,40 @@ fn a_one_off_that_cannot_start_says_why_and_rm_leaves_nothing() {
         assert!(left.is_empty(), "{cmd}: {left:?}");
     }
 }
+
+/// A shim with other threads (the `[::1]` proxy of a published port, spawned just before the
+/// clone) clones the init: the init's user switch must not wait for threads that only its
+/// parent has. glibc's setxid broadcast did when a thread was still starting at the clone,
+/// and the init hung before its exec; this start-up race is what the test gives a chance.
+#[test]
+fn a_shim_with_threads_starts_its_container() {
+    require_root!();
+    let env = Env::new("launchthreads");
+    let mut compose = String::from("services:\n");
+    for i in 0..8 {
+        compose.push_str(&format!(
+            "  s{i}:\n    image: busybox\n    user: \"1000:1000\"\n    ports: ['{}:80']\n    command: [sleep, '1000']\n",
+            util::free_port()
+        ));
+    }
+    env.write("compose.yaml", &compose);
+    let mut up = env.command(&["up", "-d"]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = up.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = up.kill();
+            let _ = up.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "up hung or failed: {status:?}"
+    );
+    let running = env.ok(&["ps", "--status", "running", "-q"]);
+    assert_eq!(running.lines().count(), 8, "{running}");
+}

@@ -120,7 +120,7 @@ pub struct Plan {
     no_new_privs: bool,
     uid: u32,
     gid: u32,
-    groups: Vec<nix::unistd::Gid>,
+    groups: Vec<u32>,
     umask: u32,
     cwd: PathBuf,
     args: Vec<CString>,
@@ -444,12 +444,7 @@ pub fn plan(id: &str, spec: &Spec, filter: &LoadFilter) -> Result<Plan, String> 
         no_new_privs: process.no_new_privileges() == Some(true),
         uid: user.uid(),
         gid: user.gid(),
-        groups: user
-            .additional_gids()
-            .iter()
-            .flatten()
-            .map(|g| nix::unistd::Gid::from_raw(*g))
-            .collect(),
+        groups: user.additional_gids().iter().flatten().copied().collect(),
         umask: user.umask().unwrap_or(0o022),
         cwd: process.cwd().clone(),
         args,
@@ -1112,11 +1107,8 @@ fn set_user(plan: &Plan) -> Result<(), String> {
         }
     }
     nix::sys::prctl::set_keepcaps(true).map_err(|e| format!("keepcaps: {e}"))?;
-    nix::unistd::setgroups(&plan.groups).map_err(|e| format!("setgroups: {e}"))?;
-    let gid = nix::unistd::Gid::from_raw(plan.gid);
-    let uid = nix::unistd::Uid::from_raw(plan.uid);
-    nix::unistd::setresgid(gid, gid, gid).map_err(|e| format!("setresgid {}: {e}", plan.gid))?;
-    nix::unistd::setresuid(uid, uid, uid).map_err(|e| format!("setresuid {}: {e}", plan.uid))?;
+    crate::sys::child::set_ids(&plan.groups, plan.gid, plan.uid)
+        .map_err(|e| format!("user {}:{}: {e}", plan.uid, plan.gid))?;
     nix::sys::prctl::set_keepcaps(false).map_err(|e| format!("keepcaps: {e}"))?;
     // Effective within the (old) permitted set first, then permitted, which must hold it.
     caps::set(None, caps::CapSet::Effective, &plan.effective).map_err(e("the effective set"))?;

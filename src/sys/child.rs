@@ -58,3 +58,23 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit takes a status and does not return.
     unsafe { libc::_exit(code) }
 }
+
+/// `setgroups(2)`, `setresgid(2)` and `setresuid(2)` as system calls, for this thread only.
+/// glibc's wrappers apply them to every thread it knows of, and in a clone of a
+/// multi-threaded process it still knows the parent's threads: it would wait for them
+/// forever.
+pub fn set_ids(groups: &[u32], gid: u32, uid: u32) -> std::io::Result<()> {
+    let check = |r: libc::c_long| {
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: the pointer and length describe `groups`, which the kernel only reads.
+    check(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })?;
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })?;
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) })
+}
