@@ -21,9 +21,17 @@ pub fn serve_loopback6(port: u16, target: SocketAddr) -> io::Result<SocketAddr> 
 pub fn serve(listener: TcpListener, target: SocketAddr) -> io::Result<SocketAddr> {
     let local = listener.local_addr()?;
     let port = local.port();
+    // Returns once the thread is up and about to wait in `accept`: the shim clones itself for
+    // each container start, and a thread still starting (allocating, registering with libc)
+    // at that moment could leave a lock held in the clone.
+    let started = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let up = started.clone();
     std::thread::Builder::new()
         .name(format!("proxy-{port}"))
         .spawn(move || {
+            // `up` is kept: dropped here it could be the last reference, a free racing the
+            // same clone.
+            up.wait();
             for client in listener.incoming().flatten() {
                 let _ = std::thread::Builder::new()
                     .name("proxy-conn".into())
@@ -32,6 +40,7 @@ pub fn serve(listener: TcpListener, target: SocketAddr) -> io::Result<SocketAddr
                     });
             }
         })?;
+    started.wait();
     Ok(local)
 }
 
