@@ -181,30 +181,102 @@ fn rmdir_with_retry(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_dir(dir)
 }
 
-/// The mount points of the cgroup hierarchies (v1 and v2) a mount table lists, each once.
-pub fn hierarchy_roots(mountinfo: &str) -> Vec<PathBuf> {
-    hierarchies(mountinfo)
+/// The cgroup mounts a mount table lists: file system type (`cgroup` or `cgroup2`), mount
+/// point and super options (`rw,memory`).
+fn cgroup_mounts(mountinfo: &str) -> impl Iterator<Item = (&str, PathBuf, &str)> {
+    mountinfo.lines().filter_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mut r = right.split(' ');
+        let fstype = r.next()?;
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            return None;
+        }
+        let options = r.nth(1).unwrap_or("");
+        let point = left.split(' ').nth(4)?;
+        Some((
+            fstype,
+            PathBuf::from(super::rootfs::unescape(point)),
+            options,
+        ))
+    })
 }
 
+/// The mount points of the cgroup hierarchies (v1 and v2) a mount table lists, each once.
 fn hierarchies(mountinfo: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fstype = right.split(' ').next().unwrap_or("");
-        if fstype != "cgroup" && fstype != "cgroup2" {
-            continue;
-        }
-        let Some(point) = left.split(' ').nth(4) else {
-            continue;
-        };
-        let point = PathBuf::from(super::rootfs::unescape(point));
+    for (_, point, _) in cgroup_mounts(mountinfo) {
         if !out.contains(&point) {
             out.push(point);
         }
     }
     out
+}
+
+/// The v1 hierarchies mounted directly under `/sys/fs/cgroup`, as a container mounts them:
+/// the name there and the mount options that select the hierarchy (`memory`, `cpu,cpuacct`,
+/// `xattr,name=systemd`), each once.
+pub fn v1_hierarchies(mountinfo: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (fstype, point, options) in cgroup_mounts(mountinfo) {
+        let Ok(name) = point.strip_prefix("/sys/fs/cgroup") else {
+            continue;
+        };
+        let name = name.to_string_lossy();
+        if fstype != "cgroup" || name.is_empty() || name.contains('/') {
+            continue;
+        }
+        let options: Vec<&str> = options
+            .split(',')
+            .filter(|o| *o != "rw" && *o != "ro")
+            .collect();
+        if !out.iter().any(|(n, _)| *n == name) {
+            out.push((name.into_owned(), options.join(",")));
+        }
+    }
+    out
+}
+
+/// Makes the cgroup `rel` (relative to the hierarchies' roots, without `..`) on every
+/// hierarchy where it is not there yet; returns its directories. Cheap to call again: the
+/// early shim of a `run` makes it while the CLI sets up the network, and the launcher then
+/// finds it.
+pub fn make(rel: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let Some(rel) = plain(rel) else {
+        return Err(std::io::Error::other(format!(
+            "refusing to make cgroup {}",
+            rel.display()
+        )));
+    };
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut dirs = Vec::new();
+    for root in hierarchies(&mountinfo) {
+        let dir = root.join(rel);
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir)?;
+            if root.file_name() == Some(std::ffi::OsStr::new("cpuset")) {
+                inherit_cpuset(&root, rel)?;
+            }
+        }
+        dirs.push(dir);
+    }
+    Ok(dirs)
+}
+
+/// A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and nobody can join it
+/// until it has some: each level below `root` takes its parent's where it has none.
+fn inherit_cpuset(root: &Path, rel: &Path) -> std::io::Result<()> {
+    let mut parent = root.to_path_buf();
+    for c in rel.components() {
+        let dir = parent.join(c);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if std::fs::read_to_string(dir.join(file))?.trim().is_empty() {
+                let from = std::fs::read_to_string(parent.join(file))?;
+                std::fs::write(dir.join(file), from.trim())?;
+            }
+        }
+        parent = dir;
+    }
+    Ok(())
 }
 
 fn is_cgroupfs(f: &std::path::Path) -> bool {
@@ -246,9 +318,31 @@ mod tests {
     }
 
     #[test]
+    fn v1_hierarchies_are_named_by_their_place_under_sys_fs_cgroup() {
+        let table = "\
+30 25 0:26 / /sys/fs/cgroup ro shared:9 - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw shared:10 - cgroup2 cgroup2 rw,nsdelegate
+32 30 0:28 / /sys/fs/cgroup/systemd rw shared:11 - cgroup cgroup rw,xattr,name=systemd
+35 30 0:31 / /sys/fs/cgroup/cpu,cpuacct rw shared:15 - cgroup cgroup rw,cpu,cpuacct
+36 30 0:32 / /sys/fs/cgroup/pids rw master:3 - cgroup cgroup rw,pids
+37 30 0:33 / /elsewhere/memory rw - cgroup cgroup rw,memory
+";
+        let named = |n: &str, o: &str| (n.to_string(), o.to_string());
+        assert_eq!(
+            v1_hierarchies(table),
+            [
+                named("systemd", "xattr,name=systemd"),
+                named("cpu,cpuacct", "cpu,cpuacct"),
+                named("pids", "pids")
+            ]
+        );
+    }
+
+    #[test]
     fn only_a_plain_relative_cgroup_is_removed() {
         for bad in ["", "/", "/berth/../x", "../berth"] {
             assert!(remove(Path::new(bad)).is_err(), "{bad:?}");
+            assert!(make(Path::new(bad)).is_err(), "{bad:?}");
         }
     }
 

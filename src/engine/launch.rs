@@ -556,8 +556,17 @@ fn cgroup_v1_host() -> bool {
 /// the symlinks there (`cpu` → `cpu,cpuacct`).
 fn v1_hierarchies() -> Result<(Vec<Hierarchy>, Vec<Link>), String> {
     let table = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let hierarchies = super::cgroups::v1_hierarchies(&table)
+        .into_iter()
+        .filter_map(|(name, options)| {
+            Some(Hierarchy {
+                name: CString::new(name).ok()?,
+                options: CString::new(options).ok()?,
+            })
+        })
+        .collect();
     Ok((
-        parse_hierarchies(&table),
+        hierarchies,
         std::fs::read_dir("/sys/fs/cgroup")
             .map_err(|e| e.to_string())?
             .flatten()
@@ -570,40 +579,6 @@ fn v1_hierarchies() -> Result<(Vec<Hierarchy>, Vec<Link>), String> {
             })
             .collect(),
     ))
-}
-
-fn parse_hierarchies(table: &str) -> Vec<Hierarchy> {
-    let mut out: Vec<Hierarchy> = Vec::new();
-    for line in table.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut r = right.split(' ');
-        if r.next() != Some("cgroup") {
-            continue;
-        }
-        let super_opts = r.nth(1).unwrap_or("");
-        let Some(point) = left.split(' ').nth(4) else {
-            continue;
-        };
-        let Some(name) = point.strip_prefix("/sys/fs/cgroup/") else {
-            continue;
-        };
-        if name.contains('/') || name.contains('\\') {
-            continue;
-        }
-        let options: Vec<&str> = super_opts
-            .split(',')
-            .filter(|o| *o != "rw" && *o != "ro")
-            .collect();
-        let (Ok(name), Ok(options)) = (CString::new(name), CString::new(options.join(","))) else {
-            continue;
-        };
-        if !out.iter().any(|h| h.name == name) {
-            out.push(Hierarchy { name, options });
-        }
-    }
-    out
 }
 
 /// The OCI mount options as `mount(2)` flags and the data string (what is not a flag).
@@ -695,7 +670,8 @@ pub fn create(
         let _ = super::cgroups::remove(&cgroup);
         e
     };
-    let dirs = make_cgroup(&plan.cgroup).map_err(fail)?;
+    let dirs = super::cgroups::make(&plan.cgroup)
+        .map_err(|e| fail(setup(format!("making cgroup {}", cgroup.display()), e)))?;
     let mut procs_files = Vec::new();
     let mut written = vec![false; plan.limits.len()];
     for dir in dirs {
@@ -790,51 +766,6 @@ pub fn create(
         return Err(e);
     }
     Ok(created)
-}
-
-/// Makes the cgroup `rel` (relative to the hierarchies' roots) on every hierarchy, if it is not
-/// there yet; returns its directories. Cheap to call again: the early shim of a `run` makes it
-/// while the CLI sets up the network, and `create` then finds it.
-pub fn make_cgroup(rel: &Path) -> Result<Vec<PathBuf>, LaunchError> {
-    let rel = rel.strip_prefix("/").unwrap_or(rel);
-    if rel.as_os_str().is_empty()
-        || !rel
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)))
-    {
-        return Err(LaunchError::Setup(format!("cgroup path {}", rel.display())));
-    }
-    let table = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| setup("reading /proc/self/mountinfo", e))?;
-    let mut dirs = Vec::new();
-    for root in super::cgroups::hierarchy_roots(&table) {
-        let dir = root.join(rel);
-        if !dir.is_dir() {
-            std::fs::create_dir_all(&dir).map_err(|e| setup(dir.display(), e))?;
-            if root.file_name() == Some(OsStr::new("cpuset")) {
-                inherit_cpuset(&root, rel).map_err(|e| setup(dir.display(), e))?;
-            }
-        }
-        dirs.push(dir);
-    }
-    Ok(dirs)
-}
-
-/// A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and nobody can join it
-/// until it has some: each level below `root` takes its parent's where it has none.
-fn inherit_cpuset(root: &Path, rel: &Path) -> std::io::Result<()> {
-    let mut parent = root.to_path_buf();
-    for c in rel.components() {
-        let dir = parent.join(c);
-        for file in ["cpuset.cpus", "cpuset.mems"] {
-            if std::fs::read_to_string(dir.join(file))?.trim().is_empty() {
-                let from = std::fs::read_to_string(parent.join(file))?;
-                std::fs::write(dir.join(file), from.trim())?;
-            }
-        }
-        parent = dir;
-    }
-    Ok(())
 }
 
 /// The state libcontainer keeps of a container (`state.json`, `youki_config.json`), written
@@ -1448,31 +1379,6 @@ fn readonly(path: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn v1_hierarchies_come_from_the_mount_table() {
-        let table = "\
-30 25 0:26 / /sys/fs/cgroup ro shared:9 - tmpfs tmpfs ro,mode=755
-31 30 0:27 / /sys/fs/cgroup/unified rw shared:10 - cgroup2 cgroup2 rw,nsdelegate
-32 30 0:28 / /sys/fs/cgroup/systemd rw shared:11 - cgroup cgroup rw,xattr,name=systemd
-35 30 0:31 / /sys/fs/cgroup/cpu,cpuacct rw shared:15 - cgroup cgroup rw,cpu,cpuacct
-36 30 0:32 / /sys/fs/cgroup/pids rw master:3 - cgroup cgroup rw,pids
-37 30 0:33 / /elsewhere/memory rw - cgroup cgroup rw,memory
-";
-        let h = parse_hierarchies(table);
-        let got: Vec<(&str, &str)> = h
-            .iter()
-            .map(|h| (h.name.to_str().unwrap(), h.options.to_str().unwrap()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("systemd", "xattr,name=systemd"),
-                ("cpu,cpuacct", "cpu,cpuacct"),
-                ("pids", "pids")
-            ]
-        );
-    }
 
     #[test]
     fn mount_options_split_into_flags_and_data() {

@@ -62,7 +62,7 @@ pub fn main(paths: &Paths, id: &str) -> i32 {
     if std::env::var_os(EARLY_ENV).is_some() {
         // The cgroup's directories now, while the CLI still sets up the network.
         let cgroup = super::cgroups::container_path(paths, id);
-        let _ = super::launch::make_cgroup(&cgroup);
+        let _ = super::cgroups::make(&cgroup);
         if !released() {
             let _ = super::cgroups::remove(&cgroup);
             return 0;
