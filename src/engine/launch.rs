@@ -674,8 +674,11 @@ pub fn create(
         .map_err(|e| fail(setup(format!("making cgroup {}", cgroup.display()), e)))?;
     let mut procs_files = Vec::new();
     let mut written = vec![false; plan.limits.len()];
+    let mut devices_done = false;
     for dir in dirs {
-        if dir.starts_with("/sys/fs/cgroup/devices") {
+        // The device rules go to the hierarchy that has the files, wherever it is mounted.
+        if dir.join("devices.allow").exists() {
+            devices_done = true;
             for (allow, rule) in &plan.device_rules {
                 let file = dir.join(if *allow {
                     "devices.allow"
@@ -698,6 +701,12 @@ pub fn create(
             written[i] = true;
         }
         procs_files.push(dir.join("cgroup.procs"));
+    }
+    // Never a container without its device rules.
+    if !devices_done && !plan.device_rules.is_empty() {
+        return Err(fail(LaunchError::Setup(
+            "this host has no devices cgroup controller for the device rules".into(),
+        )));
     }
     for ((controller, file, _), done) in plan.limits.iter().zip(&written) {
         // Without swap accounting there is no memsw file: the memory limit alone, as Docker
