@@ -267,7 +267,7 @@ pub fn plan(id: &str, spec: &Spec, filter: &LoadFilter) -> Result<Plan, String> 
     for m in spec.mounts().iter().flatten() {
         let typ = m.typ().as_deref().unwrap_or("bind");
         let options = m.options().clone().unwrap_or_default();
-        let (mut flags, data) = mount_options(&options);
+        let (mut flags, data) = mount_options(&options)?;
         let target = m
             .destination()
             .strip_prefix("/")
@@ -581,46 +581,14 @@ fn v1_hierarchies() -> Result<(Vec<Hierarchy>, Vec<Link>), String> {
     ))
 }
 
-/// The OCI mount options as `mount(2)` flags and the data string (what is not a flag).
-/// Propagation options are left out: the shim applies them from outside once the init exists
-/// ([`super::rootfs::set_bind_propagation`]).
-fn mount_options(options: &[String]) -> (MsFlags, Option<String>) {
-    let mut flags = MsFlags::empty();
-    let mut data = Vec::new();
-    for o in options {
-        let (set, clear) = match o.as_str() {
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
-            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
-            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
-            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
-            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
-            "bind" | "rbind" | "private" | "rprivate" | "shared" | "rshared" | "slave"
-            | "rslave" | "unbindable" | "runbindable" | "tmpcopyup" => continue,
-            other => {
-                data.push(other.to_string());
-                continue;
-            }
-        };
-        flags.insert(set);
-        flags.remove(clear);
-    }
-    (flags, (!data.is_empty()).then(|| data.join(",")))
+/// The OCI mount options as `mount(2)` flags and the data string (what is not a flag), read
+/// as a volume's `o` option is ([`super::volume::MountOptions::parse`]). `bind`/`rbind` and
+/// propagation are left out: the kind of mount says the first, and the shim applies the
+/// propagation from outside once the init exists ([`super::rootfs::set_bind_propagation`]).
+fn mount_options(options: &[String]) -> Result<(MsFlags, Option<String>), String> {
+    let parsed = super::volume::MountOptions::parse(&options.join(","))?;
+    let flags = parsed.flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
+    Ok((flags, (!parsed.data.is_empty()).then_some(parsed.data)))
 }
 
 /// A created container: its init waits for [`Created::start`].
@@ -1391,7 +1359,9 @@ mod tests {
 
     #[test]
     fn mount_options_split_into_flags_and_data() {
-        let o = |v: &[&str]| mount_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let o = |v: &[&str]| {
+            mount_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+        };
         let (f, d) = o(&["nosuid", "noexec", "mode=755", "size=65536k", "rprivate"]);
         assert_eq!(f, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC);
         assert_eq!(d.as_deref(), Some("mode=755,size=65536k"));
